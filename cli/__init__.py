@@ -1,0 +1,1 @@
+"""The command line: `praxiom-progress` and its subcommands."""

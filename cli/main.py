@@ -1,0 +1,192 @@
+"""`praxiom-progress`: one console script for every process and admin task.
+
+Exit codes: 0 success; 1 the command could not do its work (PostgreSQL
+unreachable, schema missing, no such token or membership); 2 bad arguments
+or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from taskstate.accounts import AccountStore
+from taskstate.db import Database, apply_schema
+from taskstate.errors import SchemaMissing, StoreUnavailable
+from taskstate.settings import Settings, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_MAX_NAME_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its work: reported on one line, exit 1."""
+
+
+def _name(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > _MAX_NAME_LENGTH or _CONTROL.search(value):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {_MAX_NAME_LENGTH} printable characters, got {value!r}"
+        )
+    return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and ten years, got {value!r}")
+    return seconds
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="praxiom-progress", description="Live progress for background tasks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("migrate", help="apply schema.sql to DATABASE_URL (safe to repeat)")
+    commands.add_parser("runner", help="run the runner daemon until SIGTERM/SIGINT")
+
+    token = commands.add_parser("token", help="issue and revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser(
+        "create", help="issue a token, creating the workspace, user and membership if missing"
+    )
+    create.add_argument("--workspace", required=True, type=_name, help="workspace name")
+    create.add_argument("--user", required=True, type=_name, help="user name")
+    create.add_argument("--expires-in", type=_seconds, metavar="SECONDS", help="lifetime")
+    create.add_argument("--json", action="store_true", help="print a JSON object")
+    revoke = token_commands.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("token")
+
+    member = commands.add_parser("member", help="manage workspace membership")
+    member_commands = member.add_subparsers(dest="member_command", required=True)
+    remove = member_commands.add_parser("remove", help="remove a user from a workspace")
+    remove.add_argument("--workspace", required=True, type=_name)
+    remove.add_argument("--user", required=True, type=_name)
+    return parser
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    db = await Database.connect(settings, maxsize=2, name="praxiom-cli")
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+async def _migrate(db: Database) -> int:
+    await apply_schema(db)
+    print("schema applied")
+    return EXIT_OK
+
+
+def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
+    async def work(db: Database) -> int:
+        issued = await AccountStore(db).create_token(
+            workspace=args.workspace, user=args.user, expires_in_s=args.expires_in
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "token": issued.token,
+                        "user_id": str(issued.user_id),
+                        "workspace_id": str(issued.workspace_id),
+                        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+                    }
+                )
+            )
+        else:
+            print(f"workspace {args.workspace} ({issued.workspace_id}), user {args.user}")
+            print(issued.token)
+        return EXIT_OK
+
+    return work
+
+
+def _token_revoke(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
+    async def work(db: Database) -> int:
+        if not await AccountStore(db).revoke_token(args.token):
+            raise CommandFailed("no such token")
+        print("token revoked")
+        return EXIT_OK
+
+    return work
+
+
+def _member_remove(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
+    async def work(db: Database) -> int:
+        if not await AccountStore(db).remove_member(workspace=args.workspace, user=args.user):
+            raise CommandFailed(f"{args.user!r} is not a member of workspace {args.workspace!r}")
+        print(f"removed {args.user} from {args.workspace}")
+        return EXIT_OK
+
+    return work
+
+
+async def _run_runner(settings: Settings) -> int:
+    from runner.daemon import serve
+    from runner.handlers import TaskModuleError
+
+    try:
+        await serve(settings)
+    except TaskModuleError as exc:
+        raise UsageError(str(exc)) from exc
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> Awaitable[int]:
+    if args.command == "migrate":
+        return _with_database(settings, _migrate)
+    if args.command == "runner":
+        return _run_runner(settings)
+    if args.command == "token":
+        work = _token_create(args) if args.token_command == "create" else _token_revoke(args)
+        return _with_database(settings, work)
+    return _with_database(settings, _member_remove(args))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        return asyncio.run(_dispatch(args, settings))
+    except (UsageError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CommandFailed, SchemaMissing, StoreUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

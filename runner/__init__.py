@@ -1,0 +1,1 @@
+"""The runner daemon: claims tasks, runs their handlers, reports progress, reaps the lost."""

@@ -1,0 +1,136 @@
+"""Built-in task types. They are simulations: they walk the spec's phases, sleep, and return
+made-up documents, so the whole system can be demonstrated and tested end to end.
+
+Params every built-in type accepts:
+- `step_seconds` (number, default 2): how long each phase takes;
+- `fail_at` (a step name): fail there, after reporting that step, as a real task might;
+- `company` (string, optional): named in the summary.
+Real deployments register their own handlers instead (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from runner.handlers import HandlerRegistry, TaskContext, TaskFailed, TaskResult
+
+DEFAULT_STEP_SECONDS = 2.0
+MAX_STEP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # what `fail_at` names
+    phase: str
+    progress_pct: int
+    message: str
+
+
+VALIDATION_KIT_STEPS = (
+    Step("assumption_map", "assumption_map", 15, "Mapping your key assumptions..."),
+    Step("research_plan", "research_plan", 50, "Building your research plan..."),
+    Step("interview_guide", "interview_guide", 80, "Writing your interview guide..."),
+)
+FS_RESEARCH_STEPS = (
+    Step("starting", "starting", 5, "Starting research..."),
+    Step("phase_1", "running", 25, "Phase 1: gathering sources..."),
+    Step("phase_1_complete", "phase_1_complete", 50, "Phase 1 complete: sources gathered."),
+    Step("phase_2", "running", 70, "Phase 2: analysing findings..."),
+    Step("phase_2_complete", "phase_2_complete", 90, "Phase 2 complete: writing the report..."),
+)
+RESEARCH_STEPS = (
+    Step("gathering", "running", 10, "Gathering sources (step 1 of 3)..."),
+    Step("reading", "running", 40, "Reading sources (step 2 of 3)..."),
+    Step("writing", "running", 75, "Writing findings (step 3 of 3)..."),
+)
+SYNTHESIS_STEPS = (
+    Step("collecting", "running", 10, "Collecting inputs (step 1 of 3)..."),
+    Step("clustering", "running", 45, "Clustering themes (step 2 of 3)..."),
+    Step("drafting", "running", 80, "Drafting the synthesis (step 3 of 3)..."),
+)
+
+
+def _step_seconds(params: dict[str, Any]) -> float:
+    value = params.get("step_seconds", DEFAULT_STEP_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TaskFailed(f"params.step_seconds must be a number, got {value!r}")
+    if not 0 <= value <= MAX_STEP_SECONDS:
+        raise TaskFailed(f"params.step_seconds must be from 0 to {MAX_STEP_SECONDS:g}")
+    return float(value)
+
+
+def _fail_at(params: dict[str, Any], steps: Sequence[Step]) -> str | None:
+    value = params.get("fail_at")
+    names = [step.name for step in steps]
+    if value is not None and value not in names:
+        raise TaskFailed(f"params.fail_at must be one of {', '.join(names)}; got {value!r}")
+    return value
+
+
+async def walk(task: TaskContext, steps: Sequence[Step]) -> None:
+    """Report each step, then spend `step_seconds` on it; fail at `fail_at`."""
+    params = dict(task.params)
+    step_seconds = _step_seconds(params)
+    fail_at = _fail_at(params, steps)
+    for step in steps:
+        await task.report_progress(step.phase, step.progress_pct, step.message)
+        if step.name == fail_at:
+            raise TaskFailed(f"Simulated failure at {step.name}")
+        await asyncio.sleep(step_seconds)
+
+
+def _documents(count: int) -> list[str]:
+    return [str(uuid4()) for _ in range(count)]
+
+
+def _company(task: TaskContext) -> str:
+    company = task.params.get("company")
+    return company if isinstance(company, str) and company.strip() else "your company"
+
+
+async def validation_kit(task: TaskContext) -> TaskResult:
+    await walk(task, VALIDATION_KIT_STEPS)
+    return TaskResult(
+        {
+            "document_ids": _documents(3),
+            "summary": f"Generated Validation Kit for {_company(task)}: "
+            "assumption map, research plan and interview guide.",
+        },
+        message="Your Validation Kit is ready — 3 documents generated.",
+    )
+
+
+async def fs_research(task: TaskContext) -> TaskResult:
+    await walk(task, FS_RESEARCH_STEPS)
+    return TaskResult(
+        {"document_ids": _documents(1), "summary": f"FS-Research report for {_company(task)}."},
+        message="Your FS-Research report is ready.",
+    )
+
+
+async def research(task: TaskContext) -> TaskResult:
+    await walk(task, RESEARCH_STEPS)
+    return TaskResult(
+        {"document_ids": _documents(1), "summary": f"Research findings for {_company(task)}."},
+        message="Research complete — 1 document generated.",
+    )
+
+
+async def synthesis(task: TaskContext) -> TaskResult:
+    await walk(task, SYNTHESIS_STEPS)
+    return TaskResult(
+        {"document_ids": _documents(1), "summary": f"Synthesis for {_company(task)}."},
+        message="Synthesis complete — 1 document generated.",
+    )
+
+
+def register(registry: HandlerRegistry) -> None:
+    registry.register("validation_kit", validation_kit)
+    registry.register("fs_research", fs_research)
+    registry.register("research", research)
+    registry.register("synthesis", synthesis)

@@ -1,0 +1,188 @@
+"""The handler API: what a task type's code receives, returns and raises.
+
+A handler is `async def handler(task: TaskContext) -> TaskResult | dict`. It
+reads `task.params`, calls `await task.report_progress(phase, pct, message)`
+as it goes, and returns the final `result_data`. Deployments register their
+handlers from the modules named in `RUNNER_TASK_MODULES`: each such module
+defines `register(registry: HandlerRegistry) -> None`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from taskstate.settings import Settings
+
+_TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MAX_PHASE_LENGTH = 100
+_MAX_MESSAGE_LENGTH = 2000
+
+#: Labels the spec spells out; any other type is title-cased (`deep_dive` → `Deep Dive`).
+KNOWN_LABELS: Mapping[str, str] = {"validation_kit": "Validation Kit", "fs_research": "FS-Research"}
+
+
+def task_label(task_type: str) -> str:
+    return KNOWN_LABELS.get(task_type) or task_type.replace("_", " ").title()
+
+
+def timeout_error(label: str, timeout_s: float) -> str:
+    """The spec's timeout error, `Validation Kit task timed out after 240s`."""
+    return f"{label} task timed out after {timeout_s:g}s"
+
+
+class TaskFailed(Exception):
+    """Raised by a handler for an expected failure; its text is the task's `error` as is."""
+
+
+class TaskLost(Exception):
+    """This runner no longer holds the task (cancelled, reaped, re-queued): stop, write nothing."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a handler returns: the final `result_data`, and optionally the final message."""
+
+    result_data: Mapping[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+class ProgressSink(Protocol):
+    async def __call__(self, phase: str, progress_pct: int, message: str) -> None: ...
+
+
+class TaskContext:
+    """Handed to a handler: the task's identity and params, and its progress reporter."""
+
+    def __init__(
+        self, *, task_id: UUID, task_type: str, params: Mapping[str, Any], sink: ProgressSink
+    ) -> None:
+        self.task_id = task_id
+        self.task_type = task_type
+        self.params = params
+        self._sink = sink
+
+    async def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
+        """Persist, then publish, the task's progress.
+
+        Bad input raises `ValueError` and writes nothing; `TaskLost` means the
+        task was cancelled or reaped and the handler must stop.
+        """
+        check_progress(phase, progress_pct, message)
+        await self._sink(phase, progress_pct, message)
+
+
+def check_progress(phase: Any, progress_pct: Any, message: Any) -> None:
+    if not isinstance(phase, str) or not phase.strip():
+        raise ValueError(f"phase must be a non-empty string, got {phase!r}")
+    if len(phase) > _MAX_PHASE_LENGTH:
+        raise ValueError(f"phase must be at most {_MAX_PHASE_LENGTH} characters")
+    if isinstance(progress_pct, bool) or not isinstance(progress_pct, int):
+        raise ValueError(f"progress_pct must be an integer from 0 to 100, got {progress_pct!r}")
+    if not 0 <= progress_pct <= 100:
+        raise ValueError(f"progress_pct must be from 0 to 100, got {progress_pct}")
+    if not isinstance(message, str):
+        raise ValueError(f"message must be a string, got {message!r}")
+    if len(message) > _MAX_MESSAGE_LENGTH:
+        raise ValueError(f"message must be at most {_MAX_MESSAGE_LENGTH} characters")
+
+
+HandlerFn = Callable[[TaskContext], Awaitable["TaskResult | Mapping[str, Any]"]]
+
+
+@dataclass(frozen=True)
+class TaskHandler:
+    task_type: str
+    run: HandlerFn
+    label: str
+    timeout_s: float | None = None
+
+
+class HandlerRegistry:
+    """Which handler runs which task type; a runner only claims types it has here."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, TaskHandler] = {}
+
+    def register(
+        self,
+        task_type: str,
+        run: HandlerFn | None = None,
+        *,
+        label: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Register `run` for `task_type`; without `run`, works as a decorator."""
+        if not _TASK_TYPE.match(task_type):
+            raise ValueError(
+                f"task type must match {_TASK_TYPE.pattern} (lowercase, digits, _), "
+                f"got {task_type!r}"
+            )
+        if task_type in self._handlers:
+            raise ValueError(f"a handler for {task_type!r} is already registered")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s must be greater than 0, got {timeout_s!r}")
+
+        def add(fn: HandlerFn) -> HandlerFn:
+            self._handlers[task_type] = TaskHandler(
+                task_type, fn, label or task_label(task_type), timeout_s
+            )
+            return fn
+
+        return add if run is None else add(run)
+
+    def get(self, task_type: str) -> TaskHandler | None:
+        return self._handlers.get(task_type)
+
+    def label_for(self, task_type: str) -> str:
+        handler = self._handlers.get(task_type)
+        return handler.label if handler else task_label(task_type)
+
+    def timeouts(self, settings: Settings) -> dict[str, float]:
+        """Each registered type's timeout: `TASK_TIMEOUTS` by name, else the handler's own,
+        else `TASK_TIMEOUTS`'s default."""
+        return {
+            task_type: settings.task_timeouts.get(task_type)
+            or handler.timeout_s
+            or settings.timeout_for(task_type)
+            for task_type, handler in self._handlers.items()
+        }
+
+    def __contains__(self, task_type: object) -> bool:
+        return task_type in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+class TaskModuleError(Exception):
+    """A module named in `RUNNER_TASK_MODULES` could not be loaded."""
+
+
+def load_registry(modules: tuple[str, ...]) -> HandlerRegistry:
+    """Build the registry from the `register(registry)` function of each module."""
+    registry = HandlerRegistry()
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise TaskModuleError(f"RUNNER_TASK_MODULES: cannot import {name!r}: {exc}") from exc
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise TaskModuleError(
+                f"RUNNER_TASK_MODULES: module {name!r} has no register(registry) function"
+            )
+        try:
+            register(registry)
+        except ValueError as exc:
+            raise TaskModuleError(f"RUNNER_TASK_MODULES: {name!r}: {exc}") from exc
+    if not registry:
+        raise TaskModuleError("RUNNER_TASK_MODULES: the named modules registered no handler")
+    return registry

@@ -1,0 +1,90 @@
+-- praxiom-progress: the whole database schema.
+-- Idempotent: `praxiom-progress migrate` applies it on every start, so every
+-- statement must be safe to run again on a database that already has it.
+
+CREATE TABLE IF NOT EXISTS workspaces (
+    id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    name        text        NOT NULL UNIQUE CHECK (name <> ''),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    name        text        NOT NULL UNIQUE CHECK (name <> ''),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS workspace_members (
+    workspace_id uuid        NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    user_id      uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS workspace_members_user_idx ON workspace_members (user_id);
+
+-- Only the SHA-256 digest of a token is kept: a leaked table grants nothing.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    token_hash  bytea       NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    user_id     uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz,
+    revoked_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS api_tokens_user_idx ON api_tokens (user_id);
+
+CREATE TABLE IF NOT EXISTS background_tasks (
+    id            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    workspace_id  uuid        NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    task_type     text        NOT NULL CHECK (task_type ~ '^[a-z][a-z0-9_]{0,63}$'),
+    status        text        NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    progress_pct  smallint    NOT NULL DEFAULT 0 CHECK (progress_pct BETWEEN 0 AND 100),
+    phase         text        NOT NULL DEFAULT 'pending',
+    message       text        NOT NULL DEFAULT 'Queued',
+    params        jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(params) = 'object'),
+    result_data   jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(result_data) = 'object'),
+    error         text,
+    started_at    timestamptz,
+    completed_at  timestamptz,
+    heartbeat_at  timestamptz,
+    -- The claim: which runner holds the task, and the token every one of its
+    -- writes must match, so a runner that lost the task can never overwrite it.
+    runner_id     text,
+    claim_token   uuid,
+    timeout_s     double precision CHECK (timeout_s > 0),
+    version       bigint      NOT NULL DEFAULT 1 CHECK (version >= 1),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT background_tasks_terminal_has_completed_at
+        CHECK ((status IN ('completed', 'failed', 'cancelled')) = (completed_at IS NOT NULL)),
+    CONSTRAINT background_tasks_failed_has_error
+        CHECK (status <> 'failed' OR coalesce(error, '') <> ''),
+    CONSTRAINT background_tasks_running_is_claimed
+        CHECK (status <> 'running' OR (claim_token IS NOT NULL AND runner_id IS NOT NULL
+                                       AND started_at IS NOT NULL AND timeout_s IS NOT NULL))
+);
+
+-- The claim query: the oldest pending task first.
+CREATE INDEX IF NOT EXISTS background_tasks_pending_idx
+    ON background_tasks (created_at) WHERE status = 'pending';
+-- The reaper's stale scan.
+CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
+    ON background_tasks (heartbeat_at) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS background_tasks_workspace_idx
+    ON background_tasks (workspace_id, created_at);
+
+-- Every write to a task bumps its version, whoever writes it and however:
+-- the version orders SSE events, so no statement may forget to bump it.
+CREATE OR REPLACE FUNCTION background_tasks_bump_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.version := OLD.version + 1;
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER background_tasks_bump_version
+    BEFORE UPDATE ON background_tasks
+    FOR EACH ROW EXECUTE FUNCTION background_tasks_bump_version();

@@ -1,0 +1,1 @@
+"""What the runner and the gateway share: settings, statuses, the payload, channels, row queries."""

@@ -1,0 +1,55 @@
+"""Workspaces, users, memberships and API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from taskstate.db import Database
+from taskstate.sql import load_queries
+from taskstate.tokens import hash_token, new_token
+
+QUERIES = load_queries("taskstate", "accounts.sql")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    user_id: UUID
+    workspace_id: UUID
+    expires_at: datetime | None
+
+
+class AccountStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_token(
+        self, *, workspace: str, user: str, expires_in_s: float | None = None
+    ) -> IssuedToken:
+        """Issue a token for `user`, creating the workspace, user and membership when missing."""
+        token = new_token()
+        row = await self.db.fetch_one(
+            QUERIES["create_token"],
+            {
+                "workspace": workspace,
+                "user": user,
+                "token_hash": hash_token(token),
+                "expires_in_s": expires_in_s,
+            },
+        )
+        assert row is not None
+        return IssuedToken(token, row["user_id"], row["workspace_id"], row["expires_at"])
+
+    async def revoke_token(self, token: str) -> bool:
+        """True when the token exists (it is revoked now, or was already)."""
+        row = await self.db.fetch_one(QUERIES["revoke_token"], {"token_hash": hash_token(token)})
+        return row is not None
+
+    async def remove_member(self, *, workspace: str, user: str) -> bool:
+        """True when the user was a member and no longer is."""
+        row = await self.db.fetch_one(
+            QUERIES["remove_member"], {"workspace": workspace, "user": user}
+        )
+        return row is not None

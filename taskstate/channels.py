@@ -1,0 +1,16 @@
+"""Every Redis channel and PostgreSQL NOTIFY channel name, in one place."""
+
+from uuid import UUID
+
+#: Redis pub/sub channel prefix; the task id follows it.
+PROGRESS_CHANNEL_PREFIX = "praxiom:task_progress:"
+
+#: NOTIFY channel that wakes runners when a task becomes pending (payload: task id).
+TASK_PENDING_NOTIFY = "praxiom_task_pending"
+
+#: NOTIFY channel that tells runners a task was cancelled (payload: task id).
+TASK_CANCELLED_NOTIFY = "praxiom_task_cancelled"
+
+
+def progress_channel(task_id: UUID | str) -> str:
+    return f"{PROGRESS_CHANNEL_PREFIX}{task_id}"

@@ -1,0 +1,131 @@
+"""The one module that talks to aiopg and psycopg2.
+
+aiopg is frozen upstream (see the pitfalls note), so it stays behind this
+edge: callers get dict rows and `taskstate.errors`, never driver types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import aiopg
+import psycopg2
+import psycopg2.errors
+from psycopg2.extras import Json, RealDictCursor
+
+from taskstate.errors import SchemaMissing, StoreUnavailable
+from taskstate.settings import Settings
+
+Row = dict[str, Any]
+
+#: psycopg2 adapts a plain dict as hstore; jsonb columns need this wrapper.
+jsonb = Json
+
+# Every session in UTC, so timestamps never carry the server's zone.
+_CONNECT_OPTIONS = {"options": "-c timezone=UTC", "enable_hstore": False}
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn driver and pool errors into `taskstate.errors` types."""
+    try:
+        yield
+    except psycopg2.errors.UndefinedTable as exc:
+        raise SchemaMissing(
+            "the database has no praxiom-progress schema; run `praxiom-progress migrate`"
+        ) from exc
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        raise StoreUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Database:
+    """A pool of autocommit connections; one statement per call."""
+
+    def __init__(self, pool: aiopg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(
+        cls, settings: Settings, *, minsize: int = 1, maxsize: int = 10, name: str = "praxiom"
+    ) -> Database:
+        async with translate_errors():
+            pool = await aiopg.create_pool(
+                settings.database_url,
+                minsize=minsize,
+                maxsize=maxsize,
+                timeout=settings.database_timeout_s,
+                application_name=name,
+                **_CONNECT_OPTIONS,
+            )
+        return cls(pool)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()
+
+    async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        async with translate_errors(), self._pool.acquire() as conn:
+            async with conn.cursor(cursor_factory=RealDictCursor) as cur:
+                await cur.execute(sql, params)
+                if cur.description is None:
+                    return []
+                return [dict(row) for row in await cur.fetchall()]
+
+    async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def execute_script(self, sql: str) -> None:
+        """Run several statements in one round trip (no parameters)."""
+        async with translate_errors(), self._pool.acquire() as conn:
+            async with conn.cursor() as cur:
+                await cur.execute(sql)
+
+
+@asynccontextmanager
+async def listen(settings: Settings, channels: list[str], *, name: str) -> AsyncIterator[Any]:
+    """A dedicated connection LISTENing on `channels`; yields its notification queue.
+
+    `await queue.get()` returns `Notify(pid, channel, payload)` and raises
+    `StoreUnavailable` (through `translate_errors` at the caller) when the server goes away.
+    """
+    async with translate_errors():
+        conn = await aiopg.connect(
+            settings.database_url,
+            timeout=settings.database_timeout_s,
+            application_name=name,
+            **_CONNECT_OPTIONS,
+        )
+    try:
+        async with translate_errors(), conn.cursor() as cur:
+            for channel in channels:
+                await cur.execute(f'LISTEN "{channel}"')  # channel names are our own constants
+        yield conn.notifies
+    finally:
+        conn.close()
+
+
+def schema_text() -> str:
+    """The installed copy of `schema.sql`, or the repository's in a source checkout."""
+    installed = files("taskstate").joinpath("schema.sql")
+    if installed.is_file():
+        return installed.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+async def apply_schema(db: Database) -> None:
+    """Apply `schema.sql` under an advisory lock, so concurrent migrations do not race."""
+    await db.execute_script(
+        "SELECT pg_advisory_xact_lock(hashtext('praxiom-progress schema'));\n" + schema_text()
+    )

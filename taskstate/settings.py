@@ -1,0 +1,176 @@
+"""Every setting of both processes, read from the environment in one place.
+
+Each timing constant of the spec is a named setting with the spec's default,
+so tests can shrink them without changing behaviour. Durations end in `_s`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+#: The spec's per-task timeouts; `default` covers every type not named.
+DEFAULT_TASK_TIMEOUTS: Mapping[str, float] = MappingProxyType(
+    {"validation_kit": 240.0, "fs_research": 600.0, "default": 300.0}
+)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name} must be a port from 0 to 65535, got {raw!r}")
+    return value
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return raw.strip()
+
+
+def parse_task_timeouts(raw: str, name: str = "TASK_TIMEOUTS") -> Mapping[str, float]:
+    """Parse `type=seconds,...` over the spec's defaults; `default` covers every other type."""
+    timeouts = dict(DEFAULT_TASK_TIMEOUTS)
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        task_type, sep, seconds = item.partition("=")
+        task_type = task_type.strip()
+        if not sep or not _TASK_TYPE.match(task_type):
+            raise SettingsError(
+                f"{name} must look like 'validation_kit=240,default=300', got {item!r}"
+            )
+        timeouts[task_type] = _positive_float(f"{name} entry {task_type!r}", seconds.strip())
+    return MappingProxyType(timeouts)
+
+
+def _modules(name: str, raw: str) -> tuple[str, ...]:
+    modules = tuple(m.strip() for m in raw.split(",") if m.strip())
+    if not modules:
+        raise SettingsError(f"{name} must name at least one module")
+    return modules
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/praxiom"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    # The stream (spec: "Timeouts and reconnection").
+    sse_poll_interval_s: float = 3.0
+    sse_idle_timeout_s: float = 10.0
+    sse_poll_limit: int = 200
+    # The runner.
+    task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
+    runner_concurrency: int = 10
+    runner_heartbeat_interval_s: float = 5.0
+    runner_stale_after_s: float = 30.0
+    runner_reaper_interval_s: float = 5.0
+    runner_poll_interval_s: float = 10.0
+    runner_shutdown_grace_s: float = 30.0
+    runner_metrics_port: int = 9108
+    runner_task_modules: tuple[str, ...] = ("runner.builtin",)
+    # Both.
+    database_timeout_s: float = 30.0
+    session_cookie_name: str = "praxiom_session"
+    log_level: str = "INFO"
+
+    def timeout_for(self, task_type: str) -> float:
+        return self.task_timeouts.get(task_type, self.task_timeouts["default"])
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for attr, (name, parse) in _ENV.items():
+            raw = env.get(name)
+            if raw is not None and raw.strip() != "":
+                values[attr] = parse(name, raw)
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["database_url"] = _hide_password(self.database_url)
+        shown["redis_url"] = _hide_password(self.redis_url)
+        shown["task_timeouts"] = dict(self.task_timeouts)
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"Settings({inner})"
+
+
+_ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "database_url": ("DATABASE_URL", _text),
+    "redis_url": ("REDIS_URL", _text),
+    "gateway_host": ("GATEWAY_HOST", _text),
+    "gateway_port": ("GATEWAY_PORT", _port),
+    "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
+    "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
+    "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
+    "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
+    "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
+    "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
+    "runner_stale_after_s": ("RUNNER_STALE_AFTER", _positive_float),
+    "runner_reaper_interval_s": ("RUNNER_REAPER_INTERVAL", _positive_float),
+    "runner_poll_interval_s": ("RUNNER_POLL_INTERVAL", _positive_float),
+    "runner_shutdown_grace_s": ("RUNNER_SHUTDOWN_GRACE", _positive_float),
+    "runner_metrics_port": ("RUNNER_METRICS_PORT", _port),
+    "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
+    "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
+    "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
+    "log_level": ("LOG_LEVEL", _log_level),
+}

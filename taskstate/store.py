@@ -1,0 +1,60 @@
+"""Task-row queries that more than one process runs, one method per named query."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
+from taskstate.db import Database, Row, jsonb
+from taskstate.errors import InvalidTransition, NotFound
+from taskstate.sql import load_queries
+
+QUERIES = load_queries("taskstate")
+
+CANCELLED_MESSAGE = "Task cancelled"
+
+
+class TaskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_task(self, task_id: UUID) -> Row | None:
+        return await self.db.fetch_one(QUERIES["get_task"], {"task_id": task_id})
+
+    async def insert_task(
+        self, *, workspace_id: UUID, task_type: str, params: Mapping[str, Any]
+    ) -> Row:
+        row = await self.db.fetch_one(
+            QUERIES["insert_task"],
+            {
+                "workspace_id": workspace_id,
+                "task_type": task_type,
+                "params": jsonb(dict(params)),
+                "notify_channel": TASK_PENDING_NOTIFY,
+            },
+        )
+        assert row is not None  # an INSERT … RETURNING always returns its row
+        return row
+
+    async def cancel_task(self, task_id: UUID, message: str = CANCELLED_MESSAGE) -> Row:
+        """Cancel a pending or running task; `InvalidTransition` carries a finished task's row."""
+        row = await self.db.fetch_one(
+            QUERIES["cancel_task"],
+            {"task_id": task_id, "message": message, "notify_channel": TASK_CANCELLED_NOTIFY},
+        )
+        if row is not None:
+            return row
+        current = await self.get_task(task_id)
+        if current is None:
+            raise NotFound(f"no task {task_id}")
+        raise TaskAlreadyFinished(current)
+
+
+class TaskAlreadyFinished(InvalidTransition):
+    """The task already ended; `row` is its current state."""
+
+    def __init__(self, row: Row) -> None:
+        super().__init__(f"task {row['id']} is already {row['status']}")
+        self.row = row
