@@ -1,0 +1,366 @@
+"""Shared fixtures: a throwaway database per test run, real Redis, runners in and out of process.
+
+The suite creates its own database on the server named by DATABASE_URL
+(default: the local PostgreSQL), applies schema.sql, empties the tables
+before each test that uses them, and drops the database at the end. Redis is
+the one named by REDIS_URL; channels carry task ids, so runs never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+import psycopg2
+import pytest
+import redis.asyncio as aioredis
+
+from runner.handlers import HandlerRegistry
+from runner.store import RunnerStore
+from runner.worker import Runner
+from taskstate.accounts import AccountStore
+from taskstate.channels import PROGRESS_CHANNEL_PREFIX
+from taskstate.db import Database, schema_text
+from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.settings import Settings
+from taskstate.store import TaskStore
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TABLES = "background_tasks, api_tokens, workspace_members, users, workspaces"
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _admin_connect() -> Any:
+    conn = psycopg2.connect(_with_database(SERVER_URL, "postgres"))
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of this run's own, with the schema applied; dropped afterwards."""
+    name = f"praxiom_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = _admin_connect()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(SERVER_URL, name)
+    try:
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(schema_text())
+        conn.close()
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def clean_database(database_url: str) -> str:
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} CASCADE")
+    conn.close()
+    return database_url
+
+
+def fast_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings with every interval shrunk, so behaviour is the same but tests are quick."""
+    base = Settings(
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        runner_heartbeat_interval_s=0.2,
+        runner_stale_after_s=1.5,
+        runner_reaper_interval_s=0.2,
+        runner_poll_interval_s=0.5,
+        runner_shutdown_grace_s=2.0,
+        database_timeout_s=10.0,
+    )
+    return base.replace(**overrides)
+
+
+@pytest.fixture
+def settings(clean_database: str) -> Settings:
+    return fast_settings(clean_database)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = await Database.connect(settings, maxsize=20, name="praxiom-tests")
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def task_store(db: Database) -> TaskStore:
+    return TaskStore(db)
+
+
+@pytest.fixture
+async def workspace_id(db: Database) -> UUID:
+    issued = await AccountStore(db).create_token(workspace="acme", user="ann")
+    return issued.workspace_id
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = connect_redis(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+class ProgressRecorder:
+    """Collects every payload published on any task channel, per task, in arrival order."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._pubsub = client.pubsub()
+        self._reader: asyncio.Task[None] | None = None
+        self.payloads: dict[str, list[dict[str, Any]]] = {}
+
+    async def start(self) -> None:
+        await self._pubsub.psubscribe(f"{PROGRESS_CHANNEL_PREFIX}*")
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                continue
+            payload = json.loads(message["data"])
+            self.payloads.setdefault(payload["id"], []).append(payload)
+
+    def of(self, task_id: UUID | str) -> list[dict[str, Any]]:
+        return self.payloads.get(str(task_id), [])
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._pubsub.aclose()
+
+
+@pytest.fixture
+async def recorder(redis_client: aioredis.Redis) -> AsyncIterator[ProgressRecorder]:
+    rec = ProgressRecorder(redis_client)
+    await rec.start()
+    yield rec
+    await rec.close()
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, interval_s: float = 0.05
+) -> Any:
+    """Poll `check` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+async def wait_for_status(
+    store: TaskStore, task_id: UUID, statuses: set[str], timeout_s: float = 10.0
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        row = await store.get_task(task_id)
+        return row if row and row["status"] in statuses else None
+
+    return await wait_for(check, timeout_s)
+
+
+class RunnerHarness:
+    """Starts in-process runners with a registry of the test's choosing, and stops them all."""
+
+    def __init__(self, settings: Settings, db: Database, redis_url: str) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis_url = redis_url
+        self._running: list[tuple[Runner, asyncio.Task[None], aioredis.Redis]] = []
+
+    def start(
+        self, registry: HandlerRegistry, *, redis_url: str | None = None, **overrides: Any
+    ) -> Runner:
+        client = connect_redis(redis_url or self.redis_url)
+        runner = Runner(
+            self.settings.replace(**overrides),
+            RunnerStore(self.db),
+            ProgressPublisher(client, retry_after_s=0.2),
+            registry,
+        )
+        task = asyncio.create_task(runner.run(), name="test-runner")
+        self._running.append((runner, task, client))
+        return runner
+
+    async def stop_all(self, *, force: bool = True) -> None:
+        for runner, task, client in self._running:
+            runner.stop(force=force)
+            try:
+                await asyncio.wait_for(task, 15)
+            finally:
+                await client.aclose()
+        self._running.clear()
+
+
+@pytest.fixture
+async def runners(settings: Settings, db: Database) -> AsyncIterator[RunnerHarness]:
+    harness = RunnerHarness(settings, db, REDIS_URL)
+    yield harness
+    await harness.stop_all()
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a runner process needs to behave like `settings`."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "RUNNER_HEARTBEAT_INTERVAL": str(settings.runner_heartbeat_interval_s),
+            "RUNNER_STALE_AFTER": str(settings.runner_stale_after_s),
+            "RUNNER_REAPER_INTERVAL": str(settings.runner_reaper_interval_s),
+            "RUNNER_POLL_INTERVAL": str(settings.runner_poll_interval_s),
+            "RUNNER_SHUTDOWN_GRACE": str(settings.runner_shutdown_grace_s),
+            "RUNNER_TASK_MODULES": "runner.builtin,tests.task_modules",
+            "PYTHONPATH": str(REPO),
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class RunnerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "runner"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"runner did not exit within {timeout_s}s:\n{self.log()}")
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def runner_processes(
+    settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., RunnerProcess]]:
+    started: list[RunnerProcess] = []
+
+    def start(**extra_env: str) -> RunnerProcess:
+        process = RunnerProcess(
+            settings_env(settings, **extra_env), tmp_path / f"runner-{len(started)}.log"
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+# -- a Redis of our own ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowawayRedis:
+    """A redis-server on a private port, to stop and start without touching the shared one."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        import socket
+
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(10)
+        self._proc = None
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
