@@ -1,0 +1,208 @@
+"""Settings.from_env: the spec's defaults, overrides, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskstate.settings import DEFAULT_TASK_TIMEOUTS, Settings, SettingsError
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = Settings.from_env({})
+    assert settings.sse_poll_interval_s == 3
+    assert settings.sse_idle_timeout_s == 10
+    assert settings.sse_poll_limit == 200
+    assert dict(settings.task_timeouts) == {
+        "validation_kit": 240,
+        "fs_research": 600,
+        "default": 300,
+    }
+    assert settings.runner_heartbeat_interval_s == 5
+    assert settings.runner_stale_after_s == 30
+    assert settings.runner_reaper_interval_s == 5
+    assert settings.runner_shutdown_grace_s == 30
+    assert settings.runner_metrics_port == 9108
+    assert settings.gateway_port == 8080
+    assert settings.session_cookie_name == "praxiom_session"
+    assert settings.runner_task_modules == ("runner.builtin",)
+    assert settings.log_level == "INFO"
+
+
+def test_from_env_ignores_unrelated_variables() -> None:
+    assert Settings.from_env({"PATH": "/bin", "HOME": "/root"}) == Settings()
+
+
+def test_blank_values_keep_the_default() -> None:
+    settings = Settings.from_env({"SSE_POLL_INTERVAL": "", "GATEWAY_PORT": "   "})
+    assert settings.sse_poll_interval_s == 3
+    assert settings.gateway_port == 8080
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "attr", "expected"),
+    [
+        ("DATABASE_URL", "postgresql://u@db:5433/x", "database_url", "postgresql://u@db:5433/x"),
+        ("REDIS_URL", "redis://cache:6380/2", "redis_url", "redis://cache:6380/2"),
+        ("GATEWAY_HOST", " 0.0.0.0 ", "gateway_host", "0.0.0.0"),
+        ("GATEWAY_PORT", "9000", "gateway_port", 9000),
+        ("SSE_POLL_INTERVAL", "0.25", "sse_poll_interval_s", 0.25),
+        ("SSE_IDLE_TIMEOUT", "1.5", "sse_idle_timeout_s", 1.5),
+        ("SSE_POLL_LIMIT", "7", "sse_poll_limit", 7),
+        ("RUNNER_CONCURRENCY", "3", "runner_concurrency", 3),
+        ("RUNNER_HEARTBEAT_INTERVAL", "0.5", "runner_heartbeat_interval_s", 0.5),
+        ("RUNNER_STALE_AFTER", "4", "runner_stale_after_s", 4.0),
+        ("RUNNER_REAPER_INTERVAL", "0.2", "runner_reaper_interval_s", 0.2),
+        ("RUNNER_POLL_INTERVAL", "1", "runner_poll_interval_s", 1.0),
+        ("RUNNER_SHUTDOWN_GRACE", "2", "runner_shutdown_grace_s", 2.0),
+        ("RUNNER_METRICS_PORT", "0", "runner_metrics_port", 0),
+        ("RUNNER_METRICS_PORT", "65535", "runner_metrics_port", 65535),
+        ("RUNNER_TASK_MODULES", "a.b, c ,", "runner_task_modules", ("a.b", "c")),
+        ("DATABASE_TIMEOUT", "5", "database_timeout_s", 5.0),
+        ("SESSION_COOKIE_NAME", "sid", "session_cookie_name", "sid"),
+        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ],
+)
+def test_each_variable_overrides_its_field(
+    variable: str, raw: str, attr: str, expected: object
+) -> None:
+    settings = Settings.from_env({variable: raw})
+    assert getattr(settings, attr) == expected
+    # Nothing else moved.
+    others = {name: value for name, value in vars(settings).items() if name != attr}
+    defaults = {name: value for name, value in vars(Settings()).items() if name != attr}
+    assert others == defaults
+
+
+def test_task_timeouts_override_all() -> None:
+    settings = Settings.from_env(
+        {"TASK_TIMEOUTS": "validation_kit=1, fs_research=2.5,default=3,deep_dive=4"}
+    )
+    assert dict(settings.task_timeouts) == {
+        "validation_kit": 1.0,
+        "fs_research": 2.5,
+        "default": 3.0,
+        "deep_dive": 4.0,
+    }
+
+
+def test_task_timeouts_partial_override_keeps_other_defaults() -> None:
+    settings = Settings.from_env({"TASK_TIMEOUTS": "validation_kit=12"})
+    assert dict(settings.task_timeouts) == {
+        "validation_kit": 12.0,
+        "fs_research": 600.0,
+        "default": 300.0,
+    }
+    # The module-level defaults are not mutated by a parse.
+    assert DEFAULT_TASK_TIMEOUTS["validation_kit"] == 240.0
+
+
+def test_task_timeouts_are_read_only() -> None:
+    settings = Settings.from_env({"TASK_TIMEOUTS": "validation_kit=12"})
+    with pytest.raises(TypeError):
+        settings.task_timeouts["validation_kit"] = 1  # type: ignore[index]
+
+
+def test_timeout_for_named_types_and_fallback() -> None:
+    settings = Settings.from_env({})
+    assert settings.timeout_for("validation_kit") == 240
+    assert settings.timeout_for("fs_research") == 600
+    assert settings.timeout_for("synthesis") == 300
+    overridden = Settings.from_env({"TASK_TIMEOUTS": "default=42"})
+    assert overridden.timeout_for("synthesis") == 42
+    assert overridden.timeout_for("validation_kit") == 240
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("SSE_POLL_INTERVAL", "abc"),
+        ("SSE_POLL_INTERVAL", "0"),
+        ("SSE_POLL_INTERVAL", "-1"),
+        ("SSE_POLL_INTERVAL", "nan"),
+        ("SSE_POLL_INTERVAL", "inf"),
+        ("SSE_IDLE_TIMEOUT", "ten"),
+        ("SSE_IDLE_TIMEOUT", "-0.5"),
+        ("SSE_POLL_LIMIT", "0"),
+        ("SSE_POLL_LIMIT", "-3"),
+        ("SSE_POLL_LIMIT", "2.5"),
+        ("SSE_POLL_LIMIT", "many"),
+        ("RUNNER_CONCURRENCY", "0"),
+        ("RUNNER_HEARTBEAT_INTERVAL", "0"),
+        ("RUNNER_STALE_AFTER", "-30"),
+        ("RUNNER_REAPER_INTERVAL", "x"),
+        ("RUNNER_POLL_INTERVAL", "0"),
+        ("RUNNER_SHUTDOWN_GRACE", "-1"),
+        ("DATABASE_TIMEOUT", "0"),
+        ("GATEWAY_PORT", "65536"),
+        ("GATEWAY_PORT", "-1"),
+        ("GATEWAY_PORT", "http"),
+        ("RUNNER_METRICS_PORT", "70000"),
+        ("LOG_LEVEL", "VERBOSE"),
+        ("LOG_LEVEL", "warn"),
+        ("RUNNER_TASK_MODULES", ","),
+        ("RUNNER_TASK_MODULES", " , , "),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    assert variable in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "validation_kit",  # no '='
+        "validation_kit=",  # no seconds
+        "=240",  # no type
+        "validation_kit=abc",
+        "validation_kit=0",
+        "validation_kit=-5",
+        "default=nan",
+        "Validation_Kit=240",  # not a task type name
+        "bad-type=10",
+        "validation_kit=240;fs_research=600",
+    ],
+)
+def test_bad_task_timeouts_entries(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TASK_TIMEOUTS": raw})
+    assert "TASK_TIMEOUTS" in str(caught.value)
+
+
+def test_task_timeouts_entry_error_names_the_entry() -> None:
+    with pytest.raises(SettingsError, match="'fs_research'"):
+        Settings.from_env({"TASK_TIMEOUTS": "validation_kit=10,fs_research=-1"})
+
+
+def test_repr_hides_passwords() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://app:s3cret-db@db.internal:5432/praxiom",
+            "REDIS_URL": "redis://:r3dis-pw@cache:6379/0",
+        }
+    )
+    text = repr(settings)
+    assert "s3cret-db" not in text
+    assert "r3dis-pw" not in text
+    assert "postgresql://app:***@db.internal:5432/praxiom" in text
+    assert "redis://:***@cache:6379/0" in text
+    # The real values are still there for the code that connects.
+    assert settings.database_url == "postgresql://app:s3cret-db@db.internal:5432/praxiom"
+    assert settings.redis_url == "redis://:r3dis-pw@cache:6379/0"
+
+
+def test_repr_without_password_shows_url_unchanged() -> None:
+    text = repr(Settings())
+    assert "postgresql://postgres@127.0.0.1:5432/praxiom" in text
+    assert "redis://127.0.0.1:6379/0" in text
+    assert text.startswith("Settings(")
+    assert "'validation_kit': 240.0" in text
+
+
+def test_replace_returns_a_new_settings() -> None:
+    base = Settings()
+    changed = base.replace(sse_poll_interval_s=0.1)
+    assert changed.sse_poll_interval_s == 0.1
+    assert base.sse_poll_interval_s == 3
