@@ -181,7 +181,7 @@ def load_registry(modules: tuple[str, ...]) -> HandlerRegistry:
             )
         try:
             register(registry)
-        except ValueError as exc:
+        except Exception as exc:
             raise TaskModuleError(f"RUNNER_TASK_MODULES: {name!r}: {exc}") from exc
     if not registry:
         raise TaskModuleError("RUNNER_TASK_MODULES: the named modules registered no handler")

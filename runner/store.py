@@ -9,6 +9,7 @@ from uuid import UUID
 from taskstate.channels import TASK_PENDING_NOTIFY
 from taskstate.db import Database, Row, jsonb
 from taskstate.sql import load_queries
+from taskstate.store import QUERIES as TASK_QUERIES
 
 QUERIES = load_queries("runner")
 
@@ -16,6 +17,9 @@ QUERIES = load_queries("runner")
 class RunnerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def get_task(self, task_id: UUID) -> Row | None:
+        return await self.db.fetch_one(TASK_QUERIES["get_task"], {"task_id": task_id})
 
     async def claim_tasks(
         self, *, runner_id: str, timeouts: Mapping[str, float], limit: int

@@ -34,6 +34,7 @@ from taskstate.errors import StoreUnavailable
 from taskstate.payloads import payload_from_row
 from taskstate.publisher import ProgressPublisher
 from taskstate.settings import Settings
+from taskstate.status import TaskStatus
 
 log = logging.getLogger("runner")
 
@@ -316,6 +317,8 @@ class Runner:
                 ),
             )
         if row is None:
+            row = await self._written_by_us(held, outcome)
+        if row is None:
             self.stats.withdrawn += 1
             log.info(
                 "task %s was withdrawn before its end was recorded",
@@ -336,6 +339,16 @@ class Runner:
             extra={"action": row["status"], "task_id": str(held.task_id)},
         )
         await self._publish(row)
+
+    async def _written_by_us(self, held: HeldTask, outcome: TaskResult | Failure) -> Row | None:
+        """The row, if our end write did commit although its answer was lost (the retried
+        write then matches nothing): it must still be published."""
+        row = await self._retrying("get_task", lambda: self.store.get_task(held.task_id))
+        if row is None or row["claim_token"] != held.claim_token:
+            return None
+        if isinstance(outcome, TaskResult):
+            return row if row["status"] == TaskStatus.COMPLETED else None
+        return row if (row["status"], row["error"]) == (TaskStatus.FAILED, outcome.error) else None
 
     async def _after_stop(self, held: HeldTask) -> None:
         if held.stop_reason is StopReason.WITHDRAWN:
@@ -489,13 +502,15 @@ class Runner:
 
 
 def _as_result(returned: Any) -> TaskResult | Failure:
-    result = returned if isinstance(returned, TaskResult) else TaskResult(returned or {})
+    if returned is None:
+        returned = {}
+    result = returned if isinstance(returned, TaskResult) else TaskResult(returned)
     if not isinstance(result.result_data, Mapping):
         return Failure(
             f"Handler returned {type(result.result_data).__name__}, not a result_data object"
         )
     try:
-        json.dumps(dict(result.result_data))
+        json.dumps(dict(result.result_data), allow_nan=False)  # jsonb has no NaN
     except (TypeError, ValueError) as exc:
         return Failure(
             f"Handler returned a result_data that is not JSON: {exc}"[:_MAX_ERROR_LENGTH]

@@ -66,6 +66,7 @@ def _text(name: str, raw: str) -> str:
 def parse_task_timeouts(raw: str, name: str = "TASK_TIMEOUTS") -> Mapping[str, float]:
     """Parse `type=seconds,...` over the spec's defaults; `default` covers every other type."""
     timeouts = dict(DEFAULT_TASK_TIMEOUTS)
+    seen: set[str] = set()
     for item in raw.split(","):
         item = item.strip()
         if not item:
@@ -76,6 +77,9 @@ def parse_task_timeouts(raw: str, name: str = "TASK_TIMEOUTS") -> Mapping[str, f
             raise SettingsError(
                 f"{name} must look like 'validation_kit=240,default=300', got {item!r}"
             )
+        if task_type in seen:
+            raise SettingsError(f"{name} names {task_type!r} twice")
+        seen.add(task_type)
         timeouts[task_type] = _positive_float(f"{name} entry {task_type!r}", seconds.strip())
     return MappingProxyType(timeouts)
 

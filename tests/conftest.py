@@ -180,6 +180,12 @@ async def wait_for(
         await asyncio.sleep(interval_s)
 
 
+async def spawn(store: TaskStore, workspace_id: UUID, task_type: str, **params: Any) -> UUID:
+    """Insert a pending task (as the gateway's spawn does) and return its id."""
+    row = await store.insert_task(workspace_id=workspace_id, task_type=task_type, params=params)
+    return row["id"]
+
+
 async def wait_for_status(
     store: TaskStore, task_id: UUID, statuses: set[str], timeout_s: float = 10.0
 ) -> dict[str, Any]:
@@ -289,9 +295,7 @@ class RunnerProcess:
 
 
 @pytest.fixture
-def runner_processes(
-    settings: Settings, tmp_path: Path
-) -> Iterator[Callable[..., RunnerProcess]]:
+def runner_processes(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., RunnerProcess]]:
     started: list[RunnerProcess] = []
 
     def start(**extra_env: str) -> RunnerProcess:
@@ -330,11 +334,16 @@ class ThrowawayRedis:
         self._proc = subprocess.Popen(
             [
                 "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self._workdir),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

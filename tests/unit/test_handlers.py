@@ -323,6 +323,15 @@ def test_register_value_error_becomes_task_module_error(monkeypatch: pytest.Monk
     assert isinstance(caught.value.__cause__, ValueError)
 
 
+def test_any_error_in_register_becomes_task_module_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def register(registry: HandlerRegistry) -> None:
+        raise TypeError("register() got an unexpected keyword")
+
+    _fake_module(monkeypatch, "praxiom_unit_broken_tasks", register=register)
+    with pytest.raises(TaskModuleError, match="unexpected keyword"):
+        load_registry(("praxiom_unit_broken_tasks",))
+
+
 def test_the_same_type_from_two_modules_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def register(registry: HandlerRegistry) -> None:
         registry.register("synthesis", noop)

@@ -163,6 +163,7 @@ def test_bad_values_name_the_variable(variable: str, raw: str) -> None:
         "Validation_Kit=240",  # not a task type name
         "bad-type=10",
         "validation_kit=240;fs_research=600",
+        "validation_kit=240,validation_kit=10",  # the same type twice
     ],
 )
 def test_bad_task_timeouts_entries(raw: str) -> None:

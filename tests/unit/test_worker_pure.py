@@ -139,10 +139,11 @@ def test_runner_lost_error_mentions_the_threshold() -> None:
     assert "2.5s" in runner_lost_error(2.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: json.dumps allows NaN/Infinity, which PostgreSQL jsonb rejects at complete_task",
-)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_numbers_in_result_data_are_a_failure(value: float) -> None:
     assert isinstance(_as_result({"score": value}), Failure)
+
+
+@pytest.mark.parametrize("returned", [[], 0, "", False])
+def test_empty_non_mappings_are_a_failure_too(returned: Any) -> None:
+    assert isinstance(_as_result(returned), Failure)

@@ -1,0 +1,111 @@
+"""Redis or PostgreSQL going away under a running runner: nothing is lost, work carries on.
+
+Each outage uses a server of the test's own (a throwaway redis-server, or a TCP proxy in
+front of PostgreSQL), never the shared ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from runner import builtin
+from runner.handlers import HandlerRegistry
+from runner.worker import Runner
+from taskstate.channels import progress_channel
+from taskstate.db import Database
+from taskstate.publisher import connect_redis
+from taskstate.settings import Settings
+from taskstate.store import TaskStore
+from tests.conftest import RunnerHarness, ThrowawayRedis, spawn, wait_for, wait_for_status
+from tests.tcp_proxy import TcpProxy
+
+
+def builtins() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    builtin.register(registry)
+    return registry
+
+
+async def test_with_redis_down_tasks_complete_and_publishing_resumes_when_it_returns(
+    task_store: TaskStore,
+    workspace_id: UUID,
+    runners: RunnerHarness,
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    throwaway_redis.stop()
+    runner = runners.start(builtins(), redis_url=throwaway_redis.url)
+    task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.05)
+    final = await wait_for_status(task_store, task, {"completed"})
+    assert (final["phase"], final["progress_pct"]) == ("complete", 100)
+    assert final["result_data"]["document_ids"]
+    stats = runner.publisher.stats
+    assert stats.published == 0 and stats.failed + stats.skipped >= 5  # claim, 3 phases, end
+
+    throwaway_redis.start()  # same port: Redis is back
+    client = connect_redis(throwaway_redis.url)
+    pubsub = client.pubsub()
+    try:
+        later = await spawn(task_store, workspace_id, "research", step_seconds=0.3)
+        await pubsub.subscribe(progress_channel(later))
+        await wait_for_status(task_store, later, {"completed"})
+
+        received: list[dict] = []
+
+        async def got_terminal() -> bool:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message:
+                received.append(json.loads(message["data"]))
+            return any(p["status"] == "completed" for p in received)
+
+        await wait_for(got_terminal, timeout_s=5)
+        assert stats.published > 0
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+def _via(proxy: TcpProxy, url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+
+
+async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes(
+    settings: Settings, task_store: TaskStore, workspace_id: UUID
+) -> None:
+    target = urlsplit(settings.database_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    runner_settings = settings.replace(database_url=_via(proxy, settings.database_url))
+    runner_db = await Database.connect(runner_settings, minsize=0, maxsize=5)
+    redis = connect_redis(settings.redis_url)
+    from runner.store import RunnerStore
+    from taskstate.publisher import ProgressPublisher
+
+    runner = Runner(runner_settings, RunnerStore(runner_db), ProgressPublisher(redis), builtins())
+    running = asyncio.create_task(runner.run())
+    try:
+        task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.5)
+
+        async def first_phase() -> bool:
+            return (await task_store.get_task(task))["progress_pct"] >= 15
+
+        await wait_for(first_phase)
+        await proxy.cut()  # PostgreSQL "restarts": every connection drops, none can be made
+        await asyncio.sleep(1.5)
+        assert not running.done(), "the runner must not crash while PostgreSQL is away"
+        await proxy.restore()
+        final = await wait_for_status(task_store, task, {"completed"}, timeout_s=20)
+        assert (final["phase"], final["progress_pct"]) == ("complete", 100)
+
+        # And new work still flows through the re-established connections.
+        later = await spawn(task_store, workspace_id, "research", step_seconds=0)
+        await wait_for_status(task_store, later, {"completed"}, timeout_s=20)
+    finally:
+        runner.stop(force=True)
+        await asyncio.wait_for(running, 20)
+        await proxy.cut()
+        await redis.aclose()
+        await runner_db.close()
