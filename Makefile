@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint migrate runner clean
+.PHONY: install run test lint migrate runner clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ migrate: install
 
 runner: install migrate
 	$(BIN)/praxiom-progress runner
+
+## Until the gateway lands, `run` is the runner alone (schema applied first).
+run: runner
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

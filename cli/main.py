@@ -14,9 +14,10 @@ import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 from taskstate.accounts import AccountStore
-from taskstate.db import Database, apply_schema
+from taskstate.db import Database, apply_schema, create_database_if_missing
 from taskstate.errors import SchemaMissing, StoreUnavailable
 from taskstate.settings import Settings, SettingsError
 
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="praxiom-progress", description="Live progress for background tasks.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands.add_parser("migrate", help="apply schema.sql to DATABASE_URL (safe to repeat)")
+    commands.add_parser(
+        "migrate",
+        help="create DATABASE_URL's database if missing and apply schema.sql (safe to repeat)",
+    )
     commands.add_parser("runner", help="run the runner daemon until SIGTERM/SIGINT")
 
     token = commands.add_parser("token", help="issue and revoke API tokens")
@@ -92,10 +96,16 @@ async def _with_database(settings: Settings, work: Callable[[Database], Awaitabl
         await db.close()
 
 
-async def _migrate(db: Database) -> int:
-    await apply_schema(db)
-    print("schema applied")
-    return EXIT_OK
+async def _migrate(settings: Settings) -> int:
+    if await create_database_if_missing(settings):
+        print(f"database {urlsplit(settings.database_url).path.lstrip('/')} created")
+
+    async def apply(db: Database) -> int:
+        await apply_schema(db)
+        print("schema applied")
+        return EXIT_OK
+
+    return await _with_database(settings, apply)
 
 
 def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
@@ -155,7 +165,7 @@ async def _run_runner(settings: Settings) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> Awaitable[int]:
     if args.command == "migrate":
-        return _with_database(settings, _migrate)
+        return _migrate(settings)
     if args.command == "runner":
         return _run_runner(settings)
     if args.command == "token":

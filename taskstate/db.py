@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
 import psycopg2.errors
+import psycopg2.sql
 from psycopg2.extras import Json, RealDictCursor
 
 from taskstate.errors import SchemaMissing, StoreUnavailable
@@ -122,6 +124,34 @@ def schema_text() -> str:
     if installed.is_file():
         return installed.read_text(encoding="utf-8")
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+async def create_database_if_missing(settings: Settings) -> bool:
+    """Create DATABASE_URL's database when the server lacks it, so a first `migrate` just works.
+
+    Returns True when it was created.
+    """
+    parts = urlsplit(settings.database_url)
+    name = parts.path.lstrip("/")
+    if not name:
+        return False
+    async with translate_errors():
+        maintenance = await aiopg.connect(
+            urlunsplit(parts._replace(path="/postgres")),
+            timeout=settings.database_timeout_s,
+            **_CONNECT_OPTIONS,
+        )
+    try:
+        async with translate_errors(), maintenance.cursor() as cur:
+            await cur.execute("SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": name})
+            if await cur.fetchone():
+                return False
+            await cur.execute(
+                psycopg2.sql.SQL("CREATE DATABASE {}").format(psycopg2.sql.Identifier(name))
+            )
+            return True
+    finally:
+        maintenance.close()
 
 
 async def apply_schema(db: Database) -> None:
