@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -84,49 +84,66 @@ async def walk(task: TaskContext, steps: Sequence[Step]) -> None:
         await asyncio.sleep(step_seconds)
 
 
-def _documents(count: int) -> list[str]:
-    return [str(uuid4()) for _ in range(count)]
+@dataclass(frozen=True)
+class Simulation:
+    """One simulated task type: its steps, and what it produces at the end."""
+
+    steps: tuple[Step, ...]
+    documents: int
+    summary: str  # `{company}` is filled in from params
+    message: str
 
 
-def _company(task: TaskContext) -> str:
-    company = task.params.get("company")
-    return company if isinstance(company, str) and company.strip() else "your company"
+def simulated(simulation: Simulation) -> Callable[[TaskContext], Awaitable[TaskResult]]:
+    async def run(task: TaskContext) -> TaskResult:
+        await walk(task, simulation.steps)
+        company = task.params.get("company")
+        if not (isinstance(company, str) and company.strip()):
+            company = "your company"
+        return TaskResult(
+            {
+                "document_ids": [str(uuid4()) for _ in range(simulation.documents)],
+                "summary": simulation.summary.format(company=company),
+            },
+            message=simulation.message,
+        )
+
+    return run
 
 
-async def validation_kit(task: TaskContext) -> TaskResult:
-    await walk(task, VALIDATION_KIT_STEPS)
-    return TaskResult(
-        {
-            "document_ids": _documents(3),
-            "summary": f"Generated Validation Kit for {_company(task)}: "
-            "assumption map, research plan and interview guide.",
-        },
-        message="Your Validation Kit is ready — 3 documents generated.",
+validation_kit = simulated(
+    Simulation(
+        VALIDATION_KIT_STEPS,
+        3,
+        "Generated Validation Kit for {company}: "
+        "assumption map, research plan and interview guide.",
+        "Your Validation Kit is ready — 3 documents generated.",
     )
-
-
-async def fs_research(task: TaskContext) -> TaskResult:
-    await walk(task, FS_RESEARCH_STEPS)
-    return TaskResult(
-        {"document_ids": _documents(1), "summary": f"FS-Research report for {_company(task)}."},
-        message="Your FS-Research report is ready.",
+)
+fs_research = simulated(
+    Simulation(
+        FS_RESEARCH_STEPS,
+        1,
+        "FS-Research report for {company}.",
+        "Your FS-Research report is ready.",
     )
-
-
-async def research(task: TaskContext) -> TaskResult:
-    await walk(task, RESEARCH_STEPS)
-    return TaskResult(
-        {"document_ids": _documents(1), "summary": f"Research findings for {_company(task)}."},
-        message="Research complete — 1 document generated.",
+)
+research = simulated(
+    Simulation(
+        RESEARCH_STEPS,
+        1,
+        "Research findings for {company}.",
+        "Research complete — 1 document generated.",
     )
-
-
-async def synthesis(task: TaskContext) -> TaskResult:
-    await walk(task, SYNTHESIS_STEPS)
-    return TaskResult(
-        {"document_ids": _documents(1), "summary": f"Synthesis for {_company(task)}."},
-        message="Synthesis complete — 1 document generated.",
+)
+synthesis = simulated(
+    Simulation(
+        SYNTHESIS_STEPS,
+        1,
+        "Synthesis for {company}.",
+        "Synthesis complete — 1 document generated.",
     )
+)
 
 
 def register(registry: HandlerRegistry) -> None:

@@ -236,6 +236,13 @@ class Runner:
                 return
             held.finishing = True
             await self._record(held, outcome)
+        except Exception:
+            # A bug or a rejected write: the row stays running, so the reaper will end it.
+            log.exception(
+                "task %s: recording its end failed",
+                held.task_id,
+                extra={"action": "record_error", "task_id": str(held.task_id)},
+            )
         finally:
             del self._held[held.task_id]
             if not self._held:
@@ -297,7 +304,7 @@ class Runner:
     async def _record(self, held: HeldTask, outcome: TaskResult | Failure | None) -> None:
         """Write the task's end, then publish it."""
         if outcome is None:
-            self.stats.withdrawn += 1
+            self._note_withdrawn(held, "while its handler ran")
             return
         if isinstance(outcome, TaskResult):
             row = await self._retrying(
@@ -319,12 +326,7 @@ class Runner:
         if row is None:
             row = await self._written_by_us(held, outcome)
         if row is None:
-            self.stats.withdrawn += 1
-            log.info(
-                "task %s was withdrawn before its end was recorded",
-                held.task_id,
-                extra={"action": "withdrawn", "task_id": str(held.task_id)},
-            )
+            self._note_withdrawn(held, "before its end was recorded")
             return
         if row["status"] == "completed":
             self.stats.completed += 1
@@ -352,12 +354,7 @@ class Runner:
 
     async def _after_stop(self, held: HeldTask) -> None:
         if held.stop_reason is StopReason.WITHDRAWN:
-            self.stats.withdrawn += 1
-            log.info(
-                "task %s was cancelled or reaped; handler stopped",
-                held.task_id,
-                extra={"action": "withdrawn", "task_id": str(held.task_id)},
-            )
+            self._note_withdrawn(held, "while its handler ran; handler stopped")
             return
         row = await self._retrying(
             "requeue_task",
@@ -373,6 +370,15 @@ class Runner:
                 extra={"action": "requeued", "task_id": str(held.task_id)},
             )
             await self._publish(row)
+
+    def _note_withdrawn(self, held: HeldTask, when: str) -> None:
+        self.stats.withdrawn += 1
+        log.info(
+            "task %s was cancelled or reaped %s",
+            held.task_id,
+            when,
+            extra={"action": "withdrawn", "task_id": str(held.task_id)},
+        )
 
     def _withdraw(self, task_id: UUID, reason: StopReason) -> None:
         """Stop a handler, unless its end is already being written."""
