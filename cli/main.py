@@ -13,7 +13,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from taskstate.accounts import AccountStore
@@ -54,7 +55,7 @@ def _seconds(value: str) -> float:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit 2
+    def error(self, message: str) -> NoReturn:  # one clear line, exit 2
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -163,7 +164,7 @@ async def _run_runner(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> Awaitable[int]:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, int]:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "runner":

@@ -28,7 +28,7 @@ Row = dict[str, Any]
 jsonb = Json
 
 # Every session in UTC, so timestamps never carry the server's zone.
-_CONNECT_OPTIONS = {"options": "-c timezone=UTC", "enable_hstore": False}
+_SESSION_OPTIONS = "-c timezone=UTC"
 
 
 @asynccontextmanager
@@ -68,7 +68,8 @@ class Database:
                 maxsize=maxsize,
                 timeout=settings.database_timeout_s,
                 application_name=name,
-                **_CONNECT_OPTIONS,
+                enable_hstore=False,
+                options=_SESSION_OPTIONS,
             )
         return cls(pool)
 
@@ -107,7 +108,8 @@ async def listen(settings: Settings, channels: list[str], *, name: str) -> Async
             settings.database_url,
             timeout=settings.database_timeout_s,
             application_name=name,
-            **_CONNECT_OPTIONS,
+            enable_hstore=False,
+            options=_SESSION_OPTIONS,
         )
     try:
         async with translate_errors(), conn.cursor() as cur:
@@ -139,7 +141,8 @@ async def create_database_if_missing(settings: Settings) -> bool:
         maintenance = await aiopg.connect(
             urlunsplit(parts._replace(path="/postgres")),
             timeout=settings.database_timeout_s,
-            **_CONNECT_OPTIONS,
+            enable_hstore=False,
+            options=_SESSION_OPTIONS,
         )
     try:
         async with translate_errors(), maintenance.cursor() as cur:

@@ -31,7 +31,9 @@ class UtcTimestamp(fields.DateTime):
     marshmallow's own `format=` does not convert time zones, so convert here.
     """
 
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any):
+    def _serialize(
+        self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any
+    ) -> str | None:
         if value is None:
             return None
         if value.tzinfo is None:
