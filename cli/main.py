@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from taskstate.accounts import AccountStore
 from taskstate.db import Database, apply_schema, create_database_if_missing
@@ -98,8 +97,9 @@ async def _with_database(settings: Settings, work: Callable[[Database], Awaitabl
 
 
 async def _migrate(settings: Settings) -> int:
-    if await create_database_if_missing(settings):
-        print(f"database {urlsplit(settings.database_url).path.lstrip('/')} created")
+    created = await create_database_if_missing(settings)
+    if created:
+        print(f"database {created} created")
 
     async def apply(db: Database) -> int:
         await apply_schema(db)

@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
 import psycopg2.errors
 import psycopg2.sql
+from psycopg2.extensions import make_dsn, parse_dsn
 from psycopg2.extras import Json, RealDictCursor
 
 from taskstate.errors import SchemaMissing, StoreUnavailable
@@ -128,33 +128,50 @@ def schema_text() -> str:
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
-async def create_database_if_missing(settings: Settings) -> bool:
+async def create_database_if_missing(settings: Settings) -> str | None:
     """Create DATABASE_URL's database when the server lacks it, so a first `migrate` just works.
 
-    Returns True when it was created.
+    Returns the name of the database it created, or None. The maintenance
+    database `postgres` is used only when the target really is missing.
     """
-    parts = urlsplit(settings.database_url)
-    name = parts.path.lstrip("/")
+    try:
+        async with translate_errors():
+            conn = await aiopg.connect(
+                settings.database_url,
+                timeout=settings.database_timeout_s,
+                enable_hstore=False,
+                options=_SESSION_OPTIONS,
+            )
+    except StoreUnavailable as exc:
+        if not _is_missing_database(exc.__cause__):
+            raise
+    else:
+        conn.close()
+        return None
+    name = parse_dsn(settings.database_url).get("dbname")
     if not name:
-        return False
+        return None
     async with translate_errors():
         maintenance = await aiopg.connect(
-            urlunsplit(parts._replace(path="/postgres")),
+            make_dsn(settings.database_url, dbname="postgres"),
             timeout=settings.database_timeout_s,
             enable_hstore=False,
             options=_SESSION_OPTIONS,
         )
     try:
         async with translate_errors(), maintenance.cursor() as cur:
-            await cur.execute("SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": name})
-            if await cur.fetchone():
-                return False
             await cur.execute(
                 psycopg2.sql.SQL("CREATE DATABASE {}").format(psycopg2.sql.Identifier(name))
             )
-            return True
+    except psycopg2.errors.DuplicateDatabase:
+        return None  # another migrate created it meanwhile
     finally:
         maintenance.close()
+    return name
+
+
+def _is_missing_database(exc: BaseException | None) -> bool:
+    return isinstance(exc, psycopg2.OperationalError) and "does not exist" in str(exc)
 
 
 async def apply_schema(db: Database) -> None:

@@ -91,6 +91,22 @@ def _modules(name: str, raw: str) -> tuple[str, ...]:
     return modules
 
 
+def _database_url(name: str, raw: str) -> str:
+    url = _text(name, raw)
+    if not (url.startswith(("postgresql://", "postgres://")) or "=" in url):
+        raise SettingsError(
+            f"{name} must be a postgresql:// URL or a key=value connection string, got {url!r}"
+        )
+    return url
+
+
+def _redis_url(name: str, raw: str) -> str:
+    url = _text(name, raw)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {url!r}")
+    return url
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in _LOG_LEVELS:
@@ -158,8 +174,8 @@ class Settings:
 
 
 _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "database_url": ("DATABASE_URL", _text),
-    "redis_url": ("REDIS_URL", _text),
+    "database_url": ("DATABASE_URL", _database_url),
+    "redis_url": ("REDIS_URL", _redis_url),
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),

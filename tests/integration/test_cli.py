@@ -143,11 +143,6 @@ def test_migrate_creates_a_missing_database(
     assert second.stdout.splitlines() == ["schema applied"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: create_database_if_missing (taskstate/db.py) turns a keyword/value DSN"
-    " into the URL '/postgres', so `migrate` dies with psycopg2.ProgrammingError",
-)
 def test_migrate_with_a_keyword_value_dsn(scratch_database_url: str) -> None:
     parts = urlsplit(scratch_database_url)
     dsn = (
@@ -160,11 +155,6 @@ def test_migrate_with_a_keyword_value_dsn(scratch_database_url: str) -> None:
     assert result.stdout.splitlines()[-1] == "schema applied"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: create_database_if_missing (taskstate/db.py) does not percent-decode the"
-    " database name, so it creates 'a%2Db' and then connects to the missing 'a-b'",
-)
 def test_migrate_creates_a_percent_encoded_database_name(
     database_url: str, missing_database: tuple[str, str]
 ) -> None:

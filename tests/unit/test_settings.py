@@ -207,3 +207,21 @@ def test_replace_returns_a_new_settings() -> None:
     changed = base.replace(sse_poll_interval_s=0.1)
     assert changed.sse_poll_interval_s == 0.1
     assert base.sse_poll_interval_s == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("REDIS_URL", "127.0.0.1:6379"),
+    ],
+)
+def test_malformed_server_urls_are_refused_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_keyword_value_database_dsn_is_accepted() -> None:
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=praxiom"
+    assert Settings.from_env({"DATABASE_URL": dsn}).database_url == dsn
