@@ -136,6 +136,8 @@ class Runner:
         self._force = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Loop time since which this runner has reached PostgreSQL without a failure.
+        self._connected_since: float | None = None
 
     @property
     def held_task_ids(self) -> frozenset[UUID]:
@@ -190,6 +192,7 @@ class Runner:
                         runner_id=self.runner_id, timeouts=self._timeouts, limit=free
                     )
                 except StoreUnavailable as exc:
+                    self._connected_since = None
                     delay = backoff.next_delay()
                     log.warning(
                         "claim failed, retrying in %.1fs: %s",
@@ -200,6 +203,7 @@ class Runner:
                     await _first_of(delay, self._stopping)
                     continue
                 backoff.reset()
+                self._reached_database()
                 for row in rows:
                     self._start(row)
             await _first_of(self.settings.runner_poll_interval_s, self._wakeup)
@@ -426,6 +430,7 @@ class Runner:
             try:
                 await step()
             except StoreUnavailable as exc:
+                self._connected_since = None
                 log.warning("%s skipped: %s", name, exc, extra={"action": f"{name}_skipped"})
             except Exception:
                 log.exception("%s failed", name, extra={"action": f"{name}_error"})
@@ -434,14 +439,27 @@ class Runner:
         held = [(h.task_id, h.claim_token) for h in self._held.values() if h.stop_reason is None]
         if not held:
             return
-        for task_id in await self.store.heartbeat(held):
+        gone = await self.store.heartbeat(held)
+        self._reached_database()
+        for task_id in gone:
             self._withdraw(task_id, StopReason.WITHDRAWN)
+
+    def _reached_database(self) -> None:
+        if self._connected_since is None:
+            self._connected_since = asyncio.get_running_loop().time()
 
     async def _reap(self) -> None:
         stale_after_s = self.settings.runner_stale_after_s
-        for stale in await self.store.find_stale(
+        stale_tasks = await self.store.find_stale(
             stale_after_s=stale_after_s, grace_s=stale_after_s, limit=_REAP_BATCH
-        ):
+        )
+        # After an outage no runner could beat: give every live runner one stale window
+        # of connection to beat again before taking anyone's heartbeat age as proof of death.
+        self._reached_database()
+        assert self._connected_since is not None
+        if asyncio.get_running_loop().time() - self._connected_since < stale_after_s:
+            return
+        for stale in stale_tasks:
             if stale["past_deadline"]:
                 error = timeout_error(
                     self.registry.label_for(stale["task_type"]), stale["timeout_s"]

@@ -78,7 +78,11 @@ async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes
     target = urlsplit(settings.database_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
-    runner_settings = settings.replace(database_url=_via(proxy, settings.database_url))
+    # Beats (1 s) are rarer than reaper passes (0.2 s), as in production (5 s vs 5 s, racing):
+    # after the outage a reaper pass comes before the first beat.
+    runner_settings = settings.replace(
+        database_url=_via(proxy, settings.database_url), runner_heartbeat_interval_s=1.0
+    )
     runner_db = await Database.connect(runner_settings, minsize=0, maxsize=5)
     redis = connect_redis(settings.redis_url)
     from runner.store import RunnerStore
@@ -93,8 +97,11 @@ async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes
             return (await task_store.get_task(task))["progress_pct"] >= 15
 
         await wait_for(first_phase)
-        await proxy.cut()  # PostgreSQL "restarts": every connection drops, none can be made
-        await asyncio.sleep(1.5)
+        # PostgreSQL "restarts": every connection drops, none can be made, for longer than
+        # RUNNER_STALE_AFTER, so every heartbeat is stale when it returns. The task must
+        # still finish: nobody may be reaped for an outage everyone shared.
+        await proxy.cut()
+        await asyncio.sleep(runner_settings.runner_stale_after_s + 1.0)
         assert not running.done(), "the runner must not crash while PostgreSQL is away"
         await proxy.restore()
         final = await wait_for_status(task_store, task, {"completed"}, timeout_s=20)
