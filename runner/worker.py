@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -174,9 +174,7 @@ class Runner:
             await self._claim_loop()
             await self._drain()
         finally:
-            for task in side:
-                task.cancel()
-            await asyncio.gather(*side, return_exceptions=True)
+            await _cancel_and_wait(side)
             log.info("runner %s stopped", self.runner_id, extra={"action": "runner_stopped"})
 
     # -- claiming -------------------------------------------------------------------------
@@ -498,9 +496,7 @@ class Runner:
         if not jobs:
             return
         _, late = await asyncio.wait(jobs, timeout=REQUEUE_WAIT_S)
-        for job in late:
-            job.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await _cancel_and_wait(late)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -552,3 +548,12 @@ async def _first_of(timeout_s: float, *events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def _cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel until done: on Python 3.11, `asyncio.wait_for` (used inside aiopg) can swallow
+    a cancellation that races with its result, which would leave a loop running forever."""
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
