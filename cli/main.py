@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="create DATABASE_URL's database if missing and apply schema.sql (safe to repeat)",
     )
     commands.add_parser("runner", help="run the runner daemon until SIGTERM/SIGINT")
+    commands.add_parser("gateway", help="serve the SSE gateway until SIGTERM/SIGINT")
 
     token = commands.add_parser("token", help="issue and revoke API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -164,11 +165,25 @@ async def _run_runner(settings: Settings) -> int:
     return EXIT_OK
 
 
+async def _run_gateway(settings: Settings) -> int:
+    from gateway.server import serve
+
+    try:
+        await serve(settings)
+    except OSError as exc:  # the port is taken, or the host is not ours
+        raise CommandFailed(
+            f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: {exc.strerror}"
+        ) from exc
+    return EXIT_OK
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, int]:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "runner":
         return _run_runner(settings)
+    if args.command == "gateway":
+        return _run_gateway(settings)
     if args.command == "token":
         work = _token_create(args) if args.token_command == "create" else _token_revoke(args)
         return _with_database(settings, work)

@@ -114,6 +114,16 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _task_types(name: str, raw: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in raw.split(",") if t.strip())
+    bad = [t for t in types if not _TASK_TYPE.match(t)]
+    if not types or bad:
+        raise SettingsError(
+            f"{name} must list task types like 'validation_kit,research', got {raw!r}"
+        )
+    return types
+
+
 def _hide_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -132,6 +142,9 @@ class Settings:
     sse_poll_interval_s: float = 3.0
     sse_idle_timeout_s: float = 10.0
     sse_poll_limit: int = 200
+    sse_ping_interval_s: float = 15.0  # keep-alive comments, well inside nginx's 60 s
+    sse_retry_s: float = 2.0  # the reconnect hint, jittered per connection
+    task_types: tuple[str, ...] = ("validation_kit", "fs_research", "research", "synthesis")
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
     runner_concurrency: int = 10
@@ -144,6 +157,7 @@ class Settings:
     runner_task_modules: tuple[str, ...] = ("runner.builtin",)
     # Both.
     database_timeout_s: float = 30.0
+    database_pool_size: int = 10
     session_cookie_name: str = "praxiom_session"
     log_level: str = "INFO"
 
@@ -181,6 +195,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
+    "sse_ping_interval_s": ("SSE_PING_INTERVAL", _positive_float),
+    "sse_retry_s": ("SSE_RETRY", _positive_float),
+    "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
     "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
@@ -191,6 +208,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_metrics_port": ("RUNNER_METRICS_PORT", _port),
     "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
+    "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
     "log_level": ("LOG_LEVEL", _log_level),
 }

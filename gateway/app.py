@@ -1,0 +1,59 @@
+"""`create_app(settings)`: the gateway, with each resource set up and torn down in cleanup_ctx."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import sse, views
+from gateway.dispatcher import ProgressDispatcher
+from gateway.errors import error_middleware
+from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
+from gateway.store import GatewayStore
+from taskstate.db import Database
+from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.settings import Settings
+from taskstate.store import TaskStore
+
+#: DESIGN.md, Clarifications: a request body over 1 MiB gets 413.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # minsize=0: start while PostgreSQL is down; requests get 503 until it is back.
+    db = await Database.connect(
+        settings, minsize=0, maxsize=settings.database_pool_size, name="praxiom-gateway"
+    )
+    app[TASK_STORE] = TaskStore(db)
+    app[GATEWAY_STORE] = GatewayStore(db)
+    yield
+    await db.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    client = connect_redis(app[SETTINGS].redis_url)  # the subscription takes its own connection
+    app[PUBLISHER] = ProgressPublisher(client)
+    dispatcher = ProgressDispatcher(client)
+    app[DISPATCHER] = dispatcher
+    await dispatcher.start()
+    yield
+    await dispatcher.close()
+    await client.aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[sse.STREAMS] = weakref.WeakSet()
+    app[sse.STREAM_STATS] = sse.StreamStats()
+    app.cleanup_ctx.extend([_database, _redis])
+    app.on_shutdown.append(sse.close_all_streams)
+    app.router.add_post("/api/tasks/spawn", views.spawn)
+    app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
+    app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
+    app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
+    app.router.add_get("/api/tasks/{task_id}", views.record, allow_head=False)
+    return app

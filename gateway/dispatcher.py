@@ -1,0 +1,287 @@
+"""One Redis subscription per gateway process, shared by every stream.
+
+redis-py gives each PubSub its own connection (the pool stops at 100), so a
+connection per stream cannot scale. The dispatcher owns a single PubSub:
+a channel is subscribed when its first watcher arrives and unsubscribed when
+its last one leaves. Each message is decoded once and offered to every
+watcher of its task, which keeps only the newest state (every payload is a
+full state, so skipping intermediate ones is safe, and the terminal one has
+the highest version, so it is never dropped).
+
+The dispatcher also owns reconnection: when Redis goes away it tells every
+watcher (they fall back to polling PostgreSQL), reconnects with backoff,
+subscribes every live channel again, and tells them it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from taskstate.channels import progress_channel
+from taskstate.status import TERMINAL_STATUSES
+
+log = logging.getLogger("gateway.dispatcher")
+
+#: How long `get_message` blocks; also the longest delay before an unsubscribe is sent.
+READ_TIMEOUT_S = 1.0
+#: How long a new stream waits for Redis to confirm its subscription.
+CONFIRM_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    version: int
+    data: str  # the payload exactly as published
+    terminal: bool
+
+
+class Watch:
+    """One stream's mailbox: the newest update for its task, and a doorbell."""
+
+    __slots__ = ("_event", "channel", "latest", "task_id")
+
+    def __init__(self, task_id: UUID) -> None:
+        self.task_id = task_id
+        self.channel = progress_channel(task_id)
+        self.latest: Update | None = None
+        self._event = asyncio.Event()
+
+    def offer(self, update: Update) -> None:
+        if self.latest is None or update.version > self.latest.version:
+            self.latest = update
+            self._event.set()
+
+    def poke(self) -> None:
+        """Wake the stream without an update (Redis state changed, or shutdown)."""
+        self._event.set()
+
+    def take(self) -> Update | None:
+        update, self.latest = self.latest, None
+        return update
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait for an update or a poke; False when `timeout_s` passed quietly."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+@dataclass
+class DispatcherStats:
+    messages: int = 0
+    delivered: int = 0
+    undecodable: int = 0
+    connections: int = 0  # times the subscription came up
+
+
+class ProgressDispatcher:
+    def __init__(self, redis: aioredis.Redis, *, max_backoff_s: float = 5.0) -> None:
+        self._redis = redis
+        self._max_backoff_s = max_backoff_s
+        self._watches: dict[str, set[Watch]] = {}
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._to_unsubscribe: set[str] = set()
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+        self.available = False
+        self.stats = DispatcherStats()
+
+    # -- counters the tests and metrics read -----------------------------------------------
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._watches)
+
+    @property
+    def watch_count(self) -> int:
+        return sum(len(watches) for watches in self._watches.values())
+
+    @property
+    def subscribed_channels(self) -> int:
+        return len(self._pubsub.channels) if self._pubsub is not None else 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="progress-dispatcher")
+        # Give Redis a moment, so the first streams can use pub/sub if it is there.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                await self._started.wait()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            while not self._reader.done():  # cancel until done: see runner.worker
+                self._reader.cancel()
+                await asyncio.wait([self._reader], timeout=1.0)
+        await self._drop_pubsub()
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def watch(self, task_id: UUID) -> Watch:
+        """Register a watcher; when it is the channel's first, wait until Redis confirms the
+        subscription, so that nothing published after this returns can be missed."""
+        watch = Watch(task_id)
+        watches = self._watches.setdefault(watch.channel, set())
+        watches.add(watch)
+        self._to_unsubscribe.discard(watch.channel)
+        if len(watches) == 1 and self.available and self._pubsub is not None:
+            await self._subscribe(self._pubsub, watch.channel)
+        elif watch.channel in self._confirmations:
+            await self._await_confirmation(watch.channel)  # a subscribe is already under way
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        watches = self._watches.get(watch.channel)
+        if watches is None:
+            return
+        watches.discard(watch)
+        if not watches:
+            del self._watches[watch.channel]
+            self._to_unsubscribe.add(watch.channel)  # sent by the reader, within a second
+
+    async def _subscribe(self, pubsub: aioredis.client.PubSub, channel: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = future
+        try:
+            await pubsub.subscribe(channel)
+        except (RedisError, OSError) as exc:
+            self._confirmations.pop(channel, None)
+            log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
+            return  # the reader notices the broken connection; the stream polls meanwhile
+        await self._await_confirmation(channel)
+
+    async def _await_confirmation(self, channel: str) -> None:
+        future = self._confirmations.get(channel)
+        if future is None:
+            return
+        try:
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                await asyncio.shield(future)
+        except TimeoutError:
+            log.warning(
+                "Redis did not confirm a subscription within %gs",
+                CONFIRM_TIMEOUT_S,
+                extra={"action": "subscribe_unconfirmed"},
+            )
+
+    # -- the reader --------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        delay = 0.0
+        while True:
+            try:
+                pubsub = await self._connect()
+                delay = 0.0
+                while True:
+                    await self._flush_unsubscribes(pubsub)
+                    message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
+                    if message is not None:
+                        self._handle(message)
+            except (RedisError, OSError) as exc:
+                self._set_available(False, reason=str(exc))
+                await self._drop_pubsub()
+                self._started.set()
+                delay = min(self._max_backoff_s, delay * 2 or 0.1)
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> aioredis.client.PubSub:
+        pubsub = self._redis.pubsub()
+        self._pubsub = pubsub
+        await pubsub.connect()
+        self._to_unsubscribe.clear()
+        subscribed: set[str] = set()
+        # Streams that arrive meanwhile are not subscribed by `watch` (Redis is not
+        # available yet), so loop until every watched channel is confirmed.
+        while missing := [channel for channel in self._watches if channel not in subscribed]:
+            loop = asyncio.get_running_loop()
+            futures = [loop.create_future() for _ in missing]
+            self._confirmations.update(zip(missing, futures, strict=True))
+            await pubsub.subscribe(*missing)
+            while not all(future.done() for future in futures):
+                message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
+                if message is not None:
+                    self._handle(message)
+            subscribed.update(missing)
+        self._set_available(True)
+        self._started.set()
+        return pubsub
+
+    async def _flush_unsubscribes(self, pubsub: aioredis.client.PubSub) -> None:
+        if not self._to_unsubscribe:
+            return
+        channels = [c for c in self._to_unsubscribe if c not in self._watches]
+        self._to_unsubscribe.clear()
+        if channels:
+            await pubsub.unsubscribe(*channels)
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "subscribe":
+            future = self._confirmations.pop(channel, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message":
+            return
+        self.stats.messages += 1
+        watches = self._watches.get(channel)
+        if not watches:
+            return
+        data = _text(message["data"])
+        try:
+            decoded = json.loads(data)
+            update = Update(int(decoded["version"]), data, decoded["status"] in TERMINAL_STATUSES)
+        except (ValueError, KeyError, TypeError):
+            self.stats.undecodable += 1
+            log.warning("ignored an undecodable message on %s", channel)
+            return
+        for watch in watches:
+            watch.offer(update)
+        self.stats.delivered += len(watches)
+
+    def _set_available(self, available: bool, reason: str = "") -> None:
+        if available == self.available:
+            return
+        self.available = available
+        if available:
+            log.info("Redis subscription up", extra={"action": "redis_up"})
+            self.stats.connections += 1
+        else:
+            log.warning(
+                "Redis subscription lost, streams poll PostgreSQL until it returns: %s",
+                reason,
+                extra={"action": "redis_down"},
+            )
+            for future in self._confirmations.values():
+                if not future.done():
+                    future.set_result(None)  # release waiting streams: they will poll
+            self._confirmations.clear()
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.poke()
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

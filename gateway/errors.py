@@ -1,0 +1,92 @@
+"""Every refusal the gateway sends: a status code and `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from taskstate.errors import StoreUnavailable
+
+log = logging.getLogger("gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Codes for the statuses aiohttp itself raises (unknown route, wrong method, huge body).
+_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR",
+    503: "UNAVAILABLE",
+}
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ApiError(Exception):
+    """Raised by a handler; the middleware turns it into the JSON error response."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def unauthenticated(message: str = "A valid token is required") -> ApiError:
+    return ApiError(401, "UNAUTHENTICATED", message)
+
+
+def forbidden() -> ApiError:
+    return ApiError(403, "FORBIDDEN", "You are not a member of this task's workspace")
+
+
+def not_found(what: str = "task") -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"No such {what}")
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    body.update(extra)
+    return web.json_response(body, status=status, headers={**_NO_STORE, **(headers or {})})
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
+    except StoreUnavailable as exc:
+        log.warning("PostgreSQL unavailable: %s", exc, extra={"action": "db_unavailable"})
+        return error_response(
+            503,
+            "UNAVAILABLE",
+            "The task store is unavailable; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODES.get(exc.status, "ERROR")
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, code, exc.reason, headers=headers)
+    except Exception:
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.path,
+            extra={"action": "internal_error"},
+        )
+        return error_response(500, "INTERNAL", "Internal error")

@@ -1,0 +1,185 @@
+"""`GET /api/tasks/{task_id}/progress`: the live Server-Sent Events stream.
+
+Subscribe, then snapshot, so no update can slip between the two; then
+emit every newer state from pub/sub, re-read the row when Redis is quiet for
+`SSE_IDLE_TIMEOUT`, poll the row every `SSE_POLL_INTERVAL` while Redis is down
+(at most `SSE_POLL_LIMIT` times), and close after a terminal state. A stream
+never sends a version lower than one it already sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import weakref
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from gateway.auth import authorize, parse_task_id, token_hash
+from gateway.dispatcher import ProgressDispatcher, Update, Watch
+from gateway.errors import not_found
+from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS, TASK_STORE
+from taskstate.errors import StoreUnavailable
+from taskstate.payloads import encode_payload, payload_from_row
+from taskstate.settings import Settings
+from taskstate.status import TERMINAL_STATUSES
+from taskstate.store import TaskStore
+
+log = logging.getLogger("gateway.sse")
+
+
+@dataclass
+class StreamStats:
+    opened: int = 0
+    closed: int = 0
+    events: int = 0
+    idle_reemits: int = 0
+    polls: int = 0
+    poll_limit_closes: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.opened - self.closed
+
+
+def _snapshot(row: dict[str, object]) -> Update:
+    payload = payload_from_row(row)
+    return Update(
+        int(payload["version"]), encode_payload(payload), payload["status"] in TERMINAL_STATUSES
+    )
+
+
+def last_event_id(request: web.Request) -> int | None:
+    """`Last-Event-ID` (sent by browsers on reconnect) or `?last_event_id=`; junk is ignored."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if raw is None or not raw.strip().isdigit():
+        return None
+    return int(raw.strip())
+
+
+class ProgressStream:
+    """One open stream: what it has sent, and the loop that decides what to send next."""
+
+    def __init__(
+        self,
+        response: EventSourceResponse,
+        watch: Watch,
+        dispatcher: ProgressDispatcher,
+        tasks: TaskStore,
+        settings: Settings,
+        stats: StreamStats,
+    ) -> None:
+        self.response = response
+        self.watch = watch
+        self.dispatcher = dispatcher
+        self.tasks = tasks
+        self.settings = settings
+        self.stats = stats
+        self.sent_version = 0
+        self.closing = False
+
+    def close(self) -> None:
+        """End the stream soon and cleanly (gateway shutdown); the client reconnects."""
+        self.closing = True
+        self.watch.poke()
+
+    async def run(self, first: Update) -> None:
+        retry_ms = int(self.settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
+        if await self._emit(first, retry_ms=retry_ms):
+            return
+        polls = 0
+        polling = False
+        while not self.closing:
+            if self.dispatcher.available:
+                if polling:  # back from polling: anything published meanwhile was lost
+                    polling, polls = False, 0
+                    if await self._reread(force=False):
+                        return
+                    continue
+                woke = await self.watch.wait(self.settings.sse_idle_timeout_s)
+                update = self.watch.take()
+                if update is not None:
+                    if update.version > self.sent_version and await self._emit(update):
+                        return
+                elif not woke and not self.closing:
+                    self.stats.idle_reemits += 1
+                    if await self._reread(force=True):
+                        return
+            else:
+                polling = True
+                if polls >= self.settings.sse_poll_limit:
+                    self.stats.poll_limit_closes += 1
+                    return
+                await self.watch.wait(self.settings.sse_poll_interval_s)
+                if self.closing or self.dispatcher.available:
+                    continue
+                polls += 1
+                self.stats.polls += 1
+                if await self._reread(force=False):
+                    return
+
+    async def _reread(self, *, force: bool) -> bool:
+        """Read the row and emit it if newer (or, with `force`, if not older); True at the end."""
+        try:
+            row = await self.tasks.get_task(self.watch.task_id)
+        except StoreUnavailable:
+            return False  # keep the stream; the next idle or poll tries again
+        if row is None:
+            return True  # deleted under us: nothing more will come
+        update = _snapshot(row)
+        if update.version > self.sent_version or (force and update.version == self.sent_version):
+            return await self._emit(update)
+        return False
+
+    async def _emit(self, update: Update, retry_ms: int | None = None) -> bool:
+        """Send one event; True when the stream should end (terminal state sent)."""
+        await self.response.send(update.data, id=str(update.version), retry=retry_ms)
+        self.sent_version = update.version
+        self.stats.events += 1
+        return update.terminal
+
+
+STREAMS = web.AppKey("streams", weakref.WeakSet[ProgressStream])
+STREAM_STATS = web.AppKey("stream_stats", StreamStats)
+
+
+async def progress(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings, dispatcher = app[SETTINGS], app[DISPATCHER]
+    digest = token_hash(request, settings.session_cookie_name)
+    task_id = parse_task_id(request.match_info["task_id"])
+    if task_id is None:
+        await authorize(app[GATEWAY_STORE], digest, None)  # 401 for a bad token, else 404
+        raise not_found()
+    watch = await dispatcher.watch(task_id)  # subscribe first ...
+    try:
+        row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
+        first = _snapshot(row)
+        seen = last_event_id(request)
+        if first.terminal and seen is not None and seen >= first.version:
+            return web.Response(status=204)  # tells the browser to stop reconnecting
+        response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
+        await response.prepare(request)
+        stats = app[STREAM_STATS]
+        stream = ProgressStream(response, watch, dispatcher, app[TASK_STORE], settings, stats)
+        app[STREAMS].add(stream)
+        stats.opened += 1
+        try:
+            await stream.run(first)
+        except ConnectionResetError:
+            pass  # the client went away: a normal end
+        finally:
+            app[STREAMS].discard(stream)
+            stats.closed += 1
+        return response
+    finally:
+        dispatcher.unwatch(watch)
+
+
+async def close_all_streams(app: web.Application) -> None:
+    """`on_shutdown`: end every open stream now, so clients reconnect to another gateway."""
+    streams: weakref.WeakSet[ProgressStream] = app[STREAMS]
+    for stream in list(streams):
+        stream.close()
