@@ -25,11 +25,14 @@ from uuid import UUID
 import psycopg2
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
+from gateway.app import create_app
+from gateway.server import make_runner
 from runner.handlers import HandlerRegistry
 from runner.store import RunnerStore
 from runner.worker import Runner
-from taskstate.accounts import AccountStore
+from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.channels import PROGRESS_CHANNEL_PREFIX
 from taskstate.db import Database, schema_text
 from taskstate.publisher import ProgressPublisher, connect_redis
@@ -116,9 +119,54 @@ def task_store(db: Database) -> TaskStore:
 
 
 @pytest.fixture
-async def workspace_id(db: Database) -> UUID:
-    issued = await AccountStore(db).create_token(workspace="acme", user="ann")
-    return issued.workspace_id
+async def member(db: Database) -> IssuedToken:
+    """A token of user `ann`, member of workspace `acme` (and of nothing else)."""
+    return await AccountStore(db).create_token(workspace="acme", user="ann")
+
+
+@pytest.fixture
+def workspace_id(member: IssuedToken) -> UUID:
+    return member.workspace_id
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings) -> Any:
+    """The gateway app behind pytest-aiohttp's test client."""
+    return await aiohttp_client(create_app(settings))
+
+
+class LiveGateway:
+    """The gateway on a real socket, run exactly as `praxiom-progress gateway` runs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runner = make_runner(settings)
+        self.url = ""
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def live_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
+    gateway = LiveGateway(settings)
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
 
 
 @pytest.fixture
