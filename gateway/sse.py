@@ -171,6 +171,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         except ConnectionResetError:
             pass  # the client went away: a normal end
         finally:
+            response.stop_streaming()  # its ping task would outlive a cancelled handler
             app[STREAMS].discard(stream)
             stats.closed += 1
         return response

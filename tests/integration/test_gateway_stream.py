@@ -1,0 +1,347 @@
+"""The SSE stream on a real socket, run as production runs it (AppRunner + TCPSite)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import pytest
+
+from gateway.keys import DISPATCHER
+from gateway.sse import STREAM_STATS, STREAMS
+from runner import builtin
+from runner.handlers import HandlerRegistry, TaskContext
+from taskstate.accounts import IssuedToken
+from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
+from taskstate.settings import Settings
+from taskstate.store import TaskStore
+from tests.conftest import (
+    LiveGateway,
+    RunnerHarness,
+    ThrowawayRedis,
+    bearer,
+    spawn,
+    wait_for,
+    wait_for_status,
+)
+from tests.sse_client import Event, events, stream_timeout
+
+SPEC_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",
+}
+
+
+def builtins() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    builtin.register(registry)
+    return registry
+
+
+async def collect(
+    session: aiohttp.ClientSession, url: str, token: str, **headers: str
+) -> tuple[aiohttp.ClientResponse, list[Event]]:
+    """Open a stream and read it to its end."""
+    async with session.get(url, headers={**bearer(token), **headers}) as response:
+        received = [event async for event in events(response)] if response.status == 200 else []
+        return response, received
+
+
+def progress_url(gateway: LiveGateway, task_id: UUID) -> str:
+    return f"{gateway.url}/api/tasks/{task_id}/progress"
+
+
+@pytest.fixture
+async def session() -> Any:
+    async with aiohttp.ClientSession(timeout=stream_timeout(20)) as client:
+        yield client
+
+
+async def test_stream_headers_event_format_and_the_full_life_of_a_task(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    session: aiohttp.ClientSession,
+) -> None:
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.05)
+    async with session.get(progress_url(live_gateway, task_id), headers=bearer(member.token)) as r:
+        assert r.status == 200
+        for name, value in SPEC_HEADERS.items():
+            assert r.headers[name] == value
+        received: list[Event] = []
+        async for event in events(r):
+            received.append(event)
+            if len(received) == 1:
+                runners.start(builtins())  # the task starts only once we are watching
+    payloads = [event.payload for event in received]
+
+    first = received[0]
+    assert first.retry is not None and 1000 <= first.retry <= 3000
+    assert all(event.retry is None for event in received[1:])
+    for event in received:
+        assert event.event is None and "event" not in event.fields
+        assert event.id == str(event.payload["version"])
+        assert list(event.payload) == list(PAYLOAD_FIELDS)
+        TaskPayloadSchema().load(event.payload)
+    versions = [p["version"] for p in payloads]
+    assert versions == sorted(set(versions)), "versions must strictly increase"
+    assert payloads[0]["status"] == "pending"
+    phases = [(p["phase"], p["progress_pct"]) for p in payloads if p["status"] == "running"]
+    assert [ph for ph in phases if ph[0] != "pending"] == [
+        ("assumption_map", 15),
+        ("research_plan", 50),
+        ("interview_guide", 80),
+    ]
+    assert payloads[-1]["status"] == "completed"
+    assert (payloads[-1]["phase"], payloads[-1]["progress_pct"]) == ("complete", 100)
+
+
+async def test_fifty_clients_connecting_mid_run_each_see_increasing_versions_to_the_end(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    session: aiohttp.ClientSession,
+) -> None:
+    async def hurried(task: TaskContext) -> dict[str, Any]:
+        for step in range(300):
+            await task.report_progress("running", step // 3, f"step {step}")
+        return {"steps": 300}
+
+    registry = HandlerRegistry()
+    registry.register("hurried", hurried)
+    runners.start(registry)
+    task_id = await spawn(task_store, member.workspace_id, "hurried")
+
+    async def late_client(delay_s: float) -> list[dict[str, Any]]:
+        await asyncio.sleep(delay_s)
+        _, received = await collect(session, progress_url(live_gateway, task_id), member.token)
+        return [event.payload for event in received]
+
+    results = await asyncio.gather(*(late_client(i * 0.01) for i in range(50)))
+    final = await task_store.get_task(task_id)
+    for payloads in results:
+        versions = [p["version"] for p in payloads]
+        assert versions == sorted(set(versions)), "a client saw a version twice or go back"
+        assert payloads[-1]["status"] == "completed"
+        assert payloads[-1]["version"] == final["version"]
+
+
+async def test_quiet_redis_makes_the_stream_reread_and_reemit_the_row(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.3))
+    await gateway.start()
+    try:
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        received: list[Event] = []
+        started = time.monotonic()
+        async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
+            async for event in events(r):
+                received.append(event)
+                if len(received) == 3:
+                    break
+        elapsed = time.monotonic() - started
+        # Nothing changed: the same state, re-sent with the same id, once per idle timeout.
+        assert [e.id for e in received] == ["1", "1", "1"]
+        assert elapsed >= 0.55
+    finally:
+        await gateway.stop()
+
+
+async def test_last_event_id_at_the_terminal_version_gets_204(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+    cancelled = await task_store.cancel_task(task_id)
+    url = progress_url(live_gateway, task_id)
+    version = str(cancelled["version"])
+
+    response, received = await collect(session, url, member.token, **{"Last-Event-ID": version})
+    assert response.status == 204 and received == []
+    response, received = await collect(session, f"{url}?last_event_id={version}", member.token)
+    assert response.status == 204
+
+    # An older id: the stream starts with the current (terminal) state, then closes.
+    response, received = await collect(session, url, member.token, **{"Last-Event-ID": "1"})
+    assert response.status == 200
+    assert [e.payload["status"] for e in received] == ["cancelled"]
+
+
+async def test_last_event_id_on_a_running_task_starts_with_the_current_state(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+    headers = {**bearer(member.token), "Last-Event-ID": "1"}
+    async with session.get(progress_url(live_gateway, task_id), headers=headers) as r:
+        assert r.status == 200
+        async for event in events(r):
+            assert event.payload["status"] == "pending" and event.id == "1"
+            break
+
+
+async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    throwaway_redis: ThrowawayRedis,
+    session: aiohttp.ClientSession,
+) -> None:
+    own = settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2)
+    gateway = LiveGateway(own)
+    await gateway.start()
+    try:
+        dispatcher = gateway.app[DISPATCHER]
+        stats = gateway.app[STREAM_STATS]
+        runners.start(builtins(), redis_url=throwaway_redis.url)
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.8)
+        received: list[dict[str, Any]] = []
+        async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
+            async for event in events(r):
+                received.append(event.payload)
+                if event.payload["phase"] == "assumption_map":
+                    throwaway_redis.stop()  # mid-stream
+                if event.payload["phase"] == "research_plan":
+                    assert not dispatcher.available
+                    assert stats.polls > 0, "this update can only have come from polling"
+                    throwaway_redis.start()
+        assert received[-1]["status"] == "completed"
+        versions = [p["version"] for p in received]
+        assert versions == sorted(set(versions))
+        phases = [p["phase"] for p in received]
+        assert {"research_plan", "interview_guide", "complete"} <= set(phases)
+
+        # Redis is back: the subscription reconnected and a new stream is served by pub/sub.
+        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=10)
+        assert dispatcher.stats.connections >= 2
+        polls_before = stats.polls
+        second = await spawn(task_store, member.workspace_id, "research", step_seconds=0.3)
+        _, later = await collect(session, progress_url(gateway, second), member.token)
+        assert later[-1].payload["status"] == "completed"
+        assert stats.polls == polls_before, "pub/sub should have carried the second task"
+    finally:
+        await gateway.stop()
+
+
+async def test_polling_stops_after_the_poll_limit(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    throwaway_redis: ThrowawayRedis,
+    session: aiohttp.ClientSession,
+) -> None:
+    throwaway_redis.stop()
+    own = settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.1, sse_poll_limit=3)
+    gateway = LiveGateway(own)
+    await gateway.start()
+    try:
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        started = time.monotonic()
+        response, received = await collect(session, progress_url(gateway, task_id), member.token)
+        assert response.status == 200
+        assert [e.payload["status"] for e in received] == ["pending"]
+        assert gateway.app[STREAM_STATS].poll_limit_closes == 1
+        assert 0.25 <= time.monotonic() - started < 5
+    finally:
+        await gateway.stop()
+
+
+async def test_a_thousand_dropped_streams_leave_no_task_subscription_or_stream_behind(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+) -> None:
+    dispatcher = live_gateway.app[DISPATCHER]
+    stats = live_gateway.app[STREAM_STATS]
+    task_ids = [await spawn(task_store, member.workspace_id, "validation_kit") for _ in range(50)]
+    tasks_before = len(asyncio.all_tasks())
+    connector = aiohttp.TCPConnector(limit=200, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=stream_timeout(20)) as client:
+
+        async def open_and_drop(task_id: UUID) -> None:
+            response = await client.get(
+                progress_url(live_gateway, task_id), headers=bearer(member.token)
+            )
+            assert response.status == 200
+            await response.content.readuntil(b"\r\n\r\n")  # the first event arrived
+            response.close()  # the client goes away mid-stream
+
+        for start in range(0, 1000, 200):
+            await asyncio.gather(
+                *(open_and_drop(task_ids[i % len(task_ids)]) for i in range(start, start + 200))
+            )
+
+    async def settled() -> bool:
+        return stats.open == 0 and dispatcher.subscribed_channels == 0
+
+    await wait_for(settled, timeout_s=10)
+    assert stats.opened == 1000 and stats.closed == 1000
+    assert dispatcher.watch_count == 0 and dispatcher.channel_count == 0
+    assert len(live_gateway.app[STREAMS]) == 0
+    await asyncio.sleep(0.2)
+    assert len(asyncio.all_tasks()) <= tasks_before
+
+
+async def test_shutdown_ends_open_streams_promptly_and_cleanly(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway = LiveGateway(settings)
+    await gateway.start()
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+
+    async def watch_until_closed() -> list[Event]:
+        _, received = await collect(session, progress_url(gateway, task_id), member.token)
+        return received
+
+    watchers = [asyncio.create_task(watch_until_closed()) for _ in range(20)]
+    await wait_for(lambda: asyncio.sleep(0, result=gateway.app[STREAM_STATS].open == 20))
+    started = time.monotonic()
+    await gateway.stop()
+    results = await asyncio.gather(*watchers)  # a truncated body would raise here
+    assert time.monotonic() - started < 2.0
+    assert all(len(received) == 1 for received in results)
+
+
+async def test_the_stream_ends_on_a_terminal_state_written_by_the_reaper(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    db: Any,
+    session: aiohttp.ClientSession,
+) -> None:
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+    await db.fetch_all(
+        "UPDATE background_tasks SET status = 'running', runner_id = 'ghost', "
+        "claim_token = gen_random_uuid(), started_at = now(), "
+        "heartbeat_at = now() - interval '1 hour', timeout_s = 600 WHERE id = %(id)s",
+        {"id": task_id},
+    )
+    watcher = asyncio.create_task(
+        collect(session, progress_url(live_gateway, task_id), member.token)
+    )
+    await asyncio.sleep(0.3)
+    runners.start(builtins())  # its reaper fails the orphan and publishes it
+    _, received = await asyncio.wait_for(watcher, 10)
+    assert received[-1].payload["status"] == "failed"
+    assert "runner lost" in received[-1].payload["error"]
+    await wait_for_status(task_store, task_id, {"failed"})
