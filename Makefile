@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint migrate runner clean
+.PHONY: install run test lint migrate runner gateway clean
 
 install: $(STAMP)
 
@@ -31,8 +31,19 @@ migrate: install
 runner: install migrate
 	$(BIN)/praxiom-progress runner
 
-## Until the gateway lands, `run` is the runner alone (schema applied first).
-run: runner
+## The whole system in the foreground: schema applied, a runner in the background,
+## the gateway in front. Ctrl-C stops both.
+run: migrate
+	@token=$$($(BIN)/praxiom-progress token create --workspace demo --user demo | tail -n 1); \
+	echo "gateway: http://$${GATEWAY_HOST:-127.0.0.1}:$${GATEWAY_PORT:-8080}"; \
+	echo "token: $$token"; \
+	$(BIN)/praxiom-progress runner & runner=$$!; \
+	trap 'kill -TERM $$runner 2>/dev/null' INT TERM; \
+	$(BIN)/praxiom-progress gateway; \
+	kill -TERM $$runner 2>/dev/null; wait $$runner
+
+gateway: install migrate
+	$(BIN)/praxiom-progress gateway
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

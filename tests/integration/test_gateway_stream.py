@@ -345,3 +345,21 @@ async def test_the_stream_ends_on_a_terminal_state_written_by_the_reaper(
     assert received[-1].payload["status"] == "failed"
     assert "runner lost" in received[-1].payload["error"]
     await wait_for_status(task_store, task_id, {"failed"})
+
+
+async def test_an_idle_stream_carries_keep_alive_comments(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway = LiveGateway(settings.replace(sse_ping_interval_s=0.2, sse_idle_timeout_s=30))
+    await gateway.start()
+    try:
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
+            await r.content.readuntil(b"\r\n\r\n")  # the first event
+            comments = [await r.content.readuntil(b"\r\n\r\n") for _ in range(2)]
+        assert comments == [b": ping\r\n\r\n", b": ping\r\n\r\n"]
+    finally:
+        await gateway.stop()
