@@ -55,5 +55,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
-    app.router.add_get("/api/tasks/{task_id}", views.record, allow_head=False)
+    # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
+    app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
     return app

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from taskstate.errors import StoreUnavailable
+from taskstate.errors import InvalidData, StoreUnavailable
 
 log = logging.getLogger("gateway")
 
@@ -68,6 +68,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
+    except InvalidData as exc:
+        return error_response(422, "VALIDATION_ERROR", str(exc))
     except StoreUnavailable as exc:
         log.warning("PostgreSQL unavailable: %s", exc, extra={"action": "db_unavailable"})
         return error_response(

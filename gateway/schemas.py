@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, UtcTimestamp
 
 #: DESIGN.md, Clarifications: params over this many bytes of compact JSON are refused.
 MAX_PARAMS_BYTES = 65_536
+# json.dumps writes NUL as \u0000; an even run of backslashes before it is escaped text.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class SpawnRequestSchema(Schema):
@@ -31,8 +34,15 @@ class SpawnRequestSchema(Schema):
             raise ValidationError(f"Unknown task type; one of: {', '.join(self.task_types)}")
 
     @validates("params")
-    def _small_enough(self, value: Mapping[str, Any], **kwargs: Any) -> None:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    def _storable(self, value: Mapping[str, Any], **kwargs: Any) -> None:
+        """What PostgreSQL's jsonb would refuse is refused here, with a 422, not a 500."""
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            size = len(text.encode("utf-8"))
+        except ValueError as exc:  # NaN or Infinity; a lone surrogate (UnicodeEncodeError)
+            raise ValidationError(f"Must be storable JSON: {exc}") from exc
+        if _NUL_ESCAPE.search(text):
+            raise ValidationError("Must not contain the NUL character (\\u0000)")
         if size > MAX_PARAMS_BYTES:
             raise ValidationError(f"Must be at most {MAX_PARAMS_BYTES} bytes as JSON, got {size}")
 

@@ -124,7 +124,7 @@ async def _json_body(request: web.Request) -> Any:
     raw = await request.read()  # over client_max_size: aiohttp raises 413
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ApiError(
             400, "VALIDATION_ERROR", f"The request body must be a JSON object: {exc}"
         ) from exc

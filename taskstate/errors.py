@@ -9,6 +9,10 @@ class StoreUnavailable(StoreError):
     """PostgreSQL could not be reached or dropped the connection; retrying later may work."""
 
 
+class InvalidData(StoreError):
+    """PostgreSQL refused a value (say, a string jsonb cannot hold); retrying will not help."""
+
+
 class SchemaMissing(StoreError):
     """The schema has not been applied: run `praxiom-progress migrate`."""
 

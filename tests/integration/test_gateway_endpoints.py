@@ -307,32 +307,18 @@ async def test_spawn_refuses_a_malformed_body_with_a_4xx(
     [
         pytest.param(
             b'{"task_type": "validation_kit", "params": {"x": 1e400}}',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: 1e400 parses to float inf, jsonb refuses 'Infinity': 500",
-            ),
             id="overflowing-float",
         ),
         pytest.param(
             b'{"task_type": "validation_kit", "params": {"x": "a\\u0000b"}}',
-            marks=pytest.mark.xfail(
-                strict=True, reason="bug: jsonb refuses \\u0000 (UntranslatableCharacter): 500"
-            ),
             id="nul-character",
         ),
         pytest.param(
             b'{"task_type": "validation_kit", "params": {"x": "\\ud800"}}',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: a lone surrogate makes the params size check's encode() raise: 500",
-            ),
             id="lone-surrogate",
         ),
         pytest.param(
             b'{"task_type": "validation_kit", "params": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
-            marks=pytest.mark.xfail(
-                strict=True, reason="bug: json.loads raises RecursionError (not ValueError): 500"
-            ),
             id="deeply-nested",
         ),
     ],
@@ -790,10 +776,6 @@ async def test_a_wrong_method_is_a_json_405(
     assert row is not None and row["version"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: GET /api/tasks/spawn is routed to the record handler as task id 'spawn'",
-)
 async def test_get_on_the_spawn_route_is_a_405(api: Any, member: IssuedToken) -> None:
     resp = await api.get(SPAWN, headers=bearer(member.token))
     await error_of(resp, 405, "METHOD_NOT_ALLOWED")
