@@ -94,6 +94,7 @@ class ProgressDispatcher:
         self._watches: dict[str, set[Watch]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._to_unsubscribe: set[str] = set()
+        self._to_subscribe: set[str] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
@@ -161,8 +162,9 @@ class ProgressDispatcher:
             await pubsub.subscribe(channel)
         except (RedisError, OSError) as exc:
             self._confirmations.pop(channel, None)
+            self._to_subscribe.add(channel)  # the reader tries again (or reconnects) shortly
             log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
-            return  # the reader notices the broken connection; the stream polls meanwhile
+            return
         await self._await_confirmation(channel)
 
     async def _await_confirmation(self, channel: str) -> None:
@@ -188,7 +190,7 @@ class ProgressDispatcher:
                 pubsub = await self._connect()
                 delay = 0.0
                 while True:
-                    await self._flush_unsubscribes(pubsub)
+                    await self._flush_pending(pubsub)
                     message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
                     if message is not None:
                         self._handle(message)
@@ -204,6 +206,7 @@ class ProgressDispatcher:
         self._pubsub = pubsub
         await pubsub.connect()
         self._to_unsubscribe.clear()
+        self._to_subscribe.clear()
         subscribed: set[str] = set()
         # Streams that arrive meanwhile are not subscribed by `watch` (Redis is not
         # available yet), so loop until every watched channel is confirmed.
@@ -221,13 +224,18 @@ class ProgressDispatcher:
         self._started.set()
         return pubsub
 
-    async def _flush_unsubscribes(self, pubsub: aioredis.client.PubSub) -> None:
-        if not self._to_unsubscribe:
-            return
-        channels = [c for c in self._to_unsubscribe if c not in self._watches]
-        self._to_unsubscribe.clear()
-        if channels:
-            await pubsub.unsubscribe(*channels)
+    async def _flush_pending(self, pubsub: aioredis.client.PubSub) -> None:
+        """Send what streams left to the reader: unsubscribes, and subscribes that failed."""
+        if self._to_unsubscribe:
+            gone = [c for c in self._to_unsubscribe if c not in self._watches]
+            self._to_unsubscribe.clear()
+            if gone:
+                await pubsub.unsubscribe(*gone)
+        if self._to_subscribe:
+            retry = [c for c in self._to_subscribe if c in self._watches]
+            self._to_subscribe.clear()
+            if retry:
+                await pubsub.subscribe(*retry)
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message["type"]

@@ -168,8 +168,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
         stats.opened += 1
         try:
             await stream.run(first)
-        except ConnectionResetError:
-            pass  # the client went away: a normal end
+        except (ConnectionResetError, TimeoutError):
+            pass  # the client went away, or stopped reading for send_timeout: a normal end
         finally:
             response.stop_streaming()  # its ping task would outlive a cancelled handler
             app[STREAMS].discard(stream)
