@@ -48,6 +48,18 @@ async def translate_errors() -> AsyncIterator[None]:
         raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
 
 
+async def _connect(dsn: str, settings: Settings, name: str = "praxiom") -> Any:
+    """One dedicated connection, configured like the pool's."""
+    async with translate_errors():
+        return await aiopg.connect(
+            dsn,
+            timeout=settings.database_timeout_s,
+            application_name=name,
+            enable_hstore=False,
+            options=_SESSION_OPTIONS,
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -105,14 +117,7 @@ async def listen(settings: Settings, channels: list[str], *, name: str) -> Async
     `await queue.get()` returns `Notify(pid, channel, payload)` and raises
     `StoreUnavailable` (through `translate_errors` at the caller) when the server goes away.
     """
-    async with translate_errors():
-        conn = await aiopg.connect(
-            settings.database_url,
-            timeout=settings.database_timeout_s,
-            application_name=name,
-            enable_hstore=False,
-            options=_SESSION_OPTIONS,
-        )
+    conn = await _connect(settings.database_url, settings, name)
     try:
         async with translate_errors(), conn.cursor() as cur:
             for channel in channels:
@@ -137,13 +142,7 @@ async def create_database_if_missing(settings: Settings) -> str | None:
     database `postgres` is used only when the target really is missing.
     """
     try:
-        async with translate_errors():
-            conn = await aiopg.connect(
-                settings.database_url,
-                timeout=settings.database_timeout_s,
-                enable_hstore=False,
-                options=_SESSION_OPTIONS,
-            )
+        conn = await _connect(settings.database_url, settings)
     except StoreUnavailable as exc:
         if not _is_missing_database(exc.__cause__):
             raise
@@ -153,13 +152,7 @@ async def create_database_if_missing(settings: Settings) -> str | None:
     name = parse_dsn(settings.database_url).get("dbname")
     if not name:
         return None
-    async with translate_errors():
-        maintenance = await aiopg.connect(
-            make_dsn(settings.database_url, dbname="postgres"),
-            timeout=settings.database_timeout_s,
-            enable_hstore=False,
-            options=_SESSION_OPTIONS,
-        )
+    maintenance = await _connect(make_dsn(settings.database_url, dbname="postgres"), settings)
     try:
         async with translate_errors(), maintenance.cursor() as cur:
             await cur.execute(

@@ -77,6 +77,21 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def scratch_database_url(database_url: str) -> Iterator[str]:
+    """An empty database (no schema) of the test's own, on the same server; dropped afterwards."""
+    name = f"praxiom_scratch_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield _with_database(SERVER_URL, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
 def clean_database(database_url: str) -> str:
     conn = psycopg2.connect(database_url)
     conn.autocommit = True

@@ -72,22 +72,6 @@ def create_token(database_url: str, workspace: str, user: str) -> str:
     return result.stdout.splitlines()[-1]
 
 
-@pytest.fixture
-def scratch_database_url(database_url: str) -> Iterator[str]:
-    """An empty database (no schema) of the test's own, dropped afterwards."""
-    name = f"praxiom_cli_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(urlunsplit(urlsplit(database_url)._replace(path="/postgres")))
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 # -- migrate ----------------------------------------------------------------------------------
 
 

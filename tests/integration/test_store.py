@@ -8,10 +8,8 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg2
@@ -58,23 +56,6 @@ async def row_count(db: Database, table: str) -> int:
 
 async def next_notify(queue: Any, timeout_s: float = 2.0) -> Any:
     return await asyncio.wait_for(queue.get(), timeout_s)
-
-
-@pytest.fixture
-def scratch_database_url(database_url: str) -> Iterator[str]:
-    """An empty database (no schema) of the test's own, dropped afterwards."""
-    name = f"praxiom_scratch_{uuid.uuid4().hex[:12]}"
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 # -- schema -----------------------------------------------------------------------------------
