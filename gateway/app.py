@@ -44,7 +44,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
+    """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[sse.STREAMS] = weakref.WeakSet()
@@ -57,4 +58,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
+    if demo:
+        from gateway import demo as demo_page
+
+        demo_page.setup(app)
     return app

@@ -17,28 +17,37 @@ log = logging.getLogger("gateway")
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
-def make_runner(settings: Settings) -> web.AppRunner:
+def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     # handler_cancellation: a client that goes away cancels its handler, so a stream
     # leaves nothing behind (aiohttp's default would keep it until its next write).
     return web.AppRunner(
-        create_app(settings),
+        create_app(settings, demo=demo),
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         access_log=None,
     )
 
 
-async def serve(settings: Settings) -> None:
-    runner = make_runner(settings)
+async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
+    """Set the app up and listen; `runner.cleanup()` ends every stream and stops."""
+    runner = make_runner(settings, demo=demo)
     await runner.setup()
-    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
-    await site.start()
+    try:
+        await web.TCPSite(runner, settings.gateway_host, settings.gateway_port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info(
         "gateway listening on http://%s:%d",
         settings.gateway_host,
         settings.gateway_port,
         extra={"action": "gateway_started"},
     )
+    return runner
+
+
+async def serve(settings: Settings) -> None:
+    runner = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from runner.handlers import load_registry
 from runner.signals import stop_on_signals
 from runner.store import RunnerStore
@@ -11,7 +14,9 @@ from taskstate.publisher import ProgressPublisher, connect_redis
 from taskstate.settings import Settings
 
 
-async def serve(settings: Settings) -> None:
+@asynccontextmanager
+async def connected_runner(settings: Settings) -> AsyncIterator[Runner]:
+    """A runner with its handlers, its pool and its Redis client; closed on exit."""
     registry = load_registry(settings.runner_task_modules)
     # minsize=0: start even while PostgreSQL is down; the claim loop retries with backoff.
     db = await Database.connect(
@@ -19,9 +24,13 @@ async def serve(settings: Settings) -> None:
     )
     redis = connect_redis(settings.redis_url)
     try:
-        runner = Runner(settings, RunnerStore(db), ProgressPublisher(redis), registry)
-        with stop_on_signals(runner.stop):
-            await runner.run()
+        yield Runner(settings, RunnerStore(db), ProgressPublisher(redis), registry)
     finally:
         await redis.aclose()
         await db.close()
+
+
+async def serve(settings: Settings) -> None:
+    async with connected_runner(settings) as runner:
+        with stop_on_signals(runner.stop):
+            await runner.run()
