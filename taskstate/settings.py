@@ -212,3 +212,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
     "log_level": ("LOG_LEVEL", _log_level),
 }
+
+
+def explicit_servers(environ: Mapping[str, str] | None = None) -> tuple[bool, bool]:
+    """Whether DATABASE_URL and REDIS_URL are set: `dev` embeds the servers that are not."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("DATABASE_URL", "").strip()), bool(env.get("REDIS_URL", "").strip())
