@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the whole test suite against the PostgreSQL and Redis named by
-## DATABASE_URL / REDIS_URL (defaults: the local servers). Each run makes
-## its own throwaway database and drops it afterwards.
+## DATABASE_URL / REDIS_URL; either one unset is embedded under .run/ for the run.
+## Each run makes its own throwaway database and drops it afterwards.
 test: install
 	$(BIN)/python -m pytest
 

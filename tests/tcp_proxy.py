@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from psycopg2.extensions import make_dsn, parse_dsn
+
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    """Forwards 127.0.0.1:<port> to a TCP address, or to a Unix socket when `target_port` is
+    None and `target_host` is the socket's path."""
+
+    def __init__(self, target_host: str, target_port: int | None) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -33,7 +38,11 @@ class TcpProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            host, port = self.target
+            if port is None:
+                up_reader, up_writer = await asyncio.open_unix_connection(host)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:
             writer.transport.abort()
             return
@@ -51,3 +60,17 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+def postgres_proxy(database_url: str) -> TcpProxy:
+    """A proxy in front of the PostgreSQL that `database_url` names (TCP or Unix socket)."""
+    params = parse_dsn(database_url)
+    host, port = params.get("host", "127.0.0.1"), int(params.get("port", 5432))
+    if host.startswith("/"):
+        return TcpProxy(f"{host}/.s.PGSQL.{port}", None)
+    return TcpProxy(host, port)
+
+
+def through(proxy: TcpProxy, database_url: str) -> str:
+    """`database_url`, rerouted through `proxy`."""
+    return make_dsn(database_url, host="127.0.0.1", port=str(proxy.port))

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import psycopg2
 import pytest
+from psycopg2.extensions import parse_dsn
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"workspaces", "users", "workspace_members", "api_tokens", "background_tasks"}
@@ -128,11 +129,8 @@ def test_migrate_creates_a_missing_database(
 
 
 def test_migrate_with_a_keyword_value_dsn(scratch_database_url: str) -> None:
-    parts = urlsplit(scratch_database_url)
-    dsn = (
-        f"host={parts.hostname} port={parts.port or 5432} user={parts.username}"
-        f" dbname={parts.path.lstrip('/')}"
-    )
+    dsn = " ".join(f"{key}={value}" for key, value in parse_dsn(scratch_database_url).items())
+    assert "=" in dsn and "://" not in dsn
     result = cli(dsn, "migrate")
     assert "Traceback" not in result.stderr
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from runner import builtin
@@ -20,7 +19,7 @@ from taskstate.publisher import connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from tests.conftest import RunnerHarness, ThrowawayRedis, spawn, wait_for, wait_for_status
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import postgres_proxy, through
 
 
 def builtins() -> HandlerRegistry:
@@ -67,21 +66,15 @@ async def test_with_redis_down_tasks_complete_and_publishing_resumes_when_it_ret
         await client.aclose()
 
 
-def _via(proxy: TcpProxy, url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-
-
 async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes(
     settings: Settings, task_store: TaskStore, workspace_id: UUID
 ) -> None:
-    target = urlsplit(settings.database_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy = postgres_proxy(settings.database_url)
     await proxy.start()
     # Beats (1 s) are rarer than reaper passes (0.2 s), as in production (5 s vs 5 s, racing):
     # after the outage a reaper pass comes before the first beat.
     runner_settings = settings.replace(
-        database_url=_via(proxy, settings.database_url), runner_heartbeat_interval_s=1.0
+        database_url=through(proxy, settings.database_url), runner_heartbeat_interval_s=1.0
     )
     runner_db = await Database.connect(runner_settings, minsize=0, maxsize=5)
     redis = connect_redis(settings.redis_url)
