@@ -140,10 +140,14 @@ class ProgressDispatcher:
         watches = self._watches.setdefault(watch.channel, set())
         watches.add(watch)
         self._to_unsubscribe.discard(watch.channel)
-        if len(watches) == 1 and self.available and self._pubsub is not None:
-            await self._subscribe(self._pubsub, watch.channel)
-        elif watch.channel in self._confirmations:
-            await self._await_confirmation(watch.channel)  # a subscribe is already under way
+        try:
+            if len(watches) == 1 and self.available and self._pubsub is not None:
+                await self._subscribe(self._pubsub, watch.channel)
+            elif watch.channel in self._confirmations:
+                await self._await_confirmation(watch.channel)  # a subscribe is under way
+        except BaseException:
+            self.unwatch(watch)  # cancelled (the client left): the caller never gets it
+            raise
         return watch
 
     def unwatch(self, watch: Watch) -> None:
