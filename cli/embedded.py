@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger("embedded")
 
 _START_TIMEOUT_S = 30.0
+_MAX_SOCKET_PATH = 100
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -67,6 +69,8 @@ def embedded_redis(run_dir: Path) -> Iterator[str]:
     """A redis-server on a Unix socket in `run_dir`; yields its URL; stops it on exit."""
     run_dir.mkdir(parents=True, exist_ok=True)
     socket_path = run_dir / "redis.sock"
+    if len(str(socket_path)) > _MAX_SOCKET_PATH:  # a deep checkout: sun_path is 108 bytes
+        socket_path = Path(tempfile.mkdtemp(prefix="praxiom-redis-")) / "redis.sock"
     socket_path.unlink(missing_ok=True)
     process = subprocess.Popen(
         [

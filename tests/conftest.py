@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,9 +56,10 @@ def pytest_configure(config: pytest.Config) -> None:
         url = _embedded.enter_context(embedded_postgres(REPO / ".run" / "test-postgres"))
         os.environ["DATABASE_URL"] = url
     if not has_redis:
-        os.environ["REDIS_URL"] = _embedded.enter_context(
-            embedded_redis(REPO / ".run" / "test-redis")
-        )
+        # One Redis per run: two runs at once must not stop each other's server.
+        run_dir = REPO / ".run" / f"test-redis-{os.getpid()}"
+        _embedded.callback(shutil.rmtree, run_dir, ignore_errors=True)  # after Redis stops
+        os.environ["REDIS_URL"] = _embedded.enter_context(embedded_redis(run_dir))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
