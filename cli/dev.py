@@ -40,8 +40,7 @@ async def run_dev(settings: Settings, explicit: tuple[bool, bool]) -> int:
             redis_from = f"embedded, socket in {_shown(run_dir / 'redis')}"
         await migrate(settings)
         token = await _demo_token(settings)
-        _print_banner(settings, token, database_from, redis_from)
-        await _serve(settings)
+        await _serve(settings, _banner(settings, token, database_from, redis_from))
     return 0
 
 
@@ -56,12 +55,13 @@ async def _demo_token(settings: Settings) -> str:
     return issued.token
 
 
-async def _serve(settings: Settings) -> None:
-    """Runner and gateway side by side; the first Ctrl-C stops both gracefully, a second
-    skips the runner's grace."""
+async def _serve(settings: Settings, banner: str) -> None:
+    """Runner and gateway side by side, `banner` printed once both run; the first Ctrl-C
+    stops both gracefully, a second skips the runner's grace."""
     async with connected_runner(settings) as runner:
         gateway = await gateway_server.start(settings, demo=True)
         running = asyncio.create_task(runner.run(), name="dev-runner")
+        print(banner, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
@@ -85,7 +85,7 @@ async def _serve(settings: Settings) -> None:
                 loop.remove_signal_handler(sig)
 
 
-def _print_banner(settings: Settings, token: str, database_from: str, redis_from: str) -> None:
+def _banner(settings: Settings, token: str, database_from: str, redis_from: str) -> str:
     host = settings.gateway_host if settings.gateway_host not in ("0.0.0.0", "::") else "127.0.0.1"
     url = f"http://{host}:{settings.gateway_port}"
     cli = (
@@ -93,8 +93,7 @@ def _print_banner(settings: Settings, token: str, database_from: str, redis_from
         if sys.argv[0].endswith("praxiom-progress")
         else "praxiom-progress"
     )
-    print(
-        f"""
+    return f"""
 praxiom-progress is running (dev mode: runner + gateway in one process)
   demo page:   {url}/demo
   PostgreSQL:  {database_from}
@@ -107,9 +106,7 @@ Spawn a task and watch it from another terminal:
   {cli} watch $({cli} spawn --type validation_kit --params '{{"step_seconds": 1}}')
 
 Ctrl-C stops everything.
-""",
-        flush=True,
-    )
+"""
 
 
 def _shown(path: Path) -> str:
