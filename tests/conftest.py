@@ -35,6 +35,7 @@ from aiohttp import web
 from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from gateway.app import create_app
 from gateway.server import make_runner
+from runner import builtin
 from runner.handlers import HandlerRegistry
 from runner.store import RunnerStore
 from runner.worker import Runner
@@ -187,11 +188,12 @@ async def api(aiohttp_client: Any, settings: Settings) -> Any:
 
 
 class LiveGateway:
-    """The gateway on a real socket, run exactly as `praxiom-progress gateway` runs it."""
+    """The gateway on a real socket, run exactly as `praxiom-progress gateway` runs it
+    (with `demo`, as `praxiom-progress dev` runs it)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
         self.settings = settings
-        self.runner = make_runner(settings)
+        self.runner = make_runner(settings, demo=demo)
         self.url = ""
 
     @property
@@ -289,6 +291,13 @@ async def wait_for_status(
         return row if row and row["status"] in statuses else None
 
     return await wait_for(check, timeout_s)
+
+
+def builtin_registry() -> HandlerRegistry:
+    """The built-in simulated task types, as `RUNNER_TASK_MODULES=runner.builtin` loads them."""
+    registry = HandlerRegistry()
+    builtin.register(registry)
+    return registry
 
 
 class RunnerHarness:

@@ -22,8 +22,6 @@ import pytest
 from aiohttp import web
 
 from cli.watch import RetryPolicy, StreamLost, follow
-from runner import builtin
-from runner.handlers import HandlerRegistry
 from taskstate.accounts import IssuedToken
 from taskstate.payloads import payload_from_row
 from taskstate.store import TaskStore
@@ -31,6 +29,7 @@ from tests.conftest import (
     REPO,
     LiveGateway,
     RunnerHarness,
+    builtin_registry,
     free_port,
     spawn,
     wait_for_status,
@@ -39,12 +38,6 @@ from tests.tcp_proxy import TcpProxy
 
 TERMINAL = {"completed", "failed", "cancelled"}
 VALIDATION_KIT_PHASES = ["assumption_map", "research_plan", "interview_guide", "complete"]
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 @dataclass
@@ -202,7 +195,7 @@ async def test_watch_follows_a_task_to_completed_and_exits_0(
     process = await cli.start("watch", task_id)
     first = await read_line(process)  # watching before the task starts: every phase is seen
     assert first.startswith("pending  0%")
-    runners.start(builtins())
+    runners.start(builtin_registry())
     result = await finish(process)
     assert result.code == 0, result.err
     assert result.err == ""
@@ -218,7 +211,7 @@ async def test_watch_follows_a_task_to_completed_and_exits_0(
 async def test_watch_exits_1_on_failed_and_prints_the_error(
     cli: Cli, runners: RunnerHarness, member: IssuedToken, task_store: TaskStore
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(
         task_store,
         member.workspace_id,
@@ -235,7 +228,7 @@ async def test_watch_exits_1_on_failed_and_prints_the_error(
 async def test_watch_exits_3_when_the_task_is_cancelled_while_watching(
     cli: Cli, runners: RunnerHarness, member: IssuedToken, task_store: TaskStore
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=30)
     process = await cli.start("watch", str(task_id))
     while not (await read_line(process)).startswith("running  15%  assumption_map"):
@@ -269,7 +262,7 @@ async def test_watch_on_a_finished_task_exits_at_once_with_its_code(
     if params is None:
         await task_store.cancel_task(task_id)
     else:
-        runners.start(builtins())
+        runners.start(builtin_registry())
         await wait_for_status(task_store, task_id, TERMINAL)
     result = await cli("watch", str(task_id), timeout_s=10)
     assert result.code == code, result.err
@@ -315,7 +308,7 @@ async def test_watch_reconnects_after_a_dropped_connection_and_still_exits_0(
         env={"PRAXIOM_URL": f"http://127.0.0.1:{proxy.port}"},
     )
     lines = [await read_line(process)]  # pending
-    runners.start(builtins())
+    runners.start(builtin_registry())
     lines.append(await read_line(process))  # running
     await proxy.cut()  # resets the open stream and refuses new connections ...
     await asyncio.sleep(0.8)  # ... through at least one failed reconnection ...

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.options import Options
@@ -34,12 +33,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from gateway import demo, sse
 from gateway.app import create_app
 from gateway.keys import GATEWAY_STORE
-from gateway.server import make_runner
 from runner import builtin
-from runner.handlers import HandlerRegistry
 from taskstate.settings import Settings
 from taskstate.tokens import hash_token
-from tests.conftest import RunnerHarness, free_port
+from tests.conftest import LiveGateway, RunnerHarness, builtin_registry
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -136,39 +133,12 @@ def browser(chromium: None, tmp_path: Path) -> Iterator[webdriver.Chrome]:
 # -- the system under test: a dev-mode gateway and an in-process runner ---------------------
 
 
-class DemoGateway:
-    """The gateway with its demo page, on a real socket, as `praxiom-progress dev` runs it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.runner = make_runner(settings, demo=True)
-        self.url = ""
-
-    @property
-    def app(self) -> web.Application:
-        return self.runner.app
-
-    async def start(self) -> None:
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 @pytest.fixture
-async def demo_gateway(settings: Settings) -> AsyncIterator[DemoGateway]:
-    gateway = DemoGateway(settings)
+async def demo_gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
+    gateway = LiveGateway(settings, demo=True)
     await gateway.start()
     yield gateway
     await gateway.stop()
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 # -- driving the page (in a thread: the event loop keeps serving the gateway) ---------------
@@ -317,13 +287,13 @@ def _evidence(driver: webdriver.Chrome, where: Path) -> str:
 
 @browser_test
 async def test_the_page_completes_a_fast_task_shows_a_failure_and_cancels_a_slow_one(
-    demo_gateway: DemoGateway,
+    demo_gateway: LiveGateway,
     runners: RunnerHarness,
     browser: webdriver.Chrome,
     settings: Settings,
     tmp_path: Path,
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     started = time.monotonic()
     try:
         seen = await asyncio.to_thread(
@@ -431,7 +401,7 @@ def test_the_fail_at_choices_are_the_builtin_step_names() -> None:
     assert {name: tuple(s.name for s in st) for name, st in steps.items()} == dict(
         demo.BUILTIN_FAIL_POINTS
     )
-    assert set(demo.BUILTIN_FAIL_POINTS) == set(builtins()) == set(Settings().task_types)
+    assert set(demo.BUILTIN_FAIL_POINTS) == set(builtin_registry()) == set(Settings().task_types)
 
 
 async def test_production_serves_no_demo_page(aiohttp_client: Any, settings: Settings) -> None:

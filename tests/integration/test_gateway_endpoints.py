@@ -21,7 +21,6 @@ from aiohttp import ClientResponse
 
 from gateway.app import create_app
 from gateway.schemas import TaskRecordSchema
-from runner import builtin
 from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.channels import progress_channel
@@ -31,7 +30,7 @@ from taskstate.publisher import connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from taskstate.tokens import hash_token
-from tests.conftest import RunnerHarness, bearer, spawn, wait_for, wait_for_status
+from tests.conftest import RunnerHarness, bearer, builtin_registry, spawn, wait_for, wait_for_status
 
 SPAWN = "/api/tasks/spawn"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -43,12 +42,6 @@ TASK_WORDS = ("validation_kit", "phase", "result_data", "progress_pct", "Queued"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 async def task_count(db: Database) -> int:
@@ -184,7 +177,7 @@ async def test_spawn_notify_wakes_an_idle_runner_and_the_task_completes(
     api: Any, member: IssuedToken, task_store: TaskStore, runners: RunnerHarness
 ) -> None:
     # A 30 s poll interval: only the spawn's NOTIFY can get the task claimed this fast.
-    runners.start(builtins(), runner_poll_interval_s=30)
+    runners.start(builtin_registry(), runner_poll_interval_s=30)
     await asyncio.sleep(0.3)  # the runner is idle, parked on LISTEN
     started = time.monotonic()
     resp = await post_spawn(
@@ -386,7 +379,7 @@ async def test_status_of_a_completed_task_equals_the_last_published_bytes(
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(progress_channel(task_id))
-        runners.start(builtins())
+        runners.start(builtin_registry())
         final = await wait_for_status(task_store, task_id, TERMINAL)
         published: list[bytes] = []
         async with asyncio.timeout(5):
@@ -502,7 +495,7 @@ async def test_concurrent_cancels_cancel_once_and_the_rest_conflict(
 async def test_cancelling_a_completed_task_is_a_409(
     api: Any, member: IssuedToken, task_store: TaskStore, runners: RunnerHarness
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(task_store, member.workspace_id, "research", step_seconds=0)
     final = await wait_for_status(task_store, task_id, {"completed"})
     resp = await api.post(f"/api/tasks/{task_id}/cancel", headers=bearer(member.token))

@@ -12,7 +12,6 @@ import pytest
 
 from gateway.keys import DISPATCHER
 from gateway.sse import STREAM_STATS, STREAMS
-from runner import builtin
 from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import IssuedToken
 from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
@@ -23,6 +22,7 @@ from tests.conftest import (
     RunnerHarness,
     ThrowawayRedis,
     bearer,
+    builtin_registry,
     spawn,
     wait_for,
     wait_for_status,
@@ -35,12 +35,6 @@ SPEC_HEADERS = {
     "Connection": "keep-alive",
     "X-Accel-Buffering": "no",
 }
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 async def collect(
@@ -78,7 +72,7 @@ async def test_stream_headers_event_format_and_the_full_life_of_a_task(
         async for event in events(r):
             received.append(event)
             if len(received) == 1:
-                runners.start(builtins())  # the task starts only once we are watching
+                runners.start(builtin_registry())  # the task starts only once we are watching
     payloads = [event.payload for event in received]
 
     first = received[0]
@@ -209,7 +203,7 @@ async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub
     try:
         dispatcher = gateway.app[DISPATCHER]
         stats = gateway.app[STREAM_STATS]
-        runners.start(builtins(), redis_url=throwaway_redis.url)
+        runners.start(builtin_registry(), redis_url=throwaway_redis.url)
         task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.8)
         received: list[dict[str, Any]] = []
         async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
@@ -340,7 +334,7 @@ async def test_the_stream_ends_on_a_terminal_state_written_by_the_reaper(
         collect(session, progress_url(live_gateway, task_id), member.token)
     )
     await asyncio.sleep(0.3)
-    runners.start(builtins())  # its reaper fails the orphan and publishes it
+    runners.start(builtin_registry())  # its reaper fails the orphan and publishes it
     _, received = await asyncio.wait_for(watcher, 10)
     assert received[-1].payload["status"] == "failed"
     assert "runner lost" in received[-1].payload["error"]

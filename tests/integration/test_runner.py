@@ -9,14 +9,20 @@ from uuid import UUID
 
 import pytest
 
-from runner import builtin
 from runner.handlers import HandlerRegistry, TaskContext, TaskLost, TaskResult
 from runner.worker import REQUEUED_MESSAGE, runner_lost_error
 from taskstate.db import Database
 from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, payload_from_row
 from taskstate.settings import parse_task_timeouts
 from taskstate.store import TaskStore
-from tests.conftest import ProgressRecorder, RunnerHarness, spawn, wait_for, wait_for_status
+from tests.conftest import (
+    ProgressRecorder,
+    RunnerHarness,
+    builtin_registry,
+    spawn,
+    wait_for,
+    wait_for_status,
+)
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -32,12 +38,6 @@ SPEC_PHASES = {
     "research": [("running", 10), ("running", 40), ("running", 75)],
     "synthesis": [("running", 10), ("running", 45), ("running", 80)],
 }
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 def registry_of(**handlers: Any) -> HandlerRegistry:
@@ -65,7 +65,7 @@ async def test_builtin_handler_walks_the_spec_phases_and_final_row_equals_last_p
     runners: RunnerHarness,
     recorder: ProgressRecorder,
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(task_store, workspace_id, task_type, step_seconds=0)
     final = await wait_for_status(task_store, task_id, TERMINAL)
     published = await settle(recorder, task_id, final["version"])
@@ -89,7 +89,7 @@ async def test_builtin_handler_walks_the_spec_phases_and_final_row_equals_last_p
 async def test_completed_payload_matches_the_spec_example_shape(
     task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0)
     final = payload_from_row(await wait_for_status(task_store, task_id, TERMINAL))
     assert final["message"] == "Your Validation Kit is ready — 3 documents generated."
@@ -128,7 +128,7 @@ async def test_progress_is_merged_into_result_data_while_running(
 async def test_fail_at_fails_with_a_one_line_error_keeping_phase_and_pct(
     task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness, recorder: ProgressRecorder
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     task_id = await spawn(
         task_store, workspace_id, "validation_kit", step_seconds=0, fail_at="research_plan"
     )
@@ -173,7 +173,7 @@ async def test_timeout_fails_the_task_with_the_exact_message(
     workspace_id: UUID,
     runners: RunnerHarness,
 ) -> None:
-    runners.start(builtins(), task_timeouts=parse_task_timeouts(timeouts))
+    runners.start(builtin_registry(), task_timeouts=parse_task_timeouts(timeouts))
     task_id = await spawn(task_store, workspace_id, task_type, step_seconds=5)
     final = await wait_for_status(task_store, task_id, TERMINAL)
     assert final["status"] == "failed"
@@ -337,7 +337,7 @@ async def test_reaper_fails_a_task_whose_runner_stopped_beating_and_publishes_it
         "heartbeat_at = now() - interval '1 hour', timeout_s = 86400 WHERE id = %(id)s",
         {"id": task_id},
     )
-    runner = runners.start(builtins())
+    runner = runners.start(builtin_registry())
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
     assert final["status"] == "failed"
     assert final["error"] == runner_lost_error(runner.settings.runner_stale_after_s)
@@ -391,7 +391,7 @@ async def test_runner_runs_at_most_its_concurrency(
 async def test_a_task_inserted_without_notification_is_claimed_by_the_slow_poll(
     db: Database, task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness
 ) -> None:
-    runners.start(builtins(), runner_poll_interval_s=0.3)
+    runners.start(builtin_registry(), runner_poll_interval_s=0.3)
     await asyncio.sleep(0.3)  # the runner is idle, parked on LISTEN
     row = await db.fetch_one(
         "INSERT INTO background_tasks (workspace_id, task_type, params) "
@@ -404,7 +404,7 @@ async def test_a_task_inserted_without_notification_is_claimed_by_the_slow_poll(
 async def test_runner_claims_only_types_it_has_handlers_for(
     task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness
 ) -> None:
-    runners.start(builtins())
+    runners.start(builtin_registry())
     unknown = await spawn(task_store, workspace_id, "no_such_handler")
     known = await spawn(task_store, workspace_id, "research", step_seconds=0)
     await wait_for_status(task_store, known, {"completed"})
@@ -414,7 +414,7 @@ async def test_runner_claims_only_types_it_has_handlers_for(
 async def test_stop_requeues_tasks_that_outlast_the_grace_and_finishes_the_rest(
     task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness, recorder: ProgressRecorder
 ) -> None:
-    runner = runners.start(builtins(), runner_shutdown_grace_s=0.8)
+    runner = runners.start(builtin_registry(), runner_shutdown_grace_s=0.8)
     slow = await spawn(task_store, workspace_id, "validation_kit", step_seconds=30)
     quick = await spawn(task_store, workspace_id, "research", step_seconds=0.1)
     await wait_for_status(task_store, slow, {"running"})

@@ -10,22 +10,22 @@ import asyncio
 import json
 from uuid import UUID
 
-from runner import builtin
-from runner.handlers import HandlerRegistry
+from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.channels import progress_channel
 from taskstate.db import Database
-from taskstate.publisher import connect_redis
+from taskstate.publisher import ProgressPublisher, connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
-from tests.conftest import RunnerHarness, ThrowawayRedis, spawn, wait_for, wait_for_status
+from tests.conftest import (
+    RunnerHarness,
+    ThrowawayRedis,
+    builtin_registry,
+    spawn,
+    wait_for,
+    wait_for_status,
+)
 from tests.tcp_proxy import postgres_proxy, through
-
-
-def builtins() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    builtin.register(registry)
-    return registry
 
 
 async def test_with_redis_down_tasks_complete_and_publishing_resumes_when_it_returns(
@@ -35,7 +35,7 @@ async def test_with_redis_down_tasks_complete_and_publishing_resumes_when_it_ret
     throwaway_redis: ThrowawayRedis,
 ) -> None:
     throwaway_redis.stop()
-    runner = runners.start(builtins(), redis_url=throwaway_redis.url)
+    runner = runners.start(builtin_registry(), redis_url=throwaway_redis.url)
     task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.05)
     final = await wait_for_status(task_store, task, {"completed"})
     assert (final["phase"], final["progress_pct"]) == ("complete", 100)
@@ -78,10 +78,9 @@ async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes
     )
     runner_db = await Database.connect(runner_settings, minsize=0, maxsize=5)
     redis = connect_redis(settings.redis_url)
-    from runner.store import RunnerStore
-    from taskstate.publisher import ProgressPublisher
-
-    runner = Runner(runner_settings, RunnerStore(runner_db), ProgressPublisher(redis), builtins())
+    runner = Runner(
+        runner_settings, RunnerStore(runner_db), ProgressPublisher(redis), builtin_registry()
+    )
     running = asyncio.create_task(runner.run())
     try:
         task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.5)
