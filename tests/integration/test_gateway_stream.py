@@ -209,6 +209,10 @@ async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub
         async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
             async for event in events(r):
                 received.append(event.payload)
+                phases_seen = [p["phase"] for p in received]
+                # Heartbeats re-send a phase with a newer version: act on its first event only.
+                if phases_seen.count(event.payload["phase"]) > 1:
+                    continue
                 if event.payload["phase"] == "assumption_map":
                     throwaway_redis.stop()  # mid-stream
                 if event.payload["phase"] == "research_plan":
