@@ -36,7 +36,7 @@ from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from gateway.app import create_app
 from gateway.server import make_runner
 from runner import builtin
-from runner.handlers import HandlerRegistry
+from runner.handlers import HandlerRegistry, TaskContext
 from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.accounts import AccountStore, IssuedToken
@@ -298,6 +298,29 @@ def builtin_registry() -> HandlerRegistry:
     registry = HandlerRegistry()
     builtin.register(registry)
     return registry
+
+
+class EndlessTask:
+    """A handler that reports 40 % once and then works until it is cancelled, noting when it
+    stopped: for the tests that prove a cancel reaches a running handler."""
+
+    task_type = "endless"
+
+    def __init__(self) -> None:
+        self.stopped_at: float | None = None
+
+    async def __call__(self, task: TaskContext) -> dict[str, Any]:
+        await task.report_progress("running", 40, "Working forever")
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            self.stopped_at = time.monotonic()
+        return {}
+
+    def registry(self) -> HandlerRegistry:
+        registry = HandlerRegistry()
+        registry.register(self.task_type, self)
+        return registry
 
 
 class RunnerHarness:

@@ -21,7 +21,6 @@ from aiohttp import ClientResponse
 
 from gateway.app import create_app
 from gateway.schemas import TaskRecordSchema
-from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.channels import progress_channel
 from taskstate.db import Database
@@ -30,7 +29,15 @@ from taskstate.publisher import connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from taskstate.tokens import hash_token
-from tests.conftest import RunnerHarness, bearer, builtin_registry, spawn, wait_for, wait_for_status
+from tests.conftest import (
+    EndlessTask,
+    RunnerHarness,
+    bearer,
+    builtin_registry,
+    spawn,
+    wait_for,
+    wait_for_status,
+)
 
 SPAWN = "/api/tasks/spawn"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -508,21 +515,10 @@ async def test_cancelling_a_completed_task_is_a_409(
 async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
     api: Any, member: IssuedToken, task_store: TaskStore, runners: RunnerHarness
 ) -> None:
-    stopped_at: list[float] = []
-
-    async def endless(task: TaskContext) -> dict[str, Any]:
-        await task.report_progress("running", 40, "Working forever")
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            stopped_at.append(time.monotonic())
-        return {}
-
-    registry = HandlerRegistry()
-    registry.register("endless", endless)
+    endless = EndlessTask()
     # A long heartbeat interval: only the cancel's NOTIFY can stop the handler this fast.
-    runners.start(registry, runner_heartbeat_interval_s=30)
-    task_id = await spawn(task_store, member.workspace_id, "endless")
+    runners.start(endless.registry(), runner_heartbeat_interval_s=30)
+    task_id = await spawn(task_store, member.workspace_id, endless.task_type)
 
     async def working() -> bool:
         row = await task_store.get_task(task_id)
@@ -537,8 +533,8 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
         "running",
         40,
     )
-    await wait_for(lambda: asyncio.sleep(0, result=bool(stopped_at)), timeout_s=1.0)
-    assert stopped_at[0] - cancelled_at < 1.0
+    await wait_for(lambda: asyncio.sleep(0, result=endless.stopped_at), timeout_s=1.0)
+    assert endless.stopped_at is not None and endless.stopped_at - cancelled_at < 1.0
     await asyncio.sleep(0.5)
     row = await task_store.get_task(task_id)
     assert row is not None and row["status"] == "cancelled"

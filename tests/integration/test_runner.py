@@ -16,6 +16,7 @@ from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, payload_from_r
 from taskstate.settings import parse_task_timeouts
 from taskstate.store import TaskStore
 from tests.conftest import (
+    EndlessTask,
     ProgressRecorder,
     RunnerHarness,
     builtin_registry,
@@ -229,19 +230,10 @@ async def test_cancelling_a_pending_task_means_it_never_starts(
 async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
     task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness, recorder: ProgressRecorder
 ) -> None:
-    stopped_at: list[float] = []
-
-    async def endless(task: TaskContext) -> dict[str, Any]:
-        await task.report_progress("running", 40, "Working forever")
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            stopped_at.append(time.monotonic())
-        return {}
-
+    endless = EndlessTask()
     # A long heartbeat interval: only the NOTIFY can stop the handler this fast.
-    runners.start(registry_of(endless=endless), runner_heartbeat_interval_s=30)
-    task_id = await spawn(task_store, workspace_id, "endless")
+    runners.start(endless.registry(), runner_heartbeat_interval_s=30)
+    task_id = await spawn(task_store, workspace_id, endless.task_type)
 
     async def working() -> bool:
         row = await task_store.get_task(task_id)
@@ -250,8 +242,8 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
     await wait_for(working)
     cancelled_at = time.monotonic()
     cancelled = await task_store.cancel_task(task_id)
-    await wait_for(lambda: asyncio.sleep(0, result=bool(stopped_at)), timeout_s=1.0)
-    assert stopped_at[0] - cancelled_at < 1.0
+    await wait_for(lambda: asyncio.sleep(0, result=endless.stopped_at), timeout_s=1.0)
+    assert endless.stopped_at is not None and endless.stopped_at - cancelled_at < 1.0
     await asyncio.sleep(0.5)
     row = await task_store.get_task(task_id)
     assert row["status"] == "cancelled" and row["version"] == cancelled["version"]
