@@ -54,10 +54,15 @@ class Watch:
         self.latest: Update | None = None
         self._event = asyncio.Event()
 
-    def offer(self, update: Update) -> None:
-        if self.latest is None or update.version > self.latest.version:
-            self.latest = update
-            self._event.set()
+    def offer(self, update: Update) -> bool:
+        """Keep `update` if it is newer; True when it replaced one the stream had not taken
+        yet (a slow stream skips intermediate states: each payload is a full state)."""
+        if self.latest is not None and update.version <= self.latest.version:
+            return False
+        coalesced = self.latest is not None
+        self.latest = update
+        self._event.set()
+        return coalesced
 
     def poke(self) -> None:
         """Wake the stream without an update (Redis state changed, or shutdown)."""
@@ -84,6 +89,7 @@ class DispatcherStats:
     messages: int = 0
     delivered: int = 0
     undecodable: int = 0
+    coalesced: int = 0  # updates that replaced one a slow stream had not sent yet
     connections: int = 0  # times the subscription came up
 
 
@@ -264,7 +270,7 @@ class ProgressDispatcher:
             log.warning("ignored an undecodable message on %s", channel)
             return
         for watch in watches:
-            watch.offer(update)
+            self.stats.coalesced += watch.offer(update)
         self.stats.delivered += len(watches)
 
     def _set_available(self, available: bool, reason: str = "") -> None:
