@@ -458,6 +458,8 @@ class ThrowawayRedis:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            raise AssertionError("this throwaway Redis is already running")  # would leak one
         self._proc = subprocess.Popen(
             [
                 redis_server_binary(),
