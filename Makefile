@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint migrate runner gateway clean
+.PHONY: install run test lint bench migrate runner gateway clean
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 ## Each run makes its own throwaway database and drops it afterwards.
 test: install
 	$(BIN)/python -m pytest
+
+## Side-by-side benchmark against a naive baseline and this machine's limits; rewrites
+## BENCHMARKS.md. Not part of `make test`. BENCH_WATCHERS sets the fan-out (1000).
+bench: install
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .
