@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -35,12 +36,21 @@ READ_TIMEOUT_S = 1.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
 
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
 
 @dataclass(frozen=True, slots=True)
 class Update:
     version: int
-    data: str  # the payload exactly as published
+    frame: bytes  # the whole SSE event, encoded once however many streams send it
     terminal: bool
+
+    @classmethod
+    def of(cls, version: int, data: bytes, terminal: bool, retry_ms: int | None = None) -> Update:
+        """The event for one payload (as published: compact JSON, so one `data:` line)."""
+        lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
+        retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
+        return cls(version, b"id: %d\r\n%s%s\r\n" % (version, lines, retry), terminal)
 
 
 class Watch:
@@ -261,10 +271,14 @@ class ProgressDispatcher:
         watches = self._watches.get(channel)
         if not watches:
             return
-        data = _text(message["data"])
+        data = message["data"]
+        if not isinstance(data, bytes):
+            data = str(data).encode()
         try:
             decoded = json.loads(data)
-            update = Update(int(decoded["version"]), data, decoded["status"] in TERMINAL_STATUSES)
+            update = Update.of(
+                int(decoded["version"]), data, decoded["status"] in TERMINAL_STATUSES
+            )
         except (ValueError, KeyError, TypeError):
             self.stats.undecodable += 1
             log.warning("ignored an undecodable message on %s", channel)

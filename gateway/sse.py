@@ -9,6 +9,7 @@ never sends a version lower than one it already sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import weakref
@@ -29,6 +30,9 @@ from taskstate.store import TaskStore
 
 log = logging.getLogger("gateway.sse")
 
+#: A stream whose client takes nothing for this long is dropped (aiohttp-sse's default).
+SEND_TIMEOUT_S = 120.0
+
 
 @dataclass
 class StreamStats:
@@ -44,11 +48,10 @@ class StreamStats:
         return self.opened - self.closed
 
 
-def _snapshot(row: dict[str, object]) -> Update:
+def _snapshot(row: dict[str, object], retry_ms: int | None = None) -> Update:
     payload = payload_from_row(row)
-    return Update(
-        int(payload["version"]), encode_payload(payload), payload["status"] in TERMINAL_STATUSES
-    )
+    terminal = payload["status"] in TERMINAL_STATUSES
+    return Update.of(int(payload["version"]), encode_payload(payload).encode(), terminal, retry_ms)
 
 
 def last_event_id(request: web.Request) -> int | None:
@@ -86,8 +89,7 @@ class ProgressStream:
         self.watch.poke()
 
     async def run(self, first: Update) -> None:
-        retry_ms = int(self.settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-        if await self._emit(first, retry_ms=retry_ms):
+        if await self._emit(first):
             return
         polls = 0
         polling = False
@@ -133,9 +135,12 @@ class ProgressStream:
             return await self._emit(update)
         return False
 
-    async def _emit(self, update: Update, retry_ms: int | None = None) -> bool:
-        """Send one event; True when the stream should end (terminal state sent)."""
-        await self.response.send(update.data, id=str(update.version), retry=retry_ms)
+    async def _emit(self, update: Update) -> bool:
+        """Send one event; True when the stream should end (terminal state sent).
+
+        A client that takes nothing for SEND_TIMEOUT_S raises TimeoutError."""
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await self.response.write(update.frame)
         self.sent_version = update.version
         self.stats.events += 1
         return update.terminal
@@ -156,7 +161,9 @@ async def progress(request: web.Request) -> web.StreamResponse:
     watch = await dispatcher.watch(task_id)  # subscribe first ...
     try:
         row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
-        first = _snapshot(row)
+        # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
+        retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
+        first = _snapshot(row, retry_ms)
         seen = last_event_id(request)
         if first.terminal and seen is not None and seen >= first.version:
             return web.Response(status=204)  # tells the browser to stop reconnecting
@@ -168,8 +175,11 @@ async def progress(request: web.Request) -> web.StreamResponse:
         stats.opened += 1
         try:
             await stream.run(first)
-        except (ConnectionResetError, TimeoutError):
-            pass  # the client went away, or stopped reading for send_timeout: a normal end
+        except ConnectionResetError:
+            pass  # the client went away: a normal end
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()  # it stopped reading: a graceful close would hang
         finally:
             response.stop_streaming()  # its ping task would outlive a cancelled handler
             app[STREAMS].discard(stream)

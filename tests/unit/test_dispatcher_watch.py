@@ -8,7 +8,7 @@ from gateway.dispatcher import Update, Watch
 
 
 def update(version: int, terminal: bool = False) -> Update:
-    return Update(version, f'{{"version":{version}}}', terminal)
+    return Update.of(version, b'{"version":%d}' % version, terminal)
 
 
 def test_a_slow_stream_gets_only_the_newest_state_and_the_skips_are_counted() -> None:
@@ -36,6 +36,12 @@ def test_the_terminal_state_survives_any_burst_before_it() -> None:
     watch.offer(update(99))  # a late, reordered publish
     taken = watch.take()
     assert taken is not None and taken.terminal and taken.version == 100
+
+
+async def test_the_frame_is_one_sse_event_and_splits_stray_line_breaks() -> None:
+    assert update(7).frame == b'id: 7\r\ndata: {"version":7}\r\n\r\n'
+    framed = Update.of(3, b"a\nb", False, retry_ms=1500).frame
+    assert framed == b"id: 3\r\ndata: a\r\ndata: b\r\nretry: 1500\r\n\r\n"
 
 
 async def test_wait_wakes_on_an_offer_and_times_out_quietly() -> None:
