@@ -82,11 +82,14 @@ class Watch:
         update, self.latest = self.latest, None
         return update
 
-    async def wait(self, timeout_s: float) -> bool:
+    async def wait(self, timeout_s: float | None) -> bool:
         """Wait for an update or a poke; False when `timeout_s` passed quietly."""
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._event.wait()
+            if timeout_s is None:
+                await self._event.wait()  # the hot path: no timer to arm and cancel
+            else:
+                async with asyncio.timeout(timeout_s):
+                    await self._event.wait()
         except TimeoutError:
             return False
         finally:

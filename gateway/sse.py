@@ -30,9 +30,6 @@ from taskstate.store import TaskStore
 
 log = logging.getLogger("gateway.sse")
 
-#: A stream whose client takes nothing for this long is dropped (aiohttp-sse's default).
-SEND_TIMEOUT_S = 120.0
-
 
 @dataclass
 class StreamStats:
@@ -82,13 +79,41 @@ class ProgressStream:
         self.stats = stats
         self.sent_version = 0
         self.closing = False
+        # Quiet detection with one timer per idle period, not one per event: the timer only
+        # re-arms itself until SSE_IDLE_TIMEOUT has passed since the last activity.
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._quiet = False
+        self._quiet_timer: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
         """End the stream soon and cleanly (gateway shutdown); the client reconnects."""
         self.closing = True
         self.watch.poke()
 
+    def _check_quiet(self) -> None:
+        remaining = self._last_activity + self.settings.sse_idle_timeout_s - self._loop.time()
+        if remaining > 0:
+            self._quiet_timer = self._loop.call_later(remaining, self._check_quiet)
+        else:
+            self._quiet_timer = None
+            self._quiet = True
+            self.watch.poke()
+
+    def _arm_quiet_timer(self) -> None:
+        if self._quiet_timer is None:
+            self._quiet_timer = self._loop.call_later(
+                self.settings.sse_idle_timeout_s, self._check_quiet
+            )
+
     async def run(self, first: Update) -> None:
+        try:
+            await self._run(first)
+        finally:
+            if self._quiet_timer is not None:
+                self._quiet_timer.cancel()
+
+    async def _run(self, first: Update) -> None:
         if await self._emit(first):
             return
         polls = 0
@@ -100,13 +125,17 @@ class ProgressStream:
                     if await self._reread(force=False):
                         return
                     continue
-                woke = await self.watch.wait(self.settings.sse_idle_timeout_s)
+                self._arm_quiet_timer()
+                await self.watch.wait(None)
                 update = self.watch.take()
                 if update is not None:
+                    self._last_activity = self._loop.time()  # a message, even a stale one
                     if update.version > self.sent_version and await self._emit(update):
                         return
-                elif not woke and not self.closing:
+                elif self._quiet and not self.closing:
+                    self._quiet = False
                     self.stats.idle_reemits += 1
+                    self._last_activity = self._loop.time()
                     if await self._reread(force=True):
                         return
             else:
@@ -138,9 +167,10 @@ class ProgressStream:
     async def _emit(self, update: Update) -> bool:
         """Send one event; True when the stream should end (terminal state sent).
 
-        A client that takes nothing for SEND_TIMEOUT_S raises TimeoutError."""
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            await self.response.write(update.frame)
+        No timeout per write (it was the hot path's largest cost): a client that stops
+        reading is dropped by the response's ping task, whose write times out after
+        aiohttp-sse's send_timeout and aborts the connection, failing this write too."""
+        await self.response.write(update.frame)
         self.sent_version = update.version
         self.stats.events += 1
         return update.terminal
@@ -176,10 +206,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         try:
             await stream.run(first)
         except ConnectionResetError:
-            pass  # the client went away: a normal end
-        except TimeoutError:
-            if request.transport is not None:
-                request.transport.abort()  # it stopped reading: a graceful close would hang
+            pass  # the client went away (or stopped reading and was dropped): a normal end
         finally:
             response.stop_streaming()  # its ping task would outlive a cancelled handler
             app[STREAMS].discard(stream)
