@@ -220,14 +220,26 @@ def pgbench_update_tps(database_url: str, clients: int, seconds: int) -> float:
     return float(re.findall(r"tps = ([\d.]+)", out)[-1])
 
 
-async def main(watchers: int) -> None:
-    base = Settings.from_env()
+async def drop_bench_database(base: Settings) -> None:
     admin = await Database.connect(
         base.replace(database_url=make_dsn(base.database_url, dbname="postgres")), maxsize=1
     )
     await admin.execute_script(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
     await admin.close()
-    settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+
+
+async def main(watchers: int) -> None:
+    """The whole run, in a database of its own that is dropped at the end."""
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        await measure(base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE)),
+                      watchers, base.runner_concurrency)  # fmt: skip
+    finally:
+        await drop_bench_database(base)
+
+
+async def measure(settings: Settings, watchers: int, runner_concurrency: int) -> None:
     await migrate(settings)
 
     db = await Database.connect(settings, maxsize=2)
@@ -276,7 +288,6 @@ async def main(watchers: int) -> None:
             process.wait(30)
         await redis.aclose()
 
-    runner_concurrency = base.runner_concurrency
     reports_per_s = await report_progress_rate(settings, runner_concurrency, seconds=5)
     publish_per_s = redis_publish_rate(settings.redis_url, runner_concurrency)
     update_tps = pgbench_update_tps(settings.database_url, runner_concurrency, seconds=5)
