@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from taskstate.errors import InvalidData, StoreUnavailable
+from taskstate.payloads import encode_payload
 
 log = logging.getLogger("gateway")
 
@@ -53,12 +54,24 @@ def not_found(what: str = "task") -> ApiError:
     return ApiError(404, "NOT_FOUND", f"No such {what}")
 
 
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Every JSON answer: the payload's own encoder, and never cached (it is task data)."""
+    return web.Response(
+        text=encode_payload(body),
+        status=status,
+        content_type="application/json",
+        headers={**_NO_STORE, **(headers or {})},
+    )
+
+
 def error_response(
     status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
     body.update(extra)
-    return web.json_response(body, status=status, headers={**_NO_STORE, **(headers or {})})
+    return json_response(body, status=status, headers=headers)
 
 
 @web.middleware

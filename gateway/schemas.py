@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates
 
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, UtcTimestamp
+from taskstate.payloads import TaskPayloadSchema, UtcTimestamp
 
 #: DESIGN.md, Clarifications: params over this many bytes of compact JSON are refused.
 MAX_PARAMS_BYTES = 65_536
@@ -64,4 +64,4 @@ def record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return _record_schema.dump({name: row[name] for name in RECORD_FIELDS})
 
 
-__all__ = ["PAYLOAD_FIELDS", "SpawnRequestSchema", "TaskRecordSchema", "record_from_row"]
+__all__ = ["SpawnRequestSchema", "TaskRecordSchema", "record_from_row"]

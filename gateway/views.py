@@ -11,24 +11,13 @@ from aiohttp import web
 from marshmallow import ValidationError
 
 from gateway.auth import authorize, parse_task_id, token_hash
-from gateway.errors import ApiError, forbidden, not_found, unauthenticated
+from gateway.errors import ApiError, forbidden, json_response, not_found, unauthenticated
 from gateway.keys import GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
 from gateway.schemas import SpawnRequestSchema, record_from_row
 from taskstate.db import Row
 from taskstate.errors import NotFound
-from taskstate.payloads import encode_payload, payload_from_row
+from taskstate.payloads import payload_from_row
 from taskstate.store import TaskAlreadyFinished
-
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=encode_payload(body),
-        status=status,
-        content_type="application/json",
-        headers={**_NO_STORE, **(headers or {})},
-    )
 
 
 async def _task_for_caller(request: web.Request) -> Row:
@@ -40,11 +29,11 @@ async def _task_for_caller(request: web.Request) -> Row:
 
 async def status(request: web.Request) -> web.Response:
     """The same payload, from the same function, as each SSE event."""
-    return _json(payload_from_row(await _task_for_caller(request)))
+    return json_response(payload_from_row(await _task_for_caller(request)))
 
 
 async def record(request: web.Request) -> web.Response:
-    return _json(record_from_row(await _task_for_caller(request)))
+    return json_response(record_from_row(await _task_for_caller(request)))
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -61,7 +50,7 @@ async def cancel(request: web.Request) -> web.Response:
         ) from exc
     except NotFound as exc:
         raise not_found() from exc
-    return _json(payload_from_row(cancelled), status=202)
+    return json_response(payload_from_row(cancelled), status=202)
 
 
 async def _cancel_and_publish(app: web.Application, task_id: UUID) -> Row:
@@ -98,7 +87,7 @@ async def spawn(request: web.Request) -> web.Response:
         _insert_and_publish(request.app, workspace_id, spec["task_type"], spec["params"])
     )
     payload = payload_from_row(row)
-    return _json(
+    return json_response(
         {**payload, "task_id": payload["id"]},
         status=202,
         headers={"Location": f"/api/tasks/{payload['id']}"},

@@ -139,10 +139,6 @@ class Runner:
         # Loop time since which this runner has reached PostgreSQL without a failure.
         self._connected_since: float | None = None
 
-    @property
-    def held_task_ids(self) -> frozenset[UUID]:
-        return frozenset(self._held)
-
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming; running tasks get the shutdown grace (none when `force`)."""
         self._stopping.set()

@@ -57,10 +57,6 @@ class ProgressPublisher:
         self._last_failure = 0.0
         self.stats = PublishStats()
 
-    @property
-    def redis_up(self) -> bool:
-        return self._down_since is None
-
     async def publish(self, payload: Mapping[str, Any]) -> bool:
         """Publish one payload; True when Redis took it."""
         now = self._clock()

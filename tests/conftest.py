@@ -283,6 +283,33 @@ async def spawn(store: TaskStore, workspace_id: UUID, task_type: str, **params: 
     return row["id"]
 
 
+async def claim_by_hand(
+    db: Database,
+    task_id: UUID,
+    *,
+    runner_id: str,
+    started_ago_s: float,
+    beat_ago_s: float,
+    timeout_s: float,
+) -> None:
+    """Mark a task running under another (absent) runner, with its clocks set in the past:
+    what the reaper finds when a runner died or got stuck."""
+    await db.fetch_all(
+        "UPDATE background_tasks SET status = 'running', runner_id = %(runner)s, "
+        "claim_token = gen_random_uuid(), "
+        "started_at = now() - make_interval(secs => %(started)s), "
+        "heartbeat_at = now() - make_interval(secs => %(beat)s), timeout_s = %(timeout)s "
+        "WHERE id = %(id)s",
+        {
+            "id": task_id,
+            "runner": runner_id,
+            "started": started_ago_s,
+            "beat": beat_ago_s,
+            "timeout": timeout_s,
+        },
+    )
+
+
 async def wait_for_status(
     store: TaskStore, task_id: UUID, statuses: set[str], timeout_s: float = 10.0
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tests.conftest import (
     ThrowawayRedis,
     bearer,
     builtin_registry,
+    claim_by_hand,
     spawn,
     wait_for,
     wait_for_status,
@@ -328,11 +329,8 @@ async def test_the_stream_ends_on_a_terminal_state_written_by_the_reaper(
     session: aiohttp.ClientSession,
 ) -> None:
     task_id = await spawn(task_store, member.workspace_id, "validation_kit")
-    await db.fetch_all(
-        "UPDATE background_tasks SET status = 'running', runner_id = 'ghost', "
-        "claim_token = gen_random_uuid(), started_at = now(), "
-        "heartbeat_at = now() - interval '1 hour', timeout_s = 600 WHERE id = %(id)s",
-        {"id": task_id},
+    await claim_by_hand(
+        db, task_id, runner_id="ghost", started_ago_s=0, beat_ago_s=3600, timeout_s=600
     )
     watcher = asyncio.create_task(
         collect(session, progress_url(live_gateway, task_id), member.token)

@@ -20,6 +20,7 @@ from tests.conftest import (
     ProgressRecorder,
     RunnerHarness,
     builtin_registry,
+    claim_by_hand,
     spawn,
     wait_for,
     wait_for_status,
@@ -323,11 +324,8 @@ async def test_reaper_fails_a_task_whose_runner_stopped_beating_and_publishes_it
 ) -> None:
     task_id = await spawn(task_store, workspace_id, "orphan")
     # A task claimed by a runner that died an hour ago.
-    await db.fetch_all(
-        "UPDATE background_tasks SET status = 'running', runner_id = 'ghost', "
-        "claim_token = gen_random_uuid(), started_at = now() - interval '1 hour', "
-        "heartbeat_at = now() - interval '1 hour', timeout_s = 86400 WHERE id = %(id)s",
-        {"id": task_id},
+    await claim_by_hand(
+        db, task_id, runner_id="ghost", started_ago_s=3600, beat_ago_s=3600, timeout_s=86400
     )
     runner = runners.start(builtin_registry())
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
@@ -343,11 +341,8 @@ async def test_reaper_fails_a_task_past_its_hard_deadline_with_the_timeout_error
 ) -> None:
     task_id = await spawn(task_store, workspace_id, "validation_kit")
     # Still beating, but started 300 s ago with a 240 s timeout: its runner is stuck.
-    await db.fetch_all(
-        "UPDATE background_tasks SET status = 'running', runner_id = 'stuck', "
-        "claim_token = gen_random_uuid(), started_at = now() - interval '300 seconds', "
-        "heartbeat_at = now(), timeout_s = 240 WHERE id = %(id)s",
-        {"id": task_id},
+    await claim_by_hand(
+        db, task_id, runner_id="stuck", started_ago_s=300, beat_ago_s=0, timeout_s=240
     )
     runners.start(registry_of(other=lambda task: asyncio.sleep(0)))
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
