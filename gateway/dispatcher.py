@@ -361,6 +361,9 @@ class ProgressDispatcher:
             if future is not None and not future.done():
                 future.set_result(None)
             return
+        if kind == "sunsubscribe" and channel in self._watches and self._on_lost is not None:
+            self._on_lost()  # the node gave the channel's slot away: find its new owner
+            return
         if kind not in ("message", "smessage"):
             return
         self.stats.messages += 1

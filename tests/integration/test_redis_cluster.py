@@ -131,6 +131,44 @@ async def test_plain_publish_does_not_reach_a_sharded_subscription(
         await client.aclose()
 
 
+async def test_a_channel_follows_its_slot_to_another_node(
+    dispatcher: ClusterDispatcher, redis_cluster: LocalRedisCluster
+) -> None:
+    """A resharding moves a slot: the old node drops the subscription (SUNSUBSCRIBE), the
+    dispatcher re-reads the slot map and subscribes the channel on the slot's new owner."""
+    task_id = uuid.uuid4()
+    channel = progress_channel(task_id)
+    watch = await dispatcher.watch(task_id)
+    client = connect_redis_cluster(redis_cluster.url)
+    try:
+        await client.initialize()
+        old = client.get_node_from_key(channel)
+        new = next(node for node in client.get_primaries() if node.name != old.name)
+        nodes = {port: aioredis.Redis(port=port, decode_responses=True)
+                 for port in redis_cluster.ports}  # fmt: skip
+        try:
+            new_id = await nodes[int(new.port)].execute_command("CLUSTER MYID")
+            slot = client.keyslot(channel)
+            for node in nodes.values():  # an empty slot moves by decree
+                await node.execute_command("CLUSTER SETSLOT", slot, "NODE", new_id)
+        finally:
+            for node in nodes.values():
+                await node.aclose()
+
+        await wait_for(lambda: asyncio.sleep(0, dispatcher.shards[new.name].watching(channel)), 10)
+        shard = dispatcher.shards[new.name]
+        await wait_for(lambda: asyncio.sleep(0, shard.subscribed_channels >= 1), 5)
+        watch.take()
+        await client.nodes_manager.initialize()
+        await client.spublish(channel, encode_payload(running_payload(task_id, 9)))
+        await wait_for(lambda: asyncio.sleep(0, watch.latest is not None), 5)
+        assert watch.take().version == 9  # type: ignore[union-attr]
+        assert not dispatcher.shards[old.name].watching(channel)
+    finally:
+        dispatcher.unwatch(watch)
+        await client.aclose()
+
+
 async def test_runners_and_a_gateway_in_cluster_mode_carry_every_stream_to_its_end(
     settings: Settings,
     member: IssuedToken,
