@@ -19,16 +19,28 @@ UPDATE background_tasks t
 RETURNING t.*;
 
 -- report_progress --
--- Writes the progress columns and merges the same three keys into result_data.
-UPDATE background_tasks
-   SET phase = %(phase)s, progress_pct = %(progress_pct)s, message = %(message)s,
-       result_data = result_data || jsonb_build_object(
-           'phase', %(phase)s::text,
-           'progress_pct', %(progress_pct)s::integer,
-           'message', %(message)s::text),
+-- Writes the progress of every task in the batch (one statement however many tasks report
+-- together) and merges the same three keys into result_data. Rows are locked in id order,
+-- as `heartbeat` locks them, so the two statements can never deadlock each other.
+WITH report AS (
+    SELECT * FROM unnest(%(task_ids)s::uuid[], %(claim_tokens)s::uuid[], %(phases)s::text[],
+                         %(progress_pcts)s::integer[], %(messages)s::text[])
+        AS r (id, claim_token, phase, progress_pct, message)
+), locked AS MATERIALIZED (
+    SELECT t.id FROM background_tasks t JOIN report r USING (id)
+     WHERE t.status = 'running' AND t.claim_token = r.claim_token
+     ORDER BY t.id
+       FOR UPDATE OF t
+)
+UPDATE background_tasks t
+   SET phase = r.phase, progress_pct = r.progress_pct, message = r.message,
+       result_data = t.result_data || jsonb_build_object(
+           'phase', r.phase, 'progress_pct', r.progress_pct, 'message', r.message),
        heartbeat_at = now()
- WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
-RETURNING *;
+  FROM report r JOIN locked USING (id)
+ WHERE t.id = r.id AND t.status = 'running' AND t.claim_token = r.claim_token
+RETURNING t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
+          t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version;
 
 -- complete_task --
 -- Every completed task ends on phase `complete` at 100 %, with the handler's result.
@@ -59,13 +71,19 @@ SELECT task.*, pg_notify(%(notify_channel)s, task.id::text) IS NULL AS notified 
 
 -- heartbeat --
 -- Beats for every task this runner holds, in one statement; returns the ones it no
--- longer holds (cancelled, reaped), so their handlers can be stopped.
+-- longer holds (cancelled, reaped), so their handlers can be stopped. Rows are locked
+-- in id order, as `report_progress` locks them.
 WITH held AS (
     SELECT * FROM unnest(%(task_ids)s::uuid[], %(claim_tokens)s::uuid[]) AS h (id, claim_token)
+), locked AS MATERIALIZED (
+    SELECT t.id FROM background_tasks t JOIN held USING (id)
+     WHERE t.claim_token = held.claim_token AND t.status = 'running'
+     ORDER BY t.id
+       FOR UPDATE OF t
 ), beat AS (
     UPDATE background_tasks t SET heartbeat_at = now()
-      FROM held
-     WHERE t.id = held.id AND t.claim_token = held.claim_token AND t.status = 'running'
+      FROM locked
+     WHERE t.id = locked.id
     RETURNING t.id
 )
 SELECT held.id FROM held WHERE held.id NOT IN (SELECT id FROM beat);

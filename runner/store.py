@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from runner.batch import Report
 from taskstate.channels import TASK_PENDING_NOTIFY
 from taskstate.db import Database, Row, jsonb
 from taskstate.sql import load_queries
@@ -29,17 +30,16 @@ class RunnerStore:
             {"runner_id": runner_id, "timeouts": jsonb(dict(timeouts)), "limit": limit},
         )
 
-    async def report_progress(
-        self, *, task_id: UUID, claim_token: UUID, phase: str, progress_pct: int, message: str
-    ) -> Row | None:
-        return await self.db.fetch_one(
+    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
+        """Write a batch of reports; the rows written (a task no longer held is left out)."""
+        return await self.db.fetch_all(
             QUERIES["report_progress"],
             {
-                "task_id": task_id,
-                "claim_token": claim_token,
-                "phase": phase,
-                "progress_pct": progress_pct,
-                "message": message,
+                "task_ids": [r.task_id for r in reports],
+                "claim_tokens": [r.claim_token for r in reports],
+                "phases": [r.phase for r in reports],
+                "progress_pcts": [r.progress_pct for r in reports],
+                "messages": [r.message for r in reports],
             },
         )
 

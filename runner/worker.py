@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+from runner.batch import ProgressBatcher, Report
 from runner.handlers import (
     HandlerRegistry,
     TaskContext,
@@ -129,6 +130,7 @@ class Runner:
         self.registry = registry
         self.runner_id = runner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self.stats = RunnerStats()
+        self.batcher = ProgressBatcher(store.report_progress, self._publish_rows)
         self._timeouts = registry.timeouts(settings)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
@@ -284,20 +286,12 @@ class Runner:
     async def _report(self, held: HeldTask, phase: str, progress_pct: int, message: str) -> None:
         if held.stop_reason is not None:
             raise TaskLost(f"task {held.task_id} is no longer held by this runner")
-        row = await self._retrying(
-            "report_progress",
-            lambda: self.store.report_progress(
-                task_id=held.task_id,
-                claim_token=held.claim_token,
-                phase=phase,
-                progress_pct=progress_pct,
-                message=message,
-            ),
-        )
+        report = Report(held.task_id, held.claim_token, phase, progress_pct, message)
+        # Written and published together with whatever other tasks report meanwhile.
+        row = await self._retrying("report_progress", lambda: self.batcher.submit(report))
         if row is None:
             held.stop_reason = StopReason.WITHDRAWN
             raise TaskLost(f"task {held.task_id} was cancelled or reaped")
-        await self._publish(row)
 
     async def _record(self, held: HeldTask, outcome: TaskResult | Failure | None) -> None:
         """Write the task's end, then publish it."""
@@ -498,6 +492,9 @@ class Runner:
 
     async def _publish(self, row: Row) -> None:
         await self.publisher.publish(payload_from_row(row))
+
+    async def _publish_rows(self, rows: Sequence[Row]) -> None:
+        await self.publisher.publish_many([payload_from_row(row) for row in rows])
 
     async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         """Retry a write while PostgreSQL is unavailable; the caller's timeout bounds it."""

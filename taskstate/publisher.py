@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,18 +83,18 @@ class ProgressPublisher:
 
     async def publish(self, payload: Mapping[str, Any]) -> bool:
         """Publish one payload; True when Redis took it."""
+        return await self.publish_many([payload]) == 1
+
+    async def publish_many(self, payloads: Sequence[Mapping[str, Any]]) -> int:
+        """Publish payloads in one round trip; how many Redis took (all or none)."""
         now = self._clock()
         if self._down_since is not None and now - self._last_failure < self._retry_after_s:
-            self.stats.skipped += 1
-            return False
+            self.stats.skipped += len(payloads)
+            return 0
         try:
-            channel, data = progress_channel(payload["id"]), encode_payload(payload)
-            if self._sharded:
-                await self._redis.spublish(channel, data)
-            else:
-                await self._redis.publish(channel, data)
+            await self._send([(progress_channel(p["id"]), encode_payload(p)) for p in payloads])
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
-            self.stats.failed += 1
+            self.stats.failed += len(payloads)
             self._last_failure = now
             if self._down_since is None:
                 self._down_since = now
@@ -103,7 +103,7 @@ class ProgressPublisher:
                     exc,
                     extra={"action": "publish_failed"},
                 )
-            return False
+            return 0
         if self._down_since is not None:
             log.info(
                 "Redis is back after %.1fs; publishing resumed",
@@ -111,5 +111,21 @@ class ProgressPublisher:
                 extra={"action": "publish_resumed"},
             )
             self._down_since = None
-        self.stats.published += 1
-        return True
+        self.stats.published += len(payloads)
+        return len(payloads)
+
+    async def _send(self, messages: list[tuple[str, str]]) -> None:
+        if len(messages) == 1:
+            channel, data = messages[0]
+            if self._sharded:
+                await self._redis.spublish(channel, data)
+            else:
+                await self._redis.publish(channel, data)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, data in messages:
+            if self._sharded:
+                pipe.spublish(channel, data)
+            else:
+                pipe.publish(channel, data)
+        await pipe.execute()

@@ -111,7 +111,7 @@ def test_shipped_query_files(args: tuple[str, ...], expected: set[str]) -> None:
 def test_queries_use_named_parameters() -> None:
     assert "%(task_id)s" in load_queries("taskstate")["get_task"]
     runner = load_queries("runner")
-    assert "%(claim_token)s" in runner["report_progress"]
+    assert "%(claim_tokens)s" in runner["report_progress"]
     assert "%(claim_token)s" in runner["complete_task"]
     assert "%(token_hash)s" in load_queries("taskstate", "accounts.sql")["revoke_token"]
 
