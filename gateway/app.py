@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import sse, views
+from gateway import cors, health, openapi, sse, views
 from gateway.dispatcher import ProgressDispatcher
 from gateway.errors import error_middleware
-from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
+from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, REDIS, SETTINGS, TASK_STORE
 from gateway.store import GatewayStore
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis
@@ -35,6 +35,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = connect_redis(app[SETTINGS].redis_url)  # the subscription takes its own connection
+    app[REDIS] = client
     app[PUBLISHER] = ProgressPublisher(client)
     dispatcher = ProgressDispatcher(client)
     app[DISPATCHER] = dispatcher
@@ -58,6 +59,10 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    openapi.setup(app, settings)
+    cors.setup(app, settings.cors_allowed_origins)
     if demo:
         from gateway import demo as demo_page
 

@@ -1,5 +1,6 @@
 """The application's shared state, as typed AppKeys (streams keep theirs in `gateway.sse`)."""
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.dispatcher import ProgressDispatcher
@@ -13,3 +14,4 @@ TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 PUBLISHER = web.AppKey("publisher", ProgressPublisher)
 DISPATCHER = web.AppKey("dispatcher", ProgressDispatcher)
+REDIS = web.AppKey("redis", aioredis.Redis)
