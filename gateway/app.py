@@ -5,15 +5,18 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from gateway import cors, health, openapi, sse, views
-from gateway.dispatcher import ProgressDispatcher
+from gateway.cluster import ClusterDispatcher
+from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, REDIS, SETTINGS, TASK_STORE
 from gateway.store import GatewayStore
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
@@ -34,10 +37,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    client = connect_redis(app[SETTINGS].redis_url)  # the subscription takes its own connection
+    settings = app[SETTINGS]
+    dispatcher: Dispatcher
+    if settings.redis_cluster:
+        cluster = connect_redis_cluster(settings.redis_url)
+        client: aioredis.Redis | RedisCluster = cluster
+        dispatcher = ClusterDispatcher(cluster, settings.redis_url)
+    else:
+        redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
+        client, dispatcher = redis, ProgressDispatcher(redis)
     app[REDIS] = client
-    app[PUBLISHER] = ProgressPublisher(client)
-    dispatcher = ProgressDispatcher(client)
+    app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher
     await dispatcher.start()
     yield

@@ -2,8 +2,9 @@
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
-from gateway.dispatcher import ProgressDispatcher
+from gateway.dispatcher import Dispatcher
 from gateway.store import GatewayStore
 from taskstate.publisher import ProgressPublisher
 from taskstate.settings import Settings
@@ -13,5 +14,6 @@ SETTINGS = web.AppKey("settings", Settings)
 TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 PUBLISHER = web.AppKey("publisher", ProgressPublisher)
-DISPATCHER = web.AppKey("dispatcher", ProgressDispatcher)
-REDIS = web.AppKey("redis", aioredis.Redis)
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+#: The client the publisher uses; /readyz pings it.
+REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")

@@ -10,7 +10,7 @@ from runner.signals import stop_on_signals
 from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.publisher import ProgressPublisher, redis_client
 from taskstate.settings import Settings
 
 
@@ -22,9 +22,10 @@ async def connected_runner(settings: Settings) -> AsyncIterator[Runner]:
     db = await Database.connect(
         settings, minsize=0, maxsize=settings.runner_concurrency + 3, name="praxiom-runner"
     )
-    redis = connect_redis(settings.redis_url)
+    redis = redis_client(settings)
+    publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
     try:
-        yield Runner(settings, RunnerStore(db), ProgressPublisher(redis), registry)
+        yield Runner(settings, RunnerStore(db), publisher, registry)
     finally:
         await redis.aclose()
         await db.close()
