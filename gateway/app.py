@@ -9,11 +9,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import sse, views
+from gateway import cors, health, openapi, sse, views
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
-from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
+from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, REDIS, SETTINGS, TASK_STORE
 from gateway.store import GatewayStore
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
@@ -46,6 +46,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client, dispatcher = redis, ProgressDispatcher(redis)
+    app[REDIS] = client
     app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher
     await dispatcher.start()
@@ -68,6 +69,10 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    openapi.setup(app, settings)
+    cors.setup(app, settings.cors_allowed_origins)
     if demo:
         from gateway import demo as demo_page
 

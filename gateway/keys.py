@@ -1,6 +1,8 @@
 """The application's shared state, as typed AppKeys (streams keep theirs in `gateway.sse`)."""
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.dispatcher import Dispatcher
 from gateway.store import GatewayStore
@@ -13,3 +15,5 @@ TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 PUBLISHER = web.AppKey("publisher", ProgressPublisher)
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+#: The client the publisher uses; /readyz pings it.
+REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validates
+from marshmallow import Schema, ValidationError, fields, validate
 
 from taskstate.payloads import TaskPayloadSchema, UtcTimestamp
 
@@ -17,25 +17,18 @@ MAX_PARAMS_BYTES = 65_536
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-class SpawnRequestSchema(Schema):
-    """`POST /api/tasks/spawn`; unknown fields are refused (marshmallow's default)."""
+class StorableJsonObject(fields.Dict):
+    """A JSON object PostgreSQL's jsonb can store, of at most `MAX_PARAMS_BYTES` as compact JSON.
 
-    task_type = fields.String(required=True)
-    workspace_id = fields.UUID(load_default=None)
-    params = fields.Dict(keys=fields.String(), load_default=dict)
+    What jsonb would refuse (NUL, NaN, lone surrogates) is refused here, with a 422, not a 500.
+    Its own type so the OpenAPI document can say the same (gateway/openapi.py).
+    """
 
-    def __init__(self, task_types: Collection[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.task_types = task_types
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=fields.String(), **kwargs)
 
-    @validates("task_type")
-    def _known_type(self, value: str, **kwargs: Any) -> None:
-        if value not in self.task_types:
-            raise ValidationError(f"Unknown task type; one of: {', '.join(self.task_types)}")
-
-    @validates("params")
-    def _storable(self, value: Mapping[str, Any], **kwargs: Any) -> None:
-        """What PostgreSQL's jsonb would refuse is refused here, with a 422, not a 500."""
+    def _validate(self, value: Any) -> None:
+        super()._validate(value)
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
             size = len(text.encode("utf-8"))
@@ -47,6 +40,22 @@ class SpawnRequestSchema(Schema):
             raise ValidationError(f"Must be at most {MAX_PARAMS_BYTES} bytes as JSON, got {size}")
 
 
+class SpawnRequestSchema(Schema):
+    """`POST /api/tasks/spawn`; unknown fields are refused (marshmallow's default)."""
+
+    task_type = fields.String(required=True)
+    workspace_id = fields.UUID(load_default=None)
+    params = StorableJsonObject(load_default=dict)
+
+    def __init__(self, task_types: Collection[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task_types = task_types
+        # A validator on this instance's own field, so the OpenAPI document lists the types.
+        self.fields["task_type"].validators.append(
+            validate.OneOf(task_types, error="Unknown task type; one of: {choices}")
+        )
+
+
 class TaskRecordSchema(TaskPayloadSchema):
     """`GET /api/tasks/{task_id}`: the payload plus the row's own fields."""
 
@@ -54,6 +63,71 @@ class TaskRecordSchema(TaskPayloadSchema):
     params = fields.Dict(keys=fields.String(), required=True)
     created_at = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
+
+
+class SpawnedTaskSchema(TaskPayloadSchema):
+    """`POST /api/tasks/spawn`'s 202: the new task's payload plus `task_id` (equal to `id`)."""
+
+    task_id = fields.UUID(required=True)
+
+
+#: Every `error.code` the gateway sends (gateway/errors.py).
+ERROR_CODES = (
+    "VALIDATION_ERROR",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "CONFLICT",
+    "PAYLOAD_TOO_LARGE",
+    "UNAVAILABLE",
+    "INTERNAL",
+)
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, validate=validate.OneOf(ERROR_CODES))
+    message = fields.String(required=True)
+
+
+class ErrorSchema(Schema):
+    """Every refusal: `{"error": {"code", "message"}}` (gateway/errors.py)."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+    # 422 only: marshmallow's messages, keyed by field (nested for `params`).
+    # (`fields` is Schema's own attribute, hence the data_key.)
+    field_errors = fields.Dict(keys=fields.String(), data_key="fields")
+
+
+class ConflictSchema(ErrorSchema):
+    """409 on cancel: the error plus the task's current (terminal) payload."""
+
+    task = fields.Nested(TaskPayloadSchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class DependencySchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["up", "down"]))
+    latency_ms = fields.Float(required=True, validate=validate.Range(min=0))
+    reason = fields.String()  # when down: "timeout" or the error's type name
+
+
+class RedisDependencySchema(DependencySchema):
+    # The gateway's one shared pub/sub subscription, which streams rely on.
+    subscription = fields.String(required=True, validate=validate.OneOf(["up", "down"]))
+
+
+class ReadinessSchema(Schema):
+    """`GET /readyz`: ready, degraded (Redis down; streams poll) or unavailable (PostgreSQL)."""
+
+    status = fields.String(
+        required=True, validate=validate.OneOf(["ready", "degraded", "unavailable"])
+    )
+    postgres = fields.Nested(DependencySchema, required=True)
+    redis = fields.Nested(RedisDependencySchema, required=True)
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(TaskRecordSchema().fields)
@@ -64,4 +138,13 @@ def record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return _record_schema.dump({name: row[name] for name in RECORD_FIELDS})
 
 
-__all__ = ["SpawnRequestSchema", "TaskRecordSchema", "record_from_row"]
+__all__ = [
+    "ConflictSchema",
+    "ErrorSchema",
+    "HealthSchema",
+    "ReadinessSchema",
+    "SpawnRequestSchema",
+    "SpawnedTaskSchema",
+    "TaskRecordSchema",
+    "record_from_row",
+]

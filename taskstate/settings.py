@@ -133,6 +133,35 @@ def _task_types(name: str, raw: str) -> tuple[str, ...]:
     return types
 
 
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    """Browser origins (`scheme://host[:port]`), exactly as a browser sends them in `Origin`.
+
+    `*` is refused: a wildcard cannot go with credentials (the session cookie).
+    """
+    origins: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        try:
+            parts.port  # noqa: B018 (a bad port raises)
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise SettingsError(
+                f"{name} must list origins like 'https://app.example.com', got {item!r}"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
+
+
 def _hide_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -170,6 +199,8 @@ class Settings:
     database_timeout_s: float = 30.0
     database_pool_size: int = 10
     session_cookie_name: str = "praxiom_session"
+    # Browser origins allowed to call the gateway with credentials; empty: no CORS headers.
+    cors_allowed_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -226,6 +257,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
+    "cors_allowed_origins": ("CORS_ALLOWED_ORIGINS", _origins),
     "log_level": ("LOG_LEVEL", _log_level),
 }
 

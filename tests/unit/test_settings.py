@@ -225,3 +225,19 @@ def test_malformed_server_urls_are_refused_naming_the_variable(variable: str, ra
 def test_keyword_value_database_dsn_is_accepted() -> None:
     dsn = "host=127.0.0.1 port=5432 user=postgres dbname=praxiom"
     assert Settings.from_env({"DATABASE_URL": dsn}).database_url == dsn
+
+
+def test_cors_allowed_origins_are_a_list_of_origins() -> None:
+    assert Settings.from_env({}).cors_allowed_origins == ()
+    settings = Settings.from_env(
+        {"CORS_ALLOWED_ORIGINS": " https://App.Example.com , http://127.0.0.1:8081,"}
+    )
+    assert settings.cors_allowed_origins == ("https://app.example.com", "http://127.0.0.1:8081")
+
+
+@pytest.mark.parametrize(
+    "raw", ["*", "https://app.example.com/", "app.example.com", "ftp://x", "http://x:port"]
+)
+def test_cors_allowed_origins_refuses_what_is_not_an_origin(raw: str) -> None:
+    with pytest.raises(SettingsError, match="CORS_ALLOWED_ORIGINS"):
+        Settings.from_env({"CORS_ALLOWED_ORIGINS": raw})

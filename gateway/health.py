@@ -1,0 +1,58 @@
+"""`GET /healthz` and `GET /readyz`: for load balancers and orchestrators; no auth, no secrets.
+
+`/healthz` says the process serves HTTP. `/readyz` says whether it can do its job: PostgreSQL
+(the source of truth) must answer a trivial query within `READY_TIMEOUT_S`, or the gateway is
+not ready (503). Redis is reported but never makes it unready: without it streams poll
+PostgreSQL, so the gateway is only "degraded".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import json_response
+from gateway.keys import DISPATCHER, REDIS, TASK_STORE
+
+#: Each dependency's answer must come within this; a check never outlasts a prober's timeout.
+READY_TIMEOUT_S = 1.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    postgres, redis = await asyncio.gather(
+        _probe(app[TASK_STORE].db.fetch_one("SELECT 1")),
+        _probe(app[REDIS].ping()),
+    )
+    redis["subscription"] = "up" if app[DISPATCHER].available else "down"
+    if postgres["status"] != "up":
+        status, code = "unavailable", 503
+    elif redis["status"] != "up" or redis["subscription"] != "up":
+        status, code = "degraded", 200
+    else:
+        status, code = "ready", 200
+    return json_response({"status": status, "postgres": postgres, "redis": redis}, status=code)
+
+
+async def _probe(check: Awaitable[Any]) -> dict[str, Any]:
+    """`{"status": "up"|"down", "latency_ms": ...}`; why it is down, without any address."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await check
+    except TimeoutError:
+        result: dict[str, Any] = {"status": "down", "reason": "timeout"}
+    except Exception as exc:  # the driver's own error types: it is down, whatever they are
+        result = {"status": "down", "reason": type(exc).__name__}
+    else:
+        result = {"status": "up"}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
