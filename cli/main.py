@@ -160,11 +160,14 @@ def _member_remove(args: argparse.Namespace) -> Callable[[Database], Awaitable[i
 async def _run_runner(settings: Settings) -> int:
     from runner.daemon import serve
     from runner.handlers import TaskModuleError
+    from runner.http import PortUnavailable
 
     try:
         await serve(settings)
     except TaskModuleError as exc:
         raise UsageError(str(exc)) from exc
+    except PortUnavailable as exc:
+        raise CommandFailed(str(exc)) from exc
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import sse, views
+from gateway import metrics, sse, views
 from gateway.dispatcher import ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
@@ -25,7 +25,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # minsize=0: start while PostgreSQL is down; requests get 503 until it is back.
     db = await Database.connect(
-        settings, minsize=0, maxsize=settings.database_pool_size, name="praxiom-gateway"
+        settings,
+        minsize=0,
+        maxsize=settings.database_pool_size,
+        name="praxiom-gateway",
+        on_query=app[metrics.METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
@@ -50,6 +54,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[SETTINGS] = settings
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
+    metrics.setup(app)
     app.cleanup_ctx.extend([_database, _redis])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

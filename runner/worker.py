@@ -139,6 +139,11 @@ class Runner:
         # Loop time since which this runner has reached PostgreSQL without a failure.
         self._connected_since: float | None = None
 
+    @property
+    def running(self) -> int:
+        """Tasks claimed and not yet ended (read by the metrics collector)."""
+        return len(self._held)
+
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming; running tasks get the shutdown grace (none when `force`)."""
         self._stopping.set()
