@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import metrics, sse, views
+from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.dispatcher import ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
@@ -50,11 +51,14 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[access_log_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[SETTINGS] = settings
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
     metrics.setup(app)
+    app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.extend([_database, _redis])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

@@ -341,7 +341,12 @@ class Runner:
             "task %s %s",
             held.task_id,
             row["status"],
-            extra={"action": row["status"], "task_id": str(held.task_id)},
+            extra={
+                "action": row["status"],
+                "task_id": str(held.task_id),
+                "status": row["status"],
+                "duration_ms": _run_time_ms(row),
+            },
         )
         await self._publish(row)
 
@@ -520,6 +525,13 @@ class Runner:
                     extra={"action": "write_retry"},
                 )
                 await asyncio.sleep(delay)
+
+
+def _run_time_ms(row: Row) -> float | None:
+    """From claim to end, for the log line of a task's end."""
+    if row.get("started_at") is None or row.get("completed_at") is None:
+        return None
+    return round((row["completed_at"] - row["started_at"]).total_seconds() * 1000, 1)
 
 
 def _as_result(returned: Any) -> TaskResult | Failure:
