@@ -20,10 +20,21 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
-## Side-by-side benchmark against a naive baseline and this machine's limits; rewrites
-## BENCHMARKS.md. Not part of `make test`. BENCH_WATCHERS sets the fan-out (1000).
-bench: install
+## Every scenario of issue 5 side by side with a naive baseline and this machine's limits
+## (pgbench, redis-benchmark); rewrites BENCHMARKS.md. Not part of `make test`. Needs
+## DATABASE_URL and REDIS_URL; works in its own database, praxiom_bench, dropped at the end.
+## Knobs: BENCH_QUICK=1 (a short smoke run), BENCH_PROFILE=1 (py-spy: "Where the time goes"),
+## BENCH_IDLE=1000,5000,10000, BENCH_IDLE_HOLD=10, BENCH_WATCHERS=1000, BENCH_TASKS=2000,
+## BENCH_STORM=2000, BENCH_SECONDS=10, BENCH_BACKLOG=5000, BENCH_LOADGENS=3,
+## BENCH_NAIVE_MAX=5000; `python -m bench --render` re-renders the last run's report.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 lint: install
 	$(BIN)/ruff check .

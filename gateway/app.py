@@ -5,16 +5,19 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
-from gateway.dispatcher import ProgressDispatcher
+from gateway.cluster import ClusterDispatcher
+from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
 from gateway.store import GatewayStore
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
@@ -39,9 +42,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    client = connect_redis(app[SETTINGS].redis_url)  # the subscription takes its own connection
-    app[PUBLISHER] = ProgressPublisher(client)
-    dispatcher = ProgressDispatcher(client)
+    settings = app[SETTINGS]
+    dispatcher: Dispatcher
+    if settings.redis_cluster:
+        cluster = connect_redis_cluster(settings.redis_url)
+        client: aioredis.Redis | RedisCluster = cluster
+        dispatcher = ClusterDispatcher(cluster, settings.redis_url)
+    else:
+        redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
+        client, dispatcher = redis, ProgressDispatcher(redis)
+    app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher
     await dispatcher.start()
     yield

@@ -11,6 +11,9 @@ the highest version, so it is never dropped).
 The dispatcher also owns reconnection: when Redis goes away it tells every
 watcher (they fall back to polling PostgreSQL), reconnects with backoff,
 subscribes every live channel again, and tells them it is back.
+
+With `sharded=True` it speaks sharded pub/sub (SSUBSCRIBE) to one node of a
+Redis Cluster; gateway.cluster runs one such dispatcher per shard.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -115,9 +120,47 @@ class DispatcherStats:
     connections: int = 0  # times the subscription came up
 
 
+class Dispatcher(Protocol):
+    """A single-Redis dispatcher or a cluster's (gateway.cluster), as streams and tests see it."""
+
+    @property
+    def stats(self) -> DispatcherStats: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def channel_count(self) -> int: ...
+
+    @property
+    def watch_count(self) -> int: ...
+
+    @property
+    def subscribed_channels(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def watch(self, task_id: UUID) -> Watch: ...
+
+    def unwatch(self, watch: Watch) -> None: ...
+
+    def available_for(self, watch: Watch) -> bool: ...
+
+
 class ProgressDispatcher:
-    def __init__(self, redis: aioredis.Redis, *, max_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        sharded: bool = False,
+        max_backoff_s: float = 5.0,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self._redis = redis
+        self._sharded = sharded
+        self._on_lost = on_lost  # told when the connection fails (the cluster re-reads slots)
         self._max_backoff_s = max_backoff_s
         self._watches: dict[str, set[Watch]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -142,12 +185,29 @@ class ProgressDispatcher:
 
     @property
     def subscribed_channels(self) -> int:
-        return len(self._pubsub.channels) if self._pubsub is not None else 0
+        if self._pubsub is None:
+            return 0
+        return len(self._pubsub.shard_channels if self._sharded else self._pubsub.channels)
+
+    def available_for(self, watch: Watch) -> bool:
+        return self.available
+
+    def watching(self, channel: str) -> bool:
+        return channel in self._watches
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    def begin(self) -> None:
+        """Start reading without waiting for Redis."""
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_forever(), name="progress-dispatcher")
+
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_forever(), name="progress-dispatcher")
+        self.begin()
         # Give Redis a moment, so the first streams can use pub/sub if it is there.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
@@ -188,11 +248,28 @@ class ProgressDispatcher:
             del self._watches[watch.channel]
             self._to_unsubscribe.add(watch.channel)  # sent by the reader, within a second
 
+    def release(self, channel: str) -> set[Watch]:
+        """Hand a channel's watchers over to another shard (its hash slot moved)."""
+        watches = self._watches.pop(channel, set())
+        self._to_unsubscribe.add(channel)
+        future = self._confirmations.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        return watches
+
+    def adopt(self, channel: str, watches: Iterable[Watch]) -> None:
+        """Take over watchers from another shard; they re-read the row once subscribed here."""
+        self._watches.setdefault(channel, set()).update(watches)
+        self._to_unsubscribe.discard(channel)
+        self._to_subscribe.add(channel)
+        for watch in self._watches[channel]:
+            watch.poke()
+
     async def _subscribe(self, pubsub: aioredis.client.PubSub, channel: str) -> None:
         future = asyncio.get_running_loop().create_future()
         self._confirmations[channel] = future
         try:
-            await pubsub.subscribe(channel)
+            await self._send_subscribe(pubsub, [channel])
         except (RedisError, OSError) as exc:
             self._confirmations.pop(channel, None)
             self._to_subscribe.add(channel)  # the reader tries again (or reconnects) shortly
@@ -229,6 +306,8 @@ class ProgressDispatcher:
                         self._handle(message)
             except (RedisError, OSError) as exc:
                 self._set_available(False, reason=str(exc))
+                if self._on_lost is not None:
+                    self._on_lost()
                 await self._drop_pubsub()
                 self._started.set()
                 delay = min(self._max_backoff_s, delay * 2 or 0.1)
@@ -247,7 +326,7 @@ class ProgressDispatcher:
             loop = asyncio.get_running_loop()
             futures = [loop.create_future() for _ in missing]
             self._confirmations.update(zip(missing, futures, strict=True))
-            await pubsub.subscribe(*missing)
+            await self._send_subscribe(pubsub, missing)
             while not all(future.done() for future in futures):
                 message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
                 if message is not None:
@@ -263,22 +342,39 @@ class ProgressDispatcher:
             gone = [c for c in self._to_unsubscribe if c not in self._watches]
             self._to_unsubscribe.clear()
             if gone:
-                await pubsub.unsubscribe(*gone)
+                await self._send_unsubscribe(pubsub, gone)
         if self._to_subscribe:
             retry = [c for c in self._to_subscribe if c in self._watches]
             self._to_subscribe.clear()
             if retry:
-                await pubsub.subscribe(*retry)
+                await self._send_subscribe(pubsub, retry)
+
+    async def _send_subscribe(self, pubsub: aioredis.client.PubSub, channels: list[str]) -> None:
+        if not self._sharded:
+            await pubsub.subscribe(*channels)
+            return
+        for channel in channels:  # one SSUBSCRIBE may not span hash slots (CROSSSLOT)
+            await pubsub.ssubscribe(channel)
+
+    async def _send_unsubscribe(self, pubsub: aioredis.client.PubSub, channels: list[str]) -> None:
+        if not self._sharded:
+            await pubsub.unsubscribe(*channels)
+            return
+        for channel in channels:
+            await pubsub.sunsubscribe(channel)
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message["type"]
         channel = _text(message["channel"])
-        if kind == "subscribe":
+        if kind in ("subscribe", "ssubscribe"):
             future = self._confirmations.pop(channel, None)
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind != "message":
+        if kind == "sunsubscribe" and channel in self._watches and self._on_lost is not None:
+            self._on_lost()  # the node gave the channel's slot away: find its new owner
+            return
+        if kind not in ("message", "smessage"):
             return
         self.stats.messages += 1
         watches = self._watches.get(channel)

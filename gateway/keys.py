@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from gateway.dispatcher import ProgressDispatcher
+from gateway.dispatcher import Dispatcher
 from gateway.store import GatewayStore
 from taskstate.publisher import ProgressPublisher
 from taskstate.settings import Settings
@@ -12,4 +12,4 @@ SETTINGS = web.AppKey("settings", Settings)
 TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 PUBLISHER = web.AppKey("publisher", ProgressPublisher)
-DISPATCHER = web.AppKey("dispatcher", ProgressDispatcher)
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from gateway.auth import authorize, parse_task_id, token_hash
-from gateway.dispatcher import ProgressDispatcher, Update, Watch
+from gateway.dispatcher import Dispatcher, Update, Watch
 from gateway.errors import not_found
 from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS, TASK_STORE
 from gateway.lag import LagHistogram
@@ -68,7 +68,7 @@ class ProgressStream:
         self,
         response: EventSourceResponse,
         watch: Watch,
-        dispatcher: ProgressDispatcher,
+        dispatcher: Dispatcher,
         tasks: TaskStore,
         settings: Settings,
         stats: StreamStats,
@@ -121,7 +121,7 @@ class ProgressStream:
         polls = 0
         polling = False
         while not self.closing:
-            if self.dispatcher.available:
+            if self.dispatcher.available_for(self.watch):
                 if polling:  # back from polling: anything published meanwhile was lost
                     polling, polls = False, 0
                     if await self._reread(force=False):
@@ -146,7 +146,7 @@ class ProgressStream:
                     self.stats.poll_limit_closes += 1
                     return
                 await self.watch.wait(self.settings.sse_poll_interval_s)
-                if self.closing or self.dispatcher.available:
+                if self.closing or self.dispatcher.available_for(self.watch):
                     continue
                 polls += 1
                 self.stats.polls += 1

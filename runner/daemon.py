@@ -13,7 +13,7 @@ from runner.metrics import RunnerMetrics, TimedRunnerStore
 from runner.signals import stop_on_signals
 from runner.worker import Runner
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, connect_redis
+from taskstate.publisher import ProgressPublisher, redis_client
 from taskstate.settings import Settings
 
 log = logging.getLogger("runner")
@@ -36,10 +36,11 @@ async def connected_runner(
         name="praxiom-runner",
         on_query=metrics.observe_query,
     )
-    redis = connect_redis(settings.redis_url)
+    redis = redis_client(settings)
+    publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
     try:
         store = TimedRunnerStore(db, metrics.report_progress.observe)
-        runner = Runner(settings, store, ProgressPublisher(redis), registry)
+        runner = Runner(settings, store, publisher, registry)
         metrics.watch(runner)
         async with AsyncExitStack() as stack:
             if serve_http and settings.runner_metrics_port:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from runner.metrics import RunnerMetrics
@@ -33,7 +34,7 @@ class Probes:
 
     metrics: RunnerMetrics
     db: Database
-    redis: aioredis.Redis
+    redis: aioredis.Redis | RedisCluster
 
 
 PROBES = web.AppKey("probes", Probes)
@@ -56,7 +57,7 @@ async def _postgres_up(db: Database) -> bool:
     return True
 
 
-async def _redis_up(redis: aioredis.Redis) -> bool:
+async def _redis_up(redis: aioredis.Redis | RedisCluster) -> bool:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             await redis.ping()

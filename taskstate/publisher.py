@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from taskstate.channels import progress_channel
 from taskstate.payloads import encode_payload
+from taskstate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,23 @@ def connect_redis(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
     )
 
 
+def connect_redis_cluster(url: str, *, timeout_s: float = 2.0) -> RedisCluster:
+    """A cluster client (`url` names any one node) that fails fast, like `connect_redis`."""
+    return RedisCluster.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def redis_client(settings: Settings) -> aioredis.Redis | RedisCluster:
+    """The client REDIS_URL and REDIS_CLUSTER ask for."""
+    if settings.redis_cluster:
+        return connect_redis_cluster(settings.redis_url)
+    return connect_redis(settings.redis_url)
+
+
 @dataclass
 class PublishStats:
     published: int = 0
@@ -43,14 +62,19 @@ class PublishStats:
 
 
 class ProgressPublisher:
+    """`sharded`: SPUBLISH, which the cluster routes to the one shard that owns the channel's
+    hash slot (plain PUBLISH would be broadcast to every node of a cluster)."""
+
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | RedisCluster,
         *,
+        sharded: bool = False,
         retry_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
+        self._sharded = sharded
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._down_since: float | None = None
@@ -64,8 +88,12 @@ class ProgressPublisher:
             self.stats.skipped += 1
             return False
         try:
-            await self._redis.publish(progress_channel(payload["id"]), encode_payload(payload))
-        except (RedisError, OSError, TimeoutError) as exc:
+            channel, data = progress_channel(payload["id"]), encode_payload(payload)
+            if self._sharded:
+                await self._redis.spublish(channel, data)
+            else:
+                await self._redis.publish(channel, data)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             self.stats.failed += 1
             self._last_failure = now
             if self._down_since is None:

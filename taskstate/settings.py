@@ -108,6 +108,15 @@ def _redis_url(name: str, raw: str) -> str:
     return url
 
 
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in _LOG_LEVELS:
@@ -144,6 +153,8 @@ def _hide_password(url: str) -> str:
 class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/praxiom"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_URL names one node of a Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE).
+    redis_cluster: bool = False
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     # The stream (spec: "Timeouts and reconnection").
@@ -170,6 +181,10 @@ class Settings:
     session_cookie_name: str = "praxiom_session"
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
+
+    def __post_init__(self) -> None:
+        if self.redis_cluster and self.redis_url.startswith("unix://"):
+            raise SettingsError("REDIS_CLUSTER=1 needs a redis:// or rediss:// URL of a node")
 
     def timeout_for(self, task_type: str) -> float:
         return self.task_timeouts.get(task_type, self.task_timeouts["default"])
@@ -200,6 +215,7 @@ class Settings:
 _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "database_url": ("DATABASE_URL", _database_url),
     "redis_url": ("REDIS_URL", _redis_url),
+    "redis_cluster": ("REDIS_CLUSTER", _flag),
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),

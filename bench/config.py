@@ -1,0 +1,77 @@
+"""The benchmark's sizes, from BENCH_* environment variables (documented in bench/__main__.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+def _ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name, "").strip()
+    return tuple(sorted(int(x) for x in raw.split(",") if x.strip())) if raw else default
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Config:
+    idle_levels: tuple[int, ...] = (1000, 5000, 10000)
+    idle_hold_s: float = 10.0  # one whole SSE_IDLE_TIMEOUT at the largest idle level
+    watchers: int = 1000  # 1 task x N watchers
+    fanout_rate: float = 20.0  # updates per second to that one task
+    tasks: int = 2000  # N tasks x 1 watcher, 1 update per second each
+    storm: int = 2000  # streams opened at the same instant
+    seconds: float = 10.0  # each publishing window
+    backlog: int = 5000  # no-op tasks one runner drains
+    spawn_rate: float = 50.0
+    spawn_seconds: float = 5.0
+    report_seconds: float = 5.0
+    loadgens: int = 3
+    naive_max: int = 5000  # streams, hence Redis connections, the naive baseline may open
+    profile: bool = False
+    quick: bool = False
+
+    @property
+    def stream_tasks(self) -> int:
+        """Distinct running tasks the gateway scenarios need."""
+        return max(*self.idle_levels, self.tasks, self.storm, 200)
+
+    @classmethod
+    def from_env(cls) -> Config:
+        base = cls()
+        if _flag("BENCH_QUICK"):
+            base = replace(
+                base, idle_levels=(200, 500), idle_hold_s=3.0, watchers=200, tasks=200,
+                storm=200, seconds=3.0, backlog=500, spawn_seconds=2.0, report_seconds=2.0,
+                loadgens=2, quick=True,
+            )  # fmt: skip
+        return replace(
+            base,
+            idle_levels=_ints("BENCH_IDLE", base.idle_levels),
+            idle_hold_s=_float("BENCH_IDLE_HOLD", base.idle_hold_s),
+            watchers=_int("BENCH_WATCHERS", base.watchers),
+            tasks=_int("BENCH_TASKS", base.tasks),
+            storm=_int("BENCH_STORM", base.storm),
+            seconds=_float("BENCH_SECONDS", base.seconds),
+            backlog=_int("BENCH_BACKLOG", base.backlog),
+            loadgens=_int("BENCH_LOADGENS", base.loadgens),
+            naive_max=_int("BENCH_NAIVE_MAX", base.naive_max),
+            profile=_flag("BENCH_PROFILE"),
+        )
+
+    @staticmethod
+    def knobs() -> str:
+        """The BENCH_* variables this run was given, as they would be typed."""
+        return " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_"))

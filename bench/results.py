@@ -1,0 +1,36 @@
+"""Everything one run measured, handed from the scenarios to the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench import limits
+from bench.config import Config
+from bench.profile import Profile
+from bench.runnerbench import Drain, ReportRate, SpawnLatency
+from bench.scenarios import Delivery, Idle, Storm
+
+OURS, NAIVE = "praxiom-progress", "naive baseline"
+
+
+@dataclass
+class GatewayResults:
+    idle: Idle
+    fan_out: Delivery
+    many: Delivery
+    storm: Storm
+
+
+@dataclass
+class Results:
+    config: Config
+    gateways: dict[str, GatewayResults] = field(default_factory=dict)
+    naive_cap_note: str = ""
+    reports: ReportRate | None = None
+    drain: Drain | None = None
+    spawn: SpawnLatency | None = None
+    pgbench: limits.Pgbench | None = None
+    pgbench_one: limits.Pgbench | None = None
+    publish_per_s: float = 0.0
+    profiles: list[Profile] = field(default_factory=list)
+    seconds: float = 0.0

@@ -1,0 +1,218 @@
+"""The gateway scenarios of issue 5, each run the same way against any server under test.
+
+Every scenario is bounded (it gives up after a timeout and reports what it had), closes
+its streams at the end, and waits for the server to go quiet before the next one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from bench.fixtures import Publisher
+from bench.procs import CpuMeter, LoadGens, Server, percentile
+from bench.profile import Profile, record
+
+#: After the last publish, how long stragglers may still arrive.
+DRAIN_S = 1.5
+#: Between opening idle streams and reading RSS: lets allocations and first re-reads settle.
+SETTLE_S = 1.5
+
+
+@dataclass
+class IdleLevel:
+    streams: int
+    kib_per_stream: float | None  # None: not run at this size (see `note`)
+    open_s: float = 0.0  # opening the streams added at this level
+    failed: int = 0
+    note: str = ""
+
+
+@dataclass
+class Idle:
+    baseline_mib: float
+    levels: list[IdleLevel]
+    hold_s: float = 0.0  # how long the largest level was watched while idle
+    hold_cpu_pct: float = 0.0  # the server's CPU meanwhile (idle re-reads)
+    hold_events_per_s: float = 0.0  # events the clients got meanwhile (idle re-emits)
+
+
+@dataclass
+class Delivery:
+    """Publish-to-receive over a window: the 1 x N fan-out and the N tasks x 1 scenarios."""
+
+    streams: int
+    tasks: int
+    published: int
+    expected: int
+    received: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu_pct: float
+    loadgen_cpu_pct: float
+    publisher_cpu_pct: float
+    open_failed: int = 0
+    profile: Profile | None = None
+
+    @property
+    def delivered_pct(self) -> float:
+        return 100.0 * self.received / self.expected if self.expected else float("nan")
+
+
+@dataclass
+class Storm:
+    streams: int
+    ready: int
+    all_ready_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_pct: float
+    loadgen_cpu_pct: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+class GatewayBench:
+    """One server under test, its load generators, the tasks it streams and the publisher."""
+
+    def __init__(
+        self,
+        server: Server,
+        loadgens: LoadGens,
+        task_ids: list[UUID],
+        publisher: Publisher,
+        *,
+        first_is_event: bool,
+    ) -> None:
+        self.server = server
+        self.loadgens = loadgens
+        self.task_ids = task_ids
+        self.publisher = publisher
+        # Ours sends the task's row at once; the naive baseline has no database, so its
+        # streams count as ready when their response headers arrive.
+        self.first_is_event = first_is_event
+
+    def paths(self, task_ids: list[UUID]) -> list[str]:
+        return [self.server.path(task_id) for task_id in task_ids]
+
+    async def quiet(self, limit_s: float = 8.0) -> None:
+        """Wait until the server uses under 5 % of a core (closed streams cleaned up)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            meter = CpuMeter([self.server.pid])
+            await asyncio.sleep(0.25)
+            if meter.percent() < 5:
+                return
+
+    async def warm_up(self, streams: int = 200) -> None:
+        """Open and close some streams, so pools, caches and code paths exist before RSS."""
+        await self.loadgens.open(
+            self.paths(self.task_ids[:streams]), wait_first=self.first_is_event
+        )
+        await self.loadgens.close_streams()
+        await self.quiet()
+
+    async def idle(self, levels: list[int], cap: int | None, cap_note: str, hold_s: float) -> Idle:
+        """Idle streams on distinct tasks, added level by level; KiB per stream from RSS."""
+        await self.warm_up()
+        await asyncio.sleep(1.0)
+        baseline = self.server.rss()
+        result = Idle(baseline / 2**20, [])
+        open_now = 0
+        for level in levels:
+            if cap is not None and level > cap:
+                result.levels.append(IdleLevel(level, None, note=cap_note))
+                continue
+            started = time.monotonic()
+            opened = await self.loadgens.open(
+                self.paths(self.task_ids[open_now:level]), wait_first=self.first_is_event
+            )
+            open_s = time.monotonic() - started
+            open_now = level
+            await asyncio.sleep(SETTLE_S)
+            kib = (self.server.rss() - baseline) / level / 1024
+            result.levels.append(IdleLevel(level, kib, open_s, opened.failed))
+        if open_now and hold_s > 0:
+            await self.loadgens.reset()
+            meter = CpuMeter([self.server.pid])
+            await asyncio.sleep(hold_s)
+            result.hold_cpu_pct = meter.percent()
+            _, events, _ = await self.loadgens.collect()
+            result.hold_s = hold_s
+            result.hold_events_per_s = events / hold_s
+        await self.loadgens.close_streams()
+        await self.quiet()
+        return result
+
+    async def deliver(
+        self, task_ids: list[UUID], watchers_per_task: int, per_task_per_s: float,
+        seconds: float, *, profile_what: str = "",
+    ) -> Delivery:  # fmt: skip
+        """`watchers_per_task` streams on each task, then paced publishes straight to Redis."""
+        paths = [p for p in self.paths(task_ids) for _ in range(watchers_per_task)]
+        opened = await self.loadgens.open(paths, wait_first=self.first_is_event)
+        await asyncio.sleep(0.5)
+        await self.loadgens.reset()
+        server = CpuMeter([self.server.pid])
+        loadgens = CpuMeter(self.loadgens.pids)
+        publisher = CpuMeter([_own_pid()])
+        profiling = (
+            asyncio.create_task(record(self.server.pid, seconds, profile_what))
+            if profile_what
+            else None
+        )
+        published = await self.publisher.run(task_ids, per_task_per_s, seconds)
+        await asyncio.sleep(DRAIN_S)
+        server_cpu, loadgen_cpu = server.percent(), loadgens.percent()
+        publisher_cpu = publisher.percent()
+        received, _, latencies = await self.loadgens.collect()
+        await self.loadgens.close_streams()
+        result = Delivery(
+            streams=len(paths),
+            tasks=len(task_ids),
+            published=published,
+            expected=published * watchers_per_task,
+            received=received,
+            p50_ms=percentile(latencies, 50),
+            p99_ms=percentile(latencies, 99),
+            max_ms=latencies[-1] if latencies else float("nan"),
+            server_cpu_pct=server_cpu,
+            loadgen_cpu_pct=loadgen_cpu,
+            publisher_cpu_pct=publisher_cpu,
+            open_failed=opened.failed,
+            profile=await profiling if profiling is not None else None,
+        )
+        await self.quiet()
+        return result
+
+    async def storm(self, streams: int) -> Storm:
+        """`streams` connects on distinct tasks, all started at the same instant."""
+        task_ids = [self.task_ids[i % len(self.task_ids)] for i in range(streams)]
+        at_ns = time.monotonic_ns() + 300_000_000  # every load generator is waiting by then
+        server = CpuMeter([self.server.pid])
+        loadgens = CpuMeter(self.loadgens.pids)
+        opened = await self.loadgens.open(
+            self.paths(task_ids), at_ns=at_ns, wait_first=self.first_is_event, timeout_s=30
+        )
+        server_cpu, loadgen_cpu = server.percent(), loadgens.percent()
+        waits = sorted((t - at_ns) / 1e6 for t in opened.ready_ns)
+        await self.loadgens.close_streams()
+        await self.quiet()
+        return Storm(
+            streams=streams,
+            ready=opened.ready,
+            all_ready_s=waits[-1] / 1000 if waits and not opened.failed else float("nan"),
+            p50_ms=percentile(waits, 50),
+            p99_ms=percentile(waits, 99),
+            server_cpu_pct=server_cpu,
+            loadgen_cpu_pct=loadgen_cpu,
+            statuses=opened.statuses,
+        )
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,188 @@
+"""Sharded pub/sub over a Redis Cluster (REDIS_CLUSTER=1).
+
+Runners SPUBLISH each task's channel, which the cluster delivers only on the
+shard that owns the channel's hash slot, so pub/sub traffic spreads over the
+shards instead of being broadcast to every node as plain PUBLISH is. The
+gateway therefore holds one sharded subscription per primary node (a
+ProgressDispatcher with `sharded=True`) and files each channel under the node
+that serves its slot. When a shard's connection fails, the slot map is read
+again; channels whose slot moved (a failover, a resharding) go to their new
+owner and their streams re-read the row there, so nothing stays stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.dispatcher import DispatcherStats, ProgressDispatcher, Watch
+from taskstate.channels import progress_channel
+from taskstate.publisher import connect_redis
+
+log = logging.getLogger("gateway.cluster")
+
+#: Pause between attempts to read the slot map while the cluster cannot give one.
+REFRESH_RETRY_S = 1.0
+
+
+def node_url(url: str, host: str, port: int) -> str:
+    """REDIS_URL with its host and port swapped for one node's (credentials and TLS kept)."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    netloc = f"{credentials}@{address}" if credentials else address
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ClusterDispatcher:
+    def __init__(self, cluster: RedisCluster, url: str) -> None:
+        self._cluster = cluster
+        self._url = url
+        self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
+        self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
+        self._homeless: dict[str, set[Watch]] = {}  # channels of slots no known node serves
+        self._refresh_wanted = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- what tests and metrics read ---------------------------------------------------------
+
+    @property
+    def shards(self) -> dict[str, ProgressDispatcher]:
+        return dict(self._shards)
+
+    @property
+    def available(self) -> bool:
+        return bool(self._shards) and all(s.available for s in self._shards.values())
+
+    @property
+    def stats(self) -> DispatcherStats:
+        total = DispatcherStats()
+        for shard in self._shards.values():
+            for field in ("messages", "delivered", "undecodable", "coalesced", "connections"):
+                setattr(total, field, getattr(total, field) + getattr(shard.stats, field))
+        return total
+
+    @property
+    def channel_count(self) -> int:
+        return sum(s.channel_count for s in self._shards.values()) + len(self._homeless)
+
+    @property
+    def watch_count(self) -> int:
+        homeless = sum(len(w) for w in self._homeless.values())
+        return sum(s.watch_count for s in self._shards.values()) + homeless
+
+    @property
+    def subscribed_channels(self) -> int:
+        return sum(s.subscribed_channels for s in self._shards.values())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not await self._read_slots():
+            self._refresh_wanted.set()
+        await asyncio.gather(*(shard.start() for shard in self._shards.values()))
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="cluster-slots")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        shards = list(self._shards.values())
+        self._shards.clear()
+        for shard in shards:
+            await shard.close()
+            await shard.redis.aclose()
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def watch(self, task_id: UUID) -> Watch:
+        channel = progress_channel(task_id)
+        shard = self._homes.get(channel) or self._owner(channel)
+        if shard is None:  # no slot map yet: the stream polls until one comes
+            watch = Watch(task_id)
+            self._homeless.setdefault(channel, set()).add(watch)
+            return watch
+        self._homes[channel] = shard
+        return await shard.watch(task_id)
+
+    def unwatch(self, watch: Watch) -> None:
+        shard = self._homes.get(watch.channel)
+        if shard is not None:
+            shard.unwatch(watch)
+            if not shard.watching(watch.channel):
+                del self._homes[watch.channel]
+            return
+        homeless = self._homeless.get(watch.channel)
+        if homeless is not None:
+            homeless.discard(watch)
+            if not homeless:
+                del self._homeless[watch.channel]
+
+    def available_for(self, watch: Watch) -> bool:
+        shard = self._homes.get(watch.channel)
+        return shard is not None and shard.available
+
+    # -- the slot map ------------------------------------------------------------------------
+
+    def _owner(self, channel: str) -> ProgressDispatcher | None:
+        try:
+            node = self._cluster.get_node_from_key(channel)
+        except (RedisClusterException, RedisError, KeyError, IndexError, TypeError):
+            return None
+        if node is None:
+            return None
+        shard = self._shards.get(node.name)
+        if shard is None:
+            shard = self._new_shard(node.name, node.host, int(node.port))
+        return shard
+
+    def _new_shard(self, name: str, host: str, port: int) -> ProgressDispatcher:
+        redis = connect_redis(node_url(self._url, host, port))
+        shard = ProgressDispatcher(redis, sharded=True, on_lost=self._refresh_wanted.set)
+        self._shards[name] = shard
+        if self._refresher is not None:  # started: a shard found later starts at once
+            shard.begin()
+        return shard
+
+    async def _read_slots(self) -> bool:
+        """Read the slot map (again); False while the cluster cannot give one."""
+        try:
+            await self._cluster.nodes_manager.initialize()
+        except (RedisClusterException, RedisError, OSError) as exc:
+            log.warning("cannot read the cluster's slot map: %s", exc)
+            return False
+        for node in self._cluster.get_primaries():
+            if node.name not in self._shards:
+                self._new_shard(node.name, node.host, int(node.port))
+        self._rehome()
+        return True
+
+    def _rehome(self) -> None:
+        """File every channel under the shard that serves its slot now."""
+        for channel, watches in list(self._homeless.items()):
+            shard = self._owner(channel)
+            if shard is not None:
+                del self._homeless[channel]
+                self._homes[channel] = shard
+                shard.adopt(channel, watches)
+        for channel, shard in list(self._homes.items()):
+            owner = self._owner(channel)
+            if owner is not None and owner is not shard:
+                log.info("channel %s moved to another shard", channel)
+                self._homes[channel] = owner
+                owner.adopt(channel, shard.release(channel))
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await self._refresh_wanted.wait()
+            self._refresh_wanted.clear()
+            if not await self._read_slots():
+                self._refresh_wanted.set()
+            await asyncio.sleep(REFRESH_RETRY_S)  # at most one read of the slot map a second
