@@ -24,6 +24,7 @@ import aiohttp
 from yarl import URL
 
 from cli import watch
+from praxiom_client import watch_task
 
 COMMANDS: tuple[str, ...] = ("spawn", "status", "cancel", "watch")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -31,9 +32,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _USER_AGENT = "praxiom-progress-cli"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
-# No total: a task may run for hours. Each read is bounded instead, well above the gateway's
-# 15 s keep-alive comments, so a silently dead connection is noticed and reconnected.
-_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 _MAX_ERROR_LINE = 500
 
 
@@ -286,17 +284,14 @@ async def _cancel(args: argparse.Namespace, target: Target) -> int:
 async def _watch(args: argparse.Namespace, target: Target) -> int:
     renderer = watch.make_renderer(sys.stdout, as_json=args.json, title=f"task {args.task_id[:8]}")
     try:
-        async with aiohttp.ClientSession(
-            timeout=_STREAM_TIMEOUT, headers={"User-Agent": _USER_AGENT}
-        ) as session:
-            payloads = watch.follow(
-                session,
-                target.task_url(args.task_id, "progress"),
-                target.task_url(args.task_id, "status"),
-                {"Authorization": f"Bearer {target.token}"},
-                on_retry=renderer.reconnecting,
-            )
-            final = await watch.render(payloads, renderer)
+        payloads = watch_task(
+            target.url,
+            args.task_id,
+            target.token,
+            on_retry=renderer.reconnecting,
+            user_agent=_USER_AGENT,
+        )
+        final = await watch.render(payloads, renderer)
     except watch.StreamRefused as exc:
         raise CommandError(http_error_line(exc.status, exc.reason, exc.body)) from exc
     except watch.StreamUnreachable as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,6 +19,7 @@ from cli import client
 from taskstate.accounts import AccountStore
 from taskstate.db import Database, migrate
 from taskstate.errors import SchemaMissing, StoreUnavailable
+from taskstate.logs import configure_logging
 from taskstate.settings import Settings, SettingsError, explicit_servers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -160,11 +160,14 @@ def _member_remove(args: argparse.Namespace) -> Callable[[Database], Awaitable[i
 async def _run_runner(settings: Settings) -> int:
     from runner.daemon import serve
     from runner.handlers import TaskModuleError
+    from runner.http import PortUnavailable
 
     try:
         await serve(settings)
     except TaskModuleError as exc:
         raise UsageError(str(exc)) from exc
+    except PortUnavailable as exc:
+        raise CommandFailed(str(exc)) from exc
     return EXIT_OK
 
 
@@ -197,12 +200,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, An
     return _with_database(settings, _member_remove(args))
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+#: Commands that run as services log JSON lines unless LOG_FORMAT says otherwise.
+_JSON_LOGGING_COMMANDS = frozenset({"gateway", "runner"})
+
+
+def log_format_for(command: str, settings: Settings) -> str:
+    if settings.log_format is not None:
+        return settings.log_format
+    return "json" if command in _JSON_LOGGING_COMMANDS else "text"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in client.COMMANDS:
             return client.run(args)  # over HTTP: no database, settings of its own
         settings = Settings.from_env()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, log_format_for(args.command, settings))
         return asyncio.run(_dispatch(args, settings))
     except (UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

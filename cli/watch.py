@@ -1,30 +1,50 @@
-"""Following a task's progress stream: the SSE wire format, reconnection, and rendering.
+"""`watch`: rendering a task's payloads as they arrive.
 
-Three parts that know nothing of each other: `SseParser` turns lines into
-events; `follow` turns a `GET /api/tasks/{id}/progress` into the task's
-payloads, newest version only, reconnecting with `Last-Event-ID` when the
-connection drops; a `Renderer` shows each payload (a live bar on a terminal,
-one plain line per change otherwise, or one JSON object per line).
+Following the stream (the SSE wire format, reconnection with `Last-Event-ID`)
+is the subscriber client's job, `praxiom_client`, which internal services use
+too; its names are re-exported here for the CLI. A `Renderer` shows each
+payload (a live bar on a terminal, one plain line per change otherwise, or one
+JSON object per line).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import re
-import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol, TextIO
 
-import aiohttp
+from praxiom_client import (
+    LineSplitter,
+    RetryPolicy,
+    SseEvent,
+    SseParser,
+    StreamBroken,
+    StreamError,
+    StreamLost,
+    StreamRefused,
+    StreamUnreachable,
+    connection_reason,
+    follow,
+)
+
+__all__ = [  # the subscriber client's names the CLI and its tests use from here
+    "LineSplitter",
+    "RetryPolicy",
+    "SseEvent",
+    "SseParser",
+    "StreamBroken",
+    "StreamError",
+    "StreamLost",
+    "StreamRefused",
+    "StreamUnreachable",
+    "connection_reason",
+    "follow",
+]
 
 TERMINAL_EXIT_CODES: Mapping[str, int] = {"completed": 0, "failed": 1, "cancelled": 3}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_MAX_LINE_BYTES = 16 * 1024 * 1024  # far beyond any payload; a stream without newlines is junk
-_MAX_ERROR_BODY = 64 * 1024
 
 
 def exit_code_for(status: str) -> int | None:
@@ -35,251 +55,6 @@ def exit_code_for(status: str) -> int | None:
 def one_line(text: str) -> str:
     """Text fit for one line of a terminal: control characters (newlines too) become spaces."""
     return _CONTROL.sub(" ", text).strip()
-
-
-# -- the wire format --------------------------------------------------------------------------
-
-
-class LineSplitter:
-    """Bytes in, complete lines out; a line ends at CRLF, LF or CR, as the SSE spec says."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._after_cr = False  # the last chunk ended with CR: a following LF belongs to it
-
-    def feed(self, chunk: bytes) -> list[str]:
-        if self._after_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        self._after_cr = chunk.endswith(b"\r")
-        parts = re.split(rb"\r\n|\r|\n", self._buffer + chunk)
-        self._buffer = parts.pop()
-        if len(self._buffer) > _MAX_LINE_BYTES:
-            raise StreamBroken("the server sent a line longer than 16 MiB")
-        # CR and LF never occur inside a multi-byte UTF-8 sequence, so each line decodes alone.
-        return [part.decode("utf-8", errors="replace") for part in parts]
-
-
-@dataclass
-class SseEvent:
-    data: str
-    id: str | None = None  # the last event id in force when this event was dispatched
-    event: str = "message"
-
-
-@dataclass
-class SseParser:
-    """The event-stream interpretation rules of the HTML spec, one line at a time."""
-
-    last_event_id: str | None = None
-    retry_ms: int | None = None
-    _data: list[str] = field(default_factory=list)
-    _event: str = ""
-    _first_line: bool = True
-
-    def feed(self, line: str) -> SseEvent | None:
-        """Take one line (without its ending); returns an event when a blank line ends one."""
-        if self._first_line:
-            self._first_line = False
-            line = line.removeprefix("\ufeff")
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None  # a comment: the gateway's keep-alive ping
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "id":
-            if "\0" not in value:
-                self.last_event_id = value
-        elif name == "event":
-            self._event = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry_ms = int(value)
-        return None  # unknown fields are ignored
-
-    def _dispatch(self) -> SseEvent | None:
-        data, event = self._data, self._event or "message"
-        self._data, self._event = [], ""
-        if not data:
-            return None
-        return SseEvent("\n".join(data), self.last_event_id, event)
-
-
-# -- following the stream ---------------------------------------------------------------------
-
-
-class StreamError(Exception):
-    """Following the stream failed; the message is one line, fit for `error: <message>`."""
-
-
-class StreamRefused(StreamError):
-    """The gateway answered with an error status that retrying will not change (401, 404...)."""
-
-    def __init__(self, status: int, reason: str, body: str) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-        self.body = body
-
-
-class StreamUnreachable(StreamError):
-    """The first connection failed: there is nothing to reconnect to."""
-
-
-class StreamLost(StreamError):
-    """The stream dropped and every reconnection since has failed."""
-
-
-class StreamBroken(StreamError):
-    """The server sent something that is not a task's progress stream."""
-
-
-def connection_reason(exc: BaseException) -> str:
-    """Why a connection failed, in a few words ("Connection refused", "timed out"...)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        os_error = exc.os_error
-        if isinstance(os_error, socket.gaierror):
-            return f"unknown host ({os_error.strerror or os_error})"
-        if os_error.errno:  # asyncio's strerror is "Connect call failed (...)": say why
-            return os.strerror(os_error.errno)
-        return os_error.strerror or str(os_error) or type(os_error).__name__
-    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one
-        return "timed out"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the connection was cut"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return one_line(str(exc)) or type(exc).__name__
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff between reconnections: `first_delay_s`, doubling, capped; give up after
-    `max_failures` consecutive attempts that brought nothing."""
-
-    first_delay_s: float = 0.5
-    max_delay_s: float = 5.0
-    max_failures: int = 10
-
-    def delay(self, failures: int) -> float:
-        """The wait before the next attempt, after `failures` failed attempts in a row."""
-        return min(self.first_delay_s * 2 ** min(failures, 32), self.max_delay_s)
-
-
-OnRetry = Callable[[int, float, str], None]  # (failures so far, delay, reason)
-
-
-def _payload(data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        payload = None
-    if (
-        not isinstance(payload, dict)
-        or not isinstance(payload.get("status"), str)
-        or not isinstance(payload.get("version"), int)
-        or isinstance(payload.get("version"), bool)
-    ):
-        raise StreamBroken(f"the server sent an event that is not a task payload: {data!r:.80}")
-    return payload
-
-
-async def _error_body(response: aiohttp.ClientResponse) -> str:
-    raw = await response.content.read(_MAX_ERROR_BODY)
-    return raw.decode("utf-8", errors="replace")
-
-
-def _retryable(status: int) -> bool:
-    return status >= 500 or status in (408, 429)
-
-
-async def follow(
-    session: aiohttp.ClientSession,
-    progress_url: str,
-    status_url: str,
-    headers: Mapping[str, str],
-    *,
-    policy: RetryPolicy = RetryPolicy(),
-    on_retry: OnRetry | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Yield the task's payloads, each version once and in increasing order, until a terminal
-    one. Reconnects with `Last-Event-ID` when the stream drops; the first connection is not
-    retried (nothing is listening, or the URL is wrong: waiting would not help)."""
-    last_version = 0
-    last_id: str | None = None
-    connected_once = False
-    failures = 0
-    while True:
-        request_headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if last_id is not None or last_version:
-            request_headers["Last-Event-ID"] = last_id or str(last_version)
-        got_event = False
-        try:
-            async with session.get(progress_url, headers=request_headers) as response:
-                if response.status == 204:
-                    # "You have the terminal state": not from this stream (it would have ended
-                    # the loop), so the event was lost in transit. Ask for it once.
-                    yield await _final_status(session, status_url, headers, last_version)
-                    return
-                if response.status != 200:
-                    body = await _error_body(response)
-                    if not (connected_once and _retryable(response.status)):
-                        raise StreamRefused(response.status, response.reason or "", body)
-                    reason = f"{response.status} {response.reason or ''}".strip()
-                else:
-                    if response.content_type != "text/event-stream":
-                        raise StreamBroken(
-                            f"{progress_url} did not answer with an event stream "
-                            f"(got {response.content_type})"
-                        )
-                    connected_once = True
-                    splitter, parser = LineSplitter(), SseParser(last_event_id=last_id)
-                    async for chunk in response.content.iter_any():
-                        for line in splitter.feed(chunk):
-                            event = parser.feed(line)
-                            if event is None or event.event != "message":
-                                continue
-                            got_event = True
-                            last_id = event.id
-                            payload = _payload(event.data)
-                            if payload["version"] <= last_version:
-                                continue  # a reconnection's snapshot of a state already seen
-                            last_version = payload["version"]
-                            yield payload
-                            if exit_code_for(payload["status"]) is not None:
-                                return
-                    reason = "the stream ended before the task did"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            if not connected_once:
-                raise StreamUnreachable(connection_reason(exc)) from exc
-            reason = connection_reason(exc)
-        # Only attempts that brought no event count: a gateway that answers keeps us trying.
-        failures = 0 if got_event else failures + 1
-        if failures >= policy.max_failures:
-            raise StreamLost(f"lost the stream and {failures} reconnections failed: {reason}")
-        delay = policy.delay(failures)
-        if on_retry is not None:
-            on_retry(failures, delay, reason)
-        await sleep(delay)
-
-
-async def _final_status(
-    session: aiohttp.ClientSession, status_url: str, headers: Mapping[str, str], seen: int
-) -> dict[str, Any]:
-    """The gateway says the task ended at a version we hold, yet we saw no terminal state
-    (a 204 to a reconnection): ask for it."""
-    async with session.get(status_url, headers=headers) as response:
-        if response.status != 200:
-            raise StreamRefused(response.status, response.reason or "", await _error_body(response))
-        payload = _payload(await response.text())
-    if exit_code_for(payload["status"]) is None or payload["version"] < seen:
-        raise StreamBroken(f"the stream ended but the task is {payload['status']}")
-    return payload
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import cors, health, openapi, sse, views
+from gateway import cors, health, metrics, openapi, sse, views
+from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
@@ -28,7 +29,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # minsize=0: start while PostgreSQL is down; requests get 503 until it is back.
     db = await Database.connect(
-        settings, minsize=0, maxsize=settings.database_pool_size, name="praxiom-gateway"
+        settings,
+        minsize=0,
+        maxsize=settings.database_pool_size,
+        name="praxiom-gateway",
+        on_query=app[metrics.METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
@@ -57,10 +62,14 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[access_log_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[SETTINGS] = settings
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
+    metrics.setup(app)
+    app.on_response_prepare.append(echo_request_id)
     app.cleanup_ctx.extend([_database, _redis])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

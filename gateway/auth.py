@@ -10,6 +10,7 @@ from uuid import UUID
 
 from aiohttp import web
 
+from gateway.access_log import note_principal
 from gateway.errors import forbidden, not_found, unauthenticated
 from gateway.store import GatewayStore
 from taskstate.db import Row
@@ -50,6 +51,7 @@ async def authorize(store: GatewayStore, digest: bytes, task_id: UUID | None) ->
     access = await store.authorize_task(digest, task_id)
     if access.user_id is None:
         raise unauthenticated()
+    note_principal(access.user_id)
     if access.task is None:
         raise not_found()
     if not access.is_member:

@@ -31,6 +31,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.lag import LagSampler
 from taskstate.channels import progress_channel
 from taskstate.status import TERMINAL_STATUSES
 
@@ -49,13 +50,21 @@ class Update:
     version: int
     frame: bytes  # the whole SSE event, encoded once however many streams send it
     terminal: bool
+    received: float = 0.0  # monotonic arrival time of a lag-sampled message; 0.0 otherwise
 
     @classmethod
-    def of(cls, version: int, data: bytes, terminal: bool, retry_ms: int | None = None) -> Update:
+    def of(
+        cls,
+        version: int,
+        data: bytes,
+        terminal: bool,
+        retry_ms: int | None = None,
+        received: float = 0.0,
+    ) -> Update:
         """The event for one payload (as published: compact JSON, so one `data:` line)."""
         lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
         retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
-        return cls(version, b"id: %d\r\n%s%s\r\n" % (version, lines, retry), terminal)
+        return cls(version, b"id: %d\r\n%s%s\r\n" % (version, lines, retry), terminal, received)
 
 
 class Watch:
@@ -162,6 +171,7 @@ class ProgressDispatcher:
         self._started = asyncio.Event()
         self.available = False
         self.stats = DispatcherStats()
+        self.lag_sampler = LagSampler()  # see gateway.lag
 
     # -- counters the tests and metrics read -----------------------------------------------
 
@@ -376,7 +386,10 @@ class ProgressDispatcher:
         try:
             decoded = json.loads(data)
             update = Update.of(
-                int(decoded["version"]), data, decoded["status"] in TERMINAL_STATUSES
+                int(decoded["version"]),
+                data,
+                decoded["status"] in TERMINAL_STATUSES,
+                received=self.lag_sampler.stamp(),
             )
         except (ValueError, KeyError, TypeError):
             self.stats.undecodable += 1

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -22,6 +22,7 @@ from gateway.auth import authorize, parse_task_id, token_hash
 from gateway.dispatcher import Dispatcher, Update, Watch
 from gateway.errors import not_found
 from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS, TASK_STORE
+from gateway.lag import LagHistogram
 from taskstate.errors import StoreUnavailable
 from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.settings import Settings
@@ -39,6 +40,7 @@ class StreamStats:
     idle_reemits: int = 0
     polls: int = 0
     poll_limit_closes: int = 0
+    lag: LagHistogram = field(default_factory=LagHistogram)  # sampled publish-to-send lag
 
     @property
     def open(self) -> int:
@@ -173,6 +175,8 @@ class ProgressStream:
         await self.response.write(update.frame)
         self.sent_version = update.version
         self.stats.events += 1
+        if update.received:
+            self.stats.lag.record_since(update.received)
         return update.terminal
 
 

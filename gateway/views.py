@@ -10,6 +10,7 @@ from uuid import UUID
 from aiohttp import web
 from marshmallow import ValidationError
 
+from gateway.access_log import note_principal
 from gateway.auth import authorize, parse_task_id, token_hash
 from gateway.errors import ApiError, forbidden, json_response, not_found, unauthenticated
 from gateway.keys import GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
@@ -65,6 +66,7 @@ async def spawn(request: web.Request) -> web.Response:
     principal = await request.app[GATEWAY_STORE].principal(digest)
     if principal is None:
         raise unauthenticated()
+    note_principal(principal.user_id)
     try:
         spec = SpawnRequestSchema(settings.task_types).load(await _json_body(request))
     except ValidationError as exc:

@@ -1,37 +1,66 @@
-"""Wires the runner to PostgreSQL, Redis and its handlers, and runs it until a signal."""
+"""Wires the runner to PostgreSQL, Redis, its handlers and its metrics, and runs it until a
+signal."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+from runner import http
 from runner.handlers import load_registry
+from runner.metrics import RunnerMetrics, TimedRunnerStore
 from runner.signals import stop_on_signals
-from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, redis_client
 from taskstate.settings import Settings
 
+log = logging.getLogger("runner")
+
 
 @asynccontextmanager
-async def connected_runner(settings: Settings) -> AsyncIterator[Runner]:
-    """A runner with its handlers, its pool and its Redis client; closed on exit."""
+async def connected_runner(
+    settings: Settings, *, serve_http: bool = False
+) -> AsyncIterator[Runner]:
+    """A runner with its handlers, its pool, its Redis client and its metrics; closed on exit.
+
+    `serve_http` also opens the health/metrics port (`RUNNER_METRICS_PORT`, unless 0)."""
     registry = load_registry(settings.runner_task_modules)
+    metrics = RunnerMetrics()
     # minsize=0: start even while PostgreSQL is down; the claim loop retries with backoff.
     db = await Database.connect(
-        settings, minsize=0, maxsize=settings.runner_concurrency + 3, name="praxiom-runner"
+        settings,
+        minsize=0,
+        maxsize=settings.runner_concurrency + 3,
+        name="praxiom-runner",
+        on_query=metrics.observe_query,
     )
     redis = redis_client(settings)
     publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
     try:
-        yield Runner(settings, RunnerStore(db), publisher, registry)
+        store = TimedRunnerStore(db, metrics.report_progress.observe)
+        runner = Runner(settings, store, publisher, registry)
+        metrics.watch(runner)
+        async with AsyncExitStack() as stack:
+            if serve_http and settings.runner_metrics_port:
+                host, port = settings.runner_metrics_host, settings.runner_metrics_port
+                await stack.enter_async_context(
+                    http.serving(http.Probes(metrics, db, redis), host, port)
+                )
+                log.info(
+                    "health and metrics on http://%s:%d",
+                    host,
+                    port,
+                    extra={"action": "metrics_listening"},
+                )
+            yield runner
     finally:
         await redis.aclose()
         await db.close()
 
 
 async def serve(settings: Settings) -> None:
-    async with connected_runner(settings) as runner:
+    async with connected_runner(settings, serve_http=True) as runner:
         with stop_on_signals(runner.stop):
             await runner.run()

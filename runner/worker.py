@@ -141,6 +141,11 @@ class Runner:
         # Loop time since which this runner has reached PostgreSQL without a failure.
         self._connected_since: float | None = None
 
+    @property
+    def running(self) -> int:
+        """Tasks claimed and not yet ended (read by the metrics collector)."""
+        return len(self._held)
+
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming; running tasks get the shutdown grace (none when `force`)."""
         self._stopping.set()
@@ -330,7 +335,12 @@ class Runner:
             "task %s %s",
             held.task_id,
             row["status"],
-            extra={"action": row["status"], "task_id": str(held.task_id)},
+            extra={
+                "action": row["status"],
+                "task_id": str(held.task_id),
+                "status": row["status"],
+                "duration_ms": _run_time_ms(row),
+            },
         )
         await self._publish(row)
 
@@ -512,6 +522,13 @@ class Runner:
                     extra={"action": "write_retry"},
                 )
                 await asyncio.sleep(delay)
+
+
+def _run_time_ms(row: Row) -> float | None:
+    """From claim to end, for the log line of a task's end."""
+    if row.get("started_at") is None or row.get("completed_at") is None:
+        return None
+    return round((row["completed_at"] - row["started_at"]).total_seconds() * 1000, 1)
 
 
 def _as_result(returned: Any) -> TaskResult | Failure:

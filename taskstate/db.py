@@ -6,7 +6,8 @@ edge: callers get dict rows and `taskstate.errors`, never driver types.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -23,6 +24,8 @@ from taskstate.errors import InvalidData, SchemaMissing, StoreUnavailable
 from taskstate.settings import Settings
 
 Row = dict[str, Any]
+#: Told each statement's duration in seconds, success or not (metrics hook; must not block).
+QueryObserver = Callable[[float], None]
 
 #: psycopg2 adapts a plain dict as hstore; jsonb columns need this wrapper.
 jsonb = Json
@@ -66,14 +69,24 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Database:
-    """A pool of autocommit connections; one statement per call."""
+    """A pool of autocommit connections; one statement per call.
 
-    def __init__(self, pool: aiopg.Pool) -> None:
+    `on_query`, when given, is told how long each call took (pool wait included), so
+    the processes can export query latency without the stores knowing about metrics."""
+
+    def __init__(self, pool: aiopg.Pool, on_query: QueryObserver | None = None) -> None:
         self._pool = pool
+        self._on_query = on_query
 
     @classmethod
     async def connect(
-        cls, settings: Settings, *, minsize: int = 1, maxsize: int = 10, name: str = "praxiom"
+        cls,
+        settings: Settings,
+        *,
+        minsize: int = 1,
+        maxsize: int = 10,
+        name: str = "praxiom",
+        on_query: QueryObserver | None = None,
     ) -> Database:
         async with translate_errors():
             pool = await aiopg.create_pool(
@@ -85,13 +98,22 @@ class Database:
                 enable_hstore=False,
                 options=_SESSION_OPTIONS,
             )
-        return cls(pool)
+        return cls(pool, on_query)
 
     async def close(self) -> None:
         self._pool.close()
         await self._pool.wait_closed()
 
     async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        if self._on_query is None:
+            return await self._fetch_all(sql, params)
+        started = time.perf_counter()
+        try:
+            return await self._fetch_all(sql, params)
+        finally:
+            self._on_query(time.perf_counter() - started)
+
+    async def _fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
         async with translate_errors(), self._pool.acquire() as conn:
             async with conn.cursor(cursor_factory=RealDictCursor) as cur:
                 await cur.execute(sql, params)

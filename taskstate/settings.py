@@ -20,6 +20,7 @@ DEFAULT_TASK_TIMEOUTS: Mapping[str, float] = MappingProxyType(
     {"validation_kit": 240.0, "fs_research": 600.0, "default": 300.0}
 )
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("json", "text")
 _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -123,6 +124,13 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _log_format(name: str, raw: str) -> str:
+    fmt = raw.strip().lower()
+    if fmt not in _LOG_FORMATS:
+        raise SettingsError(f"{name} must be one of {', '.join(_LOG_FORMATS)}, got {raw!r}")
+    return fmt
+
+
 def _task_types(name: str, raw: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in raw.split(",") if t.strip())
     bad = [t for t in types if not _TASK_TYPE.match(t)]
@@ -194,6 +202,7 @@ class Settings:
     runner_poll_interval_s: float = 10.0
     runner_shutdown_grace_s: float = 30.0
     runner_metrics_port: int = 9108
+    runner_metrics_host: str = "127.0.0.1"
     runner_task_modules: tuple[str, ...] = ("runner.builtin",)
     # Both.
     database_timeout_s: float = 30.0
@@ -202,6 +211,7 @@ class Settings:
     # Browser origins allowed to call the gateway with credentials; empty: no CORS headers.
     cors_allowed_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
     def __post_init__(self) -> None:
         if self.redis_cluster and self.redis_url.startswith("unix://"):
@@ -253,12 +263,14 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_poll_interval_s": ("RUNNER_POLL_INTERVAL", _positive_float),
     "runner_shutdown_grace_s": ("RUNNER_SHUTDOWN_GRACE", _positive_float),
     "runner_metrics_port": ("RUNNER_METRICS_PORT", _port),
+    "runner_metrics_host": ("RUNNER_METRICS_HOST", _text),
     "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
     "cors_allowed_origins": ("CORS_ALLOWED_ORIGINS", _origins),
     "log_level": ("LOG_LEVEL", _log_level),
+    "log_format": ("LOG_FORMAT", _log_format),
 }
 
 

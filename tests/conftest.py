@@ -408,6 +408,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "RUNNER_TASK_MODULES": "runner.builtin,tests.task_modules",
             "PYTHONPATH": str(REPO),
             "LOG_LEVEL": "INFO",
+            "RUNNER_METRICS_PORT": "0",  # runners run side by side; a test that wants it asks
         }
     )
     env.update(extra)

@@ -1,0 +1,167 @@
+"""`GET /metrics`: the gateway's Prometheus metrics, in a registry of the app's own.
+
+Most numbers already exist as plain counters on the streams' and the
+dispatcher's stats objects; a custom collector reads them at scrape time, so
+the per-event path pays nothing for metrics. Only what has no counter yet is
+recorded directly: stream opens by result (once per request, when the answer's
+headers go out) and database query latency (through `Database`'s `on_query`).
+The registry is per app, never prometheus_client's global one: tests run
+several gateways in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gateway import sse
+from gateway.keys import DISPATCHER
+
+#: Buckets for database statements, in seconds.
+DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_PROGRESS_ROUTE = "/api/tasks/{task_id}/progress"
+_USUAL_RESULTS = ("200", "204", "401", "403", "404")
+
+
+class GatewayMetrics:
+    """The registry and the few metrics recorded as they happen."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stream_opens = Counter(
+            "praxiom_gateway_stream_opens",
+            "Stream requests by the status they were answered with (200 opened, 204 already "
+            "finished, 401/403/404 refused, 503 database down)",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in _USUAL_RESULTS:
+            self.stream_opens.labels(result)
+        self.db_query = Histogram(
+            "praxiom_db_query_duration_seconds",
+            "PostgreSQL statement latency, pool wait included",
+            buckets=DB_BUCKETS_S,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+
+    def observe_query(self, seconds: float) -> None:
+        self.db_query.observe(seconds)
+
+
+METRICS = web.AppKey("metrics", GatewayMetrics)
+
+
+class StreamCollector(Collector):
+    """Reads `StreamStats` and the dispatcher's state at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._app[sse.STREAM_STATS]
+        dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
+        redis_up = dispatcher is not None and dispatcher.available
+        yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
+        yield _gauge(
+            "praxiom_gateway_streams_polling",
+            "Open streams polling PostgreSQL because the Redis subscription is down",
+            0 if redis_up else stats.open,
+        )
+        yield _counter("praxiom_gateway_events_sent", "SSE events written", stats.events)
+        yield _counter(
+            "praxiom_gateway_idle_reemits",
+            "Rows re-read and re-sent after SSE_IDLE_TIMEOUT without a message",
+            stats.idle_reemits,
+        )
+        yield _counter(
+            "praxiom_gateway_db_polls", "Row reads by streams polling PostgreSQL", stats.polls
+        )
+        yield _counter(
+            "praxiom_gateway_poll_limit_closes",
+            "Streams closed after SSE_POLL_LIMIT polls",
+            stats.poll_limit_closes,
+        )
+        lag = HistogramMetricFamily(
+            "praxiom_gateway_publish_to_send_lag_seconds",
+            "From the dispatcher receiving a message to a stream writing it (sampled: at most "
+            "one message per 50 ms, measured on every stream it reaches)",
+            buckets=stats.lag.cumulative(),
+            sum_value=stats.lag.sum_s,
+        )
+        yield lag
+        yield _gauge(
+            "praxiom_gateway_redis_subscription_up",
+            "1 while the shared Redis subscription is connected",
+            int(redis_up),
+        )
+        if dispatcher is None:
+            return
+        d = dispatcher.stats
+        yield _counter(
+            "praxiom_gateway_redis_subscription_connects",
+            "Times the shared Redis subscription came up",
+            d.connections,
+        )
+        yield _counter("praxiom_gateway_redis_messages", "Pub/sub messages received", d.messages)
+        yield _counter(
+            "praxiom_gateway_events_coalesced",
+            "Updates dropped because a slow stream had a newer one to send (coalescing)",
+            d.coalesced,
+        )
+        yield _counter(
+            "praxiom_gateway_redis_undecodable",
+            "Pub/sub messages ignored because they were not a payload",
+            d.undecodable,
+        )
+        yield _gauge(
+            "praxiom_gateway_subscribed_channels",
+            "Task channels the shared subscription listens to",
+            dispatcher.subscribed_channels,
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+async def _count_stream_open(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: once per request, as its status goes out."""
+    resource = request.match_info.route.resource
+    if resource is not None and resource.canonical == _PROGRESS_ROUTE:
+        request.app[METRICS].stream_opens.labels(str(response.status)).inc()
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(app: web.Application) -> GatewayMetrics:
+    """Add `/metrics` and the collectors; returns the metrics for `Database`'s `on_query`."""
+    metrics = GatewayMetrics()
+    metrics.registry.register(StreamCollector(app))
+    app[METRICS] = metrics
+    app.on_response_prepare.append(_count_stream_open)
+    app.router.add_get("/metrics", metrics_view)
+    return metrics

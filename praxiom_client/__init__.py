@@ -1,0 +1,49 @@
+"""A subscriber for internal services: follow a task's progress from the gateway.
+
+    from praxiom_client import watch_task
+
+    async for payload in watch_task("http://gateway:8080", task_id, token):
+        print(payload["status"], payload["progress_pct"], payload["message"])
+
+Needs only aiohttp. See `watch_task` for the exceptions it raises.
+"""
+
+from praxiom_client.errors import (
+    Forbidden,
+    StreamBroken,
+    StreamError,
+    StreamLost,
+    StreamRefused,
+    StreamUnreachable,
+    TaskNotFound,
+    Unauthenticated,
+)
+from praxiom_client.sse import LineSplitter, SseEvent, SseParser
+from praxiom_client.stream import (
+    DEFAULT_POLICY,
+    TERMINAL_STATUSES,
+    RetryPolicy,
+    connection_reason,
+    follow,
+    watch_task,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "TERMINAL_STATUSES",
+    "Forbidden",
+    "LineSplitter",
+    "RetryPolicy",
+    "SseEvent",
+    "SseParser",
+    "StreamBroken",
+    "StreamError",
+    "StreamLost",
+    "StreamRefused",
+    "StreamUnreachable",
+    "TaskNotFound",
+    "Unauthenticated",
+    "connection_reason",
+    "follow",
+    "watch_task",
+]

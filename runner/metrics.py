@@ -1,0 +1,125 @@
+"""The runner's Prometheus metrics, in a registry of the runner's own.
+
+The task counts already live on `Runner.stats` and `ProgressPublisher.stats`;
+a custom collector reads them at scrape time, so the claim loop and the
+handlers do no metrics work. Two latencies are recorded as they happen: every
+PostgreSQL statement (through `Database`'s `on_query`) and each
+`report_progress` write (through `TimedRunnerStore`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from runner.batch import Report
+from runner.store import RunnerStore
+from runner.worker import Runner
+from taskstate.db import Database, Row
+
+DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class RunnerMetrics:
+    """The registry and the latencies recorded as they happen."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.db_query = Histogram(
+            "praxiom_db_query_duration_seconds",
+            "PostgreSQL statement latency, pool wait included",
+            buckets=DB_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.report_progress = Histogram(
+            "praxiom_runner_report_progress_duration_seconds",
+            "The guarded progress UPDATE behind report_progress (one statement writes every "
+            "report made while the previous one was in flight)",
+            buckets=DB_BUCKETS_S,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+
+    def observe_query(self, seconds: float) -> None:
+        self.db_query.observe(seconds)
+
+    def watch(self, runner: Runner) -> None:
+        """Export `runner`'s counts from now on."""
+        self.registry.register(RunnerCollector(runner))
+
+
+class TimedRunnerStore(RunnerStore):
+    """`RunnerStore` that times `report_progress`, the statement a handler waits on."""
+
+    def __init__(self, db: Database, observe: Callable[[float], None]) -> None:
+        super().__init__(db)
+        self._observe = observe
+
+    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
+        started = time.perf_counter()
+        try:
+            return await super().report_progress(reports)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+
+#: (metric name without _total, help, attribute of RunnerStats)
+_TASK_COUNTERS = (
+    ("praxiom_runner_tasks_claimed", "Tasks this runner claimed", "claimed"),
+    ("praxiom_runner_tasks_completed", "Tasks this runner completed", "completed"),
+    (
+        "praxiom_runner_tasks_failed",
+        "Tasks this runner failed (handler error or timeout)",
+        "failed",
+    ),
+    ("praxiom_runner_tasks_timed_out", "Failed tasks that hit their timeout", "timed_out"),
+    (
+        "praxiom_runner_tasks_cancelled",
+        "Running tasks stopped because their row was cancelled (or reaped by another runner)",
+        "withdrawn",
+    ),
+    ("praxiom_runner_tasks_reaped", "Stale tasks this runner's reaper failed", "reaped"),
+    (
+        "praxiom_runner_tasks_handed_back",
+        "Tasks re-queued as pending at shutdown",
+        "requeued",
+    ),
+)
+
+
+class RunnerCollector(Collector):
+    """Reads `RunnerStats` and `PublishStats` at scrape time."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._runner.stats
+        for name, documentation, attr in _TASK_COUNTERS:
+            yield CounterMetricFamily(name, documentation, value=getattr(stats, attr))
+        yield GaugeMetricFamily(
+            "praxiom_runner_tasks_running", "Tasks running now", value=self._runner.running
+        )
+        yield GaugeMetricFamily(
+            "praxiom_runner_concurrency",
+            "Most tasks this runner runs at once",
+            value=self._runner.settings.runner_concurrency,
+        )
+        published = self._runner.publisher.stats
+        yield CounterMetricFamily(
+            "praxiom_runner_publishes", "Payloads published to Redis", value=published.published
+        )
+        yield CounterMetricFamily(
+            "praxiom_runner_publish_failures",
+            "Publishes that failed (Redis down); the state is in PostgreSQL all the same",
+            value=published.failed,
+        )
+        yield CounterMetricFamily(
+            "praxiom_runner_publishes_skipped",
+            "Publishes skipped without trying, shortly after a failure",
+            value=published.skipped,
+        )
