@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.cluster")
 
 #: Pause between attempts to read the slot map while the cluster cannot give one.
 REFRESH_RETRY_S = 1.0
+#: Slot-map reads that may still show a dropped channel on its old node (the nodes learn of a
+#: move one by one) before it is simply subscribed there again.
+DROPPED_PATIENCE = 5
 
 
 def node_url(url: str, host: str, port: int) -> str:
@@ -47,6 +50,7 @@ class ClusterDispatcher:
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
         self._homeless: dict[str, set[Watch]] = {}  # channels of slots no known node serves
+        self._dropped: dict[str, int] = {}  # channels a node unsubscribed -> slot-map reads since
         self._refresh_wanted = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
 
@@ -145,11 +149,17 @@ class ClusterDispatcher:
 
     def _new_shard(self, name: str, host: str, port: int) -> ProgressDispatcher:
         redis = connect_redis(node_url(self._url, host, port))
-        shard = ProgressDispatcher(redis, sharded=True, on_lost=self._refresh_wanted.set)
+        shard = ProgressDispatcher(
+            redis, sharded=True, on_lost=self._refresh_wanted.set, on_dropped=self._dropped_by_node
+        )
         self._shards[name] = shard
         if self._refresher is not None:  # started: a shard found later starts at once
             shard.begin()
         return shard
+
+    def _dropped_by_node(self, channel: str) -> None:
+        self._dropped.setdefault(channel, 0)
+        self._refresh_wanted.set()
 
     async def _read_slots(self) -> bool:
         """Read the slot map (again); False while the cluster cannot give one."""
@@ -178,6 +188,18 @@ class ClusterDispatcher:
                 log.info("channel %s moved to another shard", channel)
                 self._homes[channel] = owner
                 owner.adopt(channel, shard.release(channel))
+                self._dropped.pop(channel, None)
+        for channel, reads in list(self._dropped.items()):
+            shard = self._homes.get(channel)
+            if shard is None:  # nobody watches it any more
+                del self._dropped[channel]
+            elif reads + 1 >= DROPPED_PATIENCE:  # the map still says here: subscribe again
+                del self._dropped[channel]
+                shard.adopt(channel, shard.release(channel))
+            else:
+                self._dropped[channel] = reads + 1
+        if self._dropped:
+            self._refresh_wanted.set()  # read the map again shortly: not every node knows yet
 
     async def _refresh_forever(self) -> None:
         while True:

@@ -157,10 +157,14 @@ class ProgressDispatcher:
         sharded: bool = False,
         max_backoff_s: float = 5.0,
         on_lost: Callable[[], None] | None = None,
+        on_dropped: Callable[[str], None] | None = None,
     ) -> None:
         self._redis = redis
         self._sharded = sharded
-        self._on_lost = on_lost  # told when the connection fails (the cluster re-reads slots)
+        # The cluster re-reads its slot map when the connection fails, or when the node drops
+        # a watched channel (its slot moved to another node).
+        self._on_lost = on_lost
+        self._on_dropped = on_dropped
         self._max_backoff_s = max_backoff_s
         self._watches: dict[str, set[Watch]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -371,8 +375,8 @@ class ProgressDispatcher:
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind == "sunsubscribe" and channel in self._watches and self._on_lost is not None:
-            self._on_lost()  # the node gave the channel's slot away: find its new owner
+        if kind == "sunsubscribe" and channel in self._watches and self._on_dropped is not None:
+            self._on_dropped(channel)  # the node gave the channel's slot away
             return
         if kind not in ("message", "smessage"):
             return
