@@ -36,6 +36,7 @@ import pickle
 import resource
 import sys
 import time
+from datetime import UTC, datetime
 
 from psycopg2.extensions import make_dsn
 
@@ -111,7 +112,7 @@ async def bench_gateway(
 
 
 async def measure(settings: Settings, cfg: Config) -> Results:
-    results = Results(cfg)
+    results = Results(cfg, date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     started = time.monotonic()
     await migrate(settings)
     step(f"creating {cfg.stream_tasks} running tasks")

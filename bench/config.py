@@ -42,6 +42,7 @@ class Config:
     naive_max: int = 5000  # streams, hence Redis connections, the naive baseline may open
     profile: bool = False
     quick: bool = False
+    knobs: str = ""  # the BENCH_* variables the run was given, as they would be typed
 
     @property
     def stream_tasks(self) -> int:
@@ -69,9 +70,7 @@ class Config:
             loadgens=_int("BENCH_LOADGENS", base.loadgens),
             naive_max=_int("BENCH_NAIVE_MAX", base.naive_max),
             profile=_flag("BENCH_PROFILE"),
+            knobs=" ".join(
+                f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")
+            ),
         )
-
-    @staticmethod
-    def knobs() -> str:
-        """The BENCH_* variables this run was given, as they would be typed."""
-        return " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_"))

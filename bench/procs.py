@@ -205,6 +205,19 @@ class LoadGens:
                 await process.wait()
 
 
+def tcp_counters() -> dict[str, int]:
+    """The kernel's TcpExt counters (this network namespace, every process in it): a listen
+    queue that overflowed shows as ListenOverflows, and its clients as TCPSynRetrans."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
+    except OSError:
+        return {}
+    rows = [line for line in lines if line and line[0] == "TcpExt:"]
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=False))
+
+
 def percentile(sorted_values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of already sorted values; NaN when there are none."""
     if not sorted_values:

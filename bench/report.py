@@ -46,9 +46,8 @@ def at_most(value: float | None, target: float, what: str, unit: str) -> str:
         return "no (not measured)"
     if value <= target:
         return "yes"
-    return (
-        f"**no**: {what} {fmt(value)} {unit}, {value / target:.1f}x the {fmt(target)} {unit} target"
-    )
+    measured = f"{what} {fmt(value)} {unit}".strip()
+    return f"**no**: {measured}, {value / target:.1f}x the {fmt(target)} {unit} target"
 
 
 def at_least(value: float | None, target: float, what: str, unit: str) -> str:
@@ -58,7 +57,8 @@ def at_least(value: float | None, target: float, what: str, unit: str) -> str:
     if value >= target:
         return "yes"
     share = value / target
-    return f"**no**: {what} {fmt(value, 2)}{unit}, {share:.2f} of the {fmt(target, 2)}{unit} target"
+    measured = f"{what} {fmt(value, 2)}{unit}".strip()
+    return f"**no**: {measured}, {share:.2f} of the {fmt(target, 2)}{unit} target"
 
 
 def table(rows: Sequence[tuple[str, ...]], comparison: str) -> str:
@@ -151,14 +151,14 @@ def _profile_section(profiles: list[Profile]) -> str:
 def render(results: Results) -> str:
     cfg = results.config
     ours, naive = results.gateways[OURS], results.gateways[NAIVE]
-    command = " ".join(filter(None, [cfg.knobs(), "DATABASE_URL=… REDIS_URL=… make bench"]))
+    command = " ".join(filter(None, [cfg.knobs, "DATABASE_URL=… REDIS_URL=… make bench"]))
     out: list[str] = []
     out.append(f"""# Benchmarks
 
 Written by `make bench` (`python -m bench`); do not edit by hand. Every figure below comes
 from one run, side by side on one machine.
 
-- date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+- date: {results.date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 - machine: {_machine()}
 - command: `{command}` (took {results.seconds:.0f} s)
 - load: {cfg.loadgens} raw-socket load-generator processes (`bench/loadgen.py`) on the same
@@ -326,6 +326,22 @@ each to its own task's channel.
             "—",
         ),
         ("HTTP statuses", _statuses(so.statuses), _statuses(sn.statuses), "—", "—", "—"),
+        (
+            "connects dropped by a full listen queue (kernel ListenOverflows)",
+            f"{so.listen_overflows:,}",
+            f"{sn.listen_overflows:,}",
+            "—",
+            "0",
+            "yes" if not so.listen_overflows else "**no**",
+        ),
+        (
+            "SYNs the clients had to resend (kernel TCPSynRetrans)",
+            f"{so.syn_retransmits:,}",
+            f"{sn.syn_retransmits:,}",
+            "—",
+            "—",
+            "—",
+        ),
     ]
     out.append(f"""## Reconnect storm: {cfg.storm:,} authenticated streams opened at once
 
@@ -334,6 +350,9 @@ on a distinct task; times are from that instant. Each of our streams checks its 
 membership and reads its task in one query, then sends the row as its first event. The
 naive baseline has **no auth and no database**: its streams count as ready when the response
 headers arrive, after its own Redis subscription, so it is the cost of the connections alone.
+The kernel counters are machine-wide (other processes' connects count too) and tell
+whether connects waited for a SYN retransmit (1 s, then 3 s): aiohttp's `TCPSite` listens
+with a backlog of 128 unless told otherwise (this machine's `somaxconn` is {_somaxconn()}).
 
 {table(storm_rows, "naive baseline (no auth)")}
 """)
@@ -393,7 +412,7 @@ headers arrive, after its own Redis subscription, so it is the cost of the conne
             "—",
             "—",
             "all",
-            "yes" if drain.completed == drain.backlog else "**no**",
+            "yes" if drain.completed >= drain.backlog else "**no**",
         ),
         (
             "runner CPU during report_progress (% of a core)",
@@ -433,6 +452,13 @@ def latency(pgbench: limits.Pgbench) -> str:
     return f"latency {fmt(pgbench.latency_ms, 2)} ms"
 
 
+def _somaxconn() -> str:
+    try:
+        return Path("/proc/sys/net/core/somaxconn").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 def _statuses(statuses: dict[str, int]) -> str:
     return ", ".join(f"{code}: {n:,}" for code, n in sorted(statuses.items())) or "—"
 
@@ -455,6 +481,25 @@ def _idle_reading(results: Results) -> str:
     )
 
 
+def _coalescing_reading(results: Results) -> str:
+    fan = results.gateways[OURS].fan_out
+    missing = fan.expected - fan.received
+    if missing <= 0:
+        return "- Fan-out: every stream got every update."
+    text = (
+        f"- Fan-out: {missing:,} of {fan.expected:,} updates were skipped (the stream kept "
+        "only the newest state). "
+    )
+    if fan.streams and missing % fan.streams == 0:
+        text += (
+            f"That is {missing // fan.streams} updates times every one of the {fan.streams:,} "
+            "streams: all streams skipped the same updates. That happens when the gateway's "
+            "one reader offers an update before the streams have written the previous one, "
+            "i.e. the gateway itself fell a publish interval behind, not one slow client."
+        )
+    return text
+
+
 def _reading(results: Results) -> str:
     cfg = results.config
     ours, naive = results.gateways[OURS], results.gateways[NAIVE]
@@ -475,18 +520,19 @@ def _reading(results: Results) -> str:
         "- The naive baseline has no auth and no database; it pays a Redis connection and a "
         "subscription per stream instead, which is where its memory and its latency under "
         "fan-out go. "
-        + (
-            results.naive_cap_note + "."
-            if any(lv.kib_per_stream is None for lv in naive.idle.levels)
-            else ""
+        + " ".join(
+            f"At {lv.streams:,} idle streams it was {lv.note}."
+            for lv in naive.idle.levels
+            if lv.kib_per_stream is None
         ),
+        _coalescing_reading(results),
         "- Ratios are praxiom-progress over the comparison: below 1 is better for times, memory "
         "and CPU, above 1 is better for rates.",
     ]
     if rep is not None and results.pgbench is not None:
         lines.append(
-            f"- The runner's `report_progress` is one guarded UPDATE then one PUBLISH, awaited "
-            f"in turn by each of {rep.concurrency} tasks; pgbench runs the bare UPDATE with "
-            f"{results.pgbench.clients} clients in C, so 1.00 is the ceiling."
+            f"- `report_progress` against pgbench: pgbench runs the bare single-row UPDATE "
+            f"with {results.pgbench.clients} clients from C, so 1.00 would mean the runner "
+            "adds nothing to one UPDATE per report (its PUBLISH, payload and Python included)."
         )
     return "\n".join(lines) + "\n"

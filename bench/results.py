@@ -34,3 +34,4 @@ class Results:
     publish_per_s: float = 0.0
     profiles: list[Profile] = field(default_factory=list)
     seconds: float = 0.0
+    date: str = ""  # when the run started, UTC

@@ -44,6 +44,11 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(max(0.0, (args.until_ns - time.monotonic_ns()) / 1e9))
                 seconds = (args.until_ns - args.from_ns) / 1e9
                 counted = tasks.WINDOW.counted
+                # Let the reporters finish, or a forced stop would re-queue them for later runs.
+                while runner.stats.completed < settings.runner_concurrency:
+                    if time.monotonic_ns() > args.until_ns + 5e9:
+                        break
+                    await asyncio.sleep(0.01)
                 say(reports=counted, per_s=counted / seconds, calls=tasks.WINDOW.calls)
             elif args.mode == "drain":
                 stats = runner.stats

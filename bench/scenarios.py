@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from bench.fixtures import Publisher
-from bench.procs import CpuMeter, LoadGens, Server, percentile
+from bench.procs import CpuMeter, LoadGens, Server, percentile, tcp_counters
 from bench.profile import Profile, record
 
 #: After the last publish, how long stragglers may still arrive.
@@ -72,6 +72,8 @@ class Storm:
     server_cpu_pct: float
     loadgen_cpu_pct: float
     statuses: dict[str, int] = field(default_factory=dict)
+    listen_overflows: int = 0  # connects the server's full listen queue dropped
+    syn_retransmits: int = 0  # SYNs clients had to send again (1 s later, then 3 s ...)
 
 
 class GatewayBench:
@@ -193,10 +195,16 @@ class GatewayBench:
         at_ns = time.monotonic_ns() + 300_000_000  # every load generator is waiting by then
         server = CpuMeter([self.server.pid])
         loadgens = CpuMeter(self.loadgens.pids)
+        tcp_before = tcp_counters()
         opened = await self.loadgens.open(
             self.paths(task_ids), at_ns=at_ns, wait_first=self.first_is_event, timeout_s=30
         )
         server_cpu, loadgen_cpu = server.percent(), loadgens.percent()
+        tcp_after = tcp_counters()
+
+        def tcp(name: str) -> int:
+            return tcp_after.get(name, 0) - tcp_before.get(name, 0)
+
         waits = sorted((t - at_ns) / 1e6 for t in opened.ready_ns)
         await self.loadgens.close_streams()
         await self.quiet()
@@ -209,6 +217,8 @@ class GatewayBench:
             server_cpu_pct=server_cpu,
             loadgen_cpu_pct=loadgen_cpu,
             statuses=opened.statuses,
+            listen_overflows=tcp("ListenOverflows"),
+            syn_retransmits=tcp("TCPSynRetrans"),
         )
 
 
