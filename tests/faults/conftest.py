@@ -191,33 +191,39 @@ def _redis_up(port: int) -> bool:
         return False
 
 
-async def follow_all(followers: list[Follower], deadline_s: float) -> None:
-    """Run every follower to its task's end; fail listing the ones that did not get there."""
-    results = await asyncio.gather(
-        *(f.follow(deadline_s) for f in followers), return_exceptions=True
-    )
-    stuck = [f for f, r in zip(followers, results, strict=True) if isinstance(r, BaseException)]
-    assert not stuck, (
-        f"{len(stuck)} of {len(followers)} clients never got a terminal event; first: "
-        f"{stuck[0].task_id}, last {stuck[0].last and stuck[0].last.payload['status']}, "
-        f"{stuck[0].connections} connections, refusals {stuck[0].refusals}"
-    )
+class Watching:
+    """Followers running in the background, each following its task to its end."""
 
+    def __init__(self, followers: list[Follower]) -> None:
+        self.followers = followers
+        self.tasks: list[asyncio.Task[None]] = []
 
-async def start_followers(
-    followers: list[Follower], *, batch: int = 100
-) -> list[asyncio.Task[None]]:
-    """Start followers in batches, each batch connected (first event in) before the next."""
-    tasks: list[asyncio.Task[None]] = []
-    for start in range(0, len(followers), batch):
-        group = followers[start : start + batch]
-        tasks += [asyncio.create_task(f.follow(120)) for f in group]
-        deadline = time.monotonic() + 30
-        while not all(f.events for f in group):
-            if time.monotonic() > deadline:
-                raise AssertionError("streams did not open within 30 s")
-            await asyncio.sleep(0.05)
-    return tasks
+    async def start(self, *, batch: int = 100, deadline_s: float = 120.0) -> Watching:
+        """Start in batches, each batch connected (first event in) before the next."""
+        for start in range(0, len(self.followers), batch):
+            group = self.followers[start : start + batch]
+            self.tasks += [asyncio.create_task(f.follow(deadline_s)) for f in group]
+            deadline = time.monotonic() + 30
+            while not all(f.events for f in group):
+                if time.monotonic() > deadline:
+                    raise AssertionError("streams did not open within 30 s")
+                await asyncio.sleep(0.05)
+        return self
+
+    async def finish(self, timeout_s: float) -> None:
+        """Wait for every follower's terminal event; fail listing the ones that never got it."""
+        await asyncio.wait(self.tasks, timeout=timeout_s)
+        stuck = [
+            f for f, t in zip(self.followers, self.tasks, strict=True)
+            if not t.done() or t.exception() is not None or not f.finished
+        ]  # fmt: skip
+        for task in self.tasks:
+            task.cancel()
+        assert not stuck, (
+            f"{len(stuck)} of {len(self.followers)} clients never got a terminal event; "
+            f"first: {stuck[0].task_id}, last {stuck[0].last and stuck[0].last.payload['status']}"
+            f", connections: {stuck[0].history}, refusals {stuck[0].refusals}"
+        )
 
 
 def monotonic_versions(versions: list[int]) -> bool:

@@ -38,6 +38,7 @@ class SseConnection(asyncio.Protocol):
         self.status = 0
         self.events: list[Received] = []
         self.clean_end = False  # the server ended the body properly (zero chunk)
+        self.lost: Exception | None = None  # why the connection ended, when not cleanly
         self.buffer = b""
         self._headers_done = False
         self._chunk_left = -1  # -1: expecting a chunk-size line
@@ -107,6 +108,7 @@ class SseConnection(asyncio.Protocol):
                 callback(received)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
         self._resolve(self.first)
         self._resolve(self.done)
 
@@ -178,7 +180,7 @@ class Follower:
     connections: int = 0
     clean_ends: int = 0  # connections the server ended properly, without a terminal event
     refusals: dict[int, int] = field(default_factory=dict)  # non-200 answers by status
-    gaps_from: float | None = None
+    history: list[str] = field(default_factory=list)  # how each connection ended
     _port_index: int = 0
 
     @property
@@ -205,6 +207,10 @@ class Follower:
                 self.connections += 1
                 connection.on_event.append(self.events.append)
                 await connection.done
+                self.history.append(
+                    f"port {port}: {connection.status}, {len(connection.events)} events, "
+                    f"{'clean end' if connection.clean_end else repr(connection.lost)}"
+                )
                 if connection.status not in (0, 200):
                     self.refusals[connection.status] = self.refusals.get(connection.status, 0) + 1
                     if connection.status == 204:

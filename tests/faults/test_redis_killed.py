@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.faults.conftest import FAST_ENV, Faults, follow_all, monotonic_versions, start_followers
+from tests.faults.conftest import FAST_ENV, Faults, Watching, monotonic_versions
 from tests.faults.sse_raw import Follower
 
 TASKS, WATCHERS_PER_TASK = 50, 10
@@ -28,7 +28,7 @@ async def test_redis_killed_streams_poll_then_return_to_pubsub(faults: Faults) -
         for task_id in task_ids
         for _ in range(WATCHERS_PER_TASK)
     ]
-    watching = await start_followers(followers)
+    watching = await Watching(followers).start()
     assert await metric(gateway, "praxiom_gateway_streams_open") == len(followers)
     assert await metric(gateway, "praxiom_gateway_subscribed_channels") == TASKS
 
@@ -72,8 +72,7 @@ async def test_redis_killed_streams_poll_then_return_to_pubsub(faults: Faults) -
     publishes_after = [await metric(r, "praxiom_runner_publishes_total") for r in runners]
     assert all(a > b for a, b in zip(publishes_after, publishes_before, strict=True))
 
-    await follow_all(followers, 60)
-    await asyncio.gather(*watching)
+    await watching.finish(60)
     rows = faults.rows(task_ids)
     for follower in followers:
         row = rows[follower.task_id]
