@@ -181,6 +181,7 @@ class Follower:
     clean_ends: int = 0  # connections the server ended properly, without a terminal event
     refusals: dict[int, int] = field(default_factory=dict)  # non-200 answers by status
     history: list[str] = field(default_factory=list)  # how each connection ended
+    on_port: int | None = None  # the gateway of the open connection, if any
     _port_index: int = 0
 
     @property
@@ -206,7 +207,9 @@ class Follower:
                     continue
                 self.connections += 1
                 connection.on_event.append(self.events.append)
+                self.on_port = port
                 await connection.done
+                self.on_port = None
                 self.history.append(
                     f"port {port}: {connection.status}, {len(connection.events)} events, "
                     f"{'clean end' if connection.clean_end else repr(connection.lost)}"
