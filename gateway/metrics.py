@@ -11,6 +11,7 @@ several gateways in one process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -106,6 +107,15 @@ class StreamCollector(Collector):
             sum_value=stats.lag.sum_s,
         )
         yield lag
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped outside the event loop (never by /metrics)
+            tasks = 0
+        yield _gauge(
+            "praxiom_gateway_asyncio_tasks",
+            "asyncio tasks alive in the gateway process: flat under connection churn, or a leak",
+            tasks,
+        )
         yield _gauge(
             "praxiom_gateway_redis_subscription_up",
             "1 while the shared Redis subscription is connected",
