@@ -123,7 +123,7 @@ class SseConnection(asyncio.Protocol):
 
     def reset(self) -> None:
         """Go away as a crashed client does: a RST, no FIN, nothing left in TIME_WAIT."""
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             sock = self.transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
