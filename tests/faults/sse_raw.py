@@ -21,11 +21,23 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
-@dataclass
 class Received:
-    at: float  # time.monotonic() when it arrived
-    version: int
-    payload: dict[str, Any]
+    """One event: when it arrived, its id, and its data (parsed when first asked for: 100k
+    JSON parses would cost more CPU than the gateway under test)."""
+
+    __slots__ = ("_payload", "at", "data", "version")
+
+    def __init__(self, at: float, version: int, data: bytes) -> None:
+        self.at = at  # time.monotonic() when it arrived
+        self.version = version
+        self.data = data
+        self._payload: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            self._payload = json.loads(self.data)
+        return self._payload
 
 
 class SseConnection(asyncio.Protocol):
@@ -101,7 +113,7 @@ class SseConnection(asyncio.Protocol):
                     data.append(line[6:])
             if version is None or not data:
                 continue  # a ping comment
-            received = Received(time.monotonic(), version, json.loads(b"\n".join(data)))
+            received = Received(time.monotonic(), version, b"\n".join(data))
             self.events.append(received)
             self._resolve(self.first)
             for callback in self.on_event:
@@ -156,6 +168,9 @@ async def open_stream(
     sock.setblocking(False)
     if rcvbuf is not None:  # before connect, so the window is small from the start
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        # A small segment size too (a slow mobile path): on loopback (MSS 64 kB) the server
+        # would otherwise autotune its send buffer to ~4 MB for this socket.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
     try:
         await loop.sock_connect(sock, ("127.0.0.1", port))
     except OSError:
