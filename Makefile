@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench migrate runner gateway clean
+.PHONY: install run test test-faults soak lint bench migrate runner gateway clean
 
 install: $(STAMP)
 
@@ -19,6 +19,22 @@ $(STAMP): pyproject.toml
 ## Each run makes its own throwaway database and drops it afterwards.
 test: install
 	$(BIN)/python -m pytest
+
+## Every failure of issue 6 injected into real processes: Redis killed, PostgreSQL restarted,
+## a runner or a gateway killed, rolling restarts, a stalled client, connection churn, a
+## stuck handler. Starts its own PostgreSQL (Debian's initdb/pg_ctl) and Redis on private
+## ports, never the shared ones; `--confcutdir` keeps tests/conftest.py (which embeds or
+## reuses the shared servers) out of it. Prints what each scenario measured.
+test-faults: install
+	$(BIN)/python -m pytest tests/faults --confcutdir=tests/faults -p no:cacheprovider -v -s
+
+## A mixed load (streams, churn, fast and slow tasks) against the same throwaway stack for
+## SOAK_SECONDS (default 600), reporting memory, latency and errors every SOAK_EVERY seconds;
+## exits 1 when anything was lost or memory kept growing. Not part of CI: run before a release.
+SOAK_SECONDS ?= 600
+SOAK_EVERY ?= 30
+soak: install
+	$(BIN)/python -m tests.faults.soak --seconds $(SOAK_SECONDS) --every $(SOAK_EVERY)
 
 ## Every scenario of issue 5 side by side with a naive baseline and this machine's limits
 ## (pgbench, redis-benchmark); rewrites BENCHMARKS.md. Not part of `make test`. Needs

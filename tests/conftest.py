@@ -47,6 +47,8 @@ from taskstate.settings import Settings, explicit_servers
 from taskstate.store import TaskStore
 
 REPO = Path(__file__).resolve().parent.parent
+#: The fault suite runs on servers of its own, through `make test-faults` only.
+collect_ignore = ["faults"]
 _embedded = ExitStack()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.faults.conftest import FAST_ENV, Faults
+from tests.faults.conftest import FAST_ENV, Faults, until
 from tests.faults.procs import GatewayProcess
 from tests.faults.sse_raw import open_stream
 
@@ -57,8 +57,7 @@ async def test_five_thousand_abandoned_streams_leave_nothing_behind(faults: Faul
     gateway = faults.gateway()
     faults.runner(RUNNER_CONCURRENCY=str(TASKS))
     task_ids = faults.spawn("ticker", TASKS, steps=100_000, interval_s=0.5)
-    while faults.statuses(task_ids).get("running", 0) < TASKS:
-        await asyncio.sleep(0.05)
+    await until(lambda: faults.statuses(task_ids).get("running") == TASKS, "tasks running")
 
     await churn(gateway, task_ids, faults.token, WARM_UP)  # buffers and pools reach size
     before = await settled(gateway)
@@ -67,8 +66,11 @@ async def test_five_thousand_abandoned_streams_leave_nothing_behind(faults: Faul
     churn_s = time.monotonic() - started
     after = await settled(gateway)
 
-    opened = after["praxiom_gateway_stream_opens_total{result=\"200\"}"]
-    tasks_before, tasks_after = before["praxiom_gateway_asyncio_tasks"], after["praxiom_gateway_asyncio_tasks"]
+    opened = after['praxiom_gateway_stream_opens_total{result="200"}']
+    tasks_before, tasks_after = (
+        before["praxiom_gateway_asyncio_tasks"],
+        after["praxiom_gateway_asyncio_tasks"],
+    )
     print(f"\nchurn: {CHURNED} streams in {churn_s:.1f}s; asyncio tasks {tasks_before:.0f} -> "
           f"{tasks_after:.0f}, RSS {before['rss'] / 2**20:.1f} -> {after['rss'] / 2**20:.1f} MiB, "
           f"fds {before['process_open_fds']:.0f} -> {after['process_open_fds']:.0f}")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from tests.faults.conftest import FAST_ENV, Faults, Watching, monotonic_versions
@@ -48,7 +49,7 @@ async def test_redis_killed_streams_poll_then_return_to_pubsub(faults: Faults) -
         before = [e.at for e in follower.events if e.at <= killed_at]
         if before:
             times[0] = before[-1]
-        worst_gap = max(worst_gap, *(b - a for a, b in zip(times, times[1:], strict=False)))
+        worst_gap = max(worst_gap, *(b - a for a, b in itertools.pairwise(times)))
     print(f"\nredis down: worst gap between events on a stream {worst_gap:.2f}s")
     assert worst_gap <= POLL_INTERVAL_S + 1.0, f"a stream went {worst_gap:.2f}s without news"
 
@@ -59,7 +60,7 @@ async def test_redis_killed_streams_poll_then_return_to_pubsub(faults: Faults) -
         channels = await metric(gateway, "praxiom_gateway_subscribed_channels")
         if up == 1 and channels == TASKS:
             break
-        assert time.monotonic() - back_at < 5.0, f"not back on pub/sub 5 s after Redis returned"
+        assert time.monotonic() - back_at < 5.0, "not back on pub/sub 5 s after Redis returned"
         await asyncio.sleep(0.05)
     recovered_s = time.monotonic() - back_at
     print(f"redis back: streams on pub/sub again after {recovered_s:.2f}s")

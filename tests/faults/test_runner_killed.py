@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.faults.conftest import FAST_ENV, Faults, Watching, monotonic_versions
+from tests.faults.conftest import FAST_ENV, Faults, Watching, monotonic_versions, until
 from tests.faults.sse_raw import Follower
 
 HELD, WATCHERS_PER_TASK = 20, 5
@@ -23,9 +23,10 @@ async def test_killed_runner_tasks_fail_as_runner_lost_and_every_client_hears_it
     survivor = faults.runner(RUNNER_TASK_MODULES="runner.builtin")
     victim = faults.runner(RUNNER_CONCURRENCY=str(HELD))
     held = faults.spawn("ticker", HELD, steps=10_000, interval_s=0.2)
-    while faults.statuses(held).get("running", 0) < HELD:
-        await asyncio.sleep(0.05)
-    followers = [Follower(t, faults.token, [gateway.port]) for t in held for _ in range(WATCHERS_PER_TASK)]
+    await until(lambda: faults.statuses(held).get("running") == HELD, "the victim holds 20")
+    followers = [
+        Follower(t, faults.token, [gateway.port]) for t in held for _ in range(WATCHERS_PER_TASK)
+    ]
     watching = await Watching(followers).start()
 
     before = faults.spawn("research", 10, step_seconds=0.2)  # the survivor's own work
@@ -38,7 +39,10 @@ async def test_killed_runner_tasks_fail_as_runner_lost_and_every_client_hears_it
     slowest = 0.0
     for follower in followers:
         assert follower.last is not None
-        assert (follower.last.payload["status"], follower.last.payload["error"]) == ("failed", error)
+        assert (follower.last.payload["status"], follower.last.payload["error"]) == (
+            "failed",
+            error,
+        )
         assert monotonic_versions(follower.versions())
         slowest = max(slowest, follower.last.at - killed_at)
     rows = faults.rows(held)

@@ -9,7 +9,7 @@ import time
 import redis
 
 from taskstate.channels import progress_channel
-from tests.faults.conftest import FAST_ENV, Faults, Watching
+from tests.faults.conftest import FAST_ENV, Faults, Watching, until
 from tests.faults.sse_raw import Follower
 
 STALE_AFTER_S = float(FAST_ENV["RUNNER_STALE_AFTER"])
@@ -24,8 +24,7 @@ async def test_a_blocked_runner_is_reaped_and_does_not_overwrite_the_end_when_it
     reaper = faults.runner(RUNNER_TASK_MODULES="runner.builtin")  # cannot claim `blocker`
     stuck = faults.runner()
     (task_id,) = faults.spawn("blocker", 1, block_s=BLOCK_S)
-    while faults.statuses([task_id]) != {"running": 1}:
-        await asyncio.sleep(0.05)
+    await until(lambda: faults.statuses([task_id]) == {"running": 1}, "the task running")
     # Everything published on the task's channel from here on, in order.
     channel = redis.Redis(port=faults.servers.redis.port).pubsub()
     channel.subscribe(progress_channel(task_id))
@@ -38,7 +37,9 @@ async def test_a_blocked_runner_is_reaped_and_does_not_overwrite_the_end_when_it
     terminal = followers[0].last
     assert terminal is not None
     assert terminal.payload["status"] == "failed"
-    assert terminal.payload["error"] == f"Task runner lost: no heartbeat for over {STALE_AFTER_S:g}s"
+    assert (
+        terminal.payload["error"] == f"Task runner lost: no heartbeat for over {STALE_AFTER_S:g}s"
+    )
     assert ended_after < BLOCK_S, "the task ended only when the stuck runner woke"
 
     # The stuck runner wakes up, its handler "succeeds" and it tries to record that.
