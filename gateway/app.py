@@ -23,6 +23,10 @@ from taskstate.store import TaskStore
 
 #: DESIGN.md, Clarifications: a request body over 1 MiB gets 413.
 MAX_BODY_BYTES = 1024 * 1024
+#: The longest wait between the subscription's reconnect attempts while Redis is down. Streams
+#: must be back on pub/sub within 5 s of Redis returning (issue 6): the wait, plus connecting
+#: and resubscribing every live channel, has to fit in that.
+REDIS_RECONNECT_MAX_S = 2.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -50,7 +54,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         dispatcher = ClusterDispatcher(cluster, settings.redis_url)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
-        client, dispatcher = redis, ProgressDispatcher(redis)
+        client = redis
+        dispatcher = ProgressDispatcher(redis, max_backoff_s=REDIS_RECONNECT_MAX_S)
     app[REDIS] = client
     app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher
