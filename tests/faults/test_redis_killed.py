@@ -10,7 +10,7 @@ from tests.faults.conftest import FAST_ENV, Faults, Watching, monotonic_versions
 from tests.faults.sse_raw import Follower
 
 TASKS, WATCHERS_PER_TASK = 50, 10
-OUTAGE_S = 4.0
+OUTAGE_S = 6.5  # just after the subscription's reconnect attempt at 6.3 s (backoff 0.1 s doubling)
 POLL_INTERVAL_S = float(FAST_ENV["SSE_POLL_INTERVAL"])
 
 
