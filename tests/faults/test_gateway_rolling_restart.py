@@ -25,6 +25,7 @@ async def _restart(gateway: GatewayProcess, followers: list[Follower]) -> tuple[
     code = await asyncio.to_thread(gateway.wait, 15)
     exited_s = time.monotonic() - stopped_at
     assert code == 0, gateway.log_tail()
+    assert exited_s <= PROMPT_S, f"the gateway took {exited_s:.1f}s to end its streams and exit"
     # Every stream it held has ended, and its client is already elsewhere.
     while any(f.on_port == gateway.port or (f.on_port is None and not f.finished) for f in held):
         assert time.monotonic() - stopped_at < 10, "clients did not reconnect"

@@ -88,7 +88,6 @@ async def test_a_stalled_client_costs_the_others_nothing_and_catches_up_with_the
           f"{p50_stalled * 1000:.2f} ms while it stalled; in {WINDOW_S:g}s of stall "
           f"{skipped:.0f} updates were coalesced for it and gateway RSS grew "
           f"{rss_growth / 1024:.0f} KiB; reading again it got {len(versions)} states")  # fmt: skip
-    assert p50_stalled <= max(p50_without * (1 + TOLERANCE), p50_without + NOISE_FLOOR_S)
 
     assert all(f.last and f.last.payload["status"] == "completed" for f in followers)
     # It skipped states (the gateway kept only the newest for it) instead of queueing them,
@@ -101,3 +100,5 @@ async def test_a_stalled_client_costs_the_others_nothing_and_catches_up_with_the
     assert after and after[-1].payload["status"] == "completed"
     assert after[-1].version == followers[0].last.version  # type: ignore[union-attr]
     assert laggard.clean_end
+    # And the others never noticed.
+    assert p50_stalled <= max(p50_without * (1 + TOLERANCE), p50_without + NOISE_FLOOR_S)

@@ -45,12 +45,12 @@ async def test_a_blocked_runner_is_reaped_and_does_not_overwrite_the_end_when_it
     # The stuck runner wakes up, its handler "succeeds" and it tries to record that.
     await asyncio.sleep(max(0.0, BLOCK_S - (time.monotonic() - blocked_at)) + 2.0)
     assert stuck.alive()
-    metrics = await asyncio.to_thread(stuck.metrics)
-    assert metrics["praxiom_runner_tasks_cancelled_total"] == 1, "it did not notice it lost"
-    assert metrics["praxiom_runner_tasks_completed_total"] == 0
     row = faults.rows([task_id])[task_id]
     assert (row["status"], row["error"]) == ("failed", terminal.payload["error"])
     assert row["version"] == terminal.version, "the row was written after the reaper's end"
+    metrics = await asyncio.to_thread(stuck.metrics)
+    assert metrics["praxiom_runner_tasks_cancelled_total"] == 1, "it did not notice it lost"
+    assert metrics["praxiom_runner_tasks_completed_total"] == 0
     published = []
     drained_by = time.monotonic() + 1.0
     while time.monotonic() < drained_by:
