@@ -470,7 +470,8 @@ def _idle_reading(results: Results) -> str:
     text = (
         f"- Idle re-reads: with `SSE_IDLE_TIMEOUT` at 10 s each idle stream of ours re-reads "
         f"its row and re-emits it, so {streams:,} idle streams mean about "
-        f"{fmt(streams / 10)} queries/s on a pool of `DATABASE_POOL_SIZE` (10). "
+        f"{fmt(streams / 10)} rows/s, which the gateway's idle sweeper reads in one query per "
+        "tick (a tenth of the timeout) for all streams due, not one query per stream. "
     )
     if ours.hold_s < 10:
         return text + f"The {ours.hold_s:g} s idle window was too short to see any."
