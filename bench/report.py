@@ -351,8 +351,9 @@ membership and reads its task in one query, then sends the row as its first even
 naive baseline has **no auth and no database**: its streams count as ready when the response
 headers arrive, after its own Redis subscription, so it is the cost of the connections alone.
 The kernel counters are machine-wide (other processes' connects count too) and tell
-whether connects waited for a SYN retransmit (1 s, then 3 s): aiohttp's `TCPSite` listens
-with a backlog of 128 unless told otherwise (this machine's `somaxconn` is {_somaxconn()}).
+whether connects waited for a SYN retransmit (1 s, then 3 s): our gateway listens with
+`GATEWAY_BACKLOG` (4096), the naive one with aiohttp's default of 128 (this machine's
+`somaxconn` is {_somaxconn()}).
 
 {table(storm_rows, "naive baseline (no auth)")}
 """)
@@ -435,6 +436,14 @@ clock; the runner was idle and waiting, and the harness spawned at a steady rate
 
 {table(runner_rows, "comparison")}
 
+`report_progress` by statements in flight (`RUNNER_PROGRESS_STATEMENTS`; reports made while
+one runs leave together in the next, so this is the runner's write concurrency; the default
+is {results.reports.statements if results.reports else "—"}):
+
+| statements in flight | report_progress/s | ratio to pgbench | runner CPU (% of a core) |
+|---|---|---|---|
+{_sweep_rows(results, pg.tps)}
+
 ## This machine's limits, in the same run
 
 | measure | per second | note |
@@ -459,6 +468,13 @@ def _somaxconn() -> str:
         return "unknown"
 
 
+def _sweep_rows(results: Results, tps: float) -> str:
+    return "\n".join(
+        f"| {r.statements} | {fmt(r.per_s)} | {ratio(r.per_s, tps)} | {fmt(r.runner_cpu_pct)} |"
+        for r in results.report_sweep
+    )
+
+
 def _statuses(statuses: dict[str, int]) -> str:
     return ", ".join(f"{code}: {n:,}" for code, n in sorted(statuses.items())) or "—"
 
@@ -469,7 +485,8 @@ def _idle_reading(results: Results) -> str:
     text = (
         f"- Idle re-reads: with `SSE_IDLE_TIMEOUT` at 10 s each idle stream of ours re-reads "
         f"its row and re-emits it, so {streams:,} idle streams mean about "
-        f"{fmt(streams / 10)} queries/s on a pool of `DATABASE_POOL_SIZE` (10). "
+        f"{fmt(streams / 10)} rows/s, which the gateway's idle sweeper reads in one query per "
+        "tick (a tenth of the timeout) for all streams due, not one query per stream. "
     )
     if ours.hold_s < 10:
         return text + f"The {ours.hold_s:g} s idle window was too short to see any."

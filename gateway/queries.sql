@@ -2,25 +2,30 @@
 -- so every request and every stream (re)connection costs one round trip.
 
 -- authorize_task --
--- Always one row: user_id is NULL for a missing, expired or revoked token;
--- the task columns are NULL when there is no such task (or no valid token:
--- an unauthenticated caller learns nothing about tasks).
-SELECT principal.user_id,
+-- One row per (token_hash, task_id) pair, in the order given (`n`): the requests that
+-- arrived while the previous statement was in flight are answered together.
+-- user_id is NULL for a missing, expired or revoked token; the task columns are NULL
+-- when there is no such task (or no valid token: an unauthenticated caller learns
+-- nothing about tasks).
+SELECT req.n,
+       principal.user_id,
        t.id IS NOT NULL AS task_exists,
        EXISTS (
            SELECT 1 FROM workspace_members m
             WHERE m.workspace_id = t.workspace_id AND m.user_id = principal.user_id
        ) AS is_member,
        t.*
-  FROM (SELECT 1) AS one
+  FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
+       AS req (token_hash, task_id, n)
   LEFT JOIN LATERAL (
        SELECT user_id FROM api_tokens
-        WHERE token_hash = %(token_hash)s
+        WHERE token_hash = req.token_hash
           AND revoked_at IS NULL
           AND (expires_at IS NULL OR expires_at > now())
   ) AS principal ON true
   LEFT JOIN background_tasks t
-    ON t.id = %(task_id)s AND principal.user_id IS NOT NULL;
+    ON t.id = req.task_id AND principal.user_id IS NOT NULL
+ ORDER BY req.n;
 
 -- principal_workspaces --
 -- The token's user and every workspace it is a member of; no row for a bad token.

@@ -186,6 +186,9 @@ class Settings:
     redis_cluster: bool = False
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # Pending connections the kernel queues for the gateway (capped by net.core.somaxconn):
+    # aiohttp's 128 drops SYNs when a fleet of browsers reconnects at once after a deploy.
+    gateway_backlog: int = 4096
     # The stream (spec: "Timeouts and reconnection").
     sse_poll_interval_s: float = 3.0
     sse_idle_timeout_s: float = 10.0
@@ -196,6 +199,8 @@ class Settings:
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
     runner_concurrency: int = 10
+    # report_progress statements in flight at once; each writes every report made meanwhile.
+    runner_progress_statements: int = 2
     runner_heartbeat_interval_s: float = 5.0
     runner_stale_after_s: float = 30.0
     runner_reaper_interval_s: float = 5.0
@@ -249,6 +254,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "redis_cluster": ("REDIS_CLUSTER", _flag),
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
+    "gateway_backlog": ("GATEWAY_BACKLOG", _positive_int),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
@@ -257,6 +263,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
+    "runner_progress_statements": ("RUNNER_PROGRESS_STATEMENTS", _positive_int),
     "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
     "runner_stale_after_s": ("RUNNER_STALE_AFTER", _positive_float),
     "runner_reaper_interval_s": ("RUNNER_REAPER_INTERVAL", _positive_float),
