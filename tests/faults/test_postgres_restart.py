@@ -40,6 +40,7 @@ async def test_postgres_restart_503s_new_streams_keeps_open_ones_and_loses_nothi
                 headers={"Authorization": f"Bearer {faults.token}"},
             ) as answer:
                 body = await answer.json()
+                assert int(answer.headers["Retry-After"]) >= 1
                 answers.append((answer.status, body["error"]["code"], time.monotonic() - started))
     slowest = max(seconds for *_, seconds in answers)
     print(f"\npostgres down: new streams answered {answers[0][:2]} in at most {slowest:.2f}s")
