@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import cors, health, metrics, openapi, sse, views
+from gateway import browsers, cors, health, limits, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
@@ -20,9 +20,6 @@ from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
-
-#: DESIGN.md, Clarifications: a request body over 1 MiB gets 413.
-MAX_BODY_BYTES = 1024 * 1024
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -62,14 +59,22 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
+    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
     app = web.Application(
-        middlewares=[access_log_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[
+            access_log_middleware,
+            error_middleware,
+            browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
+        ],
+        client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
+    limits.setup(app, settings)
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(browsers.add_security_headers)
     app.cleanup_ctx.extend([_database, _redis])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

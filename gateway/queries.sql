@@ -1,35 +1,46 @@
--- The gateway's reads. Auth, membership and the task row come back together,
+-- The gateway's reads. Auth, access and the task row come back together,
 -- so every request and every stream (re)connection costs one round trip.
+-- A token is a user's (acting for the user's memberships) or a service's (acting for the
+-- workspaces granted to it, or for all of them when it was created with that flag).
 
 -- authorize_task --
--- Always one row: user_id is NULL for a missing, expired or revoked token;
+-- Always one row: token_id is NULL for a missing, expired or revoked token;
 -- the task columns are NULL when there is no such task (or no valid token:
--- an unauthenticated caller learns nothing about tasks).
-SELECT principal.user_id,
+-- an unauthenticated caller learns nothing about tasks). A missing task and one in
+-- another workspace take the same lookups, so neither answers faster.
+SELECT caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
-       EXISTS (
-           SELECT 1 FROM workspace_members m
-            WHERE m.workspace_id = t.workspace_id AND m.user_id = principal.user_id
-       ) AS is_member,
+       CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
+                SELECT 1 FROM workspace_members m
+                 WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
+            ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
+                SELECT 1 FROM api_token_workspaces g
+                 WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
+       END AS is_member,
        t.*
   FROM (SELECT 1) AS one
   LEFT JOIN LATERAL (
-       SELECT user_id FROM api_tokens
+       SELECT id AS token_id, user_id, service_name, all_workspaces, read_only FROM api_tokens
         WHERE token_hash = %(token_hash)s
           AND revoked_at IS NULL
           AND (expires_at IS NULL OR expires_at > now())
-  ) AS principal ON true
+  ) AS caller ON true
   LEFT JOIN background_tasks t
-    ON t.id = %(task_id)s AND principal.user_id IS NOT NULL;
+    ON t.id = %(task_id)s AND caller.token_id IS NOT NULL;
 
 -- principal_workspaces --
--- The token's user and every workspace it is a member of; no row for a bad token.
-SELECT tok.user_id,
-       coalesce(array_agg(m.workspace_id) FILTER (WHERE m.workspace_id IS NOT NULL),
-                '{}') AS workspace_ids
+-- The token's principal and every workspace it may act in (a user's memberships, a service's
+-- grants; all_workspaces for a service granted every one), and whether `workspace_id` (when
+-- given) exists; no row for a bad token.
+SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all_workspaces,
+       CASE WHEN tok.user_id IS NOT NULL THEN
+                coalesce((SELECT array_agg(m.workspace_id) FROM workspace_members m
+                           WHERE m.user_id = tok.user_id), '{}')
+            ELSE coalesce((SELECT array_agg(g.workspace_id) FROM api_token_workspaces g
+                            WHERE g.token_id = tok.id), '{}')
+       END AS workspace_ids,
+       EXISTS (SELECT 1 FROM workspaces w WHERE w.id = %(workspace_id)s) AS workspace_exists
   FROM api_tokens tok
-  LEFT JOIN workspace_members m ON m.user_id = tok.user_id
  WHERE tok.token_hash = %(token_hash)s
    AND tok.revoked_at IS NULL
-   AND (tok.expires_at IS NULL OR tok.expires_at > now())
- GROUP BY tok.user_id;
+   AND (tok.expires_at IS NULL OR tok.expires_at > now());

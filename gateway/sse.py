@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from gateway.access import RowReader, guarded_reader
 from gateway.auth import authorize, parse_task_id, token_hash
 from gateway.dispatcher import Dispatcher, Update, Watch
 from gateway.errors import not_found
-from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS, TASK_STORE
+from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
 from gateway.lag import LagHistogram
+from gateway.limits import LIMIT_STATS, STREAM_SLOTS
 from taskstate.errors import StoreUnavailable
 from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.settings import Settings
 from taskstate.status import TERMINAL_STATUSES
-from taskstate.store import TaskStore
 
 log = logging.getLogger("gateway.sse")
 
@@ -69,14 +70,14 @@ class ProgressStream:
         response: EventSourceResponse,
         watch: Watch,
         dispatcher: Dispatcher,
-        tasks: TaskStore,
+        read_row: RowReader,
         settings: Settings,
         stats: StreamStats,
     ) -> None:
         self.response = response
         self.watch = watch
         self.dispatcher = dispatcher
-        self.tasks = tasks
+        self.read_row = read_row  # security: re-checks the caller's access on every re-read
         self.settings = settings
         self.stats = stats
         self.sent_version = 0
@@ -156,11 +157,11 @@ class ProgressStream:
     async def _reread(self, *, force: bool) -> bool:
         """Read the row and emit it if newer (or, with `force`, if not older); True at the end."""
         try:
-            row = await self.tasks.get_task(self.watch.task_id)
+            row = await self.read_row(self.watch.task_id)
         except StoreUnavailable:
             return False  # keep the stream; the next idle or poll tries again
         if row is None:
-            return True  # deleted under us: nothing more will come
+            return True  # deleted under us, or the caller lost access: end the stream
         update = _snapshot(row)
         if update.version > self.sent_version or (force and update.version == self.sent_version):
             return await self._emit(update)
@@ -194,28 +195,30 @@ async def progress(request: web.Request) -> web.StreamResponse:
         raise not_found()
     watch = await dispatcher.watch(task_id)  # subscribe first ...
     try:
-        row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
+        caller, row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
         # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
         retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
         first = _snapshot(row, retry_ms)
         seen = last_event_id(request)
         if first.terminal and seen is not None and seen >= first.version:
             return web.Response(status=204)  # tells the browser to stop reconnecting
-        response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
-        await response.prepare(request)
-        stats = app[STREAM_STATS]
-        stream = ProgressStream(response, watch, dispatcher, app[TASK_STORE], settings, stats)
-        app[STREAMS].add(stream)
-        stats.opened += 1
-        try:
-            await stream.run(first)
-        except ConnectionResetError:
-            pass  # the client went away (or stopped reading and was dropped): a normal end
-        finally:
-            response.stop_streaming()  # its ping task would outlive a cancelled handler
-            app[STREAMS].discard(stream)
-            stats.closed += 1
-        return response
+        with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
+            response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
+            await response.prepare(request)
+            stats = app[STREAM_STATS]
+            reader = guarded_reader(app[GATEWAY_STORE], digest, app[LIMIT_STATS])
+            stream = ProgressStream(response, watch, dispatcher, reader, settings, stats)
+            app[STREAMS].add(stream)
+            stats.opened += 1
+            try:
+                await stream.run(first)
+            except ConnectionResetError:
+                pass  # the client went away (or stopped reading and was dropped): a normal end
+            finally:
+                response.stop_streaming()  # its ping task would outlive a cancelled handler
+                app[STREAMS].discard(stream)
+                stats.closed += 1
+            return response
     finally:
         dispatcher.unwatch(watch)
 

@@ -1,0 +1,56 @@
+"""An open stream's re-check: the caller must still hold a valid token and access to the task.
+
+The spec re-verifies membership at every connection; a stream can stay open for as long as
+its task runs, so each re-read of the row (the idle re-emit every `SSE_IDLE_TIMEOUT`, and each
+fallback poll) goes through the same query as the connect: token, access and row in one round
+trip. A caller whose token expired or was revoked, or who lost the workspace, gets no row, and
+the stream ends; the browser's reconnect then gets 401 or 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from gateway.limits import LimitStats
+from gateway.store import GatewayStore
+from taskstate.db import Row
+
+log = logging.getLogger("gateway.access")
+
+#: Reads a task's row for a stream; None ends the stream (no such task, or no access).
+RowReader = Callable[[UUID], Awaitable[Row | None]]
+
+
+async def still_allowed(
+    store: GatewayStore, digest: bytes, task_id: UUID
+) -> tuple[int, Row | None]:
+    """(200, row) while the caller may still see the task; else (401 or 403 or 404, None),
+    the status its reconnect would get."""
+    access = await store.authorize_task(digest, task_id)
+    if access.caller is None:
+        return 401, None
+    if access.task is None:
+        return 404, None
+    if not access.is_member:
+        return 403, None
+    return 200, access.task
+
+
+def guarded_reader(store: GatewayStore, digest: bytes, stats: LimitStats) -> RowReader:
+    """The stream's row reader for this caller: the row only while access lasts."""
+
+    async def read(task_id: UUID) -> Row | None:
+        status, row = await still_allowed(store, digest, task_id)
+        if status in (401, 403):
+            stats.streams_access_lost += 1
+            log.info(
+                "stream of %s ended: the caller lost access (%d)",
+                task_id,
+                status,
+                extra={"action": "stream_access_lost", "task_id": str(task_id), "status": status},
+            )
+        return row
+
+    return read
