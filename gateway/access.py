@@ -1,10 +1,11 @@
 """An open stream's re-check: the caller must still hold a valid token and access to the task.
 
 The spec re-verifies membership at every connection; a stream can stay open for as long as
-its task runs, so each re-read of the row (the idle re-emit every `SSE_IDLE_TIMEOUT`, and each
-fallback poll) goes through the same query as the connect: token, access and row in one round
-trip. A caller whose token expired or was revoked, or who lost the workspace, gets no row, and
-the stream ends; the browser's reconnect then gets 401 or 403.
+its task runs, so each re-read of the row re-checks too, in the query that reads the row: the
+idle sweeper's batch (gateway.idle, `reread_streams`: every quiet stream's row and caller in
+one round trip every `SSE_IDLE_TIMEOUT`) and each fallback poll while Redis is down (the
+connect's own `authorize_task`). A caller whose token expired or was revoked, or who lost
+the workspace, gets no row, and the stream ends; the browser's reconnect then gets 401 or 403.
 """
 
 from __future__ import annotations
@@ -38,19 +39,25 @@ async def still_allowed(
     return 200, access.task
 
 
+def note_access_lost(stats: LimitStats, task_id: UUID, status: int) -> None:
+    """Count and log a stream ended because its caller lost access (never the token)."""
+    stats.streams_access_lost += 1
+    log.info(
+        "stream of %s ended: the caller lost access (%d)",
+        task_id,
+        status,
+        extra={"action": "stream_access_lost", "task_id": str(task_id), "status": status},
+    )
+
+
 def guarded_reader(store: GatewayStore, digest: bytes, stats: LimitStats) -> RowReader:
-    """The stream's row reader for this caller: the row only while access lasts."""
+    """The stream's own row reader (polls while Redis is down): the row only while access
+    lasts."""
 
     async def read(task_id: UUID) -> Row | None:
         status, row = await still_allowed(store, digest, task_id)
         if status in (401, 403):
-            stats.streams_access_lost += 1
-            log.info(
-                "stream of %s ended: the caller lost access (%d)",
-                task_id,
-                status,
-                extra={"action": "stream_access_lost", "task_id": str(task_id), "status": status},
-            )
+            note_access_lost(stats, task_id, status)
         return row
 
     return read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator
 
@@ -14,6 +16,7 @@ from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
+from gateway.idle import IDLE_SWEEPER, IdleSweeper
 from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, REDIS, SETTINGS, TASK_STORE
 from gateway.store import GatewayStore
 from taskstate.db import Database
@@ -40,14 +43,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    lag = app[sse.STREAM_STATS].lag
     dispatcher: Dispatcher
     if settings.redis_cluster:
         cluster = connect_redis_cluster(settings.redis_url)
         client: aioredis.Redis | RedisCluster = cluster
-        dispatcher = ClusterDispatcher(cluster, settings.redis_url)
+        dispatcher = ClusterDispatcher(cluster, settings.redis_url, lag=lag)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
-        client, dispatcher = redis, ProgressDispatcher(redis)
+        client, dispatcher = redis, ProgressDispatcher(redis, lag=lag)
     app[REDIS] = client
     app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher
@@ -55,6 +59,22 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     yield
     await dispatcher.close()
     await client.aclose()
+
+
+async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
+    sweeper = IdleSweeper(
+        app[sse.STREAMS],
+        app[GATEWAY_STORE],
+        app[sse.STREAM_STATS],
+        app[limits.LIMIT_STATS],
+        idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
+    )
+    app[IDLE_SWEEPER] = sweeper
+    running = asyncio.create_task(sweeper.run(), name="idle-sweeper")
+    yield
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
@@ -75,7 +95,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)
-    app.cleanup_ctx.extend([_database, _redis])
+    app.cleanup_ctx.extend([_database, _redis, _idle_sweeper])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -22,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.dispatcher import DispatcherStats, ProgressDispatcher, Watch
+from gateway.lag import LagHistogram
 from taskstate.channels import progress_channel
 from taskstate.publisher import connect_redis
 
@@ -44,9 +46,10 @@ def node_url(url: str, host: str, port: int) -> str:
 
 
 class ClusterDispatcher:
-    def __init__(self, cluster: RedisCluster, url: str) -> None:
+    def __init__(self, cluster: RedisCluster, url: str, *, lag: LagHistogram | None = None) -> None:
         self._cluster = cluster
         self._url = url
+        self._lag = lag
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
         self._homeless: dict[str, set[Watch]] = {}  # channels of slots no known node serves
@@ -68,8 +71,9 @@ class ClusterDispatcher:
     def stats(self) -> DispatcherStats:
         total = DispatcherStats()
         for shard in self._shards.values():
-            for field in ("messages", "delivered", "undecodable", "coalesced", "connections"):
-                setattr(total, field, getattr(total, field) + getattr(shard.stats, field))
+            for field in dataclasses.fields(DispatcherStats):
+                name = field.name
+                setattr(total, name, getattr(total, name) + getattr(shard.stats, name))
         return total
 
     @property
@@ -150,7 +154,11 @@ class ClusterDispatcher:
     def _new_shard(self, name: str, host: str, port: int) -> ProgressDispatcher:
         redis = connect_redis(node_url(self._url, host, port))
         shard = ProgressDispatcher(
-            redis, sharded=True, on_lost=self._refresh_wanted.set, on_dropped=self._dropped_by_node
+            redis,
+            sharded=True,
+            on_lost=self._refresh_wanted.set,
+            on_dropped=self._dropped_by_node,
+            lag=self._lag,
         )
         self._shards[name] = shard
         if self._refresher is not None:  # started: a shard found later starts at once

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +32,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.lag import LagSampler
+from gateway.lag import LagHistogram, LagSampler
 from taskstate.channels import progress_channel
 from taskstate.status import TERMINAL_STATUSES
 
@@ -51,6 +52,7 @@ class Update:
     frame: bytes  # the whole SSE event, encoded once however many streams send it
     terminal: bool
     received: float = 0.0  # monotonic arrival time of a lag-sampled message; 0.0 otherwise
+    chunk: bytes = b""  # `frame` as one HTTP/1.1 chunk, for writing straight to a socket
 
     @classmethod
     def of(
@@ -64,57 +66,102 @@ class Update:
         """The event for one payload (as published: compact JSON, so one `data:` line)."""
         lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
         retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
-        return cls(version, b"id: %d\r\n%s%s\r\n" % (version, lines, retry), terminal, received)
+        frame = b"id: %d\r\n%s%s\r\n" % (version, lines, retry)
+        return cls(version, frame, terminal, received, b"%x\r\n%s\r\n" % (len(frame), frame))
 
 
 class Watch:
-    """One stream's mailbox: the newest update for its task, and a doorbell."""
+    """One stream's end of the dispatcher: what it has sent, and how to reach it.
 
-    __slots__ = ("_event", "channel", "latest", "task_id")
+    While its stream is live (`transport` set), an update that its socket can take at once
+    is written here, straight from the dispatcher, in the same pass as every other watcher
+    of the task: no task is woken and nothing is queued. Anything else goes to the mailbox
+    (`latest`, the newest state only: every payload is a full state) and wakes the stream's
+    task: a terminal state (the stream ends after it), and updates for a socket that is
+    still sending earlier ones (a slow client, which then skips intermediate states).
+    """
+
+    __slots__ = ("_again", "_wake", "_woken", "channel", "last_activity", "latest",
+                 "sent_version", "task_id", "transport")  # fmt: skip
 
     def __init__(self, task_id: UUID) -> None:
         self.task_id = task_id
         self.channel = progress_channel(task_id)
         self.latest: Update | None = None
-        self._event = asyncio.Event()
+        self.sent_version = 0
+        self.last_activity = 0.0  # loop time of the last update offered (idle detection)
+        self.transport: asyncio.Transport | None = None  # set while direct writes are safe
+        self._wake: asyncio.Future[None] | None = None
+        self._woken = False
+        self._again = False  # the mailbox holds an idle re-read, due even at the same version
 
-    def offer(self, update: Update) -> bool:
-        """Keep `update` if it is newer; True when it replaced one the stream had not taken
-        yet (a slow stream skips intermediate states: each payload is a full state)."""
-        if self.latest is not None and update.version <= self.latest.version:
-            return False
+    def offer(self, update: Update, now: float, *, again: bool = False) -> int:
+        """Deliver `update` if it is newer than what the stream has (or, with `again`, the
+        same state re-read while idle). 1: written to the socket; 0: left in the mailbox
+        or stale; -1: it replaced an update the stream had not sent yet (coalesced)."""
+        newest = self.latest.version if self.latest is not None else self.sent_version
+        if update.version < newest or (update.version == newest and not again):
+            return 0
+        self.last_activity = now
+        transport = self.transport
+        if (
+            transport is not None
+            and self.latest is None
+            and not update.terminal
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        ):
+            transport.write(update.chunk)
+            self.sent_version = update.version
+            return 1
         coalesced = self.latest is not None
-        self.latest = update
-        self._event.set()
-        return coalesced
+        self.latest, self._again = update, again
+        self.poke()
+        return -1 if coalesced else 0
 
     def poke(self) -> None:
-        """Wake the stream without an update (Redis state changed, or shutdown)."""
-        self._event.set()
+        """Wake the stream's task (an update for it, Redis state changed, or shutdown)."""
+        self._woken = True
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def take(self) -> Update | None:
+        """The mailbox's update, unless the stream has sent that state meanwhile."""
         update, self.latest = self.latest, None
-        return update
+        if update is None or update.version > self.sent_version:
+            return update
+        return update if self._again and update.version == self.sent_version else None
 
     async def wait(self, timeout_s: float | None) -> bool:
-        """Wait for an update or a poke; False when `timeout_s` passed quietly."""
+        """Wait for a poke; False when `timeout_s` passed quietly. A future exists only while
+        the stream waits, so an idle stream holds no waiter objects between waits."""
+        if self._woken:
+            self._woken = False
+            return True
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, wake)
         try:
-            if timeout_s is None:
-                await self._event.wait()  # the hot path: no timer to arm and cancel
-            else:
-                async with asyncio.timeout(timeout_s):
-                    await self._event.wait()
-        except TimeoutError:
-            return False
+            await wake
         finally:
-            self._event.clear()
-        return True
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
+        woken, self._woken = self._woken, False
+        return woken
+
+
+def _expire(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 @dataclass
 class DispatcherStats:
     messages: int = 0
     delivered: int = 0
+    written: int = 0  # of those, written straight to the socket by the dispatcher
     undecodable: int = 0
     coalesced: int = 0  # updates that replaced one a slow stream had not sent yet
     connections: int = 0  # times the subscription came up
@@ -158,8 +205,11 @@ class ProgressDispatcher:
         max_backoff_s: float = 5.0,
         on_lost: Callable[[], None] | None = None,
         on_dropped: Callable[[str], None] | None = None,
+        lag: LagHistogram | None = None,
     ) -> None:
         self._redis = redis
+        self._lag = lag  # where direct writes record the sampled publish-to-send lag
+        self._loop_time = time.monotonic  # the event loop's clock, without a lookup per call
         self._sharded = sharded
         # The cluster re-reads its slot map when the connection fails, or when the node drops
         # a watched channel (its slot moved to another node).
@@ -399,9 +449,20 @@ class ProgressDispatcher:
             self.stats.undecodable += 1
             log.warning("ignored an undecodable message on %s", channel)
             return
-        for watch in watches:
-            self.stats.coalesced += watch.offer(update)
-        self.stats.delivered += len(watches)
+        now = self._loop_time()
+        written = coalesced = 0
+        for watch in watches:  # one pass, the frame encoded once, no task woken per watcher
+            outcome = watch.offer(update, now)
+            if outcome > 0:
+                written += 1
+            elif outcome < 0:
+                coalesced += 1
+        stats = self.stats
+        stats.delivered += len(watches)
+        stats.written += written
+        stats.coalesced += coalesced
+        if written and update.received and self._lag is not None:
+            self._lag.record_since(update.received)  # the last socket written: the largest lag
 
     def _set_available(self, available: bool, reason: str = "") -> None:
         if available == self.available:

@@ -85,7 +85,12 @@ class StreamCollector(Collector):
             "Open streams polling PostgreSQL because the Redis subscription is down",
             0 if redis_up else stats.open,
         )
-        yield _counter("praxiom_gateway_events_sent", "SSE events written", stats.events)
+        written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
+        yield _counter(
+            "praxiom_gateway_events_sent",
+            "SSE events written (by the dispatcher straight to sockets, or by streams)",
+            stats.events + written_by_dispatcher,
+        )
         yield _counter(
             "praxiom_gateway_idle_reemits",
             "Rows re-read and re-sent after SSE_IDLE_TIMEOUT without a message",
@@ -101,8 +106,8 @@ class StreamCollector(Collector):
         )
         lag = HistogramMetricFamily(
             "praxiom_gateway_publish_to_send_lag_seconds",
-            "From the dispatcher receiving a message to a stream writing it (sampled: at most "
-            "one message per 50 ms, measured on every stream it reaches)",
+            "From the dispatcher receiving a message to its socket write (sampled: at most one "
+            "message per 50 ms; written in one pass, it is measured after the last socket)",
             buckets=stats.lag.cumulative(),
             sum_value=stats.lag.sum_s,
         )

@@ -44,3 +44,38 @@ SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all
  WHERE tok.token_hash = %(token_hash)s
    AND tok.revoked_at IS NULL
    AND (tok.expires_at IS NULL OR tok.expires_at > now());
+
+-- reread_streams --
+-- The idle re-read of many open streams in one round trip, re-checking each stream's caller
+-- as the connect did: each task's row once, with the token digests among its streams' that
+-- no longer count (unauthenticated: expired, revoked) or may no longer see the task
+-- (forbidden: membership removed, grant gone). A missing task has no row.
+WITH pairs AS (
+    SELECT DISTINCT p.task_id, p.token_hash
+      FROM unnest(%(task_ids)s::uuid[], %(token_hashes)s::bytea[]) AS p(task_id, token_hash)
+), checked AS (
+    SELECT p.task_id, p.token_hash, caller.token_id IS NOT NULL AS token_ok,
+           CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
+                    SELECT 1 FROM workspace_members m
+                     WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
+                ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
+                    SELECT 1 FROM api_token_workspaces g
+                     WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
+           END AS is_member
+      FROM pairs p
+      JOIN background_tasks t ON t.id = p.task_id
+      LEFT JOIN LATERAL (
+           SELECT id AS token_id, user_id, all_workspaces FROM api_tokens
+            WHERE token_hash = p.token_hash
+              AND revoked_at IS NULL
+              AND (expires_at IS NULL OR expires_at > now())
+      ) AS caller ON true
+)
+SELECT t.*,
+       coalesce((SELECT array_agg(c.token_hash) FROM checked c
+                  WHERE c.task_id = t.id AND NOT c.token_ok), '{}') AS refused_unauthenticated,
+       coalesce((SELECT array_agg(c.token_hash) FROM checked c
+                  WHERE c.task_id = t.id AND c.token_ok AND NOT c.is_member),
+                '{}') AS refused_forbidden
+  FROM background_tasks t
+ WHERE t.id IN (SELECT task_id FROM pairs);

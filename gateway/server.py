@@ -37,7 +37,10 @@ async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     runner = make_runner(settings, demo=demo)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.gateway_host, settings.gateway_port).start()
+        site = web.TCPSite(
+            runner, settings.gateway_host, settings.gateway_port, backlog=settings.gateway_backlog
+        )
+        await site.start()
     except BaseException:
         await runner.cleanup()
         raise

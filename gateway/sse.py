@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -48,7 +49,8 @@ class StreamStats:
         return self.opened - self.closed
 
 
-def _snapshot(row: dict[str, object], retry_ms: int | None = None) -> Update:
+def snapshot(row: dict[str, object], retry_ms: int | None = None) -> Update:
+    """The event for a row read from PostgreSQL."""
     payload = payload_from_row(row)
     terminal = payload["status"] in TERMINAL_STATUSES
     return Update.of(int(payload["version"]), encode_payload(payload).encode(), terminal, retry_ms)
@@ -63,118 +65,114 @@ def last_event_id(request: web.Request) -> int | None:
 
 
 class ProgressStream:
-    """One open stream: what it has sent, and the loop that decides what to send next."""
+    """One open stream: the loop that runs while the dispatcher cannot write for it.
+
+    In pub/sub mode the dispatcher writes each update straight to the socket (see
+    `Watch`), and the idle sweeper (gateway.idle) re-reads the row of a quiet stream, so
+    this task sleeps until a terminal state, a slow socket, a Redis state change or
+    shutdown wakes it. While Redis is down it polls the row itself.
+    """
+
+    __slots__ = ("__weakref__", "closing", "digest", "dispatcher", "live", "read_row", "response",
+                 "settings", "stats", "transport", "watch")  # fmt: skip
 
     def __init__(
         self,
         response: EventSourceResponse,
+        transport: asyncio.Transport | None,
         watch: Watch,
         dispatcher: Dispatcher,
         read_row: RowReader,
+        digest: bytes,
         settings: Settings,
         stats: StreamStats,
     ) -> None:
         self.response = response
+        self.transport = transport
         self.watch = watch
         self.dispatcher = dispatcher
-        self.read_row = read_row  # security: re-checks the caller's access on every re-read
+        # Security: every re-read re-checks the caller (gateway.access); the idle sweeper
+        # re-checks with the caller's token digest.
+        self.read_row = read_row
+        self.digest = digest
         self.settings = settings
         self.stats = stats
-        self.sent_version = 0
         self.closing = False
-        # Quiet detection with one timer per idle period, not one per event: the timer only
-        # re-arms itself until SSE_IDLE_TIMEOUT has passed since the last activity.
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._quiet = False
-        self._quiet_timer: asyncio.TimerHandle | None = None
+        self.live = False  # in pub/sub mode: the idle sweeper looks after it
+
+    @property
+    def sent_version(self) -> int:
+        return self.watch.sent_version
 
     def close(self) -> None:
         """End the stream soon and cleanly (gateway shutdown); the client reconnects."""
         self.closing = True
         self.watch.poke()
 
-    def _check_quiet(self) -> None:
-        remaining = self._last_activity + self.settings.sse_idle_timeout_s - self._loop.time()
-        if remaining > 0:
-            self._quiet_timer = self._loop.call_later(remaining, self._check_quiet)
-        else:
-            self._quiet_timer = None
-            self._quiet = True
-            self.watch.poke()
-
-    def _arm_quiet_timer(self) -> None:
-        if self._quiet_timer is None:
-            self._quiet_timer = self._loop.call_later(
-                self.settings.sse_idle_timeout_s, self._check_quiet
-            )
-
     async def run(self, first: Update) -> None:
         try:
             await self._run(first)
         finally:
-            if self._quiet_timer is not None:
-                self._quiet_timer.cancel()
+            self.live = False
+            self.watch.transport = None
 
     async def _run(self, first: Update) -> None:
+        watch = self.watch
         if await self._emit(first):
             return
+        # After the first write the headers are out, so whole chunks may go straight to the
+        # socket. (aiohttp-sse always streams chunked; anything else takes the slow path.)
+        transport = self.transport if self.response.chunked else None
+        watch.last_activity = time.monotonic()
         polls = 0
         polling = False
         while not self.closing:
-            if self.dispatcher.available_for(self.watch):
+            if self.dispatcher.available_for(watch):
                 if polling:  # back from polling: anything published meanwhile was lost
                     polling, polls = False, 0
-                    if await self._reread(force=False):
+                    if await self._reread():
                         return
                     continue
-                self._arm_quiet_timer()
-                await self.watch.wait(None)
-                update = self.watch.take()
-                if update is not None:
-                    self._last_activity = self._loop.time()  # a message, even a stale one
-                    if update.version > self.sent_version and await self._emit(update):
-                        return
-                elif self._quiet and not self.closing:
-                    self._quiet = False
-                    self.stats.idle_reemits += 1
-                    self._last_activity = self._loop.time()
-                    if await self._reread(force=True):
-                        return
+                watch.transport, self.live = transport, True
+                await watch.wait(None)
+                update = watch.take()
+                if update is not None and await self._emit(update):
+                    return
             else:
+                watch.transport, self.live = None, False
                 polling = True
                 if polls >= self.settings.sse_poll_limit:
                     self.stats.poll_limit_closes += 1
                     return
-                await self.watch.wait(self.settings.sse_poll_interval_s)
-                if self.closing or self.dispatcher.available_for(self.watch):
+                await watch.wait(self.settings.sse_poll_interval_s)
+                if self.closing or self.dispatcher.available_for(watch):
                     continue
                 polls += 1
                 self.stats.polls += 1
-                if await self._reread(force=False):
+                if await self._reread():
                     return
 
-    async def _reread(self, *, force: bool) -> bool:
-        """Read the row and emit it if newer (or, with `force`, if not older); True at the end."""
+    async def _reread(self) -> bool:
+        """Read the row and emit it if newer; True when the stream should end."""
         try:
             row = await self.read_row(self.watch.task_id)
         except StoreUnavailable:
-            return False  # keep the stream; the next idle or poll tries again
+            return False  # keep the stream; the next poll tries again
         if row is None:
             return True  # deleted under us, or the caller lost access: end the stream
-        update = _snapshot(row)
-        if update.version > self.sent_version or (force and update.version == self.sent_version):
+        update = snapshot(row)
+        if update.version > self.watch.sent_version:
             return await self._emit(update)
         return False
 
     async def _emit(self, update: Update) -> bool:
-        """Send one event; True when the stream should end (terminal state sent).
+        """Send one event from this task; True when the stream should end (terminal state).
 
-        No timeout per write (it was the hot path's largest cost): a client that stops
-        reading is dropped by the response's ping task, whose write times out after
-        aiohttp-sse's send_timeout and aborts the connection, failing this write too."""
+        No timeout per write: a client that stops reading is dropped by the response's ping
+        task, whose write times out after aiohttp-sse's send_timeout and aborts the
+        connection, failing this write too."""
+        self.watch.sent_version = update.version  # first: the dispatcher may write meanwhile
         await self.response.write(update.frame)
-        self.sent_version = update.version
         self.stats.events += 1
         if update.received:
             self.stats.lag.record_since(update.received)
@@ -198,7 +196,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
         caller, row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
         # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
         retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-        first = _snapshot(row, retry_ms)
+        first = snapshot(row, retry_ms)
+        del row  # an open stream keeps nothing it does not need: memory per stream counts
         seen = last_event_id(request)
         if first.terminal and seen is not None and seen >= first.version:
             return web.Response(status=204)  # tells the browser to stop reconnecting
@@ -207,11 +206,15 @@ async def progress(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
             stats = app[STREAM_STATS]
             reader = guarded_reader(app[GATEWAY_STORE], digest, app[LIMIT_STATS])
-            stream = ProgressStream(response, watch, dispatcher, reader, settings, stats)
+            stream = ProgressStream(
+                response, request.transport, watch, dispatcher, reader, digest, settings, stats
+            )
             app[STREAMS].add(stream)
             stats.opened += 1
+            running = stream.run(first)
+            del first  # held by the stream only as long as it needs it
             try:
-                await stream.run(first)
+                await running
             except ConnectionResetError:
                 pass  # the client went away (or stopped reading and was dropped): a normal end
             finally:

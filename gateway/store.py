@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -61,6 +62,15 @@ class Principal:
         return workspace_id in self.workspace_ids
 
 
+@dataclass(frozen=True)
+class StreamRereads:
+    """The idle re-read of many streams: rows by task id, and the (task id, token digest)
+    pairs refused now, with the status their reconnect would get (401 or 403)."""
+
+    rows: dict[UUID, Row]
+    refused: dict[tuple[UUID, bytes], int]
+
+
 class GatewayStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -92,3 +102,21 @@ class GatewayStore:
         caller = _caller(row)
         assert caller is not None
         return Principal(caller, workspace_ids, all_workspaces, workspace_exists)
+
+    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
+        """Many streams' rows and callers' access in one round trip (`reread_streams`)."""
+        task_ids, digests = [], []
+        for task_id, digest in pairs:
+            task_ids.append(task_id)
+            digests.append(digest)
+        found = await self.db.fetch_all(
+            QUERIES["reread_streams"], {"task_ids": task_ids, "token_hashes": digests}
+        )
+        rows: dict[UUID, Row] = {}
+        refused: dict[tuple[UUID, bytes], int] = {}
+        for row in found:
+            for status, column in ((401, "refused_unauthenticated"), (403, "refused_forbidden")):
+                for digest in row.pop(column):
+                    refused[(row["id"], bytes(digest))] = status
+            rows[row["id"]] = row
+        return StreamRereads(rows, refused)

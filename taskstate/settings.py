@@ -186,6 +186,9 @@ class Settings:
     redis_cluster: bool = False
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # Pending connections the kernel queues for the gateway (capped by net.core.somaxconn):
+    # aiohttp's 128 drops SYNs when a fleet of browsers reconnects at once after a deploy.
+    gateway_backlog: int = 4096
     # The stream (spec: "Timeouts and reconnection").
     sse_poll_interval_s: float = 3.0
     sse_idle_timeout_s: float = 10.0
@@ -257,6 +260,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "redis_cluster": ("REDIS_CLUSTER", _flag),
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
+    "gateway_backlog": ("GATEWAY_BACKLOG", _positive_int),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),

@@ -10,7 +10,7 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from gateway.keys import DISPATCHER
+from gateway.keys import DISPATCHER, GATEWAY_STORE
 from gateway.sse import STREAM_STATS, STREAMS
 from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import IssuedToken
@@ -149,6 +149,46 @@ async def test_quiet_redis_makes_the_stream_reread_and_reemit_the_row(
         # Nothing changed: the same state, re-sent with the same id, once per idle timeout.
         assert [e.id for e in received] == ["1", "1", "1"]
         assert elapsed >= 0.55
+    finally:
+        await gateway.stop()
+
+
+async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.5))
+    await gateway.start()
+    store = gateway.app[GATEWAY_STORE]  # the sweep re-reads rows and re-checks callers at once
+    reads: list[int] = []
+    read_many = store.reread_streams
+
+    async def counting(pairs: Any) -> Any:
+        pairs = list(pairs)
+        reads.append(len(pairs))
+        return await read_many(pairs)
+
+    store.reread_streams = counting  # type: ignore[method-assign]
+    try:
+        task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(30)]
+
+        async def two_events(task_id: UUID) -> list[str | None]:
+            url = progress_url(gateway, task_id)
+            async with session.get(url, headers=bearer(member.token)) as response:
+                received = []
+                async for event in events(response):
+                    received.append(event.id)
+                    if len(received) == 2:
+                        return received
+            return received
+
+        results = await asyncio.wait_for(asyncio.gather(*map(two_events, task_ids)), 10)
+        assert all(ids == ["1", "1"] for ids in results)  # the snapshot, then the re-emit
+        assert sum(reads) >= 30
+        assert max(reads) >= 10, reads  # streams that fell quiet together: one query
+        assert len(reads) <= 10, reads
     finally:
         await gateway.stop()
 

@@ -1,0 +1,100 @@
+"""The idle re-emit: every stream quiet for SSE_IDLE_TIMEOUT gets its task's row again.
+
+One sweeper per gateway process does it for all streams, reading every due row
+in one query per tick, instead of a timer and a query per stream: ten thousand
+idle streams cost a thousand row reads a second either way, but here they are a
+few statements a second rather than a thousand, and an idle stream holds no
+timer. The re-read state goes out through the stream's watch like any update,
+so a state newer than the stream has sent wins, and a terminal one ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from uuid import UUID
+
+from aiohttp import web
+
+from gateway.access import note_access_lost
+from gateway.dispatcher import Update
+from gateway.limits import LimitStats
+from gateway.sse import ProgressStream, StreamStats, snapshot
+from gateway.store import GatewayStore
+from taskstate.errors import StoreUnavailable
+
+log = logging.getLogger("gateway.idle")
+
+#: Rows per query; a sweep reads every due stream's row in as few queries as this allows.
+BATCH = 1000
+
+
+class IdleSweeper:
+    def __init__(
+        self,
+        streams: weakref.WeakSet[ProgressStream],
+        store: GatewayStore,
+        stats: StreamStats,
+        limit_stats: LimitStats,
+        *,
+        idle_timeout_s: float,
+    ) -> None:
+        self._streams = streams
+        self._store = store  # its re-read also re-checks each stream's caller (security)
+        self._stats = stats
+        self._limit_stats = limit_stats
+        self._idle_timeout_s = idle_timeout_s
+        # A due stream is found within a tenth of the timeout (at most a second) of it.
+        self.tick_s = min(1.0, idle_timeout_s / 10)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.sweep()
+            except StoreUnavailable:
+                pass  # the streams are due again next time round; PostgreSQL may be back
+
+    async def sweep(self) -> int:
+        """Re-emit every due stream's row; how many streams got one."""
+        now = time.monotonic()
+        cutoff = now - self._idle_timeout_s
+        due = [
+            s for s in self._streams if s.live and not s.closing and s.watch.last_activity <= cutoff
+        ]
+        for stream in due:
+            stream.watch.last_activity = now  # due again one timeout from now, read or not
+        sent = 0
+        for batch in _batches(due, BATCH):
+            reread = await self._store.reread_streams((s.watch.task_id, s.digest) for s in batch)
+            rows = reread.rows
+            updates: dict[UUID, Update] = {}
+            for stream in batch:
+                task_id = stream.watch.task_id
+                lost = reread.refused.get((task_id, stream.digest))
+                if lost is not None:  # token expired or revoked, or access removed: 401/403
+                    note_access_lost(self._limit_stats, task_id, lost)
+                    stream.close()
+                    continue
+                row = rows.get(task_id)
+                if row is None:
+                    stream.close()  # deleted under us: nothing more will come
+                    continue
+                if task_id not in updates:
+                    updates[task_id] = snapshot(row)  # encoded once per task, not per stream
+                if stream.watch.offer(updates[task_id], now, again=True) > 0:
+                    self._stats.events += 1  # written at once (else the stream's task sends it)
+                sent += 1
+        self._stats.idle_reemits += sent
+        return sent
+
+
+IDLE_SWEEPER = web.AppKey("idle_sweeper", IdleSweeper)
+
+
+def _batches(items: list[ProgressStream], size: int) -> Iterable[list[ProgressStream]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
