@@ -9,24 +9,26 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.app import create_app
+from gateway.keys import DISPATCHER
 from gateway.limits import LIMIT_STATS
 from taskstate.accounts import AccountStore
 from taskstate.db import Database
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
-from tests.conftest import bearer
+from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
 from tests.security.kit import assert_refused, expire, make_scene
-from tests.sse_client import events
+from tests.sse_client import events, stream_timeout
 
 IDLE_S = 0.5
 #: Scheduling slack on a busy 2-core machine, on top of the one interval promised.
 SLACK_S = 0.4
 
 
-async def follow_until_closed(resp: Any, after_first: Callable[[], Awaitable[None]]) -> float:
+async def follow_until_closed(resp: Any, after_first: Callable[[], Awaitable[Any]]) -> float:
     """Read the stream; run `after_first` once the first event is in; return how long the
     stream stayed open after that."""
     lost_at: float | None = None
@@ -86,3 +88,36 @@ async def test_a_stream_whose_caller_keeps_access_stays_open_across_idle_rereads
             break
     resp.close()
     assert app[LIMIT_STATS].streams_access_lost == 0
+
+
+async def test_a_polling_stream_redis_down_is_closed_too_when_its_token_is_revoked(
+    settings: Settings,
+    db: Database,
+    task_store: TaskStore,
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    """With Redis down there is no idle re-emit: each poll re-checks instead."""
+    gateway = LiveGateway(settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2))
+    await gateway.start()
+    try:
+        scene = await make_scene(db, task_store)
+        url = f"{gateway.url}/api/tasks/{scene.task_id}/progress"
+        token = scene.member.token
+        async with aiohttp.ClientSession(timeout=stream_timeout(10)) as session:
+            async with session.get(url, headers=bearer(token)) as resp:
+                assert resp.status == 200
+                throwaway_redis.stop()
+
+                async def polling() -> bool:
+                    return not gateway.app[DISPATCHER].available
+
+                await wait_for(polling, 10)
+                open_for_s = await asyncio.wait_for(
+                    follow_until_closed(resp, lambda: AccountStore(db).revoke_token(token)), 10
+                )
+            assert open_for_s < 0.2 + 2 * SLACK_S, open_for_s
+            async with session.get(url, headers=bearer(token)) as again:
+                await assert_refused(again, 401, "UNAUTHENTICATED", scene.task_id)
+        assert gateway.app[LIMIT_STATS].streams_access_lost == 1
+    finally:
+        await gateway.stop()
