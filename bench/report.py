@@ -351,8 +351,9 @@ membership and reads its task in one query, then sends the row as its first even
 naive baseline has **no auth and no database**: its streams count as ready when the response
 headers arrive, after its own Redis subscription, so it is the cost of the connections alone.
 The kernel counters are machine-wide (other processes' connects count too) and tell
-whether connects waited for a SYN retransmit (1 s, then 3 s): aiohttp's `TCPSite` listens
-with a backlog of 128 unless told otherwise (this machine's `somaxconn` is {_somaxconn()}).
+whether connects waited for a SYN retransmit (1 s, then 3 s): our gateway listens with
+`GATEWAY_BACKLOG` (4096), the naive one with aiohttp's default of 128 (this machine's
+`somaxconn` is {_somaxconn()}).
 
 {table(storm_rows, "naive baseline (no auth)")}
 """)
@@ -469,7 +470,8 @@ def _idle_reading(results: Results) -> str:
     text = (
         f"- Idle re-reads: with `SSE_IDLE_TIMEOUT` at 10 s each idle stream of ours re-reads "
         f"its row and re-emits it, so {streams:,} idle streams mean about "
-        f"{fmt(streams / 10)} queries/s on a pool of `DATABASE_POOL_SIZE` (10). "
+        f"{fmt(streams / 10)} rows/s, which the gateway's idle sweeper reads in one query per "
+        "tick (a tenth of the timeout) for all streams due, not one query per stream. "
     )
     if ours.hold_s < 10:
         return text + f"The {ours.hold_s:g} s idle window was too short to see any."

@@ -4,11 +4,14 @@
 -- workspaces granted to it, or for all of them when it was created with that flag).
 
 -- authorize_task --
--- Always one row: token_id is NULL for a missing, expired or revoked token;
--- the task columns are NULL when there is no such task (or no valid token:
--- an unauthenticated caller learns nothing about tasks). A missing task and one in
--- another workspace take the same lookups, so neither answers faster.
-SELECT caller.token_id, caller.user_id, caller.service_name, caller.read_only,
+-- One row per (token_hash, task_id) pair, in the order given (`n`): the requests that
+-- arrived while the previous statement was in flight are answered together.
+-- token_id is NULL for a missing, expired or revoked token; the task columns are NULL
+-- when there is no such task (or no valid token: an unauthenticated caller learns
+-- nothing about tasks). A missing task and one in another workspace take the same
+-- lookups, so neither answers faster.
+SELECT req.n,
+       caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
        CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
                 SELECT 1 FROM workspace_members m
@@ -18,15 +21,17 @@ SELECT caller.token_id, caller.user_id, caller.service_name, caller.read_only,
                  WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
        END AS is_member,
        t.*
-  FROM (SELECT 1) AS one
+  FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
+       AS req (token_hash, task_id, n)
   LEFT JOIN LATERAL (
        SELECT id AS token_id, user_id, service_name, all_workspaces, read_only FROM api_tokens
-        WHERE token_hash = %(token_hash)s
+        WHERE token_hash = req.token_hash
           AND revoked_at IS NULL
           AND (expires_at IS NULL OR expires_at > now())
   ) AS caller ON true
   LEFT JOIN background_tasks t
-    ON t.id = %(task_id)s AND caller.token_id IS NOT NULL;
+    ON t.id = req.task_id AND caller.token_id IS NOT NULL
+ ORDER BY req.n;
 
 -- principal_workspaces --
 -- The token's principal and every workspace it may act in (a user's memberships, a service's

@@ -111,15 +111,16 @@ class ProgressStream:
 
     async def run(self, first: Update) -> None:
         try:
-            await self._run(first)
+            if await self._emit(first):
+                return
+            del first  # an open stream keeps nothing it does not need: memory per stream counts
+            await self._follow()
         finally:
             self.live = False
             self.watch.transport = None
 
-    async def _run(self, first: Update) -> None:
+    async def _follow(self) -> None:
         watch = self.watch
-        if await self._emit(first):
-            return
         # After the first write the headers are out, so whole chunks may go straight to the
         # socket. (aiohttp-sse always streams chunked; anything else takes the slow path.)
         transport = self.transport if self.response.chunked else None

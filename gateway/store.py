@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from taskstate.batching import GroupedCalls
 from taskstate.db import Database, Row
 from taskstate.sql import load_queries
 
@@ -74,18 +75,25 @@ class StreamRereads:
 class GatewayStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # A reconnect storm authorizes thousands of streams at once: one statement answers
+        # all that arrive while the previous one runs, instead of one statement each.
+        self._authorize: GroupedCalls[tuple[bytes, UUID | None], TaskAccess] = GroupedCalls(
+            self._authorize_many, in_flight=2, max_batch=500
+        )
 
     async def authorize_task(self, token_hash: bytes, task_id: UUID | None) -> TaskAccess:
-        row = await self.db.fetch_one(
-            QUERIES["authorize_task"], {"token_hash": token_hash, "task_id": task_id}
+        return await self._authorize.call((token_hash, task_id))
+
+    async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[TaskAccess]:
+        rows = await self.db.fetch_all(
+            QUERIES["authorize_task"],
+            {
+                "token_hashes": [token_hash for token_hash, _ in requests],
+                "task_ids": [task_id for _, task_id in requests],
+            },
         )
-        assert row is not None  # the query always returns one row
-        caller = _caller(row)
-        return TaskAccess(
-            caller=caller,
-            is_member=bool(row.pop("is_member")),
-            task=row if row.pop("task_exists") else None,
-        )
+        assert len(rows) == len(requests)  # the query answers every pair, in order
+        return [_access(row) for row in rows]
 
     async def principal(
         self, token_hash: bytes, workspace_id: UUID | None = None
@@ -120,3 +128,13 @@ class GatewayStore:
                     refused[(row["id"], bytes(digest))] = status
             rows[row["id"]] = row
         return StreamRereads(rows, refused)
+
+
+def _access(row: Row) -> TaskAccess:
+    del row["n"]
+    caller = _caller(row)
+    return TaskAccess(
+        caller=caller,
+        is_member=bool(row.pop("is_member")),
+        task=row if row.pop("task_exists") else None,
+    )

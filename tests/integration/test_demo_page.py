@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -37,11 +35,11 @@ from runner import builtin
 from taskstate.settings import Settings
 from taskstate.tokens import hash_token
 from tests.conftest import LiveGateway, RunnerHarness, builtin_registry
+from tests.debian_packages import APT_TIMEOUT_S, ensure_installed
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_PACKAGES = ("chromium", "chromium-driver")
-APT_TIMEOUT_S = 600
 #: Room for installing Chromium on the first browser test; once installed a test takes seconds.
 BROWSER_TEST_TIMEOUT_S = APT_TIMEOUT_S + 120
 WAIT_S = 20.0
@@ -53,50 +51,10 @@ browser_test = pytest.mark.timeout(BROWSER_TEST_TIMEOUT_S)
 # -- Chromium, installed when missing -------------------------------------------------------
 
 
-def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        return subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"`{' '.join(command)}` did not finish: {exc}", pytrace=False)
-
-
-def _tail(result: subprocess.CompletedProcess[str], lines: int = 25) -> str:
-    return "\n".join((result.stdout + result.stderr).strip().splitlines()[-lines:])
-
-
-def _install_chromium() -> None:
-    how = f"apt-get install -y {' '.join(APT_PACKAGES)}"
-    if shutil.which("apt-get") is None:
-        pytest.fail(
-            f"Chromium is missing and there is no apt-get; install it: {how}", pytrace=False
-        )
-    if os.geteuid() != 0:
-        pytest.fail(f"Chromium is missing; as root, run: {how}", pytrace=False)
-    # A failed update may still leave usable package lists: the install decides.
-    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=120"]
-    update = _run([*apt, "update"])
-    install = _run([*apt, "install", "-y", *APT_PACKAGES])
-    if install.returncode != 0:
-        pytest.fail(
-            f"Installing Chromium failed ({how} exited {install.returncode}).\n"
-            f"apt-get update said:\n{_tail(update)}\napt-get install said:\n{_tail(install)}",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session")
 def chromium() -> None:
     """Chromium and chromedriver at /usr/bin, installed from Debian's packages when missing."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        started = time.monotonic()
-        _install_chromium()
-        print(f"installed {', '.join(APT_PACKAGES)} in {time.monotonic() - started:.0f}s")
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"Still missing after installing: {', '.join(missing)}", pytrace=False)
+    ensure_installed([CHROMIUM, CHROMEDRIVER], APT_PACKAGES)
 
 
 @pytest.fixture

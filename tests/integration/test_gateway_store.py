@@ -1,0 +1,54 @@
+"""The gateway's authorize query answers many requests in one statement, each its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+from gateway.store import GatewayStore
+from taskstate.accounts import AccountStore, IssuedToken
+from taskstate.db import Database
+from taskstate.store import TaskStore
+from taskstate.tokens import hash_token
+from tests.conftest import spawn
+
+
+async def test_concurrent_authorizations_share_a_statement_and_keep_their_own_answers(
+    db: Database, task_store: TaskStore, member: IssuedToken
+) -> None:
+    other = await AccountStore(db).create_token(workspace="other", user="olga")
+    mine = await spawn(task_store, member.workspace_id, "research")
+    theirs = await spawn(task_store, other.workspace_id, "research")
+    store = GatewayStore(db)
+    statements: list[int] = []
+    run_many = store._authorize._run_many
+
+    async def counting(requests: list[tuple[bytes, object]]) -> list[object]:
+        statements.append(len(requests))
+        return await run_many(requests)  # type: ignore[arg-type]
+
+    store._authorize._run_many = counting  # type: ignore[assignment]
+    ann, unknown = hash_token(member.token), hash_token("no-such-token")
+    requests = [
+        (ann, mine),  # member: the row
+        (ann, theirs),  # not a member: no access
+        (ann, uuid4()),  # no such task
+        (unknown, mine),  # bad token: nothing about the task
+        (ann, None),  # a malformed id: the principal only
+    ] * 20
+    answers = await asyncio.gather(*(store.authorize_task(h, t) for h, t in requests))
+
+    assert len(statements) < len(requests) / 10, statements  # grouped, not one each
+    for (token_hash, task_id), access in zip(requests, answers, strict=True):
+        if token_hash == unknown:
+            assert access.caller is None and access.task is None
+            continue
+        assert access.caller is not None and access.caller.user_id == member.user_id
+        if task_id == mine:
+            assert access.is_member and access.task is not None and access.task["id"] == mine
+            assert "n" not in access.task and "user_id" not in access.task
+            assert "token_id" not in access.task and "read_only" not in access.task
+        elif task_id == theirs:
+            assert not access.is_member and access.task is not None
+        else:
+            assert access.task is None
