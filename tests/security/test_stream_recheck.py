@@ -23,9 +23,9 @@ from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
 from tests.security.kit import assert_refused, expire, make_scene
 from tests.sse_client import events, stream_timeout
 
-IDLE_S = 0.5
+IDLE_S = 1.0
 #: Scheduling slack on a busy 2-core machine, on top of the one interval promised.
-SLACK_S = 0.4
+SLACK_S = 0.6
 
 
 async def follow_until_closed(resp: Any, after_first: Callable[[], Awaitable[Any]]) -> float:
