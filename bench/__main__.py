@@ -150,8 +150,13 @@ async def measure(settings: Settings, cfg: Config) -> Results:
     db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
     try:
         runner = RunnerBench(settings, db)
-        step(f"runner: report_progress with {settings.runner_concurrency} tasks")
-        results.reports = await runner.report_rate(cfg.report_seconds)
+        for statements in (1, 2, 4):  # the write concurrency that suits this machine best
+            step(f"runner: report_progress, {settings.runner_concurrency} tasks, "
+                 f"{statements} statement(s) in flight")  # fmt: skip
+            rate = await runner.report_rate(cfg.report_seconds, statements=statements)
+            results.report_sweep.append(rate)
+            if statements == settings.runner_progress_statements:
+                results.reports = rate
         if cfg.profile:
             step("runner: report_progress again under py-spy")
             profiled = await runner.report_rate(cfg.report_seconds, profile=True)

@@ -436,6 +436,14 @@ clock; the runner was idle and waiting, and the harness spawned at a steady rate
 
 {table(runner_rows, "comparison")}
 
+`report_progress` by statements in flight (`RUNNER_PROGRESS_STATEMENTS`; reports made while
+one runs leave together in the next, so this is the runner's write concurrency; the default
+is {results.reports.statements if results.reports else "—"}):
+
+| statements in flight | report_progress/s | ratio to pgbench | runner CPU (% of a core) |
+|---|---|---|---|
+{_sweep_rows(results, pg.tps)}
+
 ## This machine's limits, in the same run
 
 | measure | per second | note |
@@ -458,6 +466,13 @@ def _somaxconn() -> str:
         return Path("/proc/sys/net/core/somaxconn").read_text().strip()
     except OSError:
         return "unknown"
+
+
+def _sweep_rows(results: Results, tps: float) -> str:
+    return "\n".join(
+        f"| {r.statements} | {fmt(r.per_s)} | {ratio(r.per_s, tps)} | {fmt(r.runner_cpu_pct)} |"
+        for r in results.report_sweep
+    )
 
 
 def _statuses(statuses: dict[str, int]) -> str:

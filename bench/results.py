@@ -26,7 +26,8 @@ class Results:
     config: Config
     gateways: dict[str, GatewayResults] = field(default_factory=dict)
     naive_cap_note: str = ""
-    reports: ReportRate | None = None
+    reports: ReportRate | None = None  # at the default RUNNER_PROGRESS_STATEMENTS
+    report_sweep: list[ReportRate] = field(default_factory=list)  # 1, 2, 4 statements
     drain: Drain | None = None
     spawn: SpawnLatency | None = None
     pgbench: limits.Pgbench | None = None

@@ -32,6 +32,7 @@ class ReportRate:
     per_s: float
     runner_cpu_pct: float
     profile: Profile | None = None
+    statements: int = 2  # RUNNER_PROGRESS_STATEMENTS: report_progress statements in flight
 
 
 @dataclass
@@ -68,9 +69,9 @@ class RunnerBench:
             self.workspace_id = issued.workspace_id
         return self.workspace_id
 
-    async def _child(self, *args: str) -> asyncio.subprocess.Process:
+    async def _child(self, *args: str, **env: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.runnerproc", *args, cwd=REPO, env=self.env,
+            sys.executable, "-m", "bench.runnerproc", *args, cwd=REPO, env={**self.env, **env},
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
@@ -82,13 +83,21 @@ class RunnerBench:
             raise RuntimeError(f"runner process exited with {await child.wait()}")
         return dict(json.loads(line))
 
-    async def report_rate(self, seconds: float, *, profile: bool = False) -> ReportRate:
-        """`RUNNER_CONCURRENCY` tasks calling report_progress as fast as they can."""
+    async def report_rate(
+        self, seconds: float, *, statements: int = 2, profile: bool = False
+    ) -> ReportRate:
+        """`RUNNER_CONCURRENCY` tasks calling report_progress as fast as they can, with
+        `statements` report_progress statements in flight at once."""
         concurrency = self.settings.runner_concurrency
         await insert_tasks(self.db, await self._workspace(), "bench_reporter", concurrency)
         from_ns = time.monotonic_ns() + int(WARM_UP_S * 1e9)
         until_ns = from_ns + int(seconds * 1e9)
-        child = await self._child("report", f"--from-ns={from_ns}", f"--until-ns={until_ns}")
+        child = await self._child(
+            "report",
+            f"--from-ns={from_ns}",
+            f"--until-ns={until_ns}",
+            RUNNER_PROGRESS_STATEMENTS=str(statements),
+        )
         await asyncio.sleep(max(0.0, (from_ns - time.monotonic_ns()) / 1e9))
         meter = CpuMeter([child.pid])
         profiling = (
@@ -104,6 +113,7 @@ class RunnerBench:
             answer["per_s"],
             cpu,
             await profiling if profiling is not None else None,
+            statements,
         )
 
     async def drain(self, backlog: int, timeout_s: float = 40.0) -> Drain:

@@ -91,7 +91,7 @@ class Watch:
         self.sent_version = 0
         self.last_activity = 0.0  # loop time of the last update offered (idle detection)
         self.transport: asyncio.Transport | None = None  # set while direct writes are safe
-        self._wake: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[bool] | None = None
         self._woken = False
         self._again = False  # the mailbox holds an idle re-read, due even at the same version
 
@@ -121,10 +121,11 @@ class Watch:
 
     def poke(self) -> None:
         """Wake the stream's task (an update for it, Redis state changed, or shutdown)."""
-        self._woken = True
         wake = self._wake
         if wake is not None and not wake.done():
-            wake.set_result(None)
+            wake.set_result(True)
+        else:
+            self._woken = True  # nobody waits now: the next wait returns at once
 
     def take(self) -> Update | None:
         """The mailbox's update, unless the stream has sent that state meanwhile."""
@@ -133,28 +134,32 @@ class Watch:
             return update
         return update if self._again and update.version == self.sent_version else None
 
-    async def wait(self, timeout_s: float | None) -> bool:
-        """Wait for a poke; False when `timeout_s` passed quietly. A future exists only while
-        the stream waits, so an idle stream holds no waiter objects between waits."""
+    def wait(self, timeout_s: float | None) -> asyncio.Future[bool]:
+        """Await it for a poke: True, or False when `timeout_s` passed quietly. A plain future,
+        not a coroutine, so a waiting stream holds no extra frame and no waiter objects."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[bool] = loop.create_future()
         if self._woken:
             self._woken = False
-            return True
-        loop = asyncio.get_running_loop()
-        self._wake = wake = loop.create_future()
-        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, wake)
-        try:
-            await wake
-        finally:
+            wake.set_result(True)
+            return wake
+        self._wake = wake
+        if timeout_s is not None:
+            timer = loop.call_later(timeout_s, _expire, wake)
+            wake.add_done_callback(lambda _: timer.cancel())
+        wake.add_done_callback(self._waited)
+        return wake
+
+    def _waited(self, wake: asyncio.Future[bool]) -> None:
+        if self._wake is wake:
             self._wake = None
-            if timer is not None:
-                timer.cancel()
-        woken, self._woken = self._woken, False
-        return woken
+        if not wake.cancelled() and wake.result():
+            self._woken = False  # this poke is consumed
 
 
-def _expire(wake: asyncio.Future[None]) -> None:
+def _expire(wake: asyncio.Future[bool]) -> None:
     if not wake.done():
-        wake.set_result(None)
+        wake.set_result(False)
 
 
 @dataclass

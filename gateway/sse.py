@@ -110,48 +110,46 @@ class ProgressStream:
         self.watch.poke()
 
     async def run(self, first: Update) -> None:
+        """Send `first`, then follow the task to its end (one coroutine: a frame per stream)."""
+        watch = self.watch
         try:
             if await self._emit(first):
                 return
             del first  # an open stream keeps nothing it does not need: memory per stream counts
-            await self._follow()
-        finally:
-            self.live = False
-            self.watch.transport = None
-
-    async def _follow(self) -> None:
-        watch = self.watch
-        # After the first write the headers are out, so whole chunks may go straight to the
-        # socket. (aiohttp-sse always streams chunked; anything else takes the slow path.)
-        transport = self.transport if self.response.chunked else None
-        watch.last_activity = time.monotonic()
-        polls = 0
-        polling = False
-        while not self.closing:
-            if self.dispatcher.available_for(watch):
-                if polling:  # back from polling: anything published meanwhile was lost
-                    polling, polls = False, 0
+            # After the first write the headers are out, so whole chunks may go straight to
+            # the socket. (aiohttp-sse always streams chunked; anything else: the slow path.)
+            transport = self.transport if self.response.chunked else None
+            watch.last_activity = time.monotonic()
+            polls = 0
+            polling = False
+            while not self.closing:
+                if self.dispatcher.available_for(watch):
+                    if polling:  # back from polling: anything published meanwhile was lost
+                        polling, polls = False, 0
+                        if await self._reread():
+                            return
+                        continue
+                    watch.transport, self.live = transport, True
+                    await watch.wait(None)
+                    update = watch.take()
+                    if update is not None and await self._emit(update):
+                        return
+                else:
+                    watch.transport, self.live = None, False
+                    polling = True
+                    if polls >= self.settings.sse_poll_limit:
+                        self.stats.poll_limit_closes += 1
+                        return
+                    await watch.wait(self.settings.sse_poll_interval_s)
+                    if self.closing or self.dispatcher.available_for(watch):
+                        continue
+                    polls += 1
+                    self.stats.polls += 1
                     if await self._reread():
                         return
-                    continue
-                watch.transport, self.live = transport, True
-                await watch.wait(None)
-                update = watch.take()
-                if update is not None and await self._emit(update):
-                    return
-            else:
-                watch.transport, self.live = None, False
-                polling = True
-                if polls >= self.settings.sse_poll_limit:
-                    self.stats.poll_limit_closes += 1
-                    return
-                await watch.wait(self.settings.sse_poll_interval_s)
-                if self.closing or self.dispatcher.available_for(watch):
-                    continue
-                polls += 1
-                self.stats.polls += 1
-                if await self._reread():
-                    return
+        finally:
+            self.live = False
+            watch.transport = None
 
     async def _reread(self) -> bool:
         """Read the row and emit it if newer; True when the stream should end."""

@@ -20,7 +20,8 @@ from taskstate.db import Row
 
 #: Reports per statement at most: keeps one statement's locks and payload small.
 MAX_BATCH = 200
-#: Statements in flight at once: while one waits on PostgreSQL, the next batch fills and goes.
+#: Statements in flight at once (RUNNER_PROGRESS_STATEMENTS): while one waits on PostgreSQL,
+#: the next batch fills and goes.
 MAX_IN_FLIGHT = 2
 
 

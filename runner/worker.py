@@ -130,7 +130,11 @@ class Runner:
         self.registry = registry
         self.runner_id = runner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self.stats = RunnerStats()
-        self.batcher = ProgressBatcher(store.report_progress, self._publish_rows)
+        self.batcher = ProgressBatcher(
+            store.report_progress,
+            self._publish_rows,
+            in_flight=settings.runner_progress_statements,
+        )
         self._timeouts = registry.timeouts(settings)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()

@@ -199,6 +199,8 @@ class Settings:
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
     runner_concurrency: int = 10
+    # report_progress statements in flight at once; each writes every report made meanwhile.
+    runner_progress_statements: int = 2
     runner_heartbeat_interval_s: float = 5.0
     runner_stale_after_s: float = 30.0
     runner_reaper_interval_s: float = 5.0
@@ -269,6 +271,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
+    "runner_progress_statements": ("RUNNER_PROGRESS_STATEMENTS", _positive_int),
     "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
     "runner_stale_after_s": ("RUNNER_STALE_AFTER", _positive_float),
     "runner_reaper_interval_s": ("RUNNER_REAPER_INTERVAL", _positive_float),
