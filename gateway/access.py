@@ -11,17 +11,15 @@ the workspace, gets no row, and the stream ends; the browser's reconnect then ge
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from uuid import UUID
+
+from aiohttp import web
 
 from gateway.limits import LimitStats
 from gateway.store import GatewayStore
 from taskstate.db import Row
 
 log = logging.getLogger("gateway.access")
-
-#: Reads a task's row for a stream; None ends the stream (no such task, or no access).
-RowReader = Callable[[UUID], Awaitable[Row | None]]
 
 
 async def still_allowed(
@@ -50,14 +48,20 @@ def note_access_lost(stats: LimitStats, task_id: UUID, status: int) -> None:
     )
 
 
-def guarded_reader(store: GatewayStore, digest: bytes, stats: LimitStats) -> RowReader:
-    """The stream's own row reader (polls while Redis is down): the row only while access
-    lasts."""
+class StreamAccess:
+    """One per app, shared by every stream (a stream holds only its token digest): a stream's
+    own re-read (its polls while Redis is down) of its row, only while its caller may see it."""
 
-    async def read(task_id: UUID) -> Row | None:
-        status, row = await still_allowed(store, digest, task_id)
+    def __init__(self, store: GatewayStore, stats: LimitStats) -> None:
+        self.store = store
+        self.stats = stats
+
+    async def read(self, task_id: UUID, digest: bytes) -> Row | None:
+        """The row; None ends the stream (no such task, or no access any more)."""
+        status, row = await still_allowed(self.store, digest, task_id)
         if status in (401, 403):
-            note_access_lost(stats, task_id, status)
+            note_access_lost(self.stats, task_id, status)
         return row
 
-    return read
+
+STREAM_ACCESS = web.AppKey("stream_access", StreamAccess)

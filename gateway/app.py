@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import browsers, cors, health, limits, metrics, openapi, sse, views
+from gateway import access, browsers, cors, health, limits, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
@@ -37,6 +37,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
+    app[access.STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[limits.LIMIT_STATS])
     yield
     await db.close()
 

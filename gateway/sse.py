@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from gateway.access import RowReader, guarded_reader
+from gateway.access import STREAM_ACCESS, StreamAccess
 from gateway.auth import authorize, parse_task_id, token_hash
 from gateway.dispatcher import Dispatcher, Update, Watch
 from gateway.errors import not_found
 from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
 from gateway.lag import LagHistogram
-from gateway.limits import LIMIT_STATS, STREAM_SLOTS
+from gateway.limits import STREAM_SLOTS
 from taskstate.errors import StoreUnavailable
 from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.settings import Settings
@@ -73,7 +73,7 @@ class ProgressStream:
     shutdown wakes it. While Redis is down it polls the row itself.
     """
 
-    __slots__ = ("__weakref__", "closing", "digest", "dispatcher", "live", "read_row", "response",
+    __slots__ = ("__weakref__", "access", "closing", "digest", "dispatcher", "live", "response",
                  "settings", "stats", "transport", "watch")  # fmt: skip
 
     def __init__(
@@ -82,7 +82,7 @@ class ProgressStream:
         transport: asyncio.Transport | None,
         watch: Watch,
         dispatcher: Dispatcher,
-        read_row: RowReader,
+        access: StreamAccess,
         digest: bytes,
         settings: Settings,
         stats: StreamStats,
@@ -91,9 +91,9 @@ class ProgressStream:
         self.transport = transport
         self.watch = watch
         self.dispatcher = dispatcher
-        # Security: every re-read re-checks the caller (gateway.access); the idle sweeper
-        # re-checks with the caller's token digest.
-        self.read_row = read_row
+        # Security: every re-read re-checks the caller's token digest (gateway.access), here
+        # and in the idle sweeper.
+        self.access = access
         self.digest = digest
         self.settings = settings
         self.stats = stats
@@ -154,7 +154,7 @@ class ProgressStream:
     async def _reread(self) -> bool:
         """Read the row and emit it if newer; True when the stream should end."""
         try:
-            row = await self.read_row(self.watch.task_id)
+            row = await self.access.read(self.watch.task_id, self.digest)
         except StoreUnavailable:
             return False  # keep the stream; the next poll tries again
         if row is None:
@@ -204,9 +204,9 @@ async def progress(request: web.Request) -> web.StreamResponse:
             response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
             await response.prepare(request)
             stats = app[STREAM_STATS]
-            reader = guarded_reader(app[GATEWAY_STORE], digest, app[LIMIT_STATS])
+            access = app[STREAM_ACCESS]
             stream = ProgressStream(
-                response, request.transport, watch, dispatcher, reader, digest, settings, stats
+                response, request.transport, watch, dispatcher, access, digest, settings, stats
             )
             app[STREAMS].add(stream)
             stats.opened += 1
