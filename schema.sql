@@ -33,6 +33,30 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 );
 CREATE INDEX IF NOT EXISTS api_tokens_user_idx ON api_tokens (user_id);
 
+-- Service tokens (internal subscribers) belong to no user: they name a service and are granted
+-- workspaces one by one (api_token_workspaces), or all of them when created with an explicit
+-- flag, and may be read-only (status and progress, never spawn or cancel). Added in place to
+-- databases made before them.
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS service_name text;
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS all_workspaces boolean NOT NULL DEFAULT false;
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS read_only boolean NOT NULL DEFAULT false;
+ALTER TABLE api_tokens ALTER COLUMN user_id DROP NOT NULL;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'api_tokens_one_principal') THEN
+        ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_one_principal CHECK (
+            (user_id IS NOT NULL AND service_name IS NULL AND NOT all_workspaces AND NOT read_only)
+            OR (user_id IS NULL AND service_name IS NOT NULL AND service_name <> ''));
+    END IF;
+END;
+$$;
+
+CREATE TABLE IF NOT EXISTS api_token_workspaces (
+    token_id     uuid NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
+    workspace_id uuid NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    PRIMARY KEY (token_id, workspace_id)
+);
+
 CREATE TABLE IF NOT EXISTS background_tasks (
     id            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     workspace_id  uuid        NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,

@@ -73,10 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="issue and revoke API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser(
-        "create", help="issue a token, creating the workspace, user and membership if missing"
+        "create",
+        help="issue a user's token (creating the workspace, user and membership if missing) or, "
+        "with --service, an internal service's",
     )
-    create.add_argument("--workspace", required=True, type=_name, help="workspace name")
-    create.add_argument("--user", required=True, type=_name, help="user name")
+    create.add_argument(
+        "--workspace",
+        action="append",
+        type=_name,
+        default=[],
+        help="workspace name (a user's: exactly one; a service's: repeat to grant several)",
+    )
+    principal = create.add_mutually_exclusive_group(required=True)
+    principal.add_argument("--user", type=_name, help="user name: the token acts as this user")
+    principal.add_argument(
+        "--service", type=_name, help="service name: the token acts only in granted workspaces"
+    )
+    create.add_argument(
+        "--all-workspaces",
+        action="store_true",
+        help="service tokens only: grant every workspace, present and future",
+    )
+    create.add_argument(
+        "--read-only",
+        action="store_true",
+        help="service tokens only: status, record and progress; never spawn or cancel",
+    )
     create.add_argument("--expires-in", type=_seconds, metavar="SECONDS", help="lifetime")
     create.add_argument("--json", action="store_true", help="print a JSON object")
     revoke = token_commands.add_parser("revoke", help="revoke a token")
@@ -113,10 +135,26 @@ async def _migrate(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _check_token_create(args: argparse.Namespace) -> None:
+    """The option combinations argparse cannot express: one line, exit 2."""
+    if args.user is not None:
+        if args.all_workspaces or args.read_only:
+            raise UsageError("--all-workspaces and --read-only are for --service tokens only")
+        if len(args.workspace) != 1:
+            raise UsageError("a user's token needs exactly one --workspace")
+    elif args.all_workspaces == bool(args.workspace):
+        raise UsageError("a --service token needs --workspace (one or more) or --all-workspaces")
+
+
 def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
+    _check_token_create(args)
+    if args.service is not None:
+        return _service_token_create(args)
+
     async def work(db: Database) -> int:
+        (workspace,) = args.workspace
         issued = await AccountStore(db).create_token(
-            workspace=args.workspace, user=args.user, expires_in_s=args.expires_in
+            workspace=workspace, user=args.user, expires_in_s=args.expires_in
         )
         if args.json:
             print(
@@ -130,7 +168,39 @@ def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[in
                 )
             )
         else:
-            print(f"workspace {args.workspace} ({issued.workspace_id}), user {args.user}")
+            print(f"workspace {workspace} ({issued.workspace_id}), user {args.user}")
+            print(issued.token)
+        return EXIT_OK
+
+    return work
+
+
+def _service_token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
+    async def work(db: Database) -> int:
+        issued = await AccountStore(db).create_service_token(
+            service=args.service,
+            workspaces=args.workspace,
+            all_workspaces=args.all_workspaces,
+            read_only=args.read_only,
+            expires_in_s=args.expires_in,
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "token": issued.token,
+                        "service": issued.service,
+                        "workspace_ids": sorted(str(w) for w in issued.workspace_ids),
+                        "all_workspaces": issued.all_workspaces,
+                        "read_only": issued.read_only,
+                        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+                    }
+                )
+            )
+        else:
+            scope = "all workspaces" if issued.all_workspaces else ", ".join(args.workspace)
+            mode = "read-only" if issued.read_only else "read-write"
+            print(f"service {issued.service}: {scope}, {mode}")
             print(issued.token)
         return EXIT_OK
 

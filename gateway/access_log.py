@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from aiohttp import web
 
@@ -36,9 +36,10 @@ def request_id_for(request: web.Request) -> str:
     return incoming if _SANE_REQUEST_ID.match(incoming) else uuid4().hex
 
 
-def note_principal(user_id: UUID) -> None:
-    """Name the authenticated caller on the current request's log lines."""
-    annotate(principal=str(user_id))
+def note_principal(key: str) -> None:
+    """Name the authenticated caller on the current request's log lines (the user id, or
+    `service:<name>`; never the token)."""
+    annotate(principal=key)
 
 
 @web.middleware

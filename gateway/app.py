@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import cors, health, metrics, openapi, sse, views
+from gateway import access, browsers, cors, health, limits, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
@@ -24,8 +24,6 @@ from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
-#: DESIGN.md, Clarifications: a request body over 1 MiB gets 413.
-MAX_BODY_BYTES = 1024 * 1024
 #: The longest wait between the subscription's reconnect attempts while Redis is down. Streams
 #: must be back on pub/sub within 5 s of Redis returning (issue 6): the wait, plus connecting
 #: and resubscribing every live channel, has to fit in that.
@@ -44,6 +42,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
+    app[access.STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[limits.LIMIT_STATS])
     yield
     await db.close()
 
@@ -72,8 +71,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
     sweeper = IdleSweeper(
         app[sse.STREAMS],
-        app[TASK_STORE],
+        app[GATEWAY_STORE],
         app[sse.STREAM_STATS],
+        app[limits.LIMIT_STATS],
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
     )
     app[IDLE_SWEEPER] = sweeper
@@ -86,14 +86,22 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
+    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
     app = web.Application(
-        middlewares=[access_log_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[
+            access_log_middleware,
+            error_middleware,
+            browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
+        ],
+        client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
+    limits.setup(app, settings)
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(browsers.add_security_headers)
     app.cleanup_ctx.extend([_database, _redis, _idle_sweeper])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

@@ -11,8 +11,8 @@ from uuid import UUID
 from aiohttp import web
 
 from gateway.access_log import note_principal
-from gateway.errors import forbidden, not_found, unauthenticated
-from gateway.store import GatewayStore
+from gateway.errors import forbidden, not_found, read_only, unauthenticated
+from gateway.store import Caller, GatewayStore
 from taskstate.db import Row
 from taskstate.tokens import hash_token
 
@@ -43,17 +43,23 @@ def parse_task_id(raw: str) -> UUID | None:
         return None
 
 
-async def authorize(store: GatewayStore, digest: bytes, task_id: UUID | None) -> Row:
-    """The task row, if the caller may see it: 401, then 404, then 403, in that order.
+async def authorize(
+    store: GatewayStore, digest: bytes, task_id: UUID | None, *, write: bool = False
+) -> tuple[Caller, Row]:
+    """The caller and the task row, if the caller may see it (and, with `write`, change it):
+    401, then 404, then 403, in that order.
 
     With a bad token nothing about the task is looked up, so a refusal says nothing of it.
     """
     access = await store.authorize_task(digest, task_id)
-    if access.user_id is None:
+    caller = access.caller
+    if caller is None:
         raise unauthenticated()
-    note_principal(access.user_id)
+    note_principal(caller.key)
     if access.task is None:
         raise not_found()
     if not access.is_member:
         raise forbidden()
-    return access.task
+    if write and caller.read_only:
+        raise read_only()
+    return caller, access.task

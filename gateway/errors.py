@@ -25,6 +25,7 @@ _CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
     503: "UNAVAILABLE",
 }
 
@@ -34,11 +35,20 @@ _NO_STORE = {"Cache-Control": "no-store"}
 class ApiError(Exception):
     """Raised by a handler; the middleware turns it into the JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -48,6 +58,14 @@ def unauthenticated(message: str = "A valid token is required") -> ApiError:
 
 def forbidden() -> ApiError:
     return ApiError(403, "FORBIDDEN", "You are not a member of this task's workspace")
+
+
+def read_only() -> ApiError:
+    return ApiError(403, "FORBIDDEN", "This token may only read tasks")
+
+
+def too_many(message: str, retry_after_s: int) -> ApiError:
+    return ApiError(429, "RATE_LIMITED", message, headers={"Retry-After": str(retry_after_s)})
 
 
 def not_found(what: str = "task") -> ApiError:
@@ -79,7 +97,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers.update(exc.headers)
         return error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
     except InvalidData as exc:
         return error_response(422, "VALIDATION_ERROR", str(exc))

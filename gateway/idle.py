@@ -19,10 +19,12 @@ from uuid import UUID
 
 from aiohttp import web
 
+from gateway.access import note_access_lost
 from gateway.dispatcher import Update
+from gateway.limits import LimitStats
 from gateway.sse import ProgressStream, StreamStats, snapshot
+from gateway.store import GatewayStore
 from taskstate.errors import StoreUnavailable
-from taskstate.store import TaskStore
 
 log = logging.getLogger("gateway.idle")
 
@@ -34,14 +36,16 @@ class IdleSweeper:
     def __init__(
         self,
         streams: weakref.WeakSet[ProgressStream],
-        tasks: TaskStore,
+        store: GatewayStore,
         stats: StreamStats,
+        limit_stats: LimitStats,
         *,
         idle_timeout_s: float,
     ) -> None:
         self._streams = streams
-        self._tasks = tasks
+        self._store = store  # its re-read also re-checks each stream's caller (security)
         self._stats = stats
+        self._limit_stats = limit_stats
         self._idle_timeout_s = idle_timeout_s
         # A due stream is found within a tenth of the timeout (at most a second) of it.
         self.tick_s = min(1.0, idle_timeout_s / 10)
@@ -65,10 +69,16 @@ class IdleSweeper:
             stream.watch.last_activity = now  # due again one timeout from now, read or not
         sent = 0
         for batch in _batches(due, BATCH):
-            rows = await self._tasks.get_tasks({s.watch.task_id for s in batch})
+            reread = await self._store.reread_streams((s.watch.task_id, s.digest) for s in batch)
+            rows = reread.rows
             updates: dict[UUID, Update] = {}
             for stream in batch:
                 task_id = stream.watch.task_id
+                lost = reread.refused.get((task_id, stream.digest))
+                if lost is not None:  # token expired or revoked, or access removed: 401/403
+                    note_access_lost(self._limit_stats, task_id, lost)
+                    stream.close()
+                    continue
                 row = rows.get(task_id)
                 if row is None:
                     stream.close()  # deleted under us: nothing more will come

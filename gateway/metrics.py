@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from gateway import sse
 from gateway.keys import DISPATCHER
+from gateway.limits import LIMIT_STATS, LimitStats
 
 #: Buckets for database statements, in seconds.
 DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -126,6 +127,7 @@ class StreamCollector(Collector):
             "1 while the shared Redis subscription is connected",
             int(redis_up),
         )
+        yield from _limit_metrics(self._app[LIMIT_STATS])
         if dispatcher is None:
             return
         d = dispatcher.stats
@@ -150,6 +152,39 @@ class StreamCollector(Collector):
             "Task channels the shared subscription listens to",
             dispatcher.subscribed_channels,
         )
+
+
+def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:
+    yield _counter(
+        "praxiom_gateway_streams_refused_per_principal",
+        "Streams refused with 429: the caller held STREAMS_PER_PRINCIPAL already",
+        limits.streams_refused_principal,
+    )
+    yield _counter(
+        "praxiom_gateway_streams_refused_full",
+        "Streams refused with 503: this process held GATEWAY_MAX_STREAMS already",
+        limits.streams_refused_full,
+    )
+    yield _counter(
+        "praxiom_gateway_spawns_rate_limited",
+        "Spawns refused with 429: the caller was over SPAWN_RATE_LIMIT",
+        limits.spawns_rate_limited,
+    )
+    yield _counter(
+        "praxiom_gateway_bodies_too_large",
+        "Requests refused with 413: a body over GATEWAY_MAX_BODY_BYTES",
+        limits.bodies_too_large,
+    )
+    yield _counter(
+        "praxiom_gateway_cross_origin_refused",
+        "Cookie-authenticated writes refused with 403: their Origin was not allowed",
+        limits.cross_origin_refused,
+    )
+    yield _counter(
+        "praxiom_gateway_streams_access_lost",
+        "Open streams ended because the caller's token or access went away",
+        limits.streams_access_lost,
+    )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

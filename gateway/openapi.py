@@ -53,11 +53,25 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         "No valid token, in the Authorization header or the session cookie (UNAUTHENTICATED).",
         {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     ),
-    403: ("The caller is not a member of the task's workspace (FORBIDDEN).", {}),
+    403: (
+        "The caller may not act in the task's workspace, its token is read-only (spawn, "
+        "cancel), or a cookie-authenticated request came from an origin not allowed "
+        "(FORBIDDEN).",
+        {},
+    ),
     404: ("No such task (NOT_FOUND).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
     422: ("The body does not match the schema; `fields` says where (VALIDATION_ERROR).", {}),
-    503: ("PostgreSQL is unreachable; retry after Retry-After (UNAVAILABLE).", _RETRY_AFTER),
+    429: (
+        "Over a per-caller limit: SPAWN_RATE_LIMIT spawns a minute, or STREAMS_PER_PRINCIPAL "
+        "open streams; retry after Retry-After (RATE_LIMITED).",
+        _RETRY_AFTER,
+    ),
+    503: (
+        "PostgreSQL is unreachable, or (streams) this gateway holds GATEWAY_MAX_STREAMS open "
+        "streams; retry after Retry-After, elsewhere (UNAVAILABLE).",
+        _RETRY_AFTER,
+    ),
 }
 
 #: One event of the stream: its `data:` is a TaskPayload as JSON.
@@ -117,7 +131,7 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
                         "content": _json("SpawnedTask"),
                     },
-                    **_errors(400, 401, 403, 413, 422, 503),
+                    **_errors(400, 401, 403, 413, 422, 429, 503),
                 },
             }
         },
@@ -156,7 +170,7 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "description": "The task is terminal and the client has its last state: "
                         "stop reconnecting."
                     },
-                    **_errors(*read_errors),
+                    **_errors(*read_errors, 429),
                 },
             }
         },

@@ -1,40 +1,86 @@
--- The gateway's reads. Auth, membership and the task row come back together,
+-- The gateway's reads. Auth, access and the task row come back together,
 -- so every request and every stream (re)connection costs one round trip.
+-- A token is a user's (acting for the user's memberships) or a service's (acting for the
+-- workspaces granted to it, or for all of them when it was created with that flag).
 
 -- authorize_task --
 -- One row per (token_hash, task_id) pair, in the order given (`n`): the requests that
 -- arrived while the previous statement was in flight are answered together.
--- user_id is NULL for a missing, expired or revoked token; the task columns are NULL
+-- token_id is NULL for a missing, expired or revoked token; the task columns are NULL
 -- when there is no such task (or no valid token: an unauthenticated caller learns
--- nothing about tasks).
+-- nothing about tasks). A missing task and one in another workspace take the same
+-- lookups, so neither answers faster.
 SELECT req.n,
-       principal.user_id,
+       caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
-       EXISTS (
-           SELECT 1 FROM workspace_members m
-            WHERE m.workspace_id = t.workspace_id AND m.user_id = principal.user_id
-       ) AS is_member,
+       CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
+                SELECT 1 FROM workspace_members m
+                 WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
+            ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
+                SELECT 1 FROM api_token_workspaces g
+                 WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
+       END AS is_member,
        t.*
   FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
        AS req (token_hash, task_id, n)
   LEFT JOIN LATERAL (
-       SELECT user_id FROM api_tokens
+       SELECT id AS token_id, user_id, service_name, all_workspaces, read_only FROM api_tokens
         WHERE token_hash = req.token_hash
           AND revoked_at IS NULL
           AND (expires_at IS NULL OR expires_at > now())
-  ) AS principal ON true
+  ) AS caller ON true
   LEFT JOIN background_tasks t
-    ON t.id = req.task_id AND principal.user_id IS NOT NULL
+    ON t.id = req.task_id AND caller.token_id IS NOT NULL
  ORDER BY req.n;
 
 -- principal_workspaces --
--- The token's user and every workspace it is a member of; no row for a bad token.
-SELECT tok.user_id,
-       coalesce(array_agg(m.workspace_id) FILTER (WHERE m.workspace_id IS NOT NULL),
-                '{}') AS workspace_ids
+-- The token's principal and every workspace it may act in (a user's memberships, a service's
+-- grants; all_workspaces for a service granted every one), and whether `workspace_id` (when
+-- given) exists; no row for a bad token.
+SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all_workspaces,
+       CASE WHEN tok.user_id IS NOT NULL THEN
+                coalesce((SELECT array_agg(m.workspace_id) FROM workspace_members m
+                           WHERE m.user_id = tok.user_id), '{}')
+            ELSE coalesce((SELECT array_agg(g.workspace_id) FROM api_token_workspaces g
+                            WHERE g.token_id = tok.id), '{}')
+       END AS workspace_ids,
+       EXISTS (SELECT 1 FROM workspaces w WHERE w.id = %(workspace_id)s) AS workspace_exists
   FROM api_tokens tok
-  LEFT JOIN workspace_members m ON m.user_id = tok.user_id
  WHERE tok.token_hash = %(token_hash)s
    AND tok.revoked_at IS NULL
-   AND (tok.expires_at IS NULL OR tok.expires_at > now())
- GROUP BY tok.user_id;
+   AND (tok.expires_at IS NULL OR tok.expires_at > now());
+
+-- reread_streams --
+-- The idle re-read of many open streams in one round trip, re-checking each stream's caller
+-- as the connect did: each task's row once, with the token digests among its streams' that
+-- no longer count (unauthenticated: expired, revoked) or may no longer see the task
+-- (forbidden: membership removed, grant gone). A missing task has no row.
+WITH pairs AS (
+    SELECT DISTINCT p.task_id, p.token_hash
+      FROM unnest(%(task_ids)s::uuid[], %(token_hashes)s::bytea[]) AS p(task_id, token_hash)
+), checked AS (
+    SELECT p.task_id, p.token_hash, caller.token_id IS NOT NULL AS token_ok,
+           CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
+                    SELECT 1 FROM workspace_members m
+                     WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
+                ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
+                    SELECT 1 FROM api_token_workspaces g
+                     WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
+           END AS is_member
+      FROM pairs p
+      JOIN background_tasks t ON t.id = p.task_id
+      LEFT JOIN LATERAL (
+           SELECT id AS token_id, user_id, all_workspaces FROM api_tokens
+            WHERE token_hash = p.token_hash
+              AND revoked_at IS NULL
+              AND (expires_at IS NULL OR expires_at > now())
+      ) AS caller ON true
+)
+SELECT t.*,
+       coalesce((SELECT array_agg(c.token_hash) FROM checked c
+                  WHERE c.task_id = t.id AND NOT c.token_ok), '{}') AS refused_unauthenticated,
+       coalesce((SELECT array_agg(c.token_hash) FROM checked c
+                  WHERE c.task_id = t.id AND c.token_ok AND NOT c.is_member),
+                '{}') AS refused_forbidden
+  FROM background_tasks t
+ WHERE t.id IN (SELECT task_id FROM pairs);

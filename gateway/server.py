@@ -21,10 +21,14 @@ SHUTDOWN_TIMEOUT_S = 10.0
 def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     # handler_cancellation: a client that goes away cancels its handler, so a stream
     # leaves nothing behind (aiohttp's default would keep it until its next write).
+    # keepalive_timeout is also the slow-header guard: aiohttp arms it when a connection opens
+    # and after each response, and closes the connection if no whole request has arrived when
+    # it fires, however slowly bytes trickle in (a slowloris); an open stream is not affected.
     return web.AppRunner(
         create_app(settings, demo=demo),
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=settings.gateway_header_timeout_s,
         access_log=None,
     )
 

@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from gateway.access import STREAM_ACCESS, StreamAccess
 from gateway.auth import authorize, parse_task_id, token_hash
 from gateway.dispatcher import Dispatcher, Update, Watch
 from gateway.errors import not_found
-from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS, TASK_STORE
+from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
 from gateway.lag import LagHistogram
+from gateway.limits import STREAM_SLOTS
 from taskstate.errors import StoreUnavailable
 from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.settings import Settings
 from taskstate.status import TERMINAL_STATUSES
-from taskstate.store import TaskStore
 
 log = logging.getLogger("gateway.sse")
 
@@ -72,8 +73,8 @@ class ProgressStream:
     shutdown wakes it. While Redis is down it polls the row itself.
     """
 
-    __slots__ = ("__weakref__", "closing", "dispatcher", "live", "response", "settings",
-                 "stats", "tasks", "transport", "watch")  # fmt: skip
+    __slots__ = ("__weakref__", "access", "closing", "digest", "dispatcher", "live", "response",
+                 "settings", "stats", "transport", "watch")  # fmt: skip
 
     def __init__(
         self,
@@ -81,7 +82,8 @@ class ProgressStream:
         transport: asyncio.Transport | None,
         watch: Watch,
         dispatcher: Dispatcher,
-        tasks: TaskStore,
+        access: StreamAccess,
+        digest: bytes,
         settings: Settings,
         stats: StreamStats,
     ) -> None:
@@ -89,7 +91,10 @@ class ProgressStream:
         self.transport = transport
         self.watch = watch
         self.dispatcher = dispatcher
-        self.tasks = tasks
+        # Security: every re-read re-checks the caller's token digest (gateway.access), here
+        # and in the idle sweeper.
+        self.access = access
+        self.digest = digest
         self.settings = settings
         self.stats = stats
         self.closing = False
@@ -149,11 +154,11 @@ class ProgressStream:
     async def _reread(self) -> bool:
         """Read the row and emit it if newer; True when the stream should end."""
         try:
-            row = await self.tasks.get_task(self.watch.task_id)
+            row = await self.access.read(self.watch.task_id, self.digest)
         except StoreUnavailable:
             return False  # keep the stream; the next poll tries again
         if row is None:
-            return True  # deleted under us: nothing more will come
+            return True  # deleted under us, or the caller lost access: end the stream
         update = snapshot(row)
         if update.version > self.watch.sent_version:
             return await self._emit(update)
@@ -187,7 +192,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         raise not_found()
     watch = await dispatcher.watch(task_id)  # subscribe first ...
     try:
-        row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
+        caller, row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
         # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
         retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
         first = snapshot(row, retry_ms)
@@ -195,25 +200,27 @@ async def progress(request: web.Request) -> web.StreamResponse:
         seen = last_event_id(request)
         if first.terminal and seen is not None and seen >= first.version:
             return web.Response(status=204)  # tells the browser to stop reconnecting
-        response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
-        await response.prepare(request)
-        stats = app[STREAM_STATS]
-        stream = ProgressStream(
-            response, request.transport, watch, dispatcher, app[TASK_STORE], settings, stats
-        )
-        app[STREAMS].add(stream)
-        stats.opened += 1
-        running = stream.run(first)
-        del first  # held by the stream only as long as it needs it
-        try:
-            await running
-        except ConnectionResetError:
-            pass  # the client went away (or stopped reading and was dropped): a normal end
-        finally:
-            response.stop_streaming()  # its ping task would outlive a cancelled handler
-            app[STREAMS].discard(stream)
-            stats.closed += 1
-        return response
+        with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
+            response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
+            await response.prepare(request)
+            stats = app[STREAM_STATS]
+            access = app[STREAM_ACCESS]
+            stream = ProgressStream(
+                response, request.transport, watch, dispatcher, access, digest, settings, stats
+            )
+            app[STREAMS].add(stream)
+            stats.opened += 1
+            running = stream.run(first)
+            del first  # held by the stream only as long as it needs it
+            try:
+                await running
+            except ConnectionResetError:
+                pass  # the client went away (or stopped reading and was dropped): a normal end
+            finally:
+                response.stop_streaming()  # its ping task would outlive a cancelled handler
+                app[STREAMS].discard(stream)
+                stats.closed += 1
+            return response
     finally:
         dispatcher.unwatch(watch)
 

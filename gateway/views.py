@@ -12,8 +12,16 @@ from marshmallow import ValidationError
 
 from gateway.access_log import note_principal
 from gateway.auth import authorize, parse_task_id, token_hash
-from gateway.errors import ApiError, forbidden, json_response, not_found, unauthenticated
+from gateway.errors import (
+    ApiError,
+    forbidden,
+    json_response,
+    not_found,
+    read_only,
+    unauthenticated,
+)
 from gateway.keys import GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
+from gateway.limits import SPAWN_LIMITER
 from gateway.schemas import SpawnRequestSchema, record_from_row
 from taskstate.db import Row
 from taskstate.errors import NotFound
@@ -21,10 +29,10 @@ from taskstate.payloads import payload_from_row
 from taskstate.store import TaskAlreadyFinished
 
 
-async def _task_for_caller(request: web.Request) -> Row:
+async def _task_for_caller(request: web.Request, *, write: bool = False) -> Row:
     digest = token_hash(request, request.app[SETTINGS].session_cookie_name)
     task_id = parse_task_id(request.match_info["task_id"])
-    row = await authorize(request.app[GATEWAY_STORE], digest, task_id)
+    _, row = await authorize(request.app[GATEWAY_STORE], digest, task_id, write=write)
     return row
 
 
@@ -38,7 +46,7 @@ async def record(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    row = await _task_for_caller(request)
+    row = await _task_for_caller(request, write=True)
     try:
         # Shielded: a client that hangs up must not split the write from its publish.
         cancelled = await asyncio.shield(_cancel_and_publish(request.app, row["id"]))
@@ -61,12 +69,18 @@ async def _cancel_and_publish(app: web.Application, task_id: UUID) -> Row:
 
 
 async def spawn(request: web.Request) -> web.Response:
+    """401, then 403 for a read-only token, then 429 over the caller's spawn rate, then the
+    body (413, 400, 422), then 403 for a workspace the caller may not act in."""
     settings = request.app[SETTINGS]
     digest = token_hash(request, settings.session_cookie_name)
-    principal = await request.app[GATEWAY_STORE].principal(digest)
+    store = request.app[GATEWAY_STORE]
+    principal = await store.principal(digest)
     if principal is None:
         raise unauthenticated()
-    note_principal(principal.user_id)
+    note_principal(principal.caller.key)
+    if principal.caller.read_only:
+        raise read_only()
+    request.app[SPAWN_LIMITER].take(principal.caller.key)
     try:
         spec = SpawnRequestSchema(settings.task_types).load(await _json_body(request))
     except ValidationError as exc:
@@ -75,15 +89,20 @@ async def spawn(request: web.Request) -> web.Response:
         ) from exc
     workspace_id = spec["workspace_id"]
     if workspace_id is None:
-        if len(principal.workspace_ids) != 1:
+        if len(principal.workspace_ids) != 1 or principal.all_workspaces:
             raise ApiError(
                 422,
                 "VALIDATION_ERROR",
-                "workspace_id is required unless you are a member of exactly one workspace",
+                "workspace_id is required unless you may act in exactly one workspace",
                 fields={"workspace_id": ["Missing data for required field."]},
             )
         (workspace_id,) = principal.workspace_ids
-    elif workspace_id not in principal.workspace_ids:
+    elif principal.all_workspaces:
+        # Granted every workspace: whether this one exists is asked, as part of the same query.
+        principal = await store.principal(digest, workspace_id) or principal
+        if not principal.may_act_in(workspace_id):
+            raise forbidden()
+    elif not principal.may_act_in(workspace_id):
         raise forbidden()
     row = await asyncio.shield(
         _insert_and_publish(request.app, workspace_id, spec["task_type"], spec["params"])

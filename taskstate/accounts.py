@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -18,6 +19,17 @@ class IssuedToken:
     token: str
     user_id: UUID
     workspace_id: UUID
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedServiceToken:
+    token: str
+    token_id: UUID
+    service: str
+    workspace_ids: frozenset[UUID]  # the grants; empty with all_workspaces
+    all_workspaces: bool
+    read_only: bool
     expires_at: datetime | None
 
 
@@ -41,6 +53,42 @@ class AccountStore:
         )
         assert row is not None
         return IssuedToken(token, row["user_id"], row["workspace_id"], row["expires_at"])
+
+    async def create_service_token(
+        self,
+        *,
+        service: str,
+        workspaces: Sequence[str] = (),
+        all_workspaces: bool = False,
+        read_only: bool = False,
+        expires_in_s: float | None = None,
+    ) -> IssuedServiceToken:
+        """Issue a token for an internal service, granted `workspaces` (created when missing)
+        or, only when asked for explicitly, every workspace."""
+        if all_workspaces == bool(workspaces):
+            raise ValueError("grant named workspaces or all workspaces, not both nor neither")
+        token = new_token()
+        row = await self.db.fetch_one(
+            QUERIES["create_service_token"],
+            {
+                "service": service,
+                "workspaces": list(workspaces),
+                "all_workspaces": all_workspaces,
+                "read_only": read_only,
+                "token_hash": hash_token(token),
+                "expires_in_s": expires_in_s,
+            },
+        )
+        assert row is not None
+        return IssuedServiceToken(
+            token,
+            row["token_id"],
+            service,
+            frozenset(row["workspace_ids"]),
+            all_workspaces,
+            read_only,
+            row["expires_at"],
+        )
 
     async def revoke_token(self, token: str) -> bool:
         """True when the token exists (it is revoked now, or was already)."""

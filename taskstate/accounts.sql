@@ -38,3 +38,26 @@ DELETE FROM workspace_members m
  WHERE m.workspace_id = w.id AND m.user_id = u.id
    AND w.name = %(workspace)s AND u.name = %(user)s
 RETURNING m.workspace_id, m.user_id;
+
+-- create_service_token --
+-- A token for an internal service: granted the named workspaces (created when missing), or
+-- every workspace with all_workspaces; read_only ones may read but never spawn or cancel.
+WITH named AS (
+    SELECT DISTINCT unnest(%(workspaces)s::text[]) AS name
+), workspace AS (
+    INSERT INTO workspaces (name) SELECT name FROM named
+    ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+    RETURNING id
+), token AS (
+    INSERT INTO api_tokens (token_hash, service_name, all_workspaces, read_only, expires_at)
+    VALUES (%(token_hash)s, %(service)s, %(all_workspaces)s, %(read_only)s,
+            now() + make_interval(secs => %(expires_in_s)s::double precision))
+    RETURNING id, expires_at
+), granted AS (
+    INSERT INTO api_token_workspaces (token_id, workspace_id)
+    SELECT token.id, workspace.id FROM token, workspace
+    RETURNING workspace_id
+)
+SELECT token.id AS token_id, token.expires_at,
+       coalesce((SELECT array_agg(workspace_id) FROM granted), '{}') AS workspace_ids
+  FROM token;

@@ -6,11 +6,6 @@
 -- One task row by id.
 SELECT * FROM background_tasks WHERE id = %(task_id)s;
 
--- get_tasks --
--- Many task rows by id, in one round trip (the gateway's idle re-reads); missing ids are
--- left out.
-SELECT * FROM background_tasks WHERE id = ANY (%(task_ids)s::uuid[]);
-
 -- insert_task --
 -- A new pending task; runners are woken by the NOTIFY when it commits.
 WITH task AS (

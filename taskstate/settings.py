@@ -215,6 +215,14 @@ class Settings:
     session_cookie_name: str = "praxiom_session"
     # Browser origins allowed to call the gateway with credentials; empty: no CORS headers.
     cors_allowed_origins: tuple[str, ...] = ()
+    # Limits (gateway, per process): each answers with its status and is counted in /metrics.
+    streams_per_principal: int = 50  # 429 over it
+    gateway_max_streams: int = 10_000  # 503 when full, so the load balancer tries another
+    gateway_max_body_bytes: int = 1024 * 1024  # 413 over it
+    spawn_rate_limit: int = 120  # spawns a minute per principal (a burst of as many); 429
+    # Whole request headers must arrive within this long of the connection opening (or of the
+    # previous response); also how long an idle keep-alive connection is kept.
+    gateway_header_timeout_s: float = 10.0
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -276,6 +284,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
     "cors_allowed_origins": ("CORS_ALLOWED_ORIGINS", _origins),
+    "streams_per_principal": ("STREAMS_PER_PRINCIPAL", _positive_int),
+    "gateway_max_streams": ("GATEWAY_MAX_STREAMS", _positive_int),
+    "gateway_max_body_bytes": ("GATEWAY_MAX_BODY_BYTES", _positive_int),
+    "spawn_rate_limit": ("SPAWN_RATE_LIMIT", _positive_int),
+    "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }

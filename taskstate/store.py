@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -22,10 +22,6 @@ class TaskStore:
 
     async def get_task(self, task_id: UUID) -> Row | None:
         return await self.db.fetch_one(QUERIES["get_task"], {"task_id": task_id})
-
-    async def get_tasks(self, task_ids: Collection[UUID]) -> dict[UUID, Row]:
-        rows = await self.db.fetch_all(QUERIES["get_tasks"], {"task_ids": list(task_ids)})
-        return {row["id"]: row for row in rows}
 
     async def insert_task(
         self, *, workspace_id: UUID, task_type: str, params: Mapping[str, Any]

@@ -21,7 +21,14 @@ import pytest
 from psycopg2.extensions import parse_dsn
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"workspaces", "users", "workspace_members", "api_tokens", "background_tasks"}
+TABLES = {
+    "workspaces",
+    "users",
+    "workspace_members",
+    "api_tokens",
+    "api_token_workspaces",
+    "background_tasks",
+}
 
 
 def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -41,12 +41,13 @@ async def test_concurrent_authorizations_share_a_statement_and_keep_their_own_an
     assert len(statements) < len(requests) / 10, statements  # grouped, not one each
     for (token_hash, task_id), access in zip(requests, answers, strict=True):
         if token_hash == unknown:
-            assert access.user_id is None and access.task is None
+            assert access.caller is None and access.task is None
             continue
-        assert access.user_id is not None
+        assert access.caller is not None and access.caller.user_id == member.user_id
         if task_id == mine:
             assert access.is_member and access.task is not None and access.task["id"] == mine
             assert "n" not in access.task and "user_id" not in access.task
+            assert "token_id" not in access.task and "read_only" not in access.task
         elif task_id == theirs:
             assert not access.is_member and access.task is not None
         else:

@@ -10,7 +10,7 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from gateway.keys import DISPATCHER, TASK_STORE
+from gateway.keys import DISPATCHER, GATEWAY_STORE
 from gateway.sse import STREAM_STATS, STREAMS
 from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import IssuedToken
@@ -161,15 +161,16 @@ async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
 ) -> None:
     gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.5))
     await gateway.start()
-    store = gateway.app[TASK_STORE]
+    store = gateway.app[GATEWAY_STORE]  # the sweep re-reads rows and re-checks callers at once
     reads: list[int] = []
-    read_many = store.get_tasks
+    read_many = store.reread_streams
 
-    async def counting(task_ids: Any) -> Any:
-        reads.append(len(task_ids))
-        return await read_many(task_ids)
+    async def counting(pairs: Any) -> Any:
+        pairs = list(pairs)
+        reads.append(len(pairs))
+        return await read_many(pairs)
 
-    store.get_tasks = counting  # type: ignore[method-assign]
+    store.reread_streams = counting  # type: ignore[method-assign]
     try:
         task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(30)]
 
@@ -301,37 +302,44 @@ async def test_polling_stops_after_the_poll_limit(
 
 
 async def test_a_thousand_dropped_streams_leave_no_task_subscription_or_stream_behind(
-    live_gateway: LiveGateway,
+    settings: Settings,
     member: IssuedToken,
     task_store: TaskStore,
 ) -> None:
-    dispatcher = live_gateway.app[DISPATCHER]
-    stats = live_gateway.app[STREAM_STATS]
-    task_ids = [await spawn(task_store, member.workspace_id, "validation_kit") for _ in range(50)]
-    tasks_before = len(asyncio.all_tasks())
-    connector = aiohttp.TCPConnector(limit=200, force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=stream_timeout(20)) as client:
+    # One token opens 200 streams at once: lift STREAMS_PER_PRINCIPAL (tests/security covers it).
+    live_gateway = LiveGateway(settings.replace(streams_per_principal=1000))
+    await live_gateway.start()
+    try:
+        dispatcher = live_gateway.app[DISPATCHER]
+        stats = live_gateway.app[STREAM_STATS]
+        workspace_id = member.workspace_id
+        task_ids = [await spawn(task_store, workspace_id, "validation_kit") for _ in range(50)]
+        tasks_before = len(asyncio.all_tasks())
+        connector = aiohttp.TCPConnector(limit=200, force_close=True)
+        async with aiohttp.ClientSession(connector=connector, timeout=stream_timeout(20)) as client:
 
-        async def open_and_drop(task_id: UUID) -> None:
-            response = await client.get(
-                progress_url(live_gateway, task_id), headers=bearer(member.token)
-            )
-            assert response.status == 200
-            await response.content.readuntil(b"\r\n\r\n")  # the first event arrived
-            response.close()  # the client goes away mid-stream
+            async def open_and_drop(task_id: UUID) -> None:
+                response = await client.get(
+                    progress_url(live_gateway, task_id), headers=bearer(member.token)
+                )
+                assert response.status == 200
+                await response.content.readuntil(b"\r\n\r\n")  # the first event arrived
+                response.close()  # the client goes away mid-stream
 
-        for start in range(0, 1000, 200):
-            await asyncio.gather(
-                *(open_and_drop(task_ids[i % len(task_ids)]) for i in range(start, start + 200))
-            )
+            for start in range(0, 1000, 200):
+                await asyncio.gather(
+                    *(open_and_drop(task_ids[i % len(task_ids)]) for i in range(start, start + 200))
+                )
 
-    async def settled() -> bool:
-        return stats.open == 0 and dispatcher.subscribed_channels == 0
+        async def settled() -> bool:
+            return stats.open == 0 and dispatcher.subscribed_channels == 0
 
-    await wait_for(settled, timeout_s=10)
-    assert stats.opened == 1000 and stats.closed == 1000
-    assert dispatcher.watch_count == 0 and dispatcher.channel_count == 0
-    assert len(live_gateway.app[STREAMS]) == 0
+        await wait_for(settled, timeout_s=10)
+        assert stats.opened == 1000 and stats.closed == 1000
+        assert dispatcher.watch_count == 0 and dispatcher.channel_count == 0
+        assert len(live_gateway.app[STREAMS]) == 0
+    finally:
+        await live_gateway.stop()
     await asyncio.sleep(0.2)
     assert len(asyncio.all_tasks()) <= tasks_before
 

@@ -138,7 +138,7 @@ def test_parser_accepts_valid_arguments() -> None:
     )
     assert args.command == "token"
     assert args.token_command == "create"
-    assert args.workspace == "Acme Corp"
+    assert args.workspace == ["Acme Corp"]
     assert args.user == "ada"
     assert args.expires_in == 90.0
     assert args.json is False

@@ -8,8 +8,8 @@ import pytest
 
 from taskstate.sql import load_queries, parse_queries
 
-TASKSTATE_QUERIES = {"get_task", "get_tasks", "insert_task", "cancel_task"}
-ACCOUNT_QUERIES = {"create_token", "revoke_token", "remove_member"}
+TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task"}
+ACCOUNT_QUERIES = {"create_token", "create_service_token", "revoke_token", "remove_member"}
 RUNNER_QUERIES = {
     "claim_tasks",
     "report_progress",

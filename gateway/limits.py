@@ -1,0 +1,133 @@
+"""The gateway's limits per process: open streams per principal and in all, spawns per minute.
+
+Counted in memory, so each limit holds per gateway process: behind a load balancer with N
+gateways a principal may hold up to N times `STREAMS_PER_PRINCIPAL` streams. That is the
+point of the total cap's 503: a full gateway sends the client to another one. Every time a
+limit bites it is counted in `LimitStats`, which `/metrics` reads at scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.errors import ApiError, too_many
+from taskstate.settings import Settings
+
+#: What a refused stream is told to wait: long enough for streams to end, short for a browser.
+STREAM_RETRY_AFTER_S = 5
+#: Buckets kept before full (idle) ones are forgotten, so memory stays bounded.
+_MAX_BUCKETS = 10_000
+
+
+@dataclass
+class LimitStats:
+    streams_refused_principal: int = 0  # 429: STREAMS_PER_PRINCIPAL
+    streams_refused_full: int = 0  # 503: GATEWAY_MAX_STREAMS
+    spawns_rate_limited: int = 0  # 429: SPAWN_RATE_LIMIT
+    bodies_too_large: int = 0  # 413: GATEWAY_MAX_BODY_BYTES
+    cross_origin_refused: int = 0  # 403: a cookie POST from an origin not allowed
+    streams_access_lost: int = 0  # streams ended because the caller lost access mid-stream
+
+
+class StreamSlots:
+    """Open streams per principal and in all, in this process."""
+
+    def __init__(self, per_principal: int, total: int, stats: LimitStats) -> None:
+        self.per_principal = per_principal
+        self.total = total
+        self.stats = stats
+        self._open: dict[str, int] = {}
+        self._total_open = 0
+
+    @contextmanager
+    def hold(self, principal: str) -> Iterator[None]:
+        """A slot for one stream of `principal`; 503 when the process is full, else 429 when
+        the principal holds its share."""
+        if self._total_open >= self.total:
+            self.stats.streams_refused_full += 1
+            raise ApiError(
+                503,
+                "UNAVAILABLE",
+                "This gateway holds all the streams it may; retry (elsewhere) shortly",
+                headers={"Retry-After": str(STREAM_RETRY_AFTER_S)},
+            )
+        held = self._open.get(principal, 0)
+        if held >= self.per_principal:
+            self.stats.streams_refused_principal += 1
+            raise too_many(
+                f"At most {self.per_principal} open streams per caller", STREAM_RETRY_AFTER_S
+            )
+        self._open[principal] = held + 1
+        self._total_open += 1
+        try:
+            yield
+        finally:
+            self._total_open -= 1
+            left = self._open[principal] - 1
+            if left:
+                self._open[principal] = left
+            else:
+                del self._open[principal]
+
+    def held_by(self, principal: str) -> int:
+        return self._open.get(principal, 0)
+
+
+class SpawnRateLimiter:
+    """A token bucket per principal: `per_minute` spawns at once, refilled evenly over a
+    minute."""
+
+    def __init__(
+        self, per_minute: int, stats: LimitStats, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.capacity = float(per_minute)
+        self.rate_per_s = per_minute / 60.0
+        self.stats = stats
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # principal -> (tokens, at)
+
+    def take(self, principal: str) -> None:
+        """Spend one spawn of `principal`'s; 429 with Retry-After when none is left."""
+        now = self._clock()
+        tokens, at = self._buckets.get(principal, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.rate_per_s)
+        if tokens < 1.0:
+            self.stats.spawns_rate_limited += 1
+            self._buckets[principal] = (tokens, now)
+            wait_s = max(1, math.ceil((1.0 - tokens) / self.rate_per_s))
+            raise too_many(f"At most {int(self.capacity)} spawns a minute per caller", wait_s)
+        self._buckets[principal] = (tokens - 1.0, now)
+        if len(self._buckets) > _MAX_BUCKETS:
+            self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        for principal, (tokens, at) in list(self._buckets.items()):
+            if tokens + (now - at) * self.rate_per_s >= self.capacity:
+                del self._buckets[principal]
+
+
+LIMIT_STATS = web.AppKey("limit_stats", LimitStats)
+STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)
+SPAWN_LIMITER = web.AppKey("spawn_limiter", SpawnRateLimiter)
+
+
+async def _count_too_large(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: a 413 is aiohttp's body limit biting."""
+    if response.status == 413:
+        request.app[LIMIT_STATS].bodies_too_large += 1
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    stats = LimitStats()
+    app[LIMIT_STATS] = stats
+    app[STREAM_SLOTS] = StreamSlots(
+        settings.streams_per_principal, settings.gateway_max_streams, stats
+    )
+    app[SPAWN_LIMITER] = SpawnRateLimiter(settings.spawn_rate_limit, stats)
+    app.on_response_prepare.append(_count_too_large)

@@ -1,0 +1,123 @@
+"""An open stream re-checks its caller on every idle re-read: a caller who loses the workspace,
+or whose token is revoked or expires, has the stream closed within one SSE_IDLE_TIMEOUT, and
+the reconnect is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import create_app
+from gateway.keys import DISPATCHER
+from gateway.limits import LIMIT_STATS
+from taskstate.accounts import AccountStore
+from taskstate.db import Database
+from taskstate.settings import Settings
+from taskstate.store import TaskStore
+from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
+from tests.security.kit import assert_refused, expire, make_scene
+from tests.sse_client import events, stream_timeout
+
+IDLE_S = 1.0
+#: Scheduling slack on a busy 2-core machine, on top of the one interval promised.
+SLACK_S = 0.6
+
+
+async def follow_until_closed(resp: Any, after_first: Callable[[], Awaitable[Any]]) -> float:
+    """Read the stream; run `after_first` once the first event is in; return how long the
+    stream stayed open after that."""
+    lost_at: float | None = None
+    count = 0
+    async for event in events(resp):
+        count += 1
+        assert event.payload["status"] == "pending"
+        if lost_at is None:
+            await after_first()
+            lost_at = time.monotonic()
+    assert lost_at is not None
+    return time.monotonic() - lost_at
+
+
+@pytest.mark.parametrize("loss", ["membership removed", "token revoked", "token expired"])
+async def test_a_stream_is_closed_within_one_idle_interval_after_access_is_lost(
+    loss: str, aiohttp_client: Any, settings: Settings, db: Database, task_store: TaskStore
+) -> None:
+    app = create_app(settings.replace(sse_idle_timeout_s=IDLE_S))
+    api = await aiohttp_client(app)
+    scene = await make_scene(db, task_store)
+    accounts = AccountStore(db)
+    token = scene.member.token
+    path = f"/api/tasks/{scene.task_id}/progress"
+
+    async def lose_access() -> None:
+        if loss == "membership removed":
+            assert await accounts.remove_member(workspace="acme", user="ann")
+        elif loss == "token revoked":
+            assert await accounts.revoke_token(token)
+        else:
+            await expire(db, token)
+
+    resp = await api.get(path, headers=bearer(token))
+    assert resp.status == 200
+    open_for_s = await asyncio.wait_for(follow_until_closed(resp, lose_access), 10)
+    assert open_for_s < IDLE_S + SLACK_S, open_for_s
+    assert app[LIMIT_STATS].streams_access_lost == 1
+
+    again = await api.get(path, headers=bearer(token))
+    status, code = (403, "FORBIDDEN") if loss == "membership removed" else (401, "UNAUTHENTICATED")
+    await assert_refused(again, status, code, scene.task_id)
+
+
+async def test_a_stream_whose_caller_keeps_access_stays_open_across_idle_rereads(
+    aiohttp_client: Any, settings: Settings, db: Database, task_store: TaskStore
+) -> None:
+    """The control: the same stream, nothing lost, sees its idle re-emits and stays open."""
+    app = create_app(settings.replace(sse_idle_timeout_s=IDLE_S / 2))
+    api = await aiohttp_client(app)
+    scene = await make_scene(db, task_store)
+    resp = await api.get(f"/api/tasks/{scene.task_id}/progress", headers=bearer(scene.member.token))
+    seen = 0
+    async for _ in events(resp):
+        seen += 1
+        if seen == 5:  # the first event and four idle re-emits
+            break
+    resp.close()
+    assert app[LIMIT_STATS].streams_access_lost == 0
+
+
+async def test_a_polling_stream_redis_down_is_closed_too_when_its_token_is_revoked(
+    settings: Settings,
+    db: Database,
+    task_store: TaskStore,
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    """With Redis down there is no idle re-emit: each poll re-checks instead."""
+    gateway = LiveGateway(settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2))
+    await gateway.start()
+    try:
+        scene = await make_scene(db, task_store)
+        url = f"{gateway.url}/api/tasks/{scene.task_id}/progress"
+        token = scene.member.token
+        async with aiohttp.ClientSession(timeout=stream_timeout(10)) as session:
+            async with session.get(url, headers=bearer(token)) as resp:
+                assert resp.status == 200
+                throwaway_redis.stop()
+
+                async def polling() -> bool:
+                    return not gateway.app[DISPATCHER].available
+
+                await wait_for(polling, 10)
+                open_for_s = await asyncio.wait_for(
+                    follow_until_closed(resp, lambda: AccountStore(db).revoke_token(token)), 10
+                )
+            assert open_for_s < 0.2 + 2 * SLACK_S, open_for_s
+            async with session.get(url, headers=bearer(token)) as again:
+                await assert_refused(again, 401, "UNAUTHENTICATED", scene.task_id)
+        assert gateway.app[LIMIT_STATS].streams_access_lost == 1
+    finally:
+        await gateway.stop()
