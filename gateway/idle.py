@@ -59,14 +59,21 @@ class IdleSweeper:
                 pass  # the streams are due again next time round; PostgreSQL may be back
 
     async def sweep(self) -> int:
-        """Re-emit every due stream's row; how many streams got one."""
+        """Re-emit every quiet stream's row, and re-check the caller of every stream whose
+        last check is a timeout old (a busy stream too); how many streams got a re-emit."""
         now = time.monotonic()
         cutoff = now - self._idle_timeout_s
         due = [
-            s for s in self._streams if s.live and not s.closing and s.watch.last_activity <= cutoff
+            s
+            for s in self._streams
+            if s.live and not s.closing and min(s.watch.last_activity, s.checked_at) <= cutoff
         ]
+        quiet: set[ProgressStream] = set()
         for stream in due:
-            stream.watch.last_activity = now  # due again one timeout from now, read or not
+            if stream.watch.last_activity <= cutoff:
+                quiet.add(stream)
+                stream.watch.last_activity = now  # due again one timeout from now, read or not
+            stream.checked_at = now
         sent = 0
         for batch in _batches(due, BATCH):
             reread = await self._store.reread_streams((s.watch.task_id, s.digest) for s in batch)
@@ -83,6 +90,8 @@ class IdleSweeper:
                 if row is None:
                     stream.close()  # deleted under us: nothing more will come
                     continue
+                if stream not in quiet:
+                    continue  # busy: its caller is checked, its updates flow anyway
                 if task_id not in updates:
                     updates[task_id] = snapshot(row)  # encoded once per task, not per stream
                 if stream.watch.offer(updates[task_id], now, again=True) > 0:

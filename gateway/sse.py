@@ -73,8 +73,8 @@ class ProgressStream:
     shutdown wakes it. While Redis is down it polls the row itself.
     """
 
-    __slots__ = ("__weakref__", "access", "closing", "digest", "dispatcher", "live", "response",
-                 "settings", "stats", "transport", "watch")  # fmt: skip
+    __slots__ = ("__weakref__", "access", "checked_at", "closing", "digest", "dispatcher", "live",
+                 "response", "settings", "stats", "transport", "watch")  # fmt: skip
 
     def __init__(
         self,
@@ -99,6 +99,9 @@ class ProgressStream:
         self.stats = stats
         self.closing = False
         self.live = False  # in pub/sub mode: the idle sweeper looks after it
+        # When its caller's access was last checked (at open; then by the idle sweeper, every
+        # SSE_IDLE_TIMEOUT, busy or quiet).
+        self.checked_at = time.monotonic()
 
     @property
     def sent_version(self) -> int:

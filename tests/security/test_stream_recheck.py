@@ -1,6 +1,6 @@
-"""An open stream re-checks its caller on every idle re-read: a caller who loses the workspace,
-or whose token is revoked or expires, has the stream closed within one SSE_IDLE_TIMEOUT, and
-the reconnect is refused."""
+"""An open stream re-checks its caller every SSE_IDLE_TIMEOUT, quiet or busy: a caller who
+loses the workspace, or whose token is revoked or expires, has the stream closed within one
+SSE_IDLE_TIMEOUT, and the reconnect is refused."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from gateway.app import create_app
 from gateway.keys import DISPATCHER
 from gateway.limits import LIMIT_STATS
 from taskstate.accounts import AccountStore
+from taskstate.channels import progress_channel
 from taskstate.db import Database
+from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
@@ -121,3 +123,55 @@ async def test_a_polling_stream_redis_down_is_closed_too_when_its_token_is_revok
         assert gateway.app[LIMIT_STATS].streams_access_lost == 1
     finally:
         await gateway.stop()
+
+
+async def test_a_busy_stream_is_closed_within_one_idle_interval_after_revocation(
+    aiohttp_client: Any,
+    settings: Settings,
+    db: Database,
+    task_store: TaskStore,
+    redis_client: Any,
+) -> None:
+    """A stream never quiet (an update every fifth of the interval) is re-checked all the same."""
+    app = create_app(settings.replace(sse_idle_timeout_s=IDLE_S))
+    api = await aiohttp_client(app)
+    scene = await make_scene(db, task_store)
+    token = scene.member.token
+    row = await task_store.get_task(scene.task_id)
+    assert row is not None
+
+    async def keep_publishing() -> None:
+        version = row["version"]
+        while True:
+            await asyncio.sleep(IDLE_S / 5)
+            version += 1
+            payload = payload_from_row({**row, "version": version})
+            await redis_client.publish(progress_channel(scene.task_id), encode_payload(payload))
+
+    resp = await api.get(f"/api/tasks/{scene.task_id}/progress", headers=bearer(token))
+    assert resp.status == 200
+    publisher = asyncio.create_task(keep_publishing())
+    received = 0
+
+    async def revoke_once_updates_flow() -> None:
+        nonlocal received
+        received += 1
+        if received == 3:
+            assert await AccountStore(db).revoke_token(token)
+
+    async def follow() -> float:
+        revoked_at: float | None = None
+        async for _ in events(resp):
+            await revoke_once_updates_flow()
+            if received == 3:
+                revoked_at = time.monotonic()
+        assert revoked_at is not None
+        return time.monotonic() - revoked_at
+
+    try:
+        open_for_s = await asyncio.wait_for(follow(), 5 * IDLE_S)
+        assert received > 3, "updates kept flowing until the stream closed"
+        assert open_for_s < IDLE_S + SLACK_S, open_for_s
+    finally:
+        publisher.cancel()
+    assert app[LIMIT_STATS].streams_access_lost == 1
