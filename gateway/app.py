@@ -24,11 +24,6 @@ from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
-#: The longest wait between the subscription's reconnect attempts while Redis is down. Streams
-#: must be back on pub/sub within 5 s of Redis returning (issue 6): the wait, plus connecting
-#: and resubscribing every live channel, has to fit in that.
-REDIS_RECONNECT_MAX_S = 2.0
-
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
@@ -58,7 +53,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
-        dispatcher = ProgressDispatcher(redis, lag=lag, max_backoff_s=REDIS_RECONNECT_MAX_S)
+        dispatcher = ProgressDispatcher(redis, lag=lag)
     app[REDIS] = client
     app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
     app[DISPATCHER] = dispatcher

@@ -40,6 +40,10 @@ log = logging.getLogger("gateway.dispatcher")
 
 #: How long `get_message` blocks; also the longest delay before an unsubscribe is sent.
 READ_TIMEOUT_S = 1.0
+#: The longest wait between reconnect attempts while Redis is down (each shard's, in cluster
+#: mode). Streams must be back on pub/sub within 5 s of Redis returning (issue 6): the wait,
+#: plus connecting and resubscribing every live channel, has to fit in that.
+RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
 
@@ -207,7 +211,7 @@ class ProgressDispatcher:
         redis: aioredis.Redis,
         *,
         sharded: bool = False,
-        max_backoff_s: float = 5.0,
+        max_backoff_s: float = RECONNECT_MAX_S,
         on_lost: Callable[[], None] | None = None,
         on_dropped: Callable[[str], None] | None = None,
         lag: LagHistogram | None = None,
