@@ -11,7 +11,9 @@ so a state newer than the stream has sent wins, and a terminal one ends it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import time
 import weakref
 from collections.abc import Iterable
@@ -30,6 +32,8 @@ log = logging.getLogger("gateway.idle")
 
 #: Rows per query; a sweep reads every due stream's row in as few queries as this allows.
 BATCH = 1000
+#: A sweep takes at least this many due streams, however few streams are open.
+MIN_PER_SWEEP = 100
 
 
 class IdleSweeper:
@@ -68,6 +72,13 @@ class IdleSweeper:
             for s in self._streams
             if s.live and not s.closing and min(s.watch.last_activity, s.checked_at) <= cutoff
         ]
+        # Streams opened together fall due together: take the most overdue, at most twice the
+        # steady rate (every stream once per timeout), so a sweep never stalls the loop long.
+        budget = max(
+            MIN_PER_SWEEP, 2 * math.ceil(len(self._streams) * self.tick_s / self._idle_timeout_s)
+        )
+        if len(due) > budget:
+            due = heapq.nsmallest(budget, due, key=_overdue_since)
         quiet: set[ProgressStream] = set()
         for stream in due:
             if stream.watch.last_activity <= cutoff:
@@ -102,6 +113,10 @@ class IdleSweeper:
 
 
 IDLE_SWEEPER = web.AppKey("idle_sweeper", IdleSweeper)
+
+
+def _overdue_since(stream: ProgressStream) -> float:
+    return min(stream.watch.last_activity, stream.checked_at)
 
 
 def _batches(items: list[ProgressStream], size: int) -> Iterable[list[ProgressStream]]:

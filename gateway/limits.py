@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -45,10 +44,10 @@ class StreamSlots:
         self._open: dict[str, int] = {}
         self._total_open = 0
 
-    @contextmanager
-    def hold(self, principal: str) -> Iterator[None]:
-        """A slot for one stream of `principal`; 503 when the process is full, else 429 when
-        the principal holds its share."""
+    def hold(self, principal: str) -> _Held:
+        """A slot for one stream of `principal`, to use in `with`; 503 when the process is
+        full, else 429 when the principal holds its share. (An object, not a generator:
+        it lives as long as the stream, and memory per stream counts.)"""
         if self._total_open >= self.total:
             self.stats.streams_refused_full += 1
             raise ApiError(
@@ -65,15 +64,15 @@ class StreamSlots:
             )
         self._open[principal] = held + 1
         self._total_open += 1
-        try:
-            yield
-        finally:
-            self._total_open -= 1
-            left = self._open[principal] - 1
-            if left:
-                self._open[principal] = left
-            else:
-                del self._open[principal]
+        return _Held(self, principal)
+
+    def release(self, principal: str) -> None:
+        self._total_open -= 1
+        left = self._open[principal] - 1
+        if left:
+            self._open[principal] = left
+        else:
+            del self._open[principal]
 
     def held_by(self, principal: str) -> int:
         return self._open.get(principal, 0)
@@ -131,3 +130,17 @@ def setup(app: web.Application, settings: Settings) -> None:
     )
     app[SPAWN_LIMITER] = SpawnRateLimiter(settings.spawn_rate_limit, stats)
     app.on_response_prepare.append(_count_too_large)
+
+
+class _Held:
+    __slots__ = ("_principal", "_slots")
+
+    def __init__(self, slots: StreamSlots, principal: str) -> None:
+        self._slots = slots
+        self._principal = principal
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._slots.release(self._principal)
