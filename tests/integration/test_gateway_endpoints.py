@@ -38,6 +38,7 @@ from tests.conftest import (
     wait_for,
     wait_for_status,
 )
+from tests.security.kit import call
 
 SPAWN = "/api/tasks/spawn"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -545,21 +546,6 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
 
 ENDPOINTS = ["spawn", "progress", "status", "record", "cancel"]
 SUCCESS = {"spawn": 202, "progress": 200, "status": 200, "record": 200, "cancel": 202}
-
-
-async def call(
-    api: Any, endpoint: str, task_id: UUID, workspace_id: UUID, headers: dict[str, str]
-) -> ClientResponse:
-    if endpoint == "spawn":
-        body = {"task_type": "validation_kit", "workspace_id": str(workspace_id), "params": {}}
-        return await api.post(SPAWN, json=body, headers=headers)
-    method, path = {
-        "progress": ("GET", f"/api/tasks/{task_id}/progress"),
-        "status": ("GET", f"/api/tasks/{task_id}/status"),
-        "record": ("GET", f"/api/tasks/{task_id}"),
-        "cancel": ("POST", f"/api/tasks/{task_id}/cancel"),
-    }[endpoint]
-    return await api.request(method, path, headers=headers)
 
 
 async def assert_allowed(resp: ClientResponse, endpoint: str) -> None:
