@@ -1,11 +1,12 @@
 """An open stream's re-check: the caller must still hold a valid token and access to the task.
 
 The spec re-verifies membership at every connection; a stream can stay open for as long as
-its task runs, so each re-read of the row re-checks too, in the query that reads the row: the
-idle sweeper's batch (gateway.idle, `reread_streams`: every quiet stream's row and caller in
-one round trip every `SSE_IDLE_TIMEOUT`) and each fallback poll while Redis is down (the
-connect's own `authorize_task`). A caller whose token expired or was revoked, or who lost
-the workspace, gets no row, and the stream ends; the browser's reconnect then gets 401 or 403.
+its task runs, so it is re-checked in the query that re-reads the row: the idle sweeper's
+batch (gateway.idle, `reread_streams`: every stream's caller, busy or quiet, and the quiet
+ones' rows, in one round trip every `SSE_IDLE_TIMEOUT`) and each fallback poll while Redis
+is down (the connect's own `authorize_task`). A caller whose token expired or was revoked,
+or who lost the workspace, gets no row, and the stream ends; the browser's reconnect then
+gets 401 or 403.
 """
 
 from __future__ import annotations
