@@ -10,6 +10,7 @@ from uuid import UUID
 import aiohttp
 import pytest
 
+from gateway.idle import MIN_PER_SWEEP
 from gateway.keys import DISPATCHER, GATEWAY_STORE
 from gateway.sse import STREAM_STATS, STREAMS
 from runner.handlers import HandlerRegistry, TaskContext
@@ -189,6 +190,67 @@ async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
         assert sum(reads) >= 30
         assert max(reads) >= 10, reads  # streams that fell quiet together: one query
         assert len(reads) <= 10, reads
+    finally:
+        await gateway.stop()
+
+
+async def test_streams_falling_due_together_are_spread_over_sweeps(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+) -> None:
+    """A sweep takes at most its share (here the floor, MIN_PER_SWEEP), the most overdue first,
+    so a crowd that falls due at one instant does not stall the loop in one sweep; the rest
+    follow a tick later, and every stream still gets its re-emit."""
+    crowd = MIN_PER_SWEEP + 50
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=5.0, streams_per_principal=crowd))
+    await gateway.start()
+    store = gateway.app[GATEWAY_STORE]
+    reads: list[int] = []
+    read_many = store.reread_streams
+
+    async def counting(pairs: Any) -> Any:
+        pairs = list(pairs)
+        reads.append(len(pairs))
+        return await read_many(pairs)
+
+    store.reread_streams = counting  # type: ignore[method-assign]
+    try:
+        task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(crowd)]
+        first_events = 0
+        all_open = asyncio.Event()
+
+        async def two_events(task_id: UUID) -> int:
+            nonlocal first_events
+            url = progress_url(gateway, task_id)
+            async with session.get(url, headers=bearer(member.token)) as response:
+                received = 0
+                async for _ in events(response):
+                    received += 1
+                    if received == 1:
+                        first_events += 1
+                        if first_events == crowd:
+                            all_open.set()
+                    if received == 2:
+                        return received
+            return received
+
+        # All at once: a session's default connector holds 100 connections at most.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=stream_timeout(20)
+        )
+        try:
+            watching = asyncio.gather(*map(two_events, task_ids))
+            await asyncio.wait_for(all_open.wait(), 10)
+            due_since = time.monotonic() - 5.0  # the whole crowd falls due at this instant
+            for stream in gateway.app[STREAMS]:
+                stream.watch.last_activity = stream.checked_at = due_since
+            results = await asyncio.wait_for(watching, 10)
+        finally:
+            await session.close()
+        assert results == [2] * crowd  # every stream got its re-emit
+        assert max(reads) == MIN_PER_SWEEP, reads  # a sweep took its share, never the crowd
+        assert sum(reads) >= crowd, reads
     finally:
         await gateway.stop()
 
