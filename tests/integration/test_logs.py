@@ -3,9 +3,7 @@ JSON by default for the service commands; the runner's task ends as JSON lines."
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
@@ -15,44 +13,17 @@ import pytest
 
 from cli.main import log_format_for
 from taskstate.accounts import IssuedToken
-from taskstate.logs import TEXT_FORMAT, JsonFormatter
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn, wait_for, wait_for_status
+from tests.log_capture import CapturedLogs, captured_logs
 from tests.sse_client import events, stream_timeout
-
-
-class CapturedLogs:
-    """Everything logged, at DEBUG, both as JSON lines and as text."""
-
-    def __init__(self) -> None:
-        self.json_out, self.text_out = io.StringIO(), io.StringIO()
-        self.handlers = [logging.StreamHandler(self.json_out), logging.StreamHandler(self.text_out)]
-        self.handlers[0].setFormatter(JsonFormatter())
-        self.handlers[1].setFormatter(logging.Formatter(TEXT_FORMAT))
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.json_out.getvalue().splitlines()]
-
-    def access(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r.get("action") == "request"]
-
-    def everything(self) -> str:
-        return self.json_out.getvalue() + self.text_out.getvalue()
 
 
 @pytest.fixture
 def captured() -> Iterator[CapturedLogs]:
-    logs = CapturedLogs()
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    for handler in logs.handlers:
-        root.addHandler(handler)
-    yield logs
-    for handler in logs.handlers:
-        root.removeHandler(handler)
-    root.setLevel(level)
+    with captured_logs() as logs:
+        yield logs
 
 
 async def test_access_lines_carry_request_id_and_principal_and_never_a_token(

@@ -4,8 +4,6 @@ DEBUG, and everything is scanned."""
 
 from __future__ import annotations
 
-import io
-import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -15,34 +13,18 @@ import pytest
 
 from taskstate.accounts import AccountStore
 from taskstate.db import Database
-from taskstate.logs import TEXT_FORMAT, JsonFormatter
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from tests.conftest import REPO, LiveGateway, bearer
+from tests.log_capture import CapturedLogs, captured_logs
 from tests.security.kit import ENDPOINTS, call, cookie, expire, make_scene
 from tests.sse_client import events, stream_timeout
 
 
-class Captured:
-    def __init__(self) -> None:
-        self.out = io.StringIO()
-        self.handlers = [logging.StreamHandler(self.out), logging.StreamHandler(self.out)]
-        self.handlers[0].setFormatter(JsonFormatter())
-        self.handlers[1].setFormatter(logging.Formatter(TEXT_FORMAT))
-
-
 @pytest.fixture
-def captured() -> Iterator[Captured]:
-    logs = Captured()
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    for handler in logs.handlers:
-        root.addHandler(handler)
-    yield logs
-    for handler in logs.handlers:
-        root.removeHandler(handler)
-    root.setLevel(level)
+def captured() -> Iterator[CapturedLogs]:
+    with captured_logs() as logs:
+        yield logs
 
 
 def pieces(token: str) -> list[str]:
@@ -67,14 +49,14 @@ async def gateway(settings: Settings) -> AsyncIterator[LiveGateway]:
 
 
 async def test_no_token_reaches_logs_metrics_or_refusals(
-    gateway: LiveGateway, db: Database, task_store: TaskStore, captured: Captured
+    gateway: LiveGateway, db: Database, task_store: TaskStore, captured: CapturedLogs
 ) -> None:
     async with aiohttp.ClientSession(base_url=gateway.url, timeout=stream_timeout(10)) as api:
         await exercise(api, db, task_store, captured)
 
 
 async def exercise(
-    api: aiohttp.ClientSession, db: Database, task_store: TaskStore, captured: Captured
+    api: aiohttp.ClientSession, db: Database, task_store: TaskStore, captured: CapturedLogs
 ) -> None:
     scene = await make_scene(db, task_store)
     accounts = AccountStore(db)
@@ -122,11 +104,11 @@ async def exercise(
     resp = await api.get(f"/api/tasks/{other['id']}/progress", headers=bearer(live.token))
     async for _ in events(resp):
         await accounts.revoke_token(live.token)
-    assert "stream_access_lost" in captured.out.getvalue()  # the scan below saw that path
+    assert "stream_access_lost" in captured.everything()  # the scan below saw that path
 
     metrics_text = await (await api.get("/metrics")).text()
     assert "praxiom_gateway_spawns_rate_limited_total 0.0" not in metrics_text  # it bit
-    assert_no_token(captured.out.getvalue(), tokens, "logs")
+    assert_no_token(captured.everything(), tokens, "logs")
     assert_no_token(metrics_text, tokens, "metrics")
     assert_no_token("\n".join(bodies), tokens, "response bodies")
 
