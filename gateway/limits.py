@@ -74,9 +74,6 @@ class StreamSlots:
         else:
             del self._open[principal]
 
-    def held_by(self, principal: str) -> int:
-        return self._open.get(principal, 0)
-
 
 class SpawnRateLimiter:
     """A token bucket per principal: `per_minute` spawns at once, refilled evenly over a

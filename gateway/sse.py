@@ -103,10 +103,6 @@ class ProgressStream:
         # SSE_IDLE_TIMEOUT, busy or quiet).
         self.checked_at = time.monotonic()
 
-    @property
-    def sent_version(self) -> int:
-        return self.watch.sent_version
-
     def close(self) -> None:
         """End the stream soon and cleanly (gateway shutdown); the client reconnects."""
         self.closing = True

@@ -52,12 +52,6 @@ class ProgressBatcher:
             key=lambda report: report.task_id,
         )
 
-    @property
-    def mean_batch(self) -> float:
-        """Reports per statement so far (1.0: no grouping happened)."""
-        calls = self._calls
-        return calls.calls / calls.statements if calls.statements else 0.0
-
     async def submit(self, report: Report) -> Row | None:
         """Write and publish one report; the row, or None when the task is no longer held.
         Raises what the write raised (StoreUnavailable: the caller retries)."""

@@ -34,8 +34,6 @@ class GroupedCalls(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
         self._busy: set[Hashable] = set()  # keys in a statement now
-        self.calls = 0
-        self.statements = 0
 
     async def call(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -59,8 +57,6 @@ class GroupedCalls(Generic[T, R]):
                 continue
             finally:
                 self._busy -= keys
-            self.calls += len(batch)
-            self.statements += 1
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
