@@ -154,15 +154,10 @@ async def test_quiet_redis_makes_the_stream_reread_and_reemit_the_row(
         await gateway.stop()
 
 
-async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
-    settings: Settings,
-    member: IssuedToken,
-    task_store: TaskStore,
-    session: aiohttp.ClientSession,
-) -> None:
-    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.5))
-    await gateway.start()
-    store = gateway.app[GATEWAY_STORE]  # the sweep re-reads rows and re-checks callers at once
+def count_sweep_reads(gateway: LiveGateway) -> list[int]:
+    """The size of each idle sweep's query (it re-reads rows and re-checks callers at once),
+    appended as the sweeps run."""
+    store = gateway.app[GATEWAY_STORE]
     reads: list[int] = []
     read_many = store.reread_streams
 
@@ -172,6 +167,18 @@ async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
         return await read_many(pairs)
 
     store.reread_streams = counting  # type: ignore[method-assign]
+    return reads
+
+
+async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.5))
+    await gateway.start()
+    reads = count_sweep_reads(gateway)
     try:
         task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(30)]
 
@@ -205,16 +212,7 @@ async def test_streams_falling_due_together_are_spread_over_sweeps(
     crowd = MIN_PER_SWEEP + 50
     gateway = LiveGateway(settings.replace(sse_idle_timeout_s=5.0, streams_per_principal=crowd))
     await gateway.start()
-    store = gateway.app[GATEWAY_STORE]
-    reads: list[int] = []
-    read_many = store.reread_streams
-
-    async def counting(pairs: Any) -> Any:
-        pairs = list(pairs)
-        reads.append(len(pairs))
-        return await read_many(pairs)
-
-    store.reread_streams = counting  # type: ignore[method-assign]
+    reads = count_sweep_reads(gateway)
     try:
         task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(crowd)]
         first_events = 0
