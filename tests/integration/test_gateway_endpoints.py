@@ -28,7 +28,6 @@ from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, encode_payload
 from taskstate.publisher import connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
-from taskstate.tokens import hash_token
 from tests.conftest import (
     EndlessTask,
     RunnerHarness,
@@ -38,7 +37,7 @@ from tests.conftest import (
     wait_for,
     wait_for_status,
 )
-from tests.security.kit import call
+from tests.security.kit import call, expire
 
 SPAWN = "/api/tasks/spawn"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -78,15 +77,6 @@ def assert_no_task_bytes(raw: bytes, *secrets: object) -> None:
     text = raw.decode("utf-8")
     for secret in (*map(str, secrets), *TASK_WORDS):
         assert secret not in text, f"{secret!r} leaked in {text!r}"
-
-
-async def expire(db: Database, token: str) -> None:
-    row = await db.fetch_one(
-        "UPDATE api_tokens SET expires_at = now() - interval '1 second' "
-        "WHERE token_hash = %(h)s RETURNING id",
-        {"h": hash_token(token)},
-    )
-    assert row is not None
 
 
 async def post_spawn(api: Any, body: Any, token: str) -> ClientResponse:
