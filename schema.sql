@@ -98,6 +98,22 @@ CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
 CREATE INDEX IF NOT EXISTS background_tasks_workspace_idx
     ON background_tasks (workspace_id, created_at);
 
+-- Who may see a workspace's tasks, in one place for every query that checks it (the
+-- gateway's authorize lookup and its streams' re-check): a user through membership, a
+-- service token through a grant or its explicit all_workspaces.
+CREATE OR REPLACE FUNCTION praxiom_may_see(
+    caller_token_id uuid, caller_user_id uuid, caller_all_workspaces boolean, workspace uuid
+) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN caller_user_id IS NOT NULL THEN EXISTS (
+                    SELECT 1 FROM workspace_members m
+                     WHERE m.workspace_id = workspace AND m.user_id = caller_user_id)
+                ELSE coalesce(caller_all_workspaces, false) OR EXISTS (
+                    SELECT 1 FROM api_token_workspaces g
+                     WHERE g.workspace_id = workspace AND g.token_id = caller_token_id)
+           END
+$$;
+
 -- Every write to a task bumps its version, whoever writes it and however:
 -- the version orders SSE events, so no statement may forget to bump it.
 CREATE OR REPLACE FUNCTION background_tasks_bump_version() RETURNS trigger

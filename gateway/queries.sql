@@ -13,13 +13,8 @@
 SELECT req.n,
        caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
-       CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
-                SELECT 1 FROM workspace_members m
-                 WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
-            ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
-                SELECT 1 FROM api_token_workspaces g
-                 WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
-       END AS is_member,
+       praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces, t.workspace_id)
+           AS is_member,
        t.*
   FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
        AS req (token_hash, task_id, n)
@@ -60,13 +55,8 @@ WITH pairs AS (
       FROM unnest(%(task_ids)s::uuid[], %(token_hashes)s::bytea[]) AS p(task_id, token_hash)
 ), checked AS (
     SELECT p.task_id, p.token_hash, caller.token_id IS NOT NULL AS token_ok,
-           CASE WHEN caller.user_id IS NOT NULL THEN EXISTS (
-                    SELECT 1 FROM workspace_members m
-                     WHERE m.workspace_id = t.workspace_id AND m.user_id = caller.user_id)
-                ELSE coalesce(caller.all_workspaces, false) OR EXISTS (
-                    SELECT 1 FROM api_token_workspaces g
-                     WHERE g.workspace_id = t.workspace_id AND g.token_id = caller.token_id)
-           END AS is_member
+           praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces,
+                           t.workspace_id) AS is_member
       FROM pairs p
       JOIN background_tasks t ON t.id = p.task_id
       LEFT JOIN LATERAL (
