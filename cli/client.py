@@ -24,7 +24,13 @@ import aiohttp
 from yarl import URL
 
 from cli import watch
-from praxiom_client import watch_task
+from praxiom_client import (
+    StreamError,
+    StreamRefused,
+    StreamUnreachable,
+    connection_reason,
+    watch_task,
+)
 
 COMMANDS: tuple[str, ...] = ("spawn", "status", "cancel", "watch")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -205,7 +211,7 @@ def _already_finished_line(body: str) -> str:
 
 
 def _unreachable(target: Target, exc: BaseException) -> CommandError:
-    return CommandError(f"cannot reach {target.url}: {watch.connection_reason(exc)}")
+    return CommandError(f"cannot reach {target.url}: {connection_reason(exc)}")
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -292,11 +298,11 @@ async def _watch(args: argparse.Namespace, target: Target) -> int:
             user_agent=_USER_AGENT,
         )
         final = await watch.render(payloads, renderer)
-    except watch.StreamRefused as exc:
+    except StreamRefused as exc:
         raise CommandError(http_error_line(exc.status, exc.reason, exc.body)) from exc
-    except watch.StreamUnreachable as exc:
+    except StreamUnreachable as exc:
         raise CommandError(f"cannot reach {target.url}: {exc}") from exc
-    except watch.StreamError as exc:
+    except StreamError as exc:
         raise CommandError(str(exc)) from exc
     status = final["status"]
     if status == "failed":

@@ -2,7 +2,7 @@
 
 Following the stream (the SSE wire format, reconnection with `Last-Event-ID`)
 is the subscriber client's job, `praxiom_client`, which internal services use
-too; its names are re-exported here for the CLI. A `Renderer` shows each
+too. A `Renderer` shows each
 payload (a live bar on a terminal, one plain line per change otherwise, or one
 JSON object per line).
 """
@@ -15,33 +15,7 @@ import re
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol, TextIO
 
-from praxiom_client import (
-    LineSplitter,
-    RetryPolicy,
-    SseEvent,
-    SseParser,
-    StreamBroken,
-    StreamError,
-    StreamLost,
-    StreamRefused,
-    StreamUnreachable,
-    connection_reason,
-    follow,
-)
-
-__all__ = [  # the subscriber client's names the CLI and its tests use from here
-    "LineSplitter",
-    "RetryPolicy",
-    "SseEvent",
-    "SseParser",
-    "StreamBroken",
-    "StreamError",
-    "StreamLost",
-    "StreamRefused",
-    "StreamUnreachable",
-    "connection_reason",
-    "follow",
-]
+from praxiom_client import StreamBroken
 
 TERMINAL_EXIT_CODES: Mapping[str, int] = {"completed": 0, "failed": 1, "cancelled": 3}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")

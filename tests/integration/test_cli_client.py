@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cli.watch import RetryPolicy, StreamLost, follow
+from praxiom_client import RetryPolicy, StreamLost, follow
 from taskstate.accounts import IssuedToken
 from taskstate.payloads import payload_from_row
 from taskstate.store import TaskStore

@@ -18,17 +18,8 @@ from cli.client import (
     resolve_target,
 )
 from cli.main import build_parser
-from cli.watch import (
-    JsonRenderer,
-    LineSplitter,
-    PlainRenderer,
-    RetryPolicy,
-    RichRenderer,
-    SseEvent,
-    SseParser,
-    exit_code_for,
-    plain_line,
-)
+from cli.watch import JsonRenderer, PlainRenderer, RichRenderer, exit_code_for, plain_line
+from praxiom_client import LineSplitter, RetryPolicy, SseEvent, SseParser
 
 
 def parse(text: str, chunks: int = 1) -> tuple[list[SseEvent], SseParser]:
