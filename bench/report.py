@@ -528,7 +528,8 @@ def _missed(results: Results) -> str:
     if largest.kib_per_stream is not None and largest.kib_per_stream > 16:
         notes.append(
             f"- **Memory per idle stream** ({fmt(largest.kib_per_stream)} KiB at "
-            f"{largest.streams:,}, target 16): tracemalloc over 2,000 idle streams puts most "
+            f"{largest.streams:,}, target 16): a tracemalloc count over 2,000 idle streams (made "
+            "once by hand while tuning, not by this bench) puts most "
             "of it in aiohttp's own connection (the parsed request and its headers ~1.8 KiB, "
             "the protocol and parser ~1.5 KiB, the response's headers ~0.8 KiB, the handler "
             "task), then one coroutine frame per middleware wrapping the stream (access log, "
