@@ -77,7 +77,16 @@ def redis_url() -> str:
     return os.environ["REDIS_URL"]
 
 
-TABLES = "background_tasks, api_tokens, workspace_members, users, workspaces"
+#: Every table schema.sql makes; the suite empties them all before each test that uses them.
+SCHEMA_TABLES = (
+    "workspaces",
+    "users",
+    "workspace_members",
+    "api_tokens",
+    "api_token_workspaces",
+    "background_tasks",
+)
+TABLES = ", ".join(SCHEMA_TABLES)
 
 
 def _with_database(url: str, name: str) -> str:

@@ -20,15 +20,9 @@ import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
 
+from tests.conftest import SCHEMA_TABLES
+
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {
-    "workspaces",
-    "users",
-    "workspace_members",
-    "api_tokens",
-    "api_token_workspaces",
-    "background_tasks",
-}
 
 
 def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -96,7 +90,7 @@ def test_migrate_applies_the_schema_and_can_run_again(scratch_database_url: str)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == ["schema applied"]
         assert "Traceback" not in result.stderr
-        assert tables() == TABLES
+        assert tables() == set(SCHEMA_TABLES)
     triggers = query(
         scratch_database_url,
         "SELECT count(*) FROM pg_trigger WHERE tgname = 'background_tasks_bump_version'",

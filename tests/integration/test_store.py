@@ -24,16 +24,7 @@ from taskstate.payloads import TaskPayloadSchema, payload_from_row
 from taskstate.settings import Settings
 from taskstate.store import CANCELLED_MESSAGE, TaskAlreadyFinished, TaskStore
 from taskstate.tokens import TOKEN_PREFIX
-
-TABLES = (
-    "workspaces",
-    "users",
-    "workspace_members",
-    "api_tokens",
-    "api_token_workspaces",
-    "background_tasks",
-)
-
+from tests.conftest import SCHEMA_TABLES
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -76,7 +67,7 @@ async def test_apply_schema_again_is_idempotent_and_keeps_data(
     await apply_schema(db)
     await apply_schema(db)
 
-    for table in TABLES:
+    for table in SCHEMA_TABLES:
         expected = 0 if table == "api_token_workspaces" else 1  # no service token here
         assert await row_count(db, table) == expected, table
     kept = await task_store.get_task(row["id"])
@@ -103,7 +94,7 @@ async def test_concurrent_apply_schema_on_an_empty_database(scratch_database_url
         rows = await fresh.fetch_all(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
         )
-        assert {r["tablename"] for r in rows} == set(TABLES)
+        assert {r["tablename"] for r in rows} == set(SCHEMA_TABLES)
     finally:
         await fresh.close()
 
@@ -513,7 +504,7 @@ async def test_only_the_token_hash_is_stored(db: Database) -> None:
     assert rows[0]["revoked_at"] is None
 
     secret = issued.token.removeprefix(TOKEN_PREFIX)
-    for table in TABLES:
+    for table in SCHEMA_TABLES:
         leaks = await db.fetch_one(
             f"SELECT count(*) AS n FROM {table} t"
             " WHERE strpos(t::text, %(token)s) > 0 OR strpos(t::text, %(secret)s) > 0",
