@@ -1,6 +1,6 @@
 """The task payload: one shape for every SSE event, every `/status` answer and every publish.
 
-`payload_from_row` is the only way a payload is made, so the three can never
+`task_payload` is the only way a payload is made, so the three can never
 drift apart; `encode_payload` is the only way one is turned into bytes.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from taskstate.models import Task
 from taskstate.status import TaskStatus
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ValidationError",
     "encode_payload",
     "payload_from_row",
+    "task_payload",
 ]
 
 
@@ -66,9 +68,14 @@ PAYLOAD_FIELDS: tuple[str, ...] = tuple(TaskPayloadSchema().fields)
 _schema = TaskPayloadSchema()
 
 
+def task_payload(task: Task) -> dict[str, Any]:
+    """The task's payload: its first twelve fields, in the spec's order."""
+    return _schema.dump(task)
+
+
 def payload_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn a `background_tasks` row into the payload; extra columns are ignored."""
-    return _schema.dump({name: row[name] for name in PAYLOAD_FIELDS})
+    """The payload of a `background_tasks` row (tests read rows directly)."""
+    return task_payload(Task.from_row(row))
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:

@@ -21,7 +21,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from taskstate.channels import progress_channel
-from taskstate.payloads import encode_payload
+from taskstate.models import Task
+from taskstate.payloads import encode_payload, task_payload
 from taskstate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,13 @@ class ProgressPublisher:
         self._down_since: float | None = None
         self._last_failure = 0.0
         self.stats = PublishStats()
+
+    async def publish_tasks(self, tasks: Sequence[Task]) -> int:
+        """Persist, then publish: every writer hands its committed tasks here, and nowhere else
+        is a task's payload published. How many Redis took (all or none)."""
+        if not tasks:
+            return 0
+        return await self.publish_many([task_payload(task) for task in tasks])
 
     async def publish(self, payload: Mapping[str, Any]) -> bool:
         """Publish one payload; True when Redis took it."""
