@@ -137,10 +137,10 @@ class RunnerBench:
         started = time.monotonic()
         for k in range(count):
             await asyncio.sleep(max(0.0, started + k / rate_per_s - time.monotonic()))
-            row = await store.insert_task(
+            task = await store.insert_task(
                 workspace_id=workspace_id, task_type="bench_noop", params={}
             )
-            ids.append(row["id"])
+            ids.append(task.id)
         query = (
             "SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms"
             " FROM background_tasks WHERE id = ANY(%(ids)s::uuid[]) AND started_at IS NOT NULL"

@@ -16,31 +16,19 @@ from uuid import UUID
 
 from aiohttp import web
 
+from gateway.decision import Decision
+from gateway.errors import refusal
 from gateway.limits import LimitStats
 from gateway.store import GatewayStore
-from taskstate.db import Row
+from taskstate.models import Task
 
 log = logging.getLogger("gateway.access")
 
 
-async def still_allowed(
-    store: GatewayStore, digest: bytes, task_id: UUID
-) -> tuple[int, Row | None]:
-    """(200, row) while the caller may still see the task; else (401 or 403 or 404, None),
-    the status its reconnect would get."""
-    access = await store.authorize_task(digest, task_id)
-    if access.caller is None:
-        return 401, None
-    if access.task is None:
-        return 404, None
-    if not access.is_member:
-        return 403, None
-    return 200, access.task
-
-
-def note_access_lost(stats: LimitStats, task_id: UUID, status: int) -> None:
+def note_access_lost(stats: LimitStats, task_id: UUID, decision: Decision) -> None:
     """Count and log a stream ended because its caller lost access (never the token)."""
     stats.streams_access_lost += 1
+    status = refusal(decision).status
     log.info(
         "stream of %s ended: the caller lost access (%d)",
         task_id,
@@ -51,18 +39,18 @@ def note_access_lost(stats: LimitStats, task_id: UUID, status: int) -> None:
 
 class StreamAccess:
     """One per app, shared by every stream (a stream holds only its token digest): a stream's
-    own re-read (its polls while Redis is down) of its row, only while its caller may see it."""
+    own re-read (its polls while Redis is down) of its task, only while its caller may see it."""
 
     def __init__(self, store: GatewayStore, stats: LimitStats) -> None:
         self.store = store
         self.stats = stats
 
-    async def read(self, task_id: UUID, digest: bytes) -> Row | None:
-        """The row; None ends the stream (no such task, or no access any more)."""
-        status, row = await still_allowed(self.store, digest, task_id)
-        if status in (401, 403):
-            note_access_lost(self.stats, task_id, status)
-        return row
+    async def read(self, task_id: UUID, digest: bytes) -> Task | None:
+        """The task; None ends the stream (no such task, or no access any more)."""
+        access = await self.store.authorize_task(digest, task_id)
+        if access.decision in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN):
+            note_access_lost(self.stats, task_id, access.decision)
+        return access.task
 
 
 STREAM_ACCESS = web.AppKey("stream_access", StreamAccess)

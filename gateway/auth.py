@@ -11,9 +11,10 @@ from uuid import UUID
 from aiohttp import web
 
 from gateway.access_log import note_principal
-from gateway.errors import forbidden, not_found, read_only, unauthenticated
-from gateway.store import Caller, GatewayStore
-from taskstate.db import Row
+from gateway.decision import Decision
+from gateway.errors import refusal, unauthenticated
+from gateway.store import Caller, GatewayStore, Principal
+from taskstate.models import Task
 from taskstate.tokens import hash_token
 
 _MAX_TOKEN_LENGTH = 512
@@ -45,21 +46,27 @@ def parse_task_id(raw: str) -> UUID | None:
 
 async def authorize(
     store: GatewayStore, digest: bytes, task_id: UUID | None, *, write: bool = False
-) -> tuple[Caller, Row]:
-    """The caller and the task row, if the caller may see it (and, with `write`, change it):
-    401, then 404, then 403, in that order.
+) -> tuple[Caller, Task]:
+    """The caller and the task, if the caller may see it (and, with `write`, change it);
+    otherwise the refusal the store decided (401, then 404, then 403).
 
     With a bad token nothing about the task is looked up, so a refusal says nothing of it.
     """
-    access = await store.authorize_task(digest, task_id)
-    caller = access.caller
-    if caller is None:
-        raise unauthenticated()
-    note_principal(caller.key)
-    if access.task is None:
-        raise not_found()
-    if not access.is_member:
-        raise forbidden()
-    if write and caller.read_only:
-        raise read_only()
-    return caller, access.task
+    access = await store.authorize_task(digest, task_id, write=write)
+    if access.caller is not None:
+        note_principal(access.caller.key)
+    if access.decision is not Decision.ALLOWED:
+        raise refusal(access.decision)
+    assert access.caller is not None and access.task is not None  # what ALLOWED means
+    return access.caller, access.task
+
+
+async def authenticate(store: GatewayStore, digest: bytes, *, write: bool = False) -> Principal:
+    """The token's principal (401 without one; with `write`, 403 for a read-only token)."""
+    principal = await store.principal(digest)
+    if principal is None:
+        raise refusal(Decision.UNAUTHENTICATED)
+    note_principal(principal.caller.key)
+    if write and principal.caller.read_only:
+        raise refusal(Decision.READ_ONLY)
+    return principal

@@ -113,9 +113,9 @@ async def _session_workspace(request: web.Request, token: str) -> UUID | None:
     if not token or len(token) > 512 or not token.isprintable():
         return None
     principal = await request.app[GATEWAY_STORE].principal(hash_token(token))
-    if principal is None or len(principal.workspace_ids) != 1:
+    if principal is None:
         return None
-    (workspace_id,) = principal.workspace_ids
+    _, workspace_id = principal.workspace_for(None)  # None unless exactly one
     return workspace_id
 
 

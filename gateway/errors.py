@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.decision import Decision
 from taskstate.errors import InvalidData, StoreUnavailable
 from taskstate.payloads import encode_payload
 
@@ -56,12 +57,24 @@ def unauthenticated(message: str = "A valid token is required") -> ApiError:
     return ApiError(401, "UNAUTHENTICATED", message)
 
 
-def forbidden() -> ApiError:
-    return ApiError(403, "FORBIDDEN", "You are not a member of this task's workspace")
+_REFUSALS: dict[Decision, ApiError] = {
+    Decision.UNAUTHENTICATED: unauthenticated(),
+    Decision.NOT_FOUND: ApiError(404, "NOT_FOUND", "No such task"),
+    Decision.FORBIDDEN: ApiError(403, "FORBIDDEN", "You are not a member of this task's workspace"),
+    Decision.READ_ONLY: ApiError(403, "FORBIDDEN", "This token may only read tasks"),
+    Decision.WORKSPACE_REQUIRED: ApiError(
+        422,
+        "VALIDATION_ERROR",
+        "workspace_id is required unless you may act in exactly one workspace",
+        fields={"workspace_id": ["Missing data for required field."]},
+    ),
+}
 
 
-def read_only() -> ApiError:
-    return ApiError(403, "FORBIDDEN", "This token may only read tasks")
+def refusal(decision: Decision) -> ApiError:
+    """The one place a refused `Decision` becomes its HTTP error (a fresh one each time)."""
+    known = _REFUSALS[decision]  # KeyError for ALLOWED: refusing an allowed call is a bug
+    return ApiError(known.status, known.code, known.message, **known.extra)
 
 
 def too_many(message: str, retry_after_s: int) -> ApiError:

@@ -88,7 +88,7 @@ class IdleSweeper:
         sent = 0
         for batch in _batches(due, BATCH):
             reread = await self._store.reread_streams((s.watch.task_id, s.digest) for s in batch)
-            rows = reread.rows
+            tasks = reread.tasks
             updates: dict[UUID, Update] = {}
             for stream in batch:
                 task_id = stream.watch.task_id
@@ -97,14 +97,14 @@ class IdleSweeper:
                     note_access_lost(self._limit_stats, task_id, lost)
                     stream.close()
                     continue
-                row = rows.get(task_id)
-                if row is None:
+                task = tasks.get(task_id)
+                if task is None:
                     stream.close()  # deleted under us: nothing more will come
                     continue
                 if stream not in quiet:
                     continue  # busy: its caller is checked, its updates flow anyway
                 if task_id not in updates:
-                    updates[task_id] = snapshot(row)  # encoded once per task, not per stream
+                    updates[task_id] = snapshot(task)  # encoded once per task, not per stream
                 if stream.watch.offer(updates[task_id], now, again=True) > 0:
                     self._stats.events += 1  # written at once (else the stream's task sends it)
                 sent += 1

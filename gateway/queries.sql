@@ -14,7 +14,7 @@ SELECT req.n,
        caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
        praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces, t.workspace_id)
-           AS is_member,
+           AS may_see,
        t.*
   FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
        AS req (token_hash, task_id, n)
@@ -30,16 +30,14 @@ SELECT req.n,
 
 -- principal_workspaces --
 -- The token's principal and every workspace it may act in (a user's memberships, a service's
--- grants; all_workspaces for a service granted every one), and whether `workspace_id` (when
--- given) exists; no row for a bad token.
+-- grants; all_workspaces for a service granted every one); no row for a bad token.
 SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all_workspaces,
        CASE WHEN tok.user_id IS NOT NULL THEN
                 coalesce((SELECT array_agg(m.workspace_id) FROM workspace_members m
                            WHERE m.user_id = tok.user_id), '{}')
             ELSE coalesce((SELECT array_agg(g.workspace_id) FROM api_token_workspaces g
                             WHERE g.token_id = tok.id), '{}')
-       END AS workspace_ids,
-       EXISTS (SELECT 1 FROM workspaces w WHERE w.id = %(workspace_id)s) AS workspace_exists
+       END AS workspace_ids
   FROM api_tokens tok
  WHERE tok.token_hash = %(token_hash)s
    AND tok.revoked_at IS NULL

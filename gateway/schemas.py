@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from taskstate.models import Task
 from taskstate.payloads import TaskPayloadSchema, UtcTimestamp
 
 #: DESIGN.md, Clarifications: params over this many bytes of compact JSON are refused.
@@ -131,12 +132,12 @@ class ReadinessSchema(Schema):
     redis = fields.Nested(RedisDependencySchema, required=True)
 
 
-RECORD_FIELDS: tuple[str, ...] = tuple(TaskRecordSchema().fields)
 _record_schema = TaskRecordSchema()
 
 
-def record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return _record_schema.dump({name: row[name] for name in RECORD_FIELDS})
+def task_record(task: Task) -> dict[str, Any]:
+    """`GET /api/tasks/{task_id}`'s body (the task read in full, not a payload-only row)."""
+    return _record_schema.dump(task)
 
 
 __all__ = [
@@ -147,5 +148,5 @@ __all__ = [
     "SpawnRequestSchema",
     "SpawnedTaskSchema",
     "TaskRecordSchema",
-    "record_from_row",
+    "task_record",
 ]

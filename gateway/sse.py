@@ -27,9 +27,9 @@ from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
 from gateway.lag import LagHistogram
 from gateway.limits import STREAM_SLOTS
 from taskstate.errors import StoreUnavailable
-from taskstate.payloads import encode_payload, payload_from_row
+from taskstate.models import Task
+from taskstate.payloads import encode_payload, task_payload
 from taskstate.settings import Settings
-from taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.sse")
 
@@ -49,11 +49,10 @@ class StreamStats:
         return self.opened - self.closed
 
 
-def snapshot(row: dict[str, object], retry_ms: int | None = None) -> Update:
-    """The event for a row read from PostgreSQL."""
-    payload = payload_from_row(row)
-    terminal = payload["status"] in TERMINAL_STATUSES
-    return Update.of(int(payload["version"]), encode_payload(payload).encode(), terminal, retry_ms)
+def snapshot(task: Task, retry_ms: int | None = None) -> Update:
+    """The event for a task read from PostgreSQL."""
+    data = encode_payload(task_payload(task)).encode()
+    return Update.of(task.version, data, task.is_terminal, retry_ms)
 
 
 def last_event_id(request: web.Request) -> int | None:
@@ -153,12 +152,12 @@ class ProgressStream:
     async def _reread(self) -> bool:
         """Read the row and emit it if newer; True when the stream should end."""
         try:
-            row = await self.access.read(self.watch.task_id, self.digest)
+            task = await self.access.read(self.watch.task_id, self.digest)
         except StoreUnavailable:
             return False  # keep the stream; the next poll tries again
-        if row is None:
+        if task is None:
             return True  # deleted under us, or the caller lost access: end the stream
-        update = snapshot(row)
+        update = snapshot(task)
         if update.version > self.watch.sent_version:
             return await self._emit(update)
         return False
@@ -191,11 +190,11 @@ async def progress(request: web.Request) -> web.StreamResponse:
         raise not_found()
     watch = await dispatcher.watch(task_id)  # subscribe first ...
     try:
-        caller, row = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
+        caller, task = await authorize(app[GATEWAY_STORE], digest, task_id)  # ... then snapshot
         # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
         retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-        first = snapshot(row, retry_ms)
-        del row  # an open stream keeps nothing it does not need: memory per stream counts
+        first = snapshot(task, retry_ms)
+        del task  # an open stream keeps nothing it does not need: memory per stream counts
         seen = last_event_id(request)
         if first.terminal and seen is not None and seen >= first.version:
             return web.Response(status=204)  # tells the browser to stop reconnecting

@@ -1,13 +1,20 @@
-"""The gateway's reads, one method per named query in `gateway/queries.sql`."""
+"""The gateway's reads, one method per named query in `gateway/queries.sql`.
+
+Each answers with typed values: a `Task`, and a `Decision` for what the caller may do with it;
+nothing here knows HTTP.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+from gateway.decision import Decision, decide
 from taskstate.batching import GroupedCalls
-from taskstate.db import Database, Row
+from taskstate.db import Database
+from taskstate.models import Task
 from taskstate.sql import load_queries
 
 QUERIES = load_queries("gateway")
@@ -29,47 +36,61 @@ class Caller:
             return str(self.user_id)
         return f"service:{self.service_name}"
 
-
-def _caller(row: Row) -> Caller | None:
-    token_id = row.pop("token_id")
-    user_id, service = row.pop("user_id"), row.pop("service_name")
-    read_only = bool(row.pop("read_only"))
-    return None if token_id is None else Caller(token_id, user_id, service, read_only)
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Caller | None:
+        """The caller a query's token columns name; None for a missing or invalid token."""
+        if row["token_id"] is None:
+            return None
+        return cls(row["token_id"], row["user_id"], row["service_name"], bool(row["read_only"]))
 
 
 @dataclass(frozen=True)
 class TaskAccess:
-    """What one request may see of one task."""
+    """What one request may do with one task: the decision, and the task only when allowed."""
 
     caller: Caller | None  # None: the token is missing, unknown, expired or revoked
-    is_member: bool  # the caller may act in the task's workspace
-    task: Row | None  # None: no such task (or no valid token)
+    decision: Decision
+    task: Task | None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One answer of `authorize_task`, before the write flag is applied."""
+
+    caller: Caller | None
+    may_see: bool
+    task: Task | None
 
 
 @dataclass(frozen=True)
 class Principal:
+    """A valid token's principal and the workspaces it may act in (for spawning)."""
+
     caller: Caller
     workspace_ids: frozenset[UUID]
     all_workspaces: bool
-    workspace_exists: bool  # the workspace asked about, if any
 
-    @property
-    def user_id(self) -> UUID | None:
-        return self.caller.user_id
-
-    def may_act_in(self, workspace_id: UUID) -> bool:
-        if self.all_workspaces:
-            return self.workspace_exists
-        return workspace_id in self.workspace_ids
+    def workspace_for(self, requested: UUID | None) -> tuple[Decision, UUID | None]:
+        """Where a spawn goes: the workspace asked for, if the caller may act in it; without
+        one, the caller's only workspace. A service granted every workspace may name any: the
+        insert refuses one that does not exist."""
+        if requested is None:
+            if self.all_workspaces or len(self.workspace_ids) != 1:
+                return Decision.WORKSPACE_REQUIRED, None
+            (only,) = self.workspace_ids
+            return Decision.ALLOWED, only
+        if self.all_workspaces or requested in self.workspace_ids:
+            return Decision.ALLOWED, requested
+        return Decision.FORBIDDEN, None
 
 
 @dataclass(frozen=True)
 class StreamRereads:
-    """The idle re-read of many streams: rows by task id, and the (task id, token digest)
-    pairs refused now, with the status their reconnect would get (401 or 403)."""
+    """The idle re-read of many streams: tasks by id, and the (task id, token digest) pairs
+    refused now, with the decision their reconnect would get."""
 
-    rows: dict[UUID, Row]
-    refused: dict[tuple[UUID, bytes], int]
+    tasks: dict[UUID, Task]
+    refused: dict[tuple[UUID, bytes], Decision]
 
 
 class GatewayStore:
@@ -77,14 +98,27 @@ class GatewayStore:
         self.db = db
         # A reconnect storm authorizes thousands of streams at once: one statement answers
         # all that arrive while the previous one runs, instead of one statement each.
-        self._authorize: GroupedCalls[tuple[bytes, UUID | None], TaskAccess] = GroupedCalls(
+        self._authorize: GroupedCalls[tuple[bytes, UUID | None], _Found] = GroupedCalls(
             self._authorize_many, in_flight=2, max_batch=500
         )
 
-    async def authorize_task(self, token_hash: bytes, task_id: UUID | None) -> TaskAccess:
-        return await self._authorize.call((token_hash, task_id))
+    async def authorize_task(
+        self, token_hash: bytes, task_id: UUID | None, *, write: bool = False
+    ) -> TaskAccess:
+        """May this token see (with `write`: change) this task? No task id: only the token
+        is checked, and a valid one is told NOT_FOUND."""
+        found = await self._authorize.call((token_hash, task_id))
+        caller = found.caller
+        decision = decide(
+            authenticated=caller is not None,
+            exists=found.task is not None,
+            may_see=found.may_see,
+            read_only=caller is not None and caller.read_only,
+            write=write,
+        )
+        return TaskAccess(caller, decision, found.task if decision is Decision.ALLOWED else None)
 
-    async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[TaskAccess]:
+    async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[_Found]:
         rows = await self.db.fetch_all(
             QUERIES["authorize_task"],
             {
@@ -93,26 +127,25 @@ class GatewayStore:
             },
         )
         assert len(rows) == len(requests)  # the query answers every pair, in order
-        return [_access(row) for row in rows]
+        return [
+            _Found(
+                Caller.from_row(row),
+                bool(row["may_see"]),
+                Task.from_row(row) if row["task_exists"] else None,
+            )
+            for row in rows
+        ]
 
-    async def principal(
-        self, token_hash: bytes, workspace_id: UUID | None = None
-    ) -> Principal | None:
-        row = await self.db.fetch_one(
-            QUERIES["principal_workspaces"],
-            {"token_hash": token_hash, "workspace_id": workspace_id},
-        )
-        if row is None:
+    async def principal(self, token_hash: bytes) -> Principal | None:
+        """The token's principal; None for a missing, expired or revoked token."""
+        row = await self.db.fetch_one(QUERIES["principal_workspaces"], {"token_hash": token_hash})
+        caller = Caller.from_row(row) if row is not None else None
+        if row is None or caller is None:
             return None
-        all_workspaces = bool(row.pop("all_workspaces"))
-        workspace_ids = frozenset(row.pop("workspace_ids"))
-        workspace_exists = bool(row.pop("workspace_exists"))
-        caller = _caller(row)
-        assert caller is not None
-        return Principal(caller, workspace_ids, all_workspaces, workspace_exists)
+        return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
 
     async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
-        """Many streams' rows and callers' access in one round trip (`reread_streams`)."""
+        """Many streams' tasks and callers' access in one round trip (`reread_streams`)."""
         task_ids, digests = [], []
         for task_id, digest in pairs:
             task_ids.append(task_id)
@@ -120,21 +153,18 @@ class GatewayStore:
         found = await self.db.fetch_all(
             QUERIES["reread_streams"], {"task_ids": task_ids, "token_hashes": digests}
         )
-        rows: dict[UUID, Row] = {}
-        refused: dict[tuple[UUID, bytes], int] = {}
+        tasks: dict[UUID, Task] = {}
+        refused: dict[tuple[UUID, bytes], Decision] = {}
         for row in found:
-            for status, column in ((401, "refused_unauthenticated"), (403, "refused_forbidden")):
-                for digest in row.pop(column):
-                    refused[(row["id"], bytes(digest))] = status
-            rows[row["id"]] = row
-        return StreamRereads(rows, refused)
+            task = Task.from_row(row)
+            for column, decision in _REFUSALS:
+                for digest in row[column]:
+                    refused[(task.id, bytes(digest))] = decision
+            tasks[task.id] = task
+        return StreamRereads(tasks, refused)
 
 
-def _access(row: Row) -> TaskAccess:
-    del row["n"]
-    caller = _caller(row)
-    return TaskAccess(
-        caller=caller,
-        is_member=bool(row.pop("is_member")),
-        task=row if row.pop("task_exists") else None,
-    )
+_REFUSALS = (
+    ("refused_unauthenticated", Decision.UNAUTHENTICATED),
+    ("refused_forbidden", Decision.FORBIDDEN),
+)

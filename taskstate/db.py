@@ -20,7 +20,7 @@ import psycopg2.sql
 from psycopg2.extensions import make_dsn, parse_dsn
 from psycopg2.extras import Json, RealDictCursor
 
-from taskstate.errors import InvalidData, SchemaMissing, StoreUnavailable
+from taskstate.errors import InvalidData, NotFound, SchemaMissing, StoreUnavailable
 from taskstate.settings import Settings
 
 Row = dict[str, Any]
@@ -43,6 +43,8 @@ async def translate_errors() -> AsyncIterator[None]:
         raise SchemaMissing(
             "the database has no praxiom-progress schema; run `praxiom-progress migrate`"
         ) from exc
+    except psycopg2.errors.ForeignKeyViolation as exc:
+        raise NotFound(f"a row it refers to does not exist: {_first_line(exc)}") from exc
     except psycopg2.DataError as exc:
         raise InvalidData(f"PostgreSQL refused a value: {_first_line(exc)}") from exc
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:

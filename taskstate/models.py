@@ -4,7 +4,7 @@ and nowhere else, so column names are checked by mypy instead of by dict lookups
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -41,7 +41,8 @@ class Task:
     def from_row(cls, row: Mapping[str, Any]) -> Task:
         """The task in `row` (a whole row, or a statement's narrower RETURNING list); columns
         that are not the task's own (a join's, a flag's) are ignored."""
-        values = {name: row[name] for name in _COLUMNS if name in row}
+        values = {name: row[name] for name in _REQUIRED}  # KeyError names a missing one
+        values.update((name, row[name]) for name in _OPTIONAL if name in row)
         values["status"] = TaskStatus(values["status"])
         return cls(**values)
 
@@ -57,4 +58,5 @@ class Task:
         return round((self.completed_at - self.started_at).total_seconds() * 1000, 1)
 
 
-_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(Task))
+_REQUIRED: tuple[str, ...] = tuple(f.name for f in fields(Task) if f.default is MISSING)
+_OPTIONAL: tuple[str, ...] = tuple(f.name for f in fields(Task) if f.default is not MISSING)

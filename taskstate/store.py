@@ -7,8 +7,9 @@ from typing import Any
 from uuid import UUID
 
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
-from taskstate.db import Database, Row, jsonb
+from taskstate.db import Database, jsonb
 from taskstate.errors import InvalidTransition, NotFound
+from taskstate.models import Task
 from taskstate.sql import load_queries
 
 QUERIES = load_queries("taskstate")
@@ -20,12 +21,14 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_task(self, task_id: UUID) -> Row | None:
-        return await self.db.fetch_one(QUERIES["get_task"], {"task_id": task_id})
+    async def get_task(self, task_id: UUID) -> Task | None:
+        row = await self.db.fetch_one(QUERIES["get_task"], {"task_id": task_id})
+        return Task.from_row(row) if row is not None else None
 
     async def insert_task(
         self, *, workspace_id: UUID, task_type: str, params: Mapping[str, Any]
-    ) -> Row:
+    ) -> Task:
+        """A new pending task; `NotFound` when the workspace does not exist."""
         row = await self.db.fetch_one(
             QUERIES["insert_task"],
             {
@@ -36,16 +39,16 @@ class TaskStore:
             },
         )
         assert row is not None  # an INSERT … RETURNING always returns its row
-        return row
+        return Task.from_row(row)
 
-    async def cancel_task(self, task_id: UUID, message: str = CANCELLED_MESSAGE) -> Row:
-        """Cancel a pending or running task; `InvalidTransition` carries a finished task's row."""
+    async def cancel_task(self, task_id: UUID, message: str = CANCELLED_MESSAGE) -> Task:
+        """Cancel a pending or running task; `TaskAlreadyFinished` carries a finished task."""
         row = await self.db.fetch_one(
             QUERIES["cancel_task"],
             {"task_id": task_id, "message": message, "notify_channel": TASK_CANCELLED_NOTIFY},
         )
         if row is not None:
-            return row
+            return Task.from_row(row)
         current = await self.get_task(task_id)
         if current is None:
             raise NotFound(f"no task {task_id}")
@@ -53,8 +56,8 @@ class TaskStore:
 
 
 class TaskAlreadyFinished(InvalidTransition):
-    """The task already ended; `row` is its current state."""
+    """The task already ended; `task` is its current state."""
 
-    def __init__(self, row: Row) -> None:
-        super().__init__(f"task {row['id']} is already {row['status']}")
-        self.row = row
+    def __init__(self, task: Task) -> None:
+        super().__init__(f"task {task.id} is already {task.status}")
+        self.task = task

@@ -291,7 +291,7 @@ async def wait_for(
 async def spawn(store: TaskStore, workspace_id: UUID, task_type: str, **params: Any) -> UUID:
     """Insert a pending task (as the gateway's spawn does) and return its id."""
     row = await store.insert_task(workspace_id=workspace_id, task_type=task_type, params=params)
-    return row["id"]
+    return row.id
 
 
 async def claim_by_hand(
@@ -326,7 +326,7 @@ async def wait_for_status(
 ) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         row = await store.get_task(task_id)
-        return row if row and row["status"] in statuses else None
+        return row if row and row.status in statuses else None
 
     return await wait_for(check, timeout_s)
 

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from praxiom_client import RetryPolicy, StreamLost, follow
 from taskstate.accounts import IssuedToken
-from taskstate.payloads import payload_from_row
+from taskstate.models import Task
+from taskstate.payloads import task_payload
 from taskstate.store import TaskStore
 from tests.conftest import (
     REPO,
@@ -119,7 +120,7 @@ async def cli(live_gateway: LiveGateway, member: IssuedToken) -> AsyncIterator[C
         await process.wait()
 
 
-async def row_of(store: TaskStore, task_id: UUID) -> dict[str, Any]:
+async def row_of(store: TaskStore, task_id: UUID) -> Task:
     row = await store.get_task(task_id)
     assert row is not None
     return row
@@ -148,13 +149,13 @@ async def test_spawn_prints_the_id_of_a_task_that_exists(
     (line,) = result.lines
     row = await task_store.get_task(UUID(line))
     assert row is not None
-    assert row["task_type"] == "validation_kit" and row["workspace_id"] == member.workspace_id
-    assert row["params"] == {"step_seconds": 0.5, "company": "Acme"}
+    assert row.task_type == "validation_kit" and row.workspace_id == member.workspace_id
+    assert row.params == {"step_seconds": 0.5, "company": "Acme"}
 
     explicit = await cli("spawn", "--type", "research", "--workspace-id", str(member.workspace_id))
     assert explicit.code == 0, explicit.err
     row = await task_store.get_task(UUID(explicit.out.strip()))
-    assert row is not None and row["task_type"] == "research" and row["params"] == {}
+    assert row is not None and row.task_type == "research" and row.params == {}
 
 
 async def test_status_prints_the_payload_on_one_line(
@@ -164,7 +165,7 @@ async def test_status_prints_the_payload_on_one_line(
     result = await cli("status", str(task_id))
     assert result.code == 0, result.err
     (line,) = result.lines
-    assert json.loads(line) == payload_from_row(await row_of(task_store, task_id))
+    assert json.loads(line) == task_payload(await row_of(task_store, task_id))
 
 
 async def test_cancel_prints_the_cancelled_payload_and_a_second_cancel_is_one_error_line(
@@ -176,7 +177,7 @@ async def test_cancel_prints_the_cancelled_payload_and_a_second_cancel_is_one_er
     (line,) = result.lines
     cancelled = json.loads(line)
     assert cancelled["id"] == str(task_id) and cancelled["status"] == "cancelled"
-    assert (await row_of(task_store, task_id))["status"] == "cancelled"
+    assert (await row_of(task_store, task_id)).status == "cancelled"
 
     again = await cli("cancel", str(task_id))
     assert again.code == 1
@@ -323,7 +324,7 @@ async def test_watch_reconnects_after_a_dropped_connection_and_still_exits_0(
         versions = [payload["version"] for payload in payloads]
         assert versions == sorted(set(versions)), "a version was printed twice or went back"
         assert payloads[-1]["status"] == "completed"
-        assert versions[-1] == (await row_of(task_store, task_id))["version"]
+        assert versions[-1] == (await row_of(task_store, task_id)).version
     else:
         assert len(lines) == len(set(lines)), "a state was printed twice"
         assert pcts(lines) == sorted(pcts(lines)), "the progress went back"

@@ -130,8 +130,8 @@ async def test_gateway_serves_a_spawn_and_exits_0_on_sigterm(
             assert resp.status == 202, await resp.text()
             body = await resp.json()
         row = await task_store.get_task(UUID(body["task_id"]))
-        assert row is not None and row["status"] == "pending"
-        assert row["workspace_id"] == member.workspace_id
+        assert row is not None and row.status == "pending"
+        assert row.workspace_id == member.workspace_id
 
         async with session.get(
             f"{gateway.url}/api/tasks/{body['task_id']}/status", headers=bearer(member.token)

@@ -24,7 +24,7 @@ from gateway.schemas import TaskRecordSchema
 from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.channels import progress_channel
 from taskstate.db import Database
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, encode_payload, payload_from_row
+from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, encode_payload, task_payload
 from taskstate.publisher import connect_redis
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
@@ -112,9 +112,9 @@ async def test_spawn_answers_202_with_the_pending_payload_task_id_and_location(
 
     row = await task_store.get_task(UUID(body["id"]))
     assert row is not None
-    assert row["workspace_id"] == member.workspace_id  # omitted: the one membership
-    assert row["params"] == {"step_seconds": 0}
-    assert payload_from_row(row) == {k: body[k] for k in PAYLOAD_FIELDS}
+    assert row.workspace_id == member.workspace_id  # omitted: the one membership
+    assert row.params == {"step_seconds": 0}
+    assert task_payload(row) == {k: body[k] for k in PAYLOAD_FIELDS}
 
 
 async def test_spawn_with_an_explicit_workspace_of_the_caller(
@@ -124,8 +124,8 @@ async def test_spawn_with_an_explicit_workspace_of_the_caller(
     resp = await post_spawn(api, body, member.token)
     assert resp.status == 202, await resp.text()
     row = await task_store.get_task(UUID((await resp.json())["id"]))
-    assert row is not None and row["workspace_id"] == member.workspace_id
-    assert row["task_type"] == "research"
+    assert row is not None and row.workspace_id == member.workspace_id
+    assert row.task_type == "research"
 
 
 async def test_spawn_without_workspace_id_needs_exactly_one_membership(
@@ -144,7 +144,7 @@ async def test_spawn_without_workspace_id_needs_exactly_one_membership(
     )
     assert resp.status == 202, await resp.text()
     row = await task_store.get_task(UUID((await resp.json())["id"]))
-    assert row is not None and row["workspace_id"] == other.workspace_id
+    assert row is not None and row.workspace_id == other.workspace_id
 
 
 async def test_spawn_without_workspace_id_and_no_membership_names_workspace_id(
@@ -185,7 +185,7 @@ async def test_spawn_notify_wakes_an_idle_runner_and_the_task_completes(
     task_id = UUID((await resp.json())["id"])
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
     assert time.monotonic() - started < 5
-    assert (final["status"], final["phase"], final["progress_pct"]) == (
+    assert (final.status, final.phase, final.progress_pct) == (
         "completed",
         "complete",
         100,
@@ -194,7 +194,7 @@ async def test_spawn_notify_wakes_an_idle_runner_and_the_task_completes(
     status = await (
         await api.get(f"/api/tasks/{task_id}/status", headers=bearer(member.token))
     ).json()
-    assert status["status"] == "completed" and status["version"] == final["version"]
+    assert status["status"] == "completed" and status["version"] == final.version
 
 
 # -- spawn validation --------------------------------------------------------------------------
@@ -253,7 +253,7 @@ async def test_params_of_exactly_64_kib_are_accepted_and_one_more_byte_is_refuse
     )
     assert resp.status == 202, await resp.text()
     row = await task_store.get_task(UUID((await resp.json())["id"]))
-    assert row is not None and row["params"] == params_of_size(MAX_PARAMS, char)
+    assert row is not None and row.params == params_of_size(MAX_PARAMS, char)
 
     over = params_of_size(MAX_PARAMS + width, char)  # counted in bytes, not characters
     resp = await post_spawn(api, {"task_type": "validation_kit", "params": over}, member.token)
@@ -361,10 +361,10 @@ async def test_status_is_the_payload_byte_for_byte(
     raw = await resp.read()
     row = await task_store.get_task(task_id)
     assert row is not None
-    assert raw == encode_payload(payload_from_row(row)).encode("utf-8")
+    assert raw == encode_payload(task_payload(row)).encode("utf-8")
     payload = json.loads(raw)
     assert list(payload) == list(PAYLOAD_FIELDS)
-    assert payload == payload_from_row(row)
+    assert payload == task_payload(row)
     TaskPayloadSchema().load(payload)
 
 
@@ -381,7 +381,7 @@ async def test_status_of_a_completed_task_equals_the_last_published_bytes(
         final = await wait_for_status(task_store, task_id, TERMINAL)
         published: list[bytes] = []
         async with asyncio.timeout(5):
-            while not published or json.loads(published[-1])["version"] < final["version"]:
+            while not published or json.loads(published[-1])["version"] < final.version:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None:
                     published.append(message["data"])
@@ -411,13 +411,13 @@ async def test_record_is_the_payload_plus_the_rows_own_fields(
     row = await task_store.get_task(task_id)
     assert row is not None
     assert set(record) == {*PAYLOAD_FIELDS, "workspace_id", "params", "created_at", "updated_at"}
-    assert {k: record[k] for k in PAYLOAD_FIELDS} == payload_from_row(row)
+    assert {k: record[k] for k in PAYLOAD_FIELDS} == task_payload(row)
     assert record["workspace_id"] == str(member.workspace_id)
     assert record["params"] == {"step_seconds": 0, "company": "Acme"}
-    assert record["version"] == row["version"] == 1
+    assert record["version"] == row.version == 1
     for stamp in ("created_at", "updated_at"):
         assert ISO_UTC_MS.match(record[stamp]), record[stamp]
-        stamp_of_row = row[stamp].astimezone(UTC).isoformat(timespec="milliseconds")
+        stamp_of_row = getattr(row, stamp).astimezone(UTC).isoformat(timespec="milliseconds")
         assert record[stamp] == stamp_of_row.replace("+00:00", "Z")
     TaskRecordSchema().load(record)
 
@@ -455,7 +455,7 @@ async def test_cancel_of_a_pending_task_with_no_runner_answers_202_and_publishes
     assert message is not None, "the cancelled payload was not published"
     assert message["data"] == raw
     row = await task_store.get_task(task_id)
-    assert row is not None and payload_from_row(row) == body
+    assert row is not None and task_payload(row) == body
 
 
 async def test_cancelling_again_is_a_409_conflict_carrying_the_current_payload(
@@ -467,8 +467,8 @@ async def test_cancelling_again_is_a_409_conflict_carrying_the_current_payload(
     resp = await api.post(f"/api/tasks/{task_id}/cancel", headers=bearer(member.token))
     body = await error_of(resp, 409, "CONFLICT", extra_keys={"task"})
     row = await task_store.get_task(task_id)
-    assert row is not None and row["version"] == 2  # the refused cancel wrote nothing
-    assert body["task"] == payload_from_row(row)
+    assert row is not None and row.version == 2  # the refused cancel wrote nothing
+    assert body["task"] == task_payload(row)
     assert body["task"]["status"] == "cancelled"
 
 
@@ -483,11 +483,11 @@ async def test_concurrent_cancels_cancel_once_and_the_rest_conflict(
     statuses = sorted(r.status for r in responses)
     assert statuses == [202] + [409] * 7, statuses
     row = await task_store.get_task(task_id)
-    assert row is not None and row["status"] == "cancelled" and row["version"] == 2
+    assert row is not None and row.status == "cancelled" and row.version == 2
     for resp in responses:
         body = await resp.json()
         task = body if resp.status == 202 else body["task"]
-        assert task == payload_from_row(row)
+        assert task == task_payload(row)
 
 
 async def test_cancelling_a_completed_task_is_a_409(
@@ -498,9 +498,9 @@ async def test_cancelling_a_completed_task_is_a_409(
     final = await wait_for_status(task_store, task_id, {"completed"})
     resp = await api.post(f"/api/tasks/{task_id}/cancel", headers=bearer(member.token))
     body = await error_of(resp, 409, "CONFLICT", extra_keys={"task"})
-    assert body["task"] == payload_from_row(final)
+    assert body["task"] == task_payload(final)
     row = await task_store.get_task(task_id)
-    assert row is not None and row["status"] == "completed" and row["version"] == final["version"]
+    assert row is not None and row.status == "completed" and row.version == final.version
 
 
 async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
@@ -513,7 +513,7 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
 
     async def working() -> bool:
         row = await task_store.get_task(task_id)
-        return row is not None and row["progress_pct"] == 40
+        return row is not None and row.progress_pct == 40
 
     await wait_for(working)
     cancelled_at = time.monotonic()
@@ -528,8 +528,8 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
     assert endless.stopped_at is not None and endless.stopped_at - cancelled_at < 1.0
     await asyncio.sleep(0.5)
     row = await task_store.get_task(task_id)
-    assert row is not None and row["status"] == "cancelled"
-    assert row["version"] == body["version"] and row["error"] is None
+    assert row is not None and row.status == "cancelled"
+    assert row.version == body["version"] and row.error is None
 
 
 # -- the auth matrix ---------------------------------------------------------------------------
@@ -564,7 +564,7 @@ async def assert_refused(
 
 async def assert_untouched(task_store: TaskStore, task_id: UUID, db: Database) -> None:
     row = await task_store.get_task(task_id)
-    assert row is not None and row["status"] == "pending" and row["version"] == 1
+    assert row is not None and row.status == "pending" and row.version == 1
     assert await task_count(db) == 1  # no spawn went through
 
 
@@ -650,7 +650,7 @@ async def test_a_member_who_loses_membership_gets_200_then_403(
     resp = await call(api, endpoint, other, member.workspace_id, bearer(member.token))
     await assert_refused(resp, 403, "FORBIDDEN", other, member.workspace_id)
     row = await task_store.get_task(other)
-    assert row is not None and row["status"] == "pending" and row["version"] == 1
+    assert row is not None and row.status == "pending" and row.version == 1
 
 
 async def test_a_token_stops_working_once_it_expires(
@@ -738,7 +738,7 @@ async def test_a_wrong_method_is_a_json_405(
     assert allowed in resp.headers.get("Allow", ""), resp.headers
     assert_no_task_bytes(raw, task_id)
     row = await task_store.get_task(task_id)
-    assert row is not None and row["version"] == 1
+    assert row is not None and row.version == 1
 
 
 async def test_get_on_the_spawn_route_is_a_405(api: Any, member: IssuedToken) -> None:

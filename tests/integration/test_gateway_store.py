@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from uuid import uuid4
 
+from gateway.decision import Decision
 from gateway.store import GatewayStore
 from taskstate.accounts import AccountStore, IssuedToken
 from taskstate.db import Database
@@ -45,10 +46,9 @@ async def test_concurrent_authorizations_share_a_statement_and_keep_their_own_an
             continue
         assert access.caller is not None and access.caller.user_id == member.user_id
         if task_id == mine:
-            assert access.is_member and access.task is not None and access.task["id"] == mine
-            assert "n" not in access.task and "user_id" not in access.task
-            assert "token_id" not in access.task and "read_only" not in access.task
-        elif task_id == theirs:
-            assert not access.is_member and access.task is not None
+            assert access.decision is Decision.ALLOWED
+            assert access.task is not None and access.task.id == mine
+        elif task_id == theirs:  # refused: the answer carries the decision, never the task
+            assert access.decision is Decision.FORBIDDEN and access.task is None
         else:
             assert access.task is None

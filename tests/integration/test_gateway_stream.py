@@ -126,7 +126,7 @@ async def test_fifty_clients_connecting_mid_run_each_see_increasing_versions_to_
         versions = [p["version"] for p in payloads]
         assert versions == sorted(set(versions)), "a client saw a version twice or go back"
         assert payloads[-1]["status"] == "completed"
-        assert payloads[-1]["version"] == final["version"]
+        assert payloads[-1]["version"] == final.version
 
 
 async def test_quiet_redis_makes_the_stream_reread_and_reemit_the_row(
@@ -262,7 +262,7 @@ async def test_last_event_id_at_the_terminal_version_gets_204(
     task_id = await spawn(task_store, member.workspace_id, "validation_kit")
     cancelled = await task_store.cancel_task(task_id)
     url = progress_url(live_gateway, task_id)
-    version = str(cancelled["version"])
+    version = str(cancelled.version)
 
     response, received = await collect(session, url, member.token, **{"Last-Event-ID": version})
     assert response.status == 204 and received == []

@@ -25,7 +25,10 @@ async def running_tasks(db: Database, store: TaskStore, workspace_id: UUID, n: i
     for _ in range(n):
         task_id = await spawn(store, workspace_id, "research")
         await claim_by_hand(db, task_id, runner_id="r", started_ago_s=0, beat_ago_s=0, timeout_s=60)
-        rows.append(await store.get_task(task_id))
+        row = await db.fetch_one(
+            "SELECT * FROM background_tasks WHERE id = %(id)s", {"id": task_id}
+        )
+        rows.append(row)
     return rows
 
 
@@ -63,7 +66,7 @@ async def test_reports_made_together_share_one_statement_and_all_are_published(
         assert new["progress_pct"] == 10 + i and new["version"] == row["version"] + 1
         assert new["result_data"]["progress_pct"] == 10 + i
         stored = await task_store.get_task(row["id"])
-        assert stored is not None and stored["message"] == f"at {10 + i}"
+        assert stored is not None and stored.message == f"at {10 + i}"
     await wait_for(lambda: asyncio.sleep(0, all(recorder.of(r["id"]) for r in rows)), 5)
     for i, row in enumerate(rows):
         assert [p["progress_pct"] for p in recorder.of(row["id"])] == [10 + i]
@@ -79,8 +82,8 @@ async def test_a_task_no_longer_held_gets_none_and_the_others_are_written(
     assert written[1] is None
     assert written[0] is not None and written[2] is not None
     cancelled = await task_store.get_task(rows[1]["id"])
-    assert cancelled is not None and cancelled["status"] == "cancelled"
-    assert cancelled["progress_pct"] != 50
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert cancelled.progress_pct != 50
 
 
 async def test_one_task_s_reports_are_written_in_the_order_they_were_made(
@@ -94,7 +97,7 @@ async def test_one_task_s_reports_are_written_in_the_order_they_were_made(
     assert [w["version"] for w in written if w] == [row["version"] + n for n in (1, 2, 3, 4)]
     assert store.statements == [1, 1, 1, 1]  # never two of one task in a statement
     stored = await task_store.get_task(row["id"])
-    assert stored is not None and stored["progress_pct"] == 4
+    assert stored is not None and stored.progress_pct == 4
 
 
 async def test_a_failed_write_reaches_every_caller_of_its_batch(

@@ -201,7 +201,7 @@ async def test_runners_and_a_gateway_in_cluster_mode_carry_every_stream_to_its_e
             assert versions == sorted(set(versions)), "versions must strictly increase"
             assert received[-1]["status"] == "completed", received[-1]["error"]
             row = await task_store.get_task(task_id)
-            assert row is not None and received[-1]["version"] == row["version"]
+            assert row is not None and received[-1]["version"] == row.version
             assert len(received) >= 4, "the phases must arrive live, not only on re-reads"
 
         dispatcher = gateway.app[DISPATCHER]

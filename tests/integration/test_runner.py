@@ -12,7 +12,7 @@ import pytest
 from runner.handlers import HandlerRegistry, TaskContext, TaskLost, TaskResult
 from runner.worker import REQUEUED_MESSAGE, runner_lost_error
 from taskstate.db import Database
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, payload_from_row
+from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, task_payload
 from taskstate.settings import parse_task_timeouts
 from taskstate.store import TaskStore
 from tests.conftest import (
@@ -70,18 +70,18 @@ async def test_builtin_handler_walks_the_spec_phases_and_final_row_equals_last_p
     runners.start(builtin_registry())
     task_id = await spawn(task_store, workspace_id, task_type, step_seconds=0)
     final = await wait_for_status(task_store, task_id, TERMINAL)
-    published = await settle(recorder, task_id, final["version"])
+    published = await settle(recorder, task_id, final.version)
 
     versions = [p["version"] for p in published]
     assert versions == sorted(set(versions)), "versions must strictly increase"
-    assert published[-1] == payload_from_row(final)
+    assert published[-1] == task_payload(final)
     assert published[0]["status"] == "running" and published[0]["phase"] == "pending"
     running = [(p["phase"], p["progress_pct"]) for p in published if p["status"] == "running"]
     assert running[1:] == SPEC_PHASES[task_type]
-    assert (final["status"], final["phase"]) == ("completed", "complete")
-    assert final["progress_pct"] == 100
-    assert final["completed_at"] is not None and final["error"] is None
-    assert "summary" in final["result_data"] and final["result_data"]["document_ids"]
+    assert (final.status, final.phase) == ("completed", "complete")
+    assert final.progress_pct == 100
+    assert final.completed_at is not None and final.error is None
+    assert "summary" in final.result_data and final.result_data["document_ids"]
     schema = TaskPayloadSchema()
     for payload in published:
         assert list(payload) == list(PAYLOAD_FIELDS)
@@ -93,7 +93,7 @@ async def test_completed_payload_matches_the_spec_example_shape(
 ) -> None:
     runners.start(builtin_registry())
     task_id = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0)
-    final = payload_from_row(await wait_for_status(task_store, task_id, TERMINAL))
+    final = task_payload(await wait_for_status(task_store, task_id, TERMINAL))
     assert final["message"] == "Your Validation Kit is ready — 3 documents generated."
     assert len(final["result_data"]["document_ids"]) == 3
     assert final["started_at"].endswith("Z") and final["completed_at"].endswith("Z")
@@ -115,10 +115,10 @@ async def test_progress_is_merged_into_result_data_while_running(
 
     async def reported() -> dict[str, Any] | None:
         row = await task_store.get_task(task_id)
-        return row if row and row["phase"] == "research_plan" else None
+        return row if row and row.phase == "research_plan" else None
 
     row = await wait_for(reported)
-    assert row["result_data"] == {
+    assert row.result_data == {
         "phase": "research_plan",
         "progress_pct": 50,
         "message": "Building your research plan...",
@@ -135,12 +135,12 @@ async def test_fail_at_fails_with_a_one_line_error_keeping_phase_and_pct(
         task_store, workspace_id, "validation_kit", step_seconds=0, fail_at="research_plan"
     )
     final = await wait_for_status(task_store, task_id, TERMINAL)
-    assert final["status"] == "failed"
-    assert final["error"] == "Simulated failure at research_plan"
-    assert (final["phase"], final["progress_pct"]) == ("research_plan", 50)
-    assert final["message"] == "Building your research plan..."
-    assert final["completed_at"] is not None
-    published = await settle(recorder, task_id, final["version"])
+    assert final.status == "failed"
+    assert final.error == "Simulated failure at research_plan"
+    assert (final.phase, final.progress_pct) == ("research_plan", 50)
+    assert final.message == "Building your research plan..."
+    assert final.completed_at is not None
+    published = await settle(recorder, task_id, final.version)
     assert published[-1]["status"] == "failed"
 
 
@@ -154,9 +154,9 @@ async def test_handler_exception_fails_the_task_without_a_traceback_in_the_paylo
     runners.start(registry_of(broken=broken))
     task_id = await spawn(task_store, workspace_id, "broken")
     final = await wait_for_status(task_store, task_id, TERMINAL)
-    assert final["status"] == "failed"
-    assert final["error"] == "RuntimeError: the model answered nonsense"
-    assert (final["phase"], final["progress_pct"]) == ("running", 30)
+    assert final.status == "failed"
+    assert final.error == "RuntimeError: the model answered nonsense"
+    assert (final.phase, final.progress_pct) == ("running", 30)
 
 
 @pytest.mark.parametrize(
@@ -178,9 +178,9 @@ async def test_timeout_fails_the_task_with_the_exact_message(
     runners.start(builtin_registry(), task_timeouts=parse_task_timeouts(timeouts))
     task_id = await spawn(task_store, workspace_id, task_type, step_seconds=5)
     final = await wait_for_status(task_store, task_id, TERMINAL)
-    assert final["status"] == "failed"
-    assert final["error"] == expected
-    assert final["phase"] != "complete"
+    assert final.status == "failed"
+    assert final.error == expected
+    assert final.phase != "complete"
 
 
 async def test_bad_progress_raises_value_error_in_the_handler_and_writes_nothing(
@@ -191,19 +191,19 @@ async def test_bad_progress_raises_value_error_in_the_handler_and_writes_nothing
 
     async def sloppy(task: TaskContext) -> dict[str, Any]:
         await task.report_progress("first", 10, "ok")
-        versions.append((await task_store.get_task(task.task_id))["version"])
+        versions.append((await task_store.get_task(task.task_id)).version)
         for bad in [("first", 150, "x"), ("first", -1, "x"), (7, 20, "x"), ("first", 20.5, "x")]:
             try:
                 await task.report_progress(*bad)  # type: ignore[arg-type]
             except ValueError as exc:
                 seen.append(str(exc))
-        versions.append((await task_store.get_task(task.task_id))["version"])
+        versions.append((await task_store.get_task(task.task_id)).version)
         return {"done": True}
 
     runners.start(registry_of(sloppy=sloppy))
     task_id = await spawn(task_store, workspace_id, "sloppy")
     final = await wait_for_status(task_store, task_id, TERMINAL)
-    assert final["status"] == "completed"
+    assert final.status == "completed"
     assert len(seen) == 4 and all("progress_pct" in s or "phase" in s for s in seen)
     assert versions[0] == versions[1], "a rejected report must not write"
 
@@ -219,12 +219,12 @@ async def test_cancelling_a_pending_task_means_it_never_starts(
 
     task_id = await spawn(task_store, workspace_id, "tracked")
     cancelled = await task_store.cancel_task(task_id)
-    assert cancelled["status"] == "cancelled"
+    assert cancelled.status == "cancelled"
     runners.start(registry_of(tracked=tracked))
     other = await spawn(task_store, workspace_id, "tracked")  # proves the runner is working
     await wait_for_status(task_store, other, {"completed"})
     row = await task_store.get_task(task_id)
-    assert row["status"] == "cancelled" and row["started_at"] is None
+    assert row.status == "cancelled" and row.started_at is None
     assert started == [other]
 
 
@@ -238,7 +238,7 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
 
     async def working() -> bool:
         row = await task_store.get_task(task_id)
-        return row["phase"] == "running" and row["progress_pct"] == 40
+        return row.phase == "running" and row.progress_pct == 40
 
     await wait_for(working)
     cancelled_at = time.monotonic()
@@ -247,8 +247,8 @@ async def test_cancelling_a_running_task_stops_its_handler_within_a_second(
     assert endless.stopped_at is not None and endless.stopped_at - cancelled_at < 1.0
     await asyncio.sleep(0.5)
     row = await task_store.get_task(task_id)
-    assert row["status"] == "cancelled" and row["version"] == cancelled["version"]
-    assert (row["phase"], row["progress_pct"], row["error"]) == ("running", 40, None)
+    assert row.status == "cancelled" and row.version == cancelled.version
+    assert (row.phase, row.progress_pct, row.error) == ("running", 40, None)
 
 
 async def test_heartbeat_stops_a_handler_whose_row_was_cancelled_without_notification(
@@ -273,7 +273,7 @@ async def test_heartbeat_stops_a_handler_whose_row_was_cancelled_without_notific
     )
     await asyncio.wait_for(stopped.wait(), 2.0)
     row = await task_store.get_task(task_id)
-    assert row["status"] == "cancelled"
+    assert row.status == "cancelled"
 
 
 async def test_a_runner_that_lost_its_claim_never_overwrites_the_row(
@@ -299,7 +299,7 @@ async def test_a_runner_that_lost_its_claim_never_overwrites_the_row(
     task_id = await spawn(task_store, workspace_id, "blocked")
 
     async def started() -> bool:
-        return (await task_store.get_task(task_id))["progress_pct"] == 10
+        return (await task_store.get_task(task_id)).progress_pct == 10
 
     await wait_for(started)
     await db.fetch_all(
@@ -312,7 +312,7 @@ async def test_a_runner_that_lost_its_claim_never_overwrites_the_row(
     await wait_for(lambda: asyncio.sleep(0, result=outcome == ["lost"]))
     await asyncio.sleep(0.3)
     row = await task_store.get_task(task_id)
-    assert row["version"] == reaped["version"] and row["error"] == "reaped"
+    assert row.version == reaped.version and row.error == "reaped"
 
 
 async def test_reaper_fails_a_task_whose_runner_stopped_beating_and_publishes_it(
@@ -329,9 +329,9 @@ async def test_reaper_fails_a_task_whose_runner_stopped_beating_and_publishes_it
     )
     runner = runners.start(builtin_registry())
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
-    assert final["status"] == "failed"
-    assert final["error"] == runner_lost_error(runner.settings.runner_stale_after_s)
-    published = await settle(recorder, task_id, final["version"])
+    assert final.status == "failed"
+    assert final.error == runner_lost_error(runner.settings.runner_stale_after_s)
+    published = await settle(recorder, task_id, final.version)
     assert published[-1]["status"] == "failed"
     assert runner.stats.reaped == 1
 
@@ -346,7 +346,7 @@ async def test_reaper_fails_a_task_past_its_hard_deadline_with_the_timeout_error
     )
     runners.start(registry_of(other=lambda task: asyncio.sleep(0)))
     final = await wait_for_status(task_store, task_id, TERMINAL, timeout_s=5)
-    assert final["error"] == "Validation Kit task timed out after 240s"
+    assert final.error == "Validation Kit task timed out after 240s"
 
 
 async def test_runner_runs_at_most_its_concurrency(
@@ -395,7 +395,7 @@ async def test_runner_claims_only_types_it_has_handlers_for(
     unknown = await spawn(task_store, workspace_id, "no_such_handler")
     known = await spawn(task_store, workspace_id, "research", step_seconds=0)
     await wait_for_status(task_store, known, {"completed"})
-    assert (await task_store.get_task(unknown))["status"] == "pending"
+    assert (await task_store.get_task(unknown)).status == "pending"
 
 
 async def test_stop_requeues_tasks_that_outlast_the_grace_and_finishes_the_rest(
@@ -407,11 +407,11 @@ async def test_stop_requeues_tasks_that_outlast_the_grace_and_finishes_the_rest(
     await wait_for_status(task_store, slow, {"running"})
     await wait_for_status(task_store, quick, {"running"})
     await runners.stop_all(force=False)
-    assert (await task_store.get_task(quick))["status"] == "completed"
+    assert (await task_store.get_task(quick)).status == "completed"
     requeued = await task_store.get_task(slow)
-    assert requeued["status"] == "pending"
-    assert requeued["message"] == REQUEUED_MESSAGE
-    assert requeued["claim_token"] is None and requeued["started_at"] is None
-    published = await settle(recorder, slow, requeued["version"])
+    assert requeued.status == "pending"
+    assert requeued.message == REQUEUED_MESSAGE
+    assert requeued.claim_token is None and requeued.started_at is None
+    published = await settle(recorder, slow, requeued.version)
     assert published[-1]["status"] == "pending"
     assert runner.stats.requeued == 1

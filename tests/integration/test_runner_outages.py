@@ -38,8 +38,8 @@ async def test_with_redis_down_tasks_complete_and_publishing_resumes_when_it_ret
     runner = runners.start(builtin_registry(), redis_url=throwaway_redis.url)
     task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.05)
     final = await wait_for_status(task_store, task, {"completed"})
-    assert (final["phase"], final["progress_pct"]) == ("complete", 100)
-    assert final["result_data"]["document_ids"]
+    assert (final.phase, final.progress_pct) == ("complete", 100)
+    assert final.result_data["document_ids"]
     stats = runner.publisher.stats
     assert stats.published == 0 and stats.failed + stats.skipped >= 5  # claim, 3 phases, end
 
@@ -86,7 +86,7 @@ async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes
         task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=0.5)
 
         async def first_phase() -> bool:
-            return (await task_store.get_task(task))["progress_pct"] >= 15
+            return (await task_store.get_task(task)).progress_pct >= 15
 
         await wait_for(first_phase)
         # PostgreSQL "restarts": every connection drops, none can be made, for longer than
@@ -97,7 +97,7 @@ async def test_postgres_outage_mid_task_the_runner_retries_and_the_task_finishes
         assert not running.done(), "the runner must not crash while PostgreSQL is away"
         await proxy.restore()
         final = await wait_for_status(task_store, task, {"completed"}, timeout_s=20)
-        assert (final["phase"], final["progress_pct"]) == ("complete", 100)
+        assert (final.phase, final.progress_pct) == ("complete", 100)
 
         # And new work still flows through the re-established connections.
         later = await spawn(task_store, workspace_id, "research", step_seconds=0)

@@ -56,7 +56,7 @@ async def test_a_runner_killed_mid_task_has_its_task_reaped_and_published(
     task = await spawn(task_store, workspace_id, "validation_kit", step_seconds=60)
 
     async def in_first_phase() -> bool:
-        return (await task_store.get_task(task))["phase"] == "assumption_map"
+        return (await task_store.get_task(task)).phase == "assumption_map"
 
     await wait_for(in_first_phase, timeout_s=15)
     survivor = runner_processes()  # keeps working; its reaper finds the orphan
@@ -65,16 +65,16 @@ async def test_a_runner_killed_mid_task_has_its_task_reaped_and_published(
     final = await wait_for_status(task_store, task, {"failed"}, timeout_s=15)
     elapsed = time.monotonic() - killed_at
 
-    assert final["error"] == runner_lost_error(settings.runner_stale_after_s)
+    assert final.error == runner_lost_error(settings.runner_stale_after_s)
     window = settings.runner_stale_after_s + settings.runner_reaper_interval_s
     assert elapsed < window + 2.0, f"reaped after {elapsed:.1f}s, window {window}s"
-    assert (final["phase"], final["progress_pct"]) == ("assumption_map", 15)
+    assert (final.phase, final.progress_pct) == ("assumption_map", 15)
 
     async def terminal_published() -> bool:
         return any(p["status"] == "failed" for p in recorder.of(task))
 
     await wait_for(terminal_published, timeout_s=5)
-    assert recorder.of(task)[-1]["version"] == final["version"]
+    assert recorder.of(task)[-1]["version"] == final.version
 
     # The survivor kept working throughout.
     other = await spawn(task_store, workspace_id, "research", step_seconds=0)
@@ -102,10 +102,10 @@ async def test_sigterm_exits_zero_and_leaves_no_task_running(
     assert await process.wait(timeout_s=15) == 0, process.log()
 
     assert (await count_by_status(db)).get("running") is None
-    assert (await task_store.get_task(quick))["status"] == "completed"
+    assert (await task_store.get_task(quick)).status == "completed"
     for task_id in slow:
         row = await task_store.get_task(task_id)
-        assert (row["status"], row["message"]) == ("pending", REQUEUED_MESSAGE)
+        assert (row.status, row.message) == ("pending", REQUEUED_MESSAGE)
 
 
 async def test_requeued_tasks_are_picked_up_by_another_runner(
@@ -120,7 +120,7 @@ async def test_requeued_tasks_are_picked_up_by_another_runner(
     assert await leaving.wait(timeout_s=15) == 0
     runner_processes()
     final = await wait_for_status(task_store, task, {"completed"}, timeout_s=20)
-    assert final["phase"] == "complete"
+    assert final.phase == "complete"
 
 
 async def test_runner_with_a_bad_task_module_exits_2_with_one_clear_line(

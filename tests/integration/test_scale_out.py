@@ -53,8 +53,8 @@ async def test_two_gateways_and_two_runners_share_the_work_and_every_stream_ends
             assert versions == sorted(set(versions)), "versions must strictly increase"
             assert received[-1]["status"] == "completed"
             row = await task_store.get_task(task_id)
-            assert row is not None and received[-1]["version"] == row["version"]
-            runners_seen.add(row["runner_id"])
+            assert row is not None and received[-1]["version"] == row.version
+            runners_seen.add(row.runner_id)
         assert len(runners_seen) == 2, "both runners should have taken part"
         for gateway in gateways:
             assert gateway.app[STREAM_STATS].open == 0

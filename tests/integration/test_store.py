@@ -20,7 +20,8 @@ from taskstate.accounts import AccountStore
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from taskstate.db import Database, apply_schema, listen
 from taskstate.errors import NotFound, SchemaMissing, StoreError, StoreUnavailable
-from taskstate.payloads import TaskPayloadSchema, payload_from_row
+from taskstate.models import Task
+from taskstate.payloads import TaskPayloadSchema, task_payload
 from taskstate.settings import Settings
 from taskstate.store import CANCELLED_MESSAGE, TaskAlreadyFinished, TaskStore
 from taskstate.tokens import TOKEN_PREFIX
@@ -70,8 +71,8 @@ async def test_apply_schema_again_is_idempotent_and_keeps_data(
     for table in SCHEMA_TABLES:
         expected = 0 if table == "api_token_workspaces" else 1  # no service token here
         assert await row_count(db, table) == expected, table
-    kept = await task_store.get_task(row["id"])
-    assert kept is not None and kept["version"] == 1
+    kept = await task_store.get_task(row.id)
+    assert kept is not None and kept.version == 1
     triggers = await db.fetch_all(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'background_tasks'::regclass"
         " AND NOT tgisinternal"
@@ -163,11 +164,11 @@ async def test_check_constraint_rejects_a_bad_update(
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
     with pytest.raises(psycopg2.errors.CheckViolation):
         await db.fetch_all(
-            "UPDATE background_tasks SET status = 'completed' WHERE id = %(id)s", {"id": row["id"]}
+            "UPDATE background_tasks SET status = 'completed' WHERE id = %(id)s", {"id": row.id}
         )
-    after = await task_store.get_task(row["id"])
+    after = await task_store.get_task(row.id)
     assert after is not None
-    assert (after["status"], after["version"]) == ("pending", 1)
+    assert (after.status, after.version) == ("pending", 1)
 
 
 async def test_task_type_and_names_are_checked(db: Database, workspace_id: UUID) -> None:
@@ -192,7 +193,7 @@ async def test_every_update_bumps_version_by_one_and_moves_updated_at(
     db: Database, task_store: TaskStore, workspace_id: UUID
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    task = {"id": row["id"]}
+    task = {"id": row.id}
     statements = [
         "UPDATE background_tasks SET message = 'one' WHERE id = %(id)s",
         # A statement that changes nothing still counts as a write.
@@ -205,7 +206,7 @@ async def test_every_update_bumps_version_by_one_and_moves_updated_at(
         "UPDATE background_tasks SET progress_pct = progress_pct + 1, version = version + 5"
         " WHERE id = %(id)s",
     ]
-    version, updated_at = row["version"], row["updated_at"]
+    version, updated_at = row.version, row.updated_at
     assert version == 1
     for statement in statements:
         await asyncio.sleep(0.002)
@@ -215,15 +216,15 @@ async def test_every_update_bumps_version_by_one_and_moves_updated_at(
         assert after["updated_at"] > updated_at, statement
         assert after["updated_at"] <= datetime.now(UTC) + timedelta(seconds=5), statement
         version, updated_at = after["version"], after["updated_at"]
-    stored = await task_store.get_task(row["id"])
-    assert stored is not None and stored["version"] == 1 + len(statements)
+    stored = await task_store.get_task(row.id)
+    assert stored is not None and stored.version == 1 + len(statements)
 
 
 async def test_a_multi_row_update_bumps_each_row_once(
     db: Database, task_store: TaskStore, workspace_id: UUID
 ) -> None:
     ids = [
-        (await task_store.insert_task(workspace_id=workspace_id, task_type="t", params={}))["id"]
+        (await task_store.insert_task(workspace_id=workspace_id, task_type="t", params={})).id
         for _ in range(3)
     ]
     await db.fetch_all(
@@ -247,35 +248,35 @@ async def test_insert_task_makes_a_pending_row_and_notifies(
         )
         notify = await next_notify(queue)
     assert notify.channel == TASK_PENDING_NOTIFY
-    assert notify.payload == str(row["id"])
+    assert notify.payload == str(row.id)
 
-    assert isinstance(row["id"], UUID)
-    assert row["workspace_id"] == workspace_id
-    assert row["task_type"] == "validation_kit"
-    assert row["status"] == "pending"
-    assert row["phase"] == "pending"
-    assert row["progress_pct"] == 0
-    assert row["message"] == "Queued"
-    assert row["version"] == 1
-    assert row["result_data"] == {}
-    assert row["params"] == params
+    assert isinstance(row.id, UUID)
+    assert row.workspace_id == workspace_id
+    assert row.task_type == "validation_kit"
+    assert row.status == "pending"
+    assert row.phase == "pending"
+    assert row.progress_pct == 0
+    assert row.message == "Queued"
+    assert row.version == 1
+    assert row.result_data == {}
+    assert row.params == params
     for column in ("error", "started_at", "completed_at", "heartbeat_at", "runner_id"):
-        assert row[column] is None, column
-    assert row["claim_token"] is None
+        assert getattr(row, column) is None, column
+    assert row.claim_token is None
 
-    stored = await task_store.get_task(row["id"])
+    stored = await task_store.get_task(row.id)
     assert stored is not None
-    assert stored["params"] == params and isinstance(stored["params"], dict)
+    assert stored.params == params and isinstance(stored.params, dict)
     kind = await task_store.db.fetch_one(
         "SELECT jsonb_typeof(params) AS t, params->>'topic' AS topic"
         " FROM background_tasks WHERE id = %(id)s",
-        {"id": row["id"]},
+        {"id": row.id},
     )
     assert kind == {"t": "object", "topic": "café"}
 
 
 async def test_insert_task_for_an_unknown_workspace_fails(task_store: TaskStore) -> None:
-    with pytest.raises(psycopg2.errors.ForeignKeyViolation):
+    with pytest.raises(NotFound):
         await task_store.insert_task(workspace_id=uuid.uuid4(), task_type="research", params={})
 
 
@@ -291,46 +292,46 @@ async def test_cancel_a_pending_task(
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
     async with listen(settings, [TASK_CANCELLED_NOTIFY], name="t") as queue:
-        cancelled = await task_store.cancel_task(row["id"])
+        cancelled = await task_store.cancel_task(row.id)
         notify = await next_notify(queue)
-    assert (notify.channel, notify.payload) == (TASK_CANCELLED_NOTIFY, str(row["id"]))
+    assert (notify.channel, notify.payload) == (TASK_CANCELLED_NOTIFY, str(row.id))
 
-    assert cancelled["status"] == "cancelled"
-    assert cancelled["completed_at"] is not None
-    assert cancelled["completed_at"] >= row["created_at"]
-    assert cancelled["error"] is None
-    assert cancelled["message"] == CANCELLED_MESSAGE == "Task cancelled"
-    assert (cancelled["phase"], cancelled["progress_pct"]) == ("pending", 0)
-    assert cancelled["version"] == row["version"] + 1
-    stored = await task_store.get_task(row["id"])
+    assert cancelled.status == "cancelled"
+    assert cancelled.completed_at is not None
+    assert cancelled.completed_at >= row.created_at
+    assert cancelled.error is None
+    assert cancelled.message == CANCELLED_MESSAGE == "Task cancelled"
+    assert (cancelled.phase, cancelled.progress_pct) == ("pending", 0)
+    assert cancelled.version == row.version + 1
+    stored = await task_store.get_task(row.id)
     assert stored is not None
-    assert (stored["status"], stored["version"]) == ("cancelled", cancelled["version"])
+    assert (stored.status, stored.version) == ("cancelled", cancelled.version)
 
 
 async def test_cancel_a_running_task_keeps_phase_and_pct(
     settings: Settings, db: Database, task_store: TaskStore, workspace_id: UUID
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    running = await make_running(db, row["id"])
+    running = await make_running(db, row.id)
     assert running["version"] == 2
     async with listen(settings, [TASK_CANCELLED_NOTIFY], name="t") as queue:
-        cancelled = await task_store.cancel_task(row["id"])
+        cancelled = await task_store.cancel_task(row.id)
         notify = await next_notify(queue)
-    assert notify.payload == str(row["id"])
+    assert notify.payload == str(row.id)
 
-    assert cancelled["status"] == "cancelled"
-    assert cancelled["completed_at"] is not None
-    assert cancelled["error"] is None
-    assert cancelled["message"] == "Task cancelled"
-    assert (cancelled["phase"], cancelled["progress_pct"]) == ("research_plan", 50)
-    assert cancelled["started_at"] == running["started_at"]
-    assert cancelled["version"] == running["version"] + 1
+    assert cancelled.status == "cancelled"
+    assert cancelled.completed_at is not None
+    assert cancelled.error is None
+    assert cancelled.message == "Task cancelled"
+    assert (cancelled.phase, cancelled.progress_pct) == ("research_plan", 50)
+    assert cancelled.started_at == running["started_at"]
+    assert cancelled.version == running["version"] + 1
 
 
 async def test_cancel_with_a_custom_message(task_store: TaskStore, workspace_id: UUID) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    cancelled = await task_store.cancel_task(row["id"], "Stopped by ann")
-    assert (cancelled["status"], cancelled["message"]) == ("cancelled", "Stopped by ann")
+    cancelled = await task_store.cancel_task(row.id, "Stopped by ann")
+    assert (cancelled.status, cancelled.message) == ("cancelled", "Stopped by ann")
 
 
 @pytest.mark.parametrize(
@@ -354,34 +355,34 @@ async def test_cancelling_a_finished_task_raises_and_changes_nothing(
         f"UPDATE background_tasks SET status = %(status)s, {extra},"
         " phase = 'done', progress_pct = 100, message = 'Finished'"
         " WHERE id = %(id)s RETURNING *",
-        {"id": row["id"], "status": status},
+        {"id": row.id, "status": status},
     )
     assert finished is not None
 
     async with listen(settings, [TASK_CANCELLED_NOTIFY], name="t") as queue:
         with pytest.raises(TaskAlreadyFinished) as caught:
-            await task_store.cancel_task(row["id"])
+            await task_store.cancel_task(row.id)
         await asyncio.sleep(0.2)
         assert queue.empty(), "a refused cancel must not notify runners"
 
-    assert caught.value.row["id"] == row["id"]
-    assert caught.value.row["status"] == status
-    assert caught.value.row["version"] == finished["version"]
+    assert caught.value.task.id == row.id
+    assert caught.value.task.status == status
+    assert caught.value.task.version == finished["version"]
     assert isinstance(caught.value, StoreError)
-    stored = await task_store.get_task(row["id"])
-    assert stored == finished
+    stored = await task_store.get_task(row.id)
+    assert stored == Task.from_row(finished)
 
 
 async def test_cancelling_twice_raises_the_second_time(
     task_store: TaskStore, workspace_id: UUID
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    first = await task_store.cancel_task(row["id"])
+    first = await task_store.cancel_task(row.id)
     with pytest.raises(TaskAlreadyFinished) as caught:
-        await task_store.cancel_task(row["id"], "again")
-    assert caught.value.row["version"] == first["version"]
-    assert caught.value.row["message"] == "Task cancelled"
-    assert caught.value.row["completed_at"] == first["completed_at"]
+        await task_store.cancel_task(row.id, "again")
+    assert caught.value.task.version == first.version
+    assert caught.value.task.message == "Task cancelled"
+    assert caught.value.task.completed_at == first.completed_at
 
 
 async def test_cancelling_an_unknown_task_raises_not_found(task_store: TaskStore) -> None:
@@ -394,12 +395,12 @@ async def test_concurrent_cancels_exactly_one_wins(
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
     results = await asyncio.gather(
-        *(task_store.cancel_task(row["id"]) for _ in range(5)), return_exceptions=True
+        *(task_store.cancel_task(row.id) for _ in range(5)), return_exceptions=True
     )
-    wins = [r for r in results if isinstance(r, dict)]
+    wins = [r for r in results if isinstance(r, Task)]
     losses = [r for r in results if isinstance(r, TaskAlreadyFinished)]
     assert (len(wins), len(losses)) == (1, 4), results
-    assert wins[0]["version"] == 2
+    assert wins[0].version == 2
 
 
 # -- payloads ---------------------------------------------------------------------------------
@@ -409,24 +410,24 @@ async def test_payload_of_a_fetched_row_validates_with_utc_timestamps(
     db: Database, task_store: TaskStore, workspace_id: UUID
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    await make_running(db, row["id"])
-    await task_store.cancel_task(row["id"])
-    fetched = await task_store.get_task(row["id"])
+    await make_running(db, row.id)
+    await task_store.cancel_task(row.id)
+    fetched = await task_store.get_task(row.id)
     assert fetched is not None
 
     for column in ("created_at", "updated_at", "started_at", "completed_at", "heartbeat_at"):
-        assert fetched[column].utcoffset() == timedelta(0), column
+        assert getattr(fetched, column).utcoffset() == timedelta(0), column
 
-    payload = payload_from_row(fetched)
+    payload = task_payload(fetched)
     loaded = TaskPayloadSchema().load(payload)
-    assert loaded["id"] == row["id"]
-    assert payload["id"] == str(row["id"])
+    assert loaded["id"] == row.id
+    assert payload["id"] == str(row.id)
     assert payload["status"] == "cancelled"
     assert payload["version"] == 3
     for column in ("started_at", "completed_at", "heartbeat_at"):
         assert payload[column].endswith("Z"), payload[column]
         parsed = datetime.fromisoformat(payload[column].replace("Z", "+00:00"))
-        assert abs(parsed - fetched[column]) < timedelta(milliseconds=1)
+        assert abs(parsed - getattr(fetched, column)) < timedelta(milliseconds=1)
     assert "params" not in payload and "claim_token" not in payload
 
 
@@ -434,7 +435,7 @@ async def test_payload_of_a_pending_row_has_null_timestamps(
     task_store: TaskStore, workspace_id: UUID
 ) -> None:
     row = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
-    payload = payload_from_row(row)
+    payload = task_payload(row)
     TaskPayloadSchema().load(payload)
     assert payload["started_at"] is None and payload["completed_at"] is None
     assert (payload["status"], payload["phase"], payload["progress_pct"]) == (

@@ -86,7 +86,7 @@ async def test_reconnects_after_a_cut_and_resumes_with_last_event_id(
     versions = [p["version"] for p in received]
     assert versions == sorted(set(versions)), "a version came twice or went back"
     assert received[-1]["status"] == "completed"
-    assert received[-1]["version"] == (await task_store.get_task(task_id))["version"]
+    assert received[-1]["version"] == (await task_store.get_task(task_id)).version
     assert len(sent_ids) >= 2 and sent_ids[0] is None
     assert retries and retries[0][2] == "the connection was cut"
     # Every reconnection asked for what came after the last version received before it.

@@ -101,7 +101,7 @@ async def exercise(
     other = await task_store.insert_task(
         workspace_id=scene.workspace_id, task_type="validation_kit", params={}
     )
-    resp = await api.get(f"/api/tasks/{other['id']}/progress", headers=bearer(live.token))
+    resp = await api.get(f"/api/tasks/{other.id}/progress", headers=bearer(live.token))
     async for _ in events(resp):
         await accounts.revoke_token(live.token)
     assert "stream_access_lost" in captured.everything()  # the scan below saw that path

@@ -131,7 +131,7 @@ async def test_a_database_from_before_service_tokens_upgrades_in_place(
         await apply_schema(db)
         await apply_schema(db)
         principal = await GatewayStore(db).principal(hash_token("pxp_old"))
-        assert principal is not None and principal.user_id == old["user_id"]
+        assert principal is not None and principal.caller.user_id == old["user_id"]
         issued = await AccountStore(db).create_service_token(service="s", workspaces=["acme"])
         service = await GatewayStore(db).principal(hash_token(issued.token))
         assert service is not None and service.caller.key == "service:s"

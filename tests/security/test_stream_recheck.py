@@ -5,6 +5,7 @@ SSE_IDLE_TIMEOUT, and the reconnect is refused."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from gateway.limits import LIMIT_STATS
 from taskstate.accounts import AccountStore
 from taskstate.channels import progress_channel
 from taskstate.db import Database
-from taskstate.payloads import encode_payload, payload_from_row
+from taskstate.payloads import encode_payload, task_payload
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
@@ -141,11 +142,11 @@ async def test_a_busy_stream_is_closed_within_one_idle_interval_after_revocation
     assert row is not None
 
     async def keep_publishing() -> None:
-        version = row["version"]
+        version = row.version
         while True:
             await asyncio.sleep(IDLE_S / 5)
             version += 1
-            payload = payload_from_row({**row, "version": version})
+            payload = task_payload(dataclasses.replace(row, version=version))
             await redis_client.publish(progress_channel(scene.task_id), encode_payload(payload))
 
     resp = await api.get(f"/api/tasks/{scene.task_id}/progress", headers=bearer(token))
