@@ -16,6 +16,7 @@ import random
 import re
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -23,7 +24,7 @@ from uuid import UUID
 import aiohttp
 
 from praxiom_client.errors import StreamBroken, StreamLost, StreamUnreachable, refused
-from praxiom_client.sse import LineSplitter, SseParser
+from praxiom_client.sse import LineSplitter, SseEvent, SseParser
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 #: No total: a task may run for hours. Each read is bounded instead, well above the gateway's
@@ -143,6 +144,38 @@ def _retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
 
+@dataclass
+class _Position:
+    """Where a follower stands: the version to resume from, and what the current attempt
+    brought (whether it connected, got an event, reached the end, or why it stopped)."""
+
+    last_version: int = 0
+    last_id: str | None = None
+    connected_once: bool = False
+    got_event: bool = False
+    finished: bool = False
+    reason: str = ""
+
+    def request_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        sent = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.last_id is not None or self.last_version:
+            sent["Last-Event-ID"] = self.last_id or str(self.last_version)
+        return sent
+
+    def accept(self, event: SseEvent | None) -> dict[str, Any] | None:
+        """The payload of a new task event; None for anything else, or a version seen."""
+        if event is None or event.event != "message":
+            return None
+        self.got_event = True
+        self.last_id = event.id
+        payload = _payload(event.data)
+        if payload["version"] <= self.last_version:
+            return None  # a reconnection's snapshot of a state already seen
+        self.last_version = payload["version"]
+        self.finished = payload["status"] in TERMINAL_STATUSES
+        return payload
+
+
 async def follow(
     session: aiohttp.ClientSession,
     progress_url: str,
@@ -156,62 +189,68 @@ async def follow(
     """Yield the task's payloads, each version once and in increasing order, until a terminal
     one. Reconnects with `Last-Event-ID` when the stream drops; the first connection is not
     retried (nothing is listening, or the URL is wrong: waiting would not help)."""
-    last_version = 0
-    last_id: str | None = None
-    connected_once = False
+    position = _Position()
     failures = 0
     while True:
-        request_headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if last_id is not None or last_version:
-            request_headers["Last-Event-ID"] = last_id or str(last_version)
-        got_event = False
+        position.got_event = False
         try:
-            async with session.get(progress_url, headers=request_headers) as response:
-                if response.status == 204:
-                    # "You have the terminal state": not from this stream (it would have ended
-                    # the loop), so the event was lost in transit. Ask for it once.
-                    yield await _final_status(session, status_url, headers, last_version)
-                    return
-                if response.status != 200:
-                    body = await _error_body(response)
-                    if not (connected_once and _retryable(response.status)):
-                        raise refused(response.status, response.reason or "", body)
-                    reason = f"{response.status} {response.reason or ''}".strip()
-                else:
-                    if response.content_type != "text/event-stream":
-                        raise StreamBroken(
-                            f"{progress_url} did not answer with an event stream "
-                            f"(got {response.content_type})"
-                        )
-                    connected_once = True
-                    splitter, parser = LineSplitter(), SseParser(last_event_id=last_id)
-                    async for chunk in response.content.iter_any():
-                        for line in splitter.feed(chunk):
-                            event = parser.feed(line)
-                            if event is None or event.event != "message":
-                                continue
-                            got_event = True
-                            last_id = event.id
-                            payload = _payload(event.data)
-                            if payload["version"] <= last_version:
-                                continue  # a reconnection's snapshot of a state already seen
-                            last_version = payload["version"]
-                            yield payload
-                            if payload["status"] in TERMINAL_STATUSES:
-                                return
-                    reason = "the stream ended before the task did"
+            attempt = _attempt(session, progress_url, status_url, headers, position)
+            async with aclosing(attempt):
+                async for payload in attempt:
+                    yield payload
+            if position.finished:
+                return
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            if not connected_once:
+            if not position.connected_once:
                 raise StreamUnreachable(connection_reason(exc)) from exc
-            reason = connection_reason(exc)
+            position.reason = connection_reason(exc)
         # Only attempts that brought no event count: a gateway that answers keeps us trying.
-        failures = 0 if got_event else failures + 1
+        failures = 0 if position.got_event else failures + 1
         if failures >= policy.max_failures:
-            raise StreamLost(f"lost the stream and {failures} reconnections failed: {reason}")
+            raise StreamLost(
+                f"lost the stream and {failures} reconnections failed: {position.reason}"
+            )
         delay = policy.delay(failures)
         if on_retry is not None:
-            on_retry(failures, delay, reason)
+            on_retry(failures, delay, position.reason)
         await sleep(delay)
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    progress_url: str,
+    status_url: str,
+    headers: Mapping[str, str],
+    position: _Position,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """One connection: its new payloads; `position` says how it ended."""
+    async with session.get(progress_url, headers=position.request_headers(headers)) as response:
+        if response.status == 204:
+            # "You have the terminal state": not from this stream (it would have ended the
+            # loop), so the event was lost in transit. Ask for it once.
+            yield await _final_status(session, status_url, headers, position.last_version)
+            position.finished = True
+            return
+        if response.status != 200:
+            body = await _error_body(response)
+            if not (position.connected_once and _retryable(response.status)):
+                raise refused(response.status, response.reason or "", body)
+            position.reason = f"{response.status} {response.reason or ''}".strip()
+            return
+        if response.content_type != "text/event-stream":
+            raise StreamBroken(
+                f"{progress_url} did not answer with an event stream (got {response.content_type})"
+            )
+        position.connected_once = True
+        splitter, parser = LineSplitter(), SseParser(last_event_id=position.last_id)
+        async for chunk in response.content.iter_any():
+            for line in splitter.feed(chunk):
+                payload = position.accept(parser.feed(line))
+                if payload is not None:
+                    yield payload
+                    if position.finished:
+                        return
+        position.reason = "the stream ended before the task did"
 
 
 async def _final_status(
