@@ -1,0 +1,96 @@
+"""The house rules a reader relies on, checked so they stay true: small modules and functions,
+no import cycle, and the two processes' packages never importing each other."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_PACKAGES = ("taskstate", "runner", "gateway", "cli", "praxiom_client")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+#: Functions that are tables rather than logic, allowed past the limit (say why).
+TABLES = {
+    ("gateway/openapi.py", "_task_operations"),  # the OpenAPI description of the task endpoints
+}
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for package in APP_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+            yield name, path
+
+
+MODULES = dict(_modules())
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The app modules `name` imports, anywhere in it (a function-level import counts too)."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.update(target for target in targets if target in MODULES)
+    found.discard(name)
+    return found
+
+
+def test_no_module_of_app_code_is_over_the_limit() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in MODULES.values()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
+
+
+def test_no_function_of_app_code_is_over_the_limit() -> None:
+    long = {}
+    for path in MODULES.values():
+        relative = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES and (relative, node.name) not in TABLES:
+                    long[f"{relative}:{node.name}"] = lines
+    assert not long, long
+
+
+def test_there_is_no_import_cycle() -> None:
+    graph = {name: _imports(name, path) for name, path in MODULES.items()}
+    # Tarjan-free check: a module is in a cycle when it can reach itself.
+    for start in graph:
+        seen: set[str] = set()
+        stack = list(graph[start])
+        while stack:
+            current = stack.pop()
+            assert current != start, f"{start} imports itself through {sorted(seen)}"
+            if current not in seen:
+                seen.add(current)
+                stack.extend(graph[current])
+
+
+@pytest.mark.parametrize(("importer", "imported"), [("gateway", "runner"), ("runner", "gateway")])
+def test_the_gateway_and_the_runner_never_import_each_other(importer: str, imported: str) -> None:
+    crossing = {
+        name: sorted(target for target in _imports(name, path) if target.startswith(imported))
+        for name, path in MODULES.items()
+        if name.startswith(importer)
+    }
+    assert not {name: found for name, found in crossing.items() if found}
