@@ -13,9 +13,12 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from praxiom_client import StreamBroken
+from praxiom_client import StreamBroken, TaskPayload
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 TERMINAL_EXIT_CODES: Mapping[str, int] = {"completed": 0, "failed": 1, "cancelled": 3}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -35,7 +38,7 @@ def one_line(text: str) -> str:
 
 
 class Renderer(Protocol):
-    def update(self, payload: Mapping[str, Any]) -> None:
+    def update(self, payload: TaskPayload) -> None:
         """Show one payload."""
 
     def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
@@ -45,7 +48,7 @@ class Renderer(Protocol):
         """Leave the final state on screen; called once, however the watch ended."""
 
 
-def _fields(payload: Mapping[str, Any]) -> tuple[str, int, str, str]:
+def _fields(payload: TaskPayload) -> tuple[str, int, str, str]:
     pct = payload.get("progress_pct")
     return (
         one_line(str(payload.get("status", ""))),
@@ -55,7 +58,7 @@ def _fields(payload: Mapping[str, Any]) -> tuple[str, int, str, str]:
     )
 
 
-def plain_line(payload: Mapping[str, Any]) -> str:
+def plain_line(payload: TaskPayload) -> str:
     """`running  50%  research_plan  Building your research plan...`"""
     status, pct, phase, message = _fields(payload)
     return "  ".join(part for part in (status, f"{pct}%", phase, message) if part)
@@ -69,7 +72,7 @@ class PlainRenderer:
         self.out = out
         self._last: str | None = None
 
-    def update(self, payload: Mapping[str, Any]) -> None:
+    def update(self, payload: TaskPayload) -> None:
         line = plain_line(payload)
         if line != self._last:
             self._last = line
@@ -88,7 +91,7 @@ class JsonRenderer:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def update(self, payload: Mapping[str, Any]) -> None:
+    def update(self, payload: TaskPayload) -> None:
         print(json.dumps(payload, ensure_ascii=False), file=self.out, flush=True)
 
     def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
@@ -111,7 +114,7 @@ _STATUS_STYLES = {
 class RichRenderer:
     """A live bar: status, bar, percentage, phase and message, redrawn on each event."""
 
-    def __init__(self, console: Any, title: str = "") -> None:
+    def __init__(self, console: Console, title: str = "") -> None:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
         from rich.table import Column
 
@@ -139,7 +142,7 @@ class RichRenderer:
             self._progress.start()
         self._progress.refresh()
 
-    def update(self, payload: Mapping[str, Any]) -> None:
+    def update(self, payload: TaskPayload) -> None:
         status, pct, phase, message = _fields(payload)
         self._progress.update(
             self._task, completed=pct, status=_status(status), phase=phase, message=message
@@ -177,11 +180,9 @@ def make_renderer(out: TextIO, *, as_json: bool = False, title: str = "") -> Ren
     return PlainRenderer(out)
 
 
-async def render(
-    payloads: AsyncGenerator[dict[str, Any], None], renderer: Renderer
-) -> dict[str, Any]:
+async def render(payloads: AsyncGenerator[TaskPayload, None], renderer: Renderer) -> TaskPayload:
     """Show every payload; returns the last (terminal) one. Closes the renderer either way."""
-    last: dict[str, Any] | None = None
+    last: TaskPayload | None = None
     try:
         async with contextlib.aclosing(payloads):
             async for payload in payloads:

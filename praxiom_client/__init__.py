@@ -18,6 +18,7 @@ from praxiom_client.errors import (
     TaskNotFound,
     Unauthenticated,
 )
+from praxiom_client.payload import TaskPayload
 from praxiom_client.sse import LineSplitter, SseEvent, SseParser
 from praxiom_client.stream import (
     DEFAULT_POLICY,
@@ -42,6 +43,7 @@ __all__ = [
     "StreamRefused",
     "StreamUnreachable",
     "TaskNotFound",
+    "TaskPayload",
     "Unauthenticated",
     "connection_reason",
     "follow",

@@ -18,12 +18,13 @@ import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 from uuid import UUID
 
 import aiohttp
 
 from praxiom_client.errors import StreamBroken, StreamLost, StreamUnreachable, refused
+from praxiom_client.payload import TaskPayload
 from praxiom_client.sse import LineSplitter, SseEvent, SseParser
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -91,7 +92,7 @@ async def watch_task(
     policy: RetryPolicy = DEFAULT_POLICY,
     on_retry: OnRetry | None = None,
     user_agent: str = USER_AGENT,
-) -> AsyncGenerator[dict[str, Any], None]:
+) -> AsyncGenerator[TaskPayload, None]:
     """Yield the task's payloads (dicts, as `/status` returns them) until the terminal one.
 
     `url` is the gateway's base URL. Raises `Unauthenticated`, `Forbidden` or
@@ -120,7 +121,7 @@ async def watch_task(
             await session.close()
 
 
-def _payload(data: str) -> dict[str, Any]:
+def _payload(data: str) -> TaskPayload:
     try:
         payload = json.loads(data)
     except ValueError:
@@ -132,7 +133,7 @@ def _payload(data: str) -> dict[str, Any]:
         or isinstance(payload.get("version"), bool)
     ):
         raise StreamBroken(f"the server sent an event that is not a task payload: {data!r:.80}")
-    return payload
+    return cast(TaskPayload, payload)
 
 
 async def _error_body(response: aiohttp.ClientResponse) -> str:
@@ -162,7 +163,7 @@ class _Position:
             sent["Last-Event-ID"] = self.last_id or str(self.last_version)
         return sent
 
-    def accept(self, event: SseEvent | None) -> dict[str, Any] | None:
+    def accept(self, event: SseEvent | None) -> TaskPayload | None:
         """The payload of a new task event; None for anything else, or a version seen."""
         if event is None or event.event != "message":
             return None
@@ -185,7 +186,7 @@ async def follow(
     policy: RetryPolicy = RetryPolicy(),
     on_retry: OnRetry | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> AsyncGenerator[dict[str, Any], None]:
+) -> AsyncGenerator[TaskPayload, None]:
     """Yield the task's payloads, each version once and in increasing order, until a terminal
     one. Reconnects with `Last-Event-ID` when the stream drops; the first connection is not
     retried (nothing is listening, or the URL is wrong: waiting would not help)."""
@@ -222,7 +223,7 @@ async def _attempt(
     status_url: str,
     headers: Mapping[str, str],
     position: _Position,
-) -> AsyncGenerator[dict[str, Any], None]:
+) -> AsyncGenerator[TaskPayload, None]:
     """One connection: its new payloads; `position` says how it ended."""
     async with session.get(progress_url, headers=position.request_headers(headers)) as response:
         if response.status == 204:
@@ -255,7 +256,7 @@ async def _attempt(
 
 async def _final_status(
     session: aiohttp.ClientSession, status_url: str, headers: Mapping[str, str], seen: int
-) -> dict[str, Any]:
+) -> TaskPayload:
     """The gateway says the task ended at a version we hold, yet we saw no terminal state
     (a 204 to a reconnection): ask for it."""
     async with session.get(status_url, headers=headers) as response:
