@@ -1,1 +1,1 @@
-"""The aiohttp gateway: auth, the task endpoints and the SSE stream (not built yet)."""
+"""The aiohttp gateway: auth, the task endpoints, and the live SSE stream of each task."""

@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway import access, browsers, cors, health, limits, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
+from gateway.direct_write import DirectWrite
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.idle import IDLE_SWEEPER, IdleSweeper
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     limits.setup(app, settings)
     app[sse.STREAMS] = weakref.WeakSet()
     app[sse.STREAM_STATS] = sse.StreamStats()
+    app[sse.DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)

@@ -17,14 +17,13 @@ import contextlib
 import dataclasses
 import logging
 from urllib.parse import urlsplit, urlunsplit
-from uuid import UUID
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.dispatcher import DispatcherStats, ProgressDispatcher, Watch
+from gateway.dispatcher import DispatcherStats, ProgressDispatcher
 from gateway.lag import LagHistogram
-from taskstate.channels import progress_channel
+from gateway.stream import ProgressStream
 from taskstate.publisher import connect_redis
 
 log = logging.getLogger("gateway.cluster")
@@ -52,7 +51,9 @@ class ClusterDispatcher:
         self._lag = lag
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
-        self._homeless: dict[str, set[Watch]] = {}  # channels of slots no known node serves
+        self._homeless: dict[
+            str, set[ProgressStream]
+        ] = {}  # channels of slots no known node serves
         self._dropped: dict[str, int] = {}  # channels a node unsubscribed -> slot-map reads since
         self._refresh_wanted = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
@@ -110,31 +111,31 @@ class ClusterDispatcher:
 
     # -- watching ----------------------------------------------------------------------------
 
-    async def watch(self, task_id: UUID) -> Watch:
-        channel = progress_channel(task_id)
+    async def watch(self, stream: ProgressStream) -> None:
+        channel = stream.channel
         shard = self._homes.get(channel) or self._owner(channel)
         if shard is None:  # no slot map yet: the stream polls until one comes
-            watch = Watch(task_id)
-            self._homeless.setdefault(channel, set()).add(watch)
-            return watch
-        self._homes[channel] = shard
-        return await shard.watch(task_id)
-
-    def unwatch(self, watch: Watch) -> None:
-        shard = self._homes.get(watch.channel)
-        if shard is not None:
-            shard.unwatch(watch)
-            if not shard.watching(watch.channel):
-                del self._homes[watch.channel]
+            self._homeless.setdefault(channel, set()).add(stream)
             return
-        homeless = self._homeless.get(watch.channel)
-        if homeless is not None:
-            homeless.discard(watch)
-            if not homeless:
-                del self._homeless[watch.channel]
+        self._homes[channel] = shard
+        await shard.watch(stream)
 
-    def available_for(self, watch: Watch) -> bool:
-        shard = self._homes.get(watch.channel)
+    def unwatch(self, stream: ProgressStream) -> None:
+        channel = stream.channel
+        shard = self._homes.get(channel)
+        if shard is not None:
+            shard.unwatch(stream)
+            if not shard.watching(channel):
+                del self._homes[channel]
+            return
+        homeless = self._homeless.get(channel)
+        if homeless is not None:
+            homeless.discard(stream)
+            if not homeless:
+                del self._homeless[channel]
+
+    def available_for(self, stream: ProgressStream) -> bool:
+        shard = self._homes.get(stream.channel)
         return shard is not None and shard.available
 
     # -- the slot map ------------------------------------------------------------------------
@@ -184,12 +185,12 @@ class ClusterDispatcher:
 
     def _rehome(self) -> None:
         """File every channel under the shard that serves its slot now."""
-        for channel, watches in list(self._homeless.items()):
+        for channel, streams in list(self._homeless.items()):
             shard = self._owner(channel)
             if shard is not None:
                 del self._homeless[channel]
                 self._homes[channel] = shard
-                shard.adopt(channel, watches)
+                shard.adopt(channel, streams)
         for channel, shard in list(self._homes.items()):
             owner = self._owner(channel)
             if owner is not None and owner is not shard:

@@ -2,15 +2,14 @@
 
 redis-py gives each PubSub its own connection (the pool stops at 100), so a
 connection per stream cannot scale. The dispatcher owns a single PubSub:
-a channel is subscribed when its first watcher arrives and unsubscribed when
-its last one leaves. Each message is decoded once and offered to every
-watcher of its task, which keeps only the newest state (every payload is a
-full state, so skipping intermediate ones is safe, and the terminal one has
-the highest version, so it is never dropped).
+a channel is subscribed when its first stream arrives and unsubscribed when
+its last one leaves. Each message is decoded and encoded once (gateway.frames)
+and delivered to every stream of its task in one pass (gateway.stream: each
+keeps only the newest state, and never drops the terminal one).
 
-The dispatcher also owns reconnection: when Redis goes away it tells every
-watcher (they fall back to polling PostgreSQL), reconnects with backoff,
-subscribes every live channel again, and tells them it is back.
+The dispatcher also owns reconnection: when Redis goes away it wakes every
+stream (they fall back to polling PostgreSQL), reconnects with backoff,
+subscribes every live channel again, and wakes them again once it is back.
 
 With `sharded=True` it speaks sharded pub/sub (SSUBSCRIBE) to one node of a
 Redis Cluster; gateway.cluster runs one such dispatcher per shard.
@@ -22,18 +21,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
-from uuid import UUID
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.frames import Update
 from gateway.lag import LagHistogram, LagSampler
-from taskstate.channels import progress_channel
+from gateway.stream import ProgressStream
 from taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.dispatcher")
@@ -46,124 +44,6 @@ READ_TIMEOUT_S = 1.0
 RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
-
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    version: int
-    frame: bytes  # the whole SSE event, encoded once however many streams send it
-    terminal: bool
-    received: float = 0.0  # monotonic arrival time of a lag-sampled message; 0.0 otherwise
-    chunk: bytes = b""  # `frame` as one HTTP/1.1 chunk, for writing straight to a socket
-
-    @classmethod
-    def of(
-        cls,
-        version: int,
-        data: bytes,
-        terminal: bool,
-        retry_ms: int | None = None,
-        received: float = 0.0,
-    ) -> Update:
-        """The event for one payload (as published: compact JSON, so one `data:` line)."""
-        lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
-        retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
-        frame = b"id: %d\r\n%s%s\r\n" % (version, lines, retry)
-        return cls(version, frame, terminal, received, b"%x\r\n%s\r\n" % (len(frame), frame))
-
-
-class Watch:
-    """One stream's end of the dispatcher: what it has sent, and how to reach it.
-
-    While its stream is live (`transport` set), an update that its socket can take at once
-    is written here, straight from the dispatcher, in the same pass as every other watcher
-    of the task: no task is woken and nothing is queued. Anything else goes to the mailbox
-    (`latest`, the newest state only: every payload is a full state) and wakes the stream's
-    task: a terminal state (the stream ends after it), and updates for a socket that is
-    still sending earlier ones (a slow client, which then skips intermediate states).
-    """
-
-    __slots__ = ("_again", "_wake", "_woken", "channel", "last_activity", "latest",
-                 "sent_version", "task_id", "transport")  # fmt: skip
-
-    def __init__(self, task_id: UUID) -> None:
-        self.task_id = task_id
-        self.channel = progress_channel(task_id)
-        self.latest: Update | None = None
-        self.sent_version = 0
-        self.last_activity = 0.0  # loop time of the last update offered (idle detection)
-        self.transport: asyncio.Transport | None = None  # set while direct writes are safe
-        self._wake: asyncio.Future[bool] | None = None
-        self._woken = False
-        self._again = False  # the mailbox holds an idle re-read, due even at the same version
-
-    def offer(self, update: Update, now: float, *, again: bool = False) -> int:
-        """Deliver `update` if it is newer than what the stream has (or, with `again`, the
-        same state re-read while idle). 1: written to the socket; 0: left in the mailbox
-        or stale; -1: it replaced an update the stream had not sent yet (coalesced)."""
-        newest = self.latest.version if self.latest is not None else self.sent_version
-        if update.version < newest or (update.version == newest and not again):
-            return 0
-        self.last_activity = now
-        transport = self.transport
-        if (
-            transport is not None
-            and self.latest is None
-            and not update.terminal
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() == 0
-        ):
-            transport.write(update.chunk)
-            self.sent_version = update.version
-            return 1
-        coalesced = self.latest is not None
-        self.latest, self._again = update, again
-        self.poke()
-        return -1 if coalesced else 0
-
-    def poke(self) -> None:
-        """Wake the stream's task (an update for it, Redis state changed, or shutdown)."""
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(True)
-        else:
-            self._woken = True  # nobody waits now: the next wait returns at once
-
-    def take(self) -> Update | None:
-        """The mailbox's update, unless the stream has sent that state meanwhile."""
-        update, self.latest = self.latest, None
-        if update is None or update.version > self.sent_version:
-            return update
-        return update if self._again and update.version == self.sent_version else None
-
-    def wait(self, timeout_s: float | None) -> asyncio.Future[bool]:
-        """Await it for a poke: True, or False when `timeout_s` passed quietly. A plain future,
-        not a coroutine, so a waiting stream holds no extra frame and no waiter objects."""
-        loop = asyncio.get_running_loop()
-        wake: asyncio.Future[bool] = loop.create_future()
-        if self._woken:
-            self._woken = False
-            wake.set_result(True)
-            return wake
-        self._wake = wake
-        if timeout_s is not None:
-            timer = loop.call_later(timeout_s, _expire, wake)
-            wake.add_done_callback(lambda _: timer.cancel())
-        wake.add_done_callback(self._waited)
-        return wake
-
-    def _waited(self, wake: asyncio.Future[bool]) -> None:
-        if self._wake is wake:
-            self._wake = None
-        if not wake.cancelled() and wake.result():
-            self._woken = False  # this poke is consumed
-
-
-def _expire(wake: asyncio.Future[bool]) -> None:
-    if not wake.done():
-        wake.set_result(False)
 
 
 @dataclass
@@ -198,11 +78,11 @@ class Dispatcher(Protocol):
 
     async def close(self) -> None: ...
 
-    async def watch(self, task_id: UUID) -> Watch: ...
+    async def watch(self, stream: ProgressStream) -> None: ...
 
-    def unwatch(self, watch: Watch) -> None: ...
+    def unwatch(self, stream: ProgressStream) -> None: ...
 
-    def available_for(self, watch: Watch) -> bool: ...
+    def available_for(self, stream: ProgressStream) -> bool: ...
 
 
 class ProgressDispatcher:
@@ -225,7 +105,7 @@ class ProgressDispatcher:
         self._on_lost = on_lost
         self._on_dropped = on_dropped
         self._max_backoff_s = max_backoff_s
-        self._watches: dict[str, set[Watch]] = {}
+        self._watches: dict[str, set[ProgressStream]] = {}  # channel -> its streams
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._to_unsubscribe: set[str] = set()
         self._to_subscribe: set[str] = set()
@@ -252,7 +132,7 @@ class ProgressDispatcher:
             return 0
         return len(self._pubsub.shard_channels if self._sharded else self._pubsub.channels)
 
-    def available_for(self, watch: Watch) -> bool:
+    def available_for(self, stream: ProgressStream) -> bool:
         return self.available
 
     def watching(self, channel: str) -> bool:
@@ -285,34 +165,33 @@ class ProgressDispatcher:
 
     # -- watching ----------------------------------------------------------------------------
 
-    async def watch(self, task_id: UUID) -> Watch:
-        """Register a watcher; when it is the channel's first, wait until Redis confirms the
+    async def watch(self, stream: ProgressStream) -> None:
+        """Register a stream; when it is the channel's first, wait until Redis confirms the
         subscription, so that nothing published after this returns can be missed."""
-        watch = Watch(task_id)
-        watches = self._watches.setdefault(watch.channel, set())
-        watches.add(watch)
-        self._to_unsubscribe.discard(watch.channel)
+        channel = stream.channel
+        watches = self._watches.setdefault(channel, set())
+        watches.add(stream)
+        self._to_unsubscribe.discard(channel)
         try:
             if len(watches) == 1 and self.available and self._pubsub is not None:
-                await self._subscribe(self._pubsub, watch.channel)
-            elif watch.channel in self._confirmations:
-                await self._await_confirmation(watch.channel)  # a subscribe is under way
+                await self._subscribe(self._pubsub, channel)
+            elif channel in self._confirmations:
+                await self._await_confirmation(channel)  # a subscribe is under way
         except BaseException:
-            self.unwatch(watch)  # cancelled (the client left): the caller never gets it
+            self.unwatch(stream)  # cancelled (the client left): the caller will not unwatch
             raise
-        return watch
 
-    def unwatch(self, watch: Watch) -> None:
-        watches = self._watches.get(watch.channel)
+    def unwatch(self, stream: ProgressStream) -> None:
+        watches = self._watches.get(stream.channel)
         if watches is None:
             return
-        watches.discard(watch)
+        watches.discard(stream)
         if not watches:
-            del self._watches[watch.channel]
-            self._to_unsubscribe.add(watch.channel)  # sent by the reader, within a second
+            del self._watches[stream.channel]
+            self._to_unsubscribe.add(stream.channel)  # sent by the reader, within a second
 
-    def release(self, channel: str) -> set[Watch]:
-        """Hand a channel's watchers over to another shard (its hash slot moved)."""
+    def release(self, channel: str) -> set[ProgressStream]:
+        """Hand a channel's streams over to another shard (its hash slot moved)."""
         watches = self._watches.pop(channel, set())
         self._to_unsubscribe.add(channel)
         future = self._confirmations.pop(channel, None)
@@ -320,13 +199,13 @@ class ProgressDispatcher:
             future.set_result(None)
         return watches
 
-    def adopt(self, channel: str, watches: Iterable[Watch]) -> None:
-        """Take over watchers from another shard; they re-read the row once subscribed here."""
-        self._watches.setdefault(channel, set()).update(watches)
+    def adopt(self, channel: str, streams: Iterable[ProgressStream]) -> None:
+        """Take over streams from another shard; they re-read the row once subscribed here."""
+        self._watches.setdefault(channel, set()).update(streams)
         self._to_unsubscribe.discard(channel)
         self._to_subscribe.add(channel)
-        for watch in self._watches[channel]:
-            watch.poke()
+        for stream in self._watches[channel]:
+            stream.wake()
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub, channel: str) -> None:
         future = asyncio.get_running_loop().create_future()
@@ -460,8 +339,8 @@ class ProgressDispatcher:
             return
         now = self._loop_time()
         written = coalesced = 0
-        for watch in watches:  # one pass, the frame encoded once, no task woken per watcher
-            outcome = watch.offer(update, now)
+        for stream in watches:  # one pass, the frame encoded once, no task woken per stream
+            outcome = stream.deliver(update, now)
             if outcome > 0:
                 written += 1
             elif outcome < 0:
@@ -491,8 +370,8 @@ class ProgressDispatcher:
                     future.set_result(None)  # release waiting streams: they will poll
             self._confirmations.clear()
         for watches in self._watches.values():
-            for watch in watches:
-                watch.poke()
+            for stream in watches:
+                stream.wake()
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -4,8 +4,8 @@ One sweeper per gateway process does it for all streams, reading every due row
 in one query per tick, instead of a timer and a query per stream: ten thousand
 idle streams cost a thousand row reads a second either way, but here they are a
 few statements a second rather than a thousand, and an idle stream holds no
-timer. The re-read state goes out through the stream's watch like any update,
-so a state newer than the stream has sent wins, and a terminal one ends it.
+timer. The re-read state goes to the stream like any update (`reemit`), so a
+state newer than the stream has sent wins, and a terminal one ends it.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from aiohttp import web
 
 from gateway.access import note_access_lost
-from gateway.dispatcher import Update
+from gateway.frames import Update, snapshot
 from gateway.limits import LimitStats
-from gateway.sse import ProgressStream, StreamStats, snapshot
 from gateway.store import GatewayStore
+from gateway.stream import ProgressStream, StreamStats
 from taskstate.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.idle")
@@ -45,6 +45,7 @@ class IdleSweeper:
         limit_stats: LimitStats,
         *,
         idle_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._streams = streams
         self._store = store  # its re-read also re-checks each stream's caller (security)
@@ -53,6 +54,7 @@ class IdleSweeper:
         self._idle_timeout_s = idle_timeout_s
         # A due stream is found within a tenth of the timeout (at most a second) of it.
         self.tick_s = min(1.0, idle_timeout_s / 10)
+        self.clock = clock  # the streams' clock (time.monotonic); a test may move it on
 
     async def run(self) -> None:
         while True:
@@ -65,13 +67,9 @@ class IdleSweeper:
     async def sweep(self) -> int:
         """Re-emit every quiet stream's row, and re-check the caller of every stream whose
         last check is a timeout old (a busy stream too); how many streams got a re-emit."""
-        now = time.monotonic()
+        now = self.clock()
         cutoff = now - self._idle_timeout_s
-        due = [
-            s
-            for s in self._streams
-            if s.live and not s.closing and min(s.watch.last_activity, s.checked_at) <= cutoff
-        ]
+        due = [s for s in self._streams if s.overdue_since <= cutoff]
         # Streams opened together fall due together: take the most overdue, at most twice the
         # steady rate (every stream once per timeout), so a sweep never stalls the loop long.
         budget = max(
@@ -79,19 +77,14 @@ class IdleSweeper:
         )
         if len(due) > budget:
             due = heapq.nsmallest(budget, due, key=_overdue_since)
-        quiet: set[ProgressStream] = set()
-        for stream in due:
-            if stream.watch.last_activity <= cutoff:
-                quiet.add(stream)
-                stream.watch.last_activity = now  # due again one timeout from now, read or not
-            stream.checked_at = now
+        quiet = {stream for stream in due if stream.note_checked(now, cutoff)}
         sent = 0
         for batch in _batches(due, BATCH):
-            reread = await self._store.reread_streams((s.watch.task_id, s.digest) for s in batch)
+            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
             tasks = reread.tasks
             updates: dict[UUID, Update] = {}
             for stream in batch:
-                task_id = stream.watch.task_id
+                task_id = stream.task_id
                 lost = reread.refused.get((task_id, stream.digest))
                 if lost is not None:  # token expired or revoked, or access removed: 401/403
                     note_access_lost(self._limit_stats, task_id, lost)
@@ -105,7 +98,7 @@ class IdleSweeper:
                     continue  # busy: its caller is checked, its updates flow anyway
                 if task_id not in updates:
                     updates[task_id] = snapshot(task)  # encoded once per task, not per stream
-                if stream.watch.offer(updates[task_id], now, again=True) > 0:
+                if stream.reemit(updates[task_id], now):
                     self._stats.events += 1  # written at once (else the stream's task sends it)
                 sent += 1
         self._stats.idle_reemits += sent
@@ -116,7 +109,7 @@ IDLE_SWEEPER = web.AppKey("idle_sweeper", IdleSweeper)
 
 
 def _overdue_since(stream: ProgressStream) -> float:
-    return min(stream.watch.last_activity, stream.checked_at)
+    return stream.overdue_since
 
 
 def _batches(items: list[ProgressStream], size: int) -> Iterable[list[ProgressStream]]:

@@ -195,6 +195,9 @@ class Settings:
     sse_poll_limit: int = 200
     sse_ping_interval_s: float = 15.0  # keep-alive comments, well inside nginx's 60 s
     sse_retry_s: float = 2.0  # the reconnect hint, jittered per connection
+    # Updates go straight to each stream's socket, past aiohttp (gateway.direct_write);
+    # off: every write goes through StreamResponse.write.
+    sse_direct_write: bool = True
     task_types: tuple[str, ...] = ("validation_kit", "fs_research", "research", "synthesis")
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
@@ -268,6 +271,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
     "sse_ping_interval_s": ("SSE_PING_INTERVAL", _positive_float),
     "sse_retry_s": ("SSE_RETRY", _positive_float),
+    "sse_direct_write": ("SSE_DIRECT_WRITE", _flag),
     "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),

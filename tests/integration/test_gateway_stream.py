@@ -1,16 +1,20 @@
-"""The SSE stream on a real socket, run as production runs it (AppRunner + TCPSite)."""
+"""The SSE stream on a real socket, run as production runs it (AppRunner + TCPSite), in both
+write modes: updates written straight to the socket, and every write through the response."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import aiohttp
 import pytest
 
-from gateway.idle import MIN_PER_SWEEP
+from gateway.idle import IDLE_SWEEPER, MIN_PER_SWEEP
 from gateway.keys import DISPATCHER, GATEWAY_STORE
 from gateway.sse import STREAM_STATS, STREAMS
 from runner.handlers import HandlerRegistry, TaskContext
@@ -50,6 +54,12 @@ async def collect(
 
 def progress_url(gateway: LiveGateway, task_id: UUID) -> str:
     return f"{gateway.url}/api/tasks/{task_id}/progress"
+
+
+@pytest.fixture(params=[True, False], ids=["direct-write", "response-write"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every test here runs twice: SSE_DIRECT_WRITE on (the default) and off."""
+    return settings.replace(sse_direct_write=request.param)
 
 
 @pytest.fixture
@@ -240,9 +250,8 @@ async def test_streams_falling_due_together_are_spread_over_sweeps(
         try:
             watching = asyncio.gather(*map(two_events, task_ids))
             await asyncio.wait_for(all_open.wait(), 10)
-            due_since = time.monotonic() - 5.0  # the whole crowd falls due at this instant
-            for stream in gateway.app[STREAMS]:
-                stream.watch.last_activity = stream.checked_at = due_since
+            # The whole crowd falls due at this instant: the sweeper's clock jumps a timeout on.
+            gateway.app[IDLE_SWEEPER].clock = lambda: time.monotonic() + 5.0
             results = await asyncio.wait_for(watching, 10)
         finally:
             await session.close()
@@ -466,3 +475,69 @@ async def test_an_idle_stream_carries_keep_alive_comments(
         assert comments == [b": ping\r\n\r\n", b": ping\r\n\r\n"]
     finally:
         await gateway.stop()
+
+
+async def test_only_the_direct_mode_writes_updates_straight_to_the_socket(
+    settings: Settings,
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    session: aiohttp.ClientSession,
+) -> None:
+    runners.start(builtin_registry())
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.05)
+    _, received = await collect(session, progress_url(live_gateway, task_id), member.token)
+    assert received[-1].payload["status"] == "completed"
+    written = live_gateway.app[DISPATCHER].stats.written
+    stats = live_gateway.app[STREAM_STATS]
+    if settings.sse_direct_write:
+        assert written > 0
+    else:
+        assert written == 0 and stats.events == len(received)
+
+
+async def test_an_http_1_0_client_gets_every_event_intact(
+    settings: Settings,
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """HTTP/1.0 has no chunked framing: the stream must not write hand-made chunks into its
+    body. In direct mode it is refused with an ERROR and written through the response."""
+    task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.05)
+    url = urlsplit(live_gateway.url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        request = f"GET /api/tasks/{task_id}/progress HTTP/1.0\r\n{bearer_line(member.token)}\r\n"
+        with caplog.at_level(logging.ERROR, logger="gateway.direct_write"):
+            writer.write(request.encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            runners.start(builtin_registry())  # the updates start once we are watching
+            body = await asyncio.wait_for(reader.read(), 20)  # the server closes at the end
+    finally:
+        writer.close()
+    assert b" 200 " in head.split(b"\r\n")[0] and b"transfer-encoding" not in head.lower()
+    events = [e for e in body.split(b"\r\n\r\n") if e and not e.startswith(b": ping")]
+    payloads = [json.loads(event_data(event)) for event in events]
+    versions = [p["version"] for p in payloads]
+    assert versions == sorted(set(versions)) and len(versions) >= 3
+    assert payloads[-1]["status"] == "completed"
+    refused = [r for r in caplog.records if r.name == "gateway.direct_write"]
+    assert len(refused) == (1 if settings.sse_direct_write else 0)
+    if refused:
+        assert refused[0].levelno == logging.ERROR and "not chunked" in refused[0].getMessage()
+
+
+def bearer_line(token: str) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in bearer(token).items())
+
+
+def event_data(event: bytes) -> bytes:
+    """The `data:` of one event, which must be nothing but `id:`, `data:` and `retry:` lines."""
+    lines = event.split(b"\r\n")
+    assert lines[0].startswith(b"id: "), event[:80]
+    assert all(line.startswith((b"id: ", b"data: ", b"retry: ")) for line in lines), event[:80]
+    return b"".join(line.removeprefix(b"data: ") for line in lines if line.startswith(b"data: "))

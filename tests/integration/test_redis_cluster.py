@@ -15,8 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cluster import ClusterDispatcher, node_url
+from gateway.frames import Update
 from gateway.keys import DISPATCHER
 from gateway.sse import STREAM_STATS
+from gateway.stream import ProgressStream, StreamStats
 from taskstate.accounts import IssuedToken
 from taskstate.channels import progress_channel
 from taskstate.payloads import encode_payload, payload_from_row
@@ -68,6 +70,16 @@ def running_payload(task_id: uuid.UUID, version: int) -> dict[str, Any]:
     return payload_from_row(row)
 
 
+def stream_of(task_id: uuid.UUID) -> ProgressStream:
+    """A stream as the dispatcher sees it; its loop never runs here, so every update it is
+    handed waits in its mailbox."""
+    return ProgressStream(task_id, b"", None, Settings(), StreamStats())  # no access: never read
+
+
+async def next_update(stream: ProgressStream) -> Update:
+    return await wait_for(lambda: asyncio.sleep(0, stream.take()), 5)
+
+
 def test_node_url_keeps_credentials_and_scheme() -> None:
     assert (
         node_url("redis://:pw@10.0.0.1:7000/0", "10.0.0.2", 7001) == "redis://:pw@10.0.0.2:7001/0"
@@ -80,7 +92,9 @@ async def test_each_channel_is_subscribed_on_the_shard_that_owns_its_slot(
 ) -> None:
     assert len(dispatcher.shards) == 3 and dispatcher.available
     task_ids = [uuid.uuid4() for _ in range(30)]
-    watches = [await dispatcher.watch(task_id) for task_id in task_ids]
+    streams = [stream_of(task_id) for task_id in task_ids]
+    for stream in streams:
+        await dispatcher.watch(stream)
     per_shard = {name: shard.subscribed_channels for name, shard in dispatcher.shards.items()}
     assert sum(per_shard.values()) == 30
     assert sum(1 for count in per_shard.values() if count) == 3, per_shard  # spread out
@@ -96,11 +110,10 @@ async def test_each_channel_is_subscribed_on_the_shard_that_owns_its_slot(
             assert await publisher.publish(running_payload(task_id, 7))
     finally:
         await dispatcher_client.aclose()
-    await wait_for(lambda: asyncio.sleep(0, all(w.latest is not None for w in watches)), 5)
-    assert all(w.take().version == 7 for w in watches)  # type: ignore[union-attr]
+    assert [(await next_update(stream)).version for stream in streams] == [7] * len(streams)
 
-    for watch in watches:
-        dispatcher.unwatch(watch)
+    for stream in streams:
+        dispatcher.unwatch(stream)
     assert dispatcher.watch_count == 0 and dispatcher.channel_count == 0
 
     async def all_unsubscribed() -> bool:
@@ -116,18 +129,18 @@ async def test_plain_publish_does_not_reach_a_sharded_subscription(
 ) -> None:
     """Why the publisher must SPUBLISH in cluster mode (and a check that this test can fail)."""
     task_id = uuid.uuid4()
-    watch = await dispatcher.watch(task_id)
+    stream = stream_of(task_id)
+    await dispatcher.watch(stream)
     client = connect_redis_cluster(redis_cluster.url)
     channel = progress_channel(task_id)
     try:
         await client.publish(channel, encode_payload(running_payload(task_id, 3)))
         await asyncio.sleep(0.5)
-        assert watch.latest is None
+        assert stream.take() is None
         await client.spublish(channel, encode_payload(running_payload(task_id, 4)))
-        await wait_for(lambda: asyncio.sleep(0, watch.latest is not None), 5)
-        assert watch.take().version == 4  # type: ignore[union-attr]
+        assert (await next_update(stream)).version == 4
     finally:
-        dispatcher.unwatch(watch)
+        dispatcher.unwatch(stream)
         await client.aclose()
 
 
@@ -138,7 +151,8 @@ async def test_a_channel_follows_its_slot_to_another_node(
     dispatcher re-reads the slot map and subscribes the channel on the slot's new owner."""
     task_id = uuid.uuid4()
     channel = progress_channel(task_id)
-    watch = await dispatcher.watch(task_id)
+    stream = stream_of(task_id)
+    await dispatcher.watch(stream)
     client = connect_redis_cluster(redis_cluster.url)
     try:
         await client.initialize()
@@ -158,14 +172,13 @@ async def test_a_channel_follows_its_slot_to_another_node(
         await wait_for(lambda: asyncio.sleep(0, dispatcher.shards[new.name].watching(channel)), 10)
         shard = dispatcher.shards[new.name]
         await wait_for(lambda: asyncio.sleep(0, shard.subscribed_channels >= 1), 5)
-        watch.take()
+        stream.take()
         await client.nodes_manager.initialize()
         await client.spublish(channel, encode_payload(running_payload(task_id, 9)))
-        await wait_for(lambda: asyncio.sleep(0, watch.latest is not None), 5)
-        assert watch.take().version == 9  # type: ignore[union-attr]
+        assert (await next_update(stream)).version == 9
         assert not dispatcher.shards[old.name].watching(channel)
     finally:
-        dispatcher.unwatch(watch)
+        dispatcher.unwatch(stream)
         await client.aclose()
 
 

@@ -31,6 +31,12 @@ IDLE_S = 1.0
 SLACK_S = 0.6
 
 
+@pytest.fixture(params=[True, False], ids=["direct-write", "response-write"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every test here runs twice: SSE_DIRECT_WRITE on (the default) and off."""
+    return settings.replace(sse_direct_write=request.param)
+
+
 async def follow_until_closed(resp: Any, after_first: Callable[[], Awaitable[Any]]) -> float:
     """Read the stream; run `after_first` once the first event is in; return how long the
     stream stayed open after that."""

@@ -12,6 +12,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.sse_poll_interval_s == 3
     assert settings.sse_idle_timeout_s == 10
     assert settings.sse_poll_limit == 200
+    assert settings.sse_direct_write is True
     assert dict(settings.task_timeouts) == {
         "validation_kit": 240,
         "fs_research": 600,
@@ -48,6 +49,8 @@ def test_blank_values_keep_the_default() -> None:
         ("SSE_POLL_INTERVAL", "0.25", "sse_poll_interval_s", 0.25),
         ("SSE_IDLE_TIMEOUT", "1.5", "sse_idle_timeout_s", 1.5),
         ("SSE_POLL_LIMIT", "7", "sse_poll_limit", 7),
+        ("SSE_DIRECT_WRITE", "0", "sse_direct_write", False),
+        ("SSE_DIRECT_WRITE", "off", "sse_direct_write", False),
         ("RUNNER_CONCURRENCY", "3", "runner_concurrency", 3),
         ("RUNNER_HEARTBEAT_INTERVAL", "0.5", "runner_heartbeat_interval_s", 0.5),
         ("RUNNER_STALE_AFTER", "4", "runner_stale_after_s", 4.0),
@@ -126,6 +129,7 @@ def test_timeout_for_named_types_and_fallback() -> None:
         ("SSE_POLL_LIMIT", "-3"),
         ("SSE_POLL_LIMIT", "2.5"),
         ("SSE_POLL_LIMIT", "many"),
+        ("SSE_DIRECT_WRITE", "maybe"),
         ("RUNNER_CONCURRENCY", "0"),
         ("RUNNER_HEARTBEAT_INTERVAL", "0"),
         ("RUNNER_STALE_AFTER", "-30"),
