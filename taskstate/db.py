@@ -143,7 +143,9 @@ async def listen(settings: Settings, channels: list[str], *, name: str) -> Async
     try:
         async with translate_errors(), conn.cursor() as cur:
             for channel in channels:
-                await cur.execute(f'LISTEN "{channel}"')  # channel names are our own constants
+                await cur.execute(
+                    psycopg2.sql.SQL("LISTEN {}").format(psycopg2.sql.Identifier(channel))
+                )
         yield conn.notifies
     finally:
         conn.close()
