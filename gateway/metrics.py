@@ -19,7 +19,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Histogram,
     ProcessCollector,
     generate_latest,
 )
@@ -34,9 +33,8 @@ from prometheus_client.registry import Collector
 from gateway import sse
 from gateway.keys import DISPATCHER
 from gateway.limits import LIMIT_STATS, LimitStats
+from taskstate.metrics import db_query_histogram
 
-#: Buckets for database statements, in seconds.
-DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _PROGRESS_ROUTE = "/api/tasks/{task_id}/progress"
 _USUAL_RESULTS = ("200", "204", "401", "403", "404")
 
@@ -55,12 +53,7 @@ class GatewayMetrics:
         )
         for result in _USUAL_RESULTS:
             self.stream_opens.labels(result)
-        self.db_query = Histogram(
-            "praxiom_db_query_duration_seconds",
-            "PostgreSQL statement latency, pool wait included",
-            buckets=DB_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.db_query = db_query_histogram(self.registry)
         ProcessCollector(registry=self.registry)
 
     def observe_query(self, seconds: float) -> None:

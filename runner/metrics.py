@@ -20,8 +20,7 @@ from runner.batch import Report
 from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.db import Database, Row
-
-DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+from taskstate.metrics import DB_BUCKETS_S, db_query_histogram
 
 
 class RunnerMetrics:
@@ -29,12 +28,7 @@ class RunnerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.db_query = Histogram(
-            "praxiom_db_query_duration_seconds",
-            "PostgreSQL statement latency, pool wait included",
-            buckets=DB_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.db_query = db_query_histogram(self.registry)
         self.report_progress = Histogram(
             "praxiom_runner_report_progress_duration_seconds",
             "The guarded progress UPDATE behind report_progress (one statement writes every "
