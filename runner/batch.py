@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from taskstate.batching import GroupedCalls
-from taskstate.db import Row
+from taskstate.models import Task
 
 #: Reports per statement at most: keeps one statement's locks and payload small.
 MAX_BATCH = 200
@@ -34,8 +34,8 @@ class Report:
     message: str
 
 
-WriteMany = Callable[[Sequence[Report]], Awaitable[list[Row]]]
-PublishMany = Callable[[Sequence[Row]], Awaitable[object]]
+WriteMany = Callable[[Sequence[Report]], Awaitable[list[Task]]]
+PublishMany = Callable[[Sequence[Task]], Awaitable[object]]
 
 
 class ProgressBatcher:
@@ -45,21 +45,21 @@ class ProgressBatcher:
         self._write_many = write_many
         self._publish_many = publish_many
         # A task's reports are written one after another, in the order it made them.
-        self._calls: GroupedCalls[Report, Row | None] = GroupedCalls(
+        self._calls: GroupedCalls[Report, Task | None] = GroupedCalls(
             self._write_and_publish,
             in_flight=in_flight,
             max_batch=MAX_BATCH,
             key=lambda report: report.task_id,
         )
 
-    async def submit(self, report: Report) -> Row | None:
-        """Write and publish one report; the row, or None when the task is no longer held.
+    async def submit(self, report: Report) -> Task | None:
+        """Write and publish one report; the task written, or None when the task is no longer held.
         Raises what the write raised (StoreUnavailable: the caller retries)."""
         return await self._calls.call(report)
 
-    async def _write_and_publish(self, reports: list[Report]) -> list[Row | None]:
-        rows = await self._write_many(reports)
-        if rows:
-            await self._publish_many(rows)  # never raises: Redis is best effort
-        written = {row["id"]: row for row in rows}
+    async def _write_and_publish(self, reports: list[Report]) -> list[Task | None]:
+        tasks = await self._write_many(reports)
+        if tasks:
+            await self._publish_many(tasks)  # never raises: Redis is best effort
+        written = {task.id: task for task in tasks}
         return [written.get(report.task_id) for report in reports]

@@ -19,8 +19,9 @@ from prometheus_client.registry import Collector
 from runner.batch import Report
 from runner.store import RunnerStore
 from runner.worker import Runner
-from taskstate.db import Database, Row
+from taskstate.db import Database
 from taskstate.metrics import DB_BUCKETS_S, db_query_histogram
+from taskstate.models import Task
 
 
 class RunnerMetrics:
@@ -53,7 +54,7 @@ class TimedRunnerStore(RunnerStore):
         super().__init__(db)
         self._observe = observe
 
-    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
+    async def report_progress(self, reports: Sequence[Report]) -> list[Task]:
         started = time.perf_counter()
         try:
             return await super().report_progress(reports)

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -30,9 +30,9 @@ from runner.handlers import (
 )
 from runner.store import RunnerStore
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
-from taskstate.db import Row, listen, translate_errors
+from taskstate.db import listen, translate_errors
 from taskstate.errors import StoreUnavailable
-from taskstate.payloads import payload_from_row
+from taskstate.models import Task
 from taskstate.publisher import ProgressPublisher
 from taskstate.settings import Settings
 from taskstate.status import TaskStatus
@@ -132,7 +132,7 @@ class Runner:
         self.stats = RunnerStats()
         self.batcher = ProgressBatcher(
             store.report_progress,
-            self._publish_rows,
+            self.publisher.publish_tasks,
             in_flight=settings.runner_progress_statements,
         )
         self._timeouts = registry.timeouts(settings)
@@ -193,7 +193,7 @@ class Runner:
             free = self.settings.runner_concurrency - len(self._held)
             if free > 0:
                 try:
-                    rows = await self.store.claim_tasks(
+                    tasks = await self.store.claim_tasks(
                         runner_id=self.runner_id, timeouts=self._timeouts, limit=free
                     )
                 except StoreUnavailable as exc:
@@ -209,18 +209,20 @@ class Runner:
                     continue
                 backoff.reset()
                 self._reached_database()
-                for row in rows:
-                    self._start(row)
+                for task in tasks:
+                    self._start(task)
             await _first_of(self.settings.runner_poll_interval_s, self._wakeup)
 
-    def _start(self, row: Row) -> None:
-        handler = self.registry.get(row["task_type"])
+    def _start(self, task: Task) -> None:
+        handler = self.registry.get(task.task_type)
         assert handler is not None  # claim_tasks only claims registered types
-        held = HeldTask(row["id"], row["claim_token"], handler, row["timeout_s"], row["params"])
+        # A claimed row has all three: the claim sets them.
+        assert task.claim_token is not None and task.timeout_s is not None
+        held = HeldTask(task.id, task.claim_token, handler, task.timeout_s, task.params or {})
         self._held[held.task_id] = held
         self._idle.clear()
         self.stats.claimed += 1
-        held.job = asyncio.create_task(self._execute(held, row), name=f"task-{held.task_id}")
+        held.job = asyncio.create_task(self._execute(held, task), name=f"task-{held.task_id}")
         log.info(
             "claimed %s task %s",
             handler.task_type,
@@ -230,7 +232,7 @@ class Runner:
 
     # -- running one task -----------------------------------------------------------------
 
-    async def _execute(self, held: HeldTask, claimed: Row) -> None:
+    async def _execute(self, held: HeldTask, claimed: Task) -> None:
         try:
             try:
                 await self._publish(claimed)
@@ -260,7 +262,7 @@ class Runner:
 
     async def _call_handler(self, held: HeldTask) -> TaskResult | Failure | None:
         """Run the handler; its outcome, or None when the task was withdrawn meanwhile."""
-        task = TaskContext(
+        context = TaskContext(
             task_id=held.task_id,
             task_type=held.handler.task_type,
             params=held.params,
@@ -269,7 +271,7 @@ class Runner:
         deadline = asyncio.timeout(held.timeout_s)
         try:
             async with deadline:
-                returned = await held.handler.run(task)
+                returned = await held.handler.run(context)
         except TaskLost:
             return None
         except TimeoutError as exc:
@@ -297,8 +299,8 @@ class Runner:
             raise TaskLost(f"task {held.task_id} is no longer held by this runner")
         report = Report(held.task_id, held.claim_token, phase, progress_pct, message)
         # Written and published together with whatever other tasks report meanwhile.
-        row = await self._retrying("report_progress", lambda: self.batcher.submit(report))
-        if row is None:
+        written = await self._retrying("report_progress", lambda: self.batcher.submit(report))
+        if written is None:
             held.stop_reason = StopReason.WITHDRAWN
             raise TaskLost(f"task {held.task_id} was cancelled or reaped")
 
@@ -308,7 +310,7 @@ class Runner:
             self._note_withdrawn(held, "while its handler ran")
             return
         if isinstance(outcome, TaskResult):
-            row = await self._retrying(
+            task = await self._retrying(
                 "complete_task",
                 lambda: self.store.complete_task(
                     task_id=held.task_id,
@@ -318,18 +320,18 @@ class Runner:
                 ),
             )
         else:
-            row = await self._retrying(
+            task = await self._retrying(
                 "fail_task",
                 lambda: self.store.fail_task(
                     task_id=held.task_id, claim_token=held.claim_token, error=outcome.error
                 ),
             )
-        if row is None:
-            row = await self._written_by_us(held, outcome)
-        if row is None:
+        if task is None:
+            task = await self._written_by_us(held, outcome)
+        if task is None:
             self._note_withdrawn(held, "before its end was recorded")
             return
-        if row["status"] == "completed":
+        if task.status == TaskStatus.COMPLETED:
             self.stats.completed += 1
         else:
             self.stats.failed += 1
@@ -338,44 +340,44 @@ class Runner:
         log.info(
             "task %s %s",
             held.task_id,
-            row["status"],
+            task.status,
             extra={
-                "action": row["status"],
+                "action": task.status,
                 "task_id": str(held.task_id),
-                "status": row["status"],
-                "duration_ms": _run_time_ms(row),
+                "status": task.status,
+                "duration_ms": task.run_time_ms,
             },
         )
-        await self._publish(row)
+        await self._publish(task)
 
-    async def _written_by_us(self, held: HeldTask, outcome: TaskResult | Failure) -> Row | None:
+    async def _written_by_us(self, held: HeldTask, outcome: TaskResult | Failure) -> Task | None:
         """The row, if our end write did commit although its answer was lost (the retried
         write then matches nothing): it must still be published."""
-        row = await self._retrying("get_task", lambda: self.store.get_task(held.task_id))
-        if row is None or row["claim_token"] != held.claim_token:
+        task = await self._retrying("get_task", lambda: self.store.get_task(held.task_id))
+        if task is None or task.claim_token != held.claim_token:
             return None
         if isinstance(outcome, TaskResult):
-            return row if row["status"] == TaskStatus.COMPLETED else None
-        return row if (row["status"], row["error"]) == (TaskStatus.FAILED, outcome.error) else None
+            return task if task.status == TaskStatus.COMPLETED else None
+        return task if (task.status, task.error) == (TaskStatus.FAILED, outcome.error) else None
 
     async def _after_stop(self, held: HeldTask) -> None:
         if held.stop_reason is StopReason.WITHDRAWN:
             self._note_withdrawn(held, "while its handler ran; handler stopped")
             return
-        row = await self._retrying(
+        task = await self._retrying(
             "requeue_task",
             lambda: self.store.requeue_task(
                 task_id=held.task_id, claim_token=held.claim_token, message=REQUEUED_MESSAGE
             ),
         )
-        if row is not None:
+        if task is not None:
             self.stats.requeued += 1
             log.info(
                 "task %s re-queued",
                 held.task_id,
                 extra={"action": "requeued", "task_id": str(held.task_id)},
             )
-            await self._publish(row)
+            await self._publish(task)
 
     def _note_withdrawn(self, held: HeldTask, when: str) -> None:
         self.stats.withdrawn += 1
@@ -468,26 +470,24 @@ class Runner:
         if asyncio.get_running_loop().time() - self._connected_since < stale_after_s:
             return
         for stale in stale_tasks:
-            if stale["past_deadline"]:
-                error = timeout_error(
-                    self.registry.label_for(stale["task_type"]), stale["timeout_s"]
-                )
+            if stale.past_deadline:
+                error = timeout_error(self.registry.label_for(stale.task_type), stale.timeout_s)
             else:
                 error = runner_lost_error(stale_after_s)
-            row = await self.store.reap_task(
-                task_id=stale["id"], claim_token=stale["claim_token"], error=error
+            task = await self.store.reap_task(
+                task_id=stale.id, claim_token=stale.claim_token, error=error
             )
-            if row is None:
+            if task is None:
                 continue  # another runner reaped it, or its owner finished it, first
             self.stats.reaped += 1
             log.warning(
                 "reaped task %s of runner %s: %s",
-                stale["id"],
-                stale["runner_id"],
+                stale.id,
+                stale.runner_id,
                 error,
-                extra={"action": "reaped", "task_id": str(stale["id"])},
+                extra={"action": "reaped", "task_id": str(stale.id)},
             )
-            await self._publish(row)
+            await self._publish(task)
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -510,11 +510,8 @@ class Runner:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _publish(self, row: Row) -> None:
-        await self.publisher.publish(payload_from_row(row))
-
-    async def _publish_rows(self, rows: Sequence[Row]) -> None:
-        await self.publisher.publish_many([payload_from_row(row) for row in rows])
+    async def _publish(self, task: Task) -> None:
+        await self.publisher.publish_tasks([task])
 
     async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         """Retry a write while PostgreSQL is unavailable; the caller's timeout bounds it."""
@@ -532,13 +529,6 @@ class Runner:
                     extra={"action": "write_retry"},
                 )
                 await asyncio.sleep(delay)
-
-
-def _run_time_ms(row: Row) -> float | None:
-    """From claim to end, for the log line of a task's end."""
-    if row.get("started_at") is None or row.get("completed_at") is None:
-        return None
-    return round((row["completed_at"] - row["started_at"]).total_seconds() * 1000, 1)
 
 
 def _as_result(returned: Any) -> TaskResult | Failure:
