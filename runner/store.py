@@ -3,14 +3,15 @@ the `Task` it committed (None when its guard matched nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from runner.batch import Report
 from taskstate.channels import TASK_PENDING_NOTIFY
-from taskstate.db import Database, jsonb
+from taskstate.db import Database, Notifications, jsonb
 from taskstate.models import Task
 from taskstate.sql import load_queries
 from taskstate.store import QUERIES as TASK_QUERIES
@@ -45,6 +46,13 @@ class StaleTask:
 class RunnerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @asynccontextmanager
+    async def listen(self, channels: Sequence[str]) -> AsyncIterator[Notifications]:
+        """The notifications on `channels` until exit; `get()` raises StoreUnavailable once
+        the connection is lost (notifications sent meanwhile are lost too)."""
+        async with self.db.listen(channels, name="praxiom-runner") as notifications:
+            yield notifications
 
     async def get_task(self, task_id: UUID) -> Task | None:
         return _task(await self.db.fetch_one(TASK_QUERIES["get_task"], {"task_id": task_id}))

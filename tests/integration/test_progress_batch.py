@@ -12,6 +12,7 @@ import pytest
 
 from runner.batch import ProgressBatcher, Report
 from runner.store import RunnerStore
+from runner.writer import TaskWriter
 from taskstate.db import Database
 from taskstate.errors import StoreUnavailable
 from taskstate.models import Task
@@ -57,7 +58,7 @@ async def test_reports_made_together_share_one_statement_and_all_are_published(
 ) -> None:
     rows = await running_tasks(db, task_store, workspace_id, 8)
     store = CountingStore(RunnerStore(db))
-    batcher = ProgressBatcher(store.report_progress, publisher.publish_tasks, in_flight=1)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), in_flight=1)
     written = await asyncio.gather(*(batcher.submit(report(r, 10 + i)) for i, r in enumerate(rows)))
 
     assert store.statements == [8]  # made in one loop step: written in one statement
@@ -77,7 +78,7 @@ async def test_a_task_no_longer_held_gets_none_and_the_others_are_written(
 ) -> None:
     rows = await running_tasks(db, task_store, workspace_id, 3)
     await task_store.cancel_task(rows[1].id)
-    batcher = ProgressBatcher(RunnerStore(db).report_progress, publisher.publish_tasks)
+    batcher = ProgressBatcher(RunnerStore(db).report_progress, TaskWriter(publisher))
     written = await asyncio.gather(*(batcher.submit(report(r, 50)) for r in rows))
     assert written[1] is None
     assert written[0] is not None and written[2] is not None
@@ -91,7 +92,7 @@ async def test_one_task_s_reports_are_written_in_the_order_they_were_made(
 ) -> None:
     [row] = await running_tasks(db, task_store, workspace_id, 1)
     store = CountingStore(RunnerStore(db))
-    batcher = ProgressBatcher(store.report_progress, publisher.publish_tasks, in_flight=2)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), in_flight=2)
     written = await asyncio.gather(*(batcher.submit(report(row, pct)) for pct in (1, 2, 3, 4)))
     assert [w.progress_pct for w in written if w] == [1, 2, 3, 4]
     assert [w.version for w in written if w] == [row.version + n for n in (1, 2, 3, 4)]
@@ -108,13 +109,13 @@ async def test_a_failed_write_reaches_every_caller_of_its_batch(
     async def unavailable(reports: Sequence[Report]) -> list[Task]:
         raise StoreUnavailable("PostgreSQL is down")
 
-    batcher = ProgressBatcher(unavailable, publisher.publish_tasks)
+    batcher = ProgressBatcher(unavailable, TaskWriter(publisher))
     results = await asyncio.gather(
         *(batcher.submit(report(r, 5)) for r in rows), return_exceptions=True
     )
     assert all(isinstance(r, StoreUnavailable) for r in results)
     # and the batcher carries on afterwards
-    batcher2 = ProgressBatcher(RunnerStore(db).report_progress, publisher.publish_tasks)
+    batcher2 = ProgressBatcher(RunnerStore(db).report_progress, TaskWriter(publisher))
     assert await batcher2.submit(report(rows[0], 6)) is not None
 
 
