@@ -4,7 +4,7 @@ Streams watch distinct running tasks (one browser tab per task), made through th
 stores: `TaskStore.insert_task`, then `RunnerStore.claim_tasks` under a runner id that no
 process serves, so the tasks stay `running` and the gateway keeps their streams open.
 Updates are published straight to Redis the way the runner does (full payloads from
-`payload_from_row`, each with a higher `version`), so a scenario measures the gateway alone.
+`task_payload`, each with a higher `version`), so a scenario measures the gateway alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from runner.store import RunnerStore
 from taskstate.accounts import AccountStore
 from taskstate.channels import progress_channel
 from taskstate.db import Database
-from taskstate.payloads import payload_from_row
+from taskstate.models import Task
+from taskstate.payloads import task_payload
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
@@ -59,17 +60,17 @@ async def prepare(settings: Settings, tasks: int) -> Fixture:
         issued = await AccountStore(db).create_token(workspace="bench", user="bench")
         await insert_tasks(db, issued.workspace_id, STREAM_TASK_TYPE, tasks)
         runner_store = RunnerStore(db)
-        rows: list[dict[str, Any]] = []
-        while len(rows) < tasks:
+        claimed_tasks: list[Task] = []
+        while len(claimed_tasks) < tasks:
             claimed = await runner_store.claim_tasks(
                 runner_id=HOLDER_RUNNER_ID, timeouts={STREAM_TASK_TYPE: 86400.0}, limit=1000
             )
             if not claimed:
                 break
-            rows.extend(claimed)
+            claimed_tasks.extend(claimed)
     finally:
         await db.close()
-    payloads = {row["id"]: payload_from_row(row) for row in rows}
+    payloads = {task.id: task_payload(task) for task in claimed_tasks}
     return Fixture(issued.token, issued.workspace_id, list(payloads), payloads)
 
 

@@ -19,7 +19,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Histogram,
     ProcessCollector,
     generate_latest,
 )
@@ -32,11 +31,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import sse
+from gateway.dispatcher import Dispatcher
 from gateway.keys import DISPATCHER
 from gateway.limits import LIMIT_STATS, LimitStats
+from gateway.stream import StreamStats
+from taskstate.metrics import db_query_histogram
 
-#: Buckets for database statements, in seconds.
-DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _PROGRESS_ROUTE = "/api/tasks/{task_id}/progress"
 _USUAL_RESULTS = ("200", "204", "401", "403", "404")
 
@@ -55,12 +55,7 @@ class GatewayMetrics:
         )
         for result in _USUAL_RESULTS:
             self.stream_opens.labels(result)
-        self.db_query = Histogram(
-            "praxiom_db_query_duration_seconds",
-            "PostgreSQL statement latency, pool wait included",
-            buckets=DB_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.db_query = db_query_histogram(self.registry)
         ProcessCollector(registry=self.registry)
 
     def observe_query(self, seconds: float) -> None:
@@ -77,81 +72,100 @@ class StreamCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._app[sse.STREAM_STATS]
         dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
-        redis_up = dispatcher is not None and dispatcher.available
-        yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
-        yield _gauge(
-            "praxiom_gateway_streams_polling",
-            "Open streams polling PostgreSQL because the Redis subscription is down",
-            0 if redis_up else stats.open,
-        )
-        written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
-        yield _counter(
-            "praxiom_gateway_events_sent",
-            "SSE events written (by the dispatcher straight to sockets, or by streams)",
-            stats.events + written_by_dispatcher,
-        )
-        yield _counter(
-            "praxiom_gateway_idle_reemits",
-            "Rows re-read and re-sent after SSE_IDLE_TIMEOUT without a message",
-            stats.idle_reemits,
-        )
-        yield _counter(
-            "praxiom_gateway_db_polls", "Row reads by streams polling PostgreSQL", stats.polls
-        )
-        yield _counter(
-            "praxiom_gateway_poll_limit_closes",
-            "Streams closed after SSE_POLL_LIMIT polls",
-            stats.poll_limit_closes,
-        )
-        lag = HistogramMetricFamily(
-            "praxiom_gateway_publish_to_send_lag_seconds",
-            "From the dispatcher receiving a message to its socket write (sampled: at most one "
-            "message per 50 ms; written in one pass, it is measured after the last socket)",
-            buckets=stats.lag.cumulative(),
-            sum_value=stats.lag.sum_s,
-        )
-        yield lag
-        try:
-            tasks = len(asyncio.all_tasks())
-        except RuntimeError:  # scraped outside the event loop (never by /metrics)
-            tasks = 0
-        yield _gauge(
-            "praxiom_gateway_asyncio_tasks",
-            "asyncio tasks alive in the gateway process: flat under connection churn, or a leak",
-            tasks,
-        )
-        yield _gauge(
-            "praxiom_gateway_redis_subscription_up",
-            "1 while the shared Redis subscription is connected",
-            int(redis_up),
-        )
+        yield from _stream_metrics(self._app[sse.STREAM_STATS], dispatcher)
+        yield from _process_metrics(dispatcher)
         yield from _limit_metrics(self._app[LIMIT_STATS])
-        if dispatcher is None:
-            return
-        d = dispatcher.stats
-        yield _counter(
-            "praxiom_gateway_redis_subscription_connects",
-            "Times the shared Redis subscription came up",
-            d.connections,
-        )
-        yield _counter("praxiom_gateway_redis_messages", "Pub/sub messages received", d.messages)
-        yield _counter(
-            "praxiom_gateway_events_coalesced",
-            "Updates dropped because a slow stream had a newer one to send (coalescing)",
-            d.coalesced,
-        )
-        yield _counter(
-            "praxiom_gateway_redis_undecodable",
-            "Pub/sub messages ignored because they were not a payload",
-            d.undecodable,
-        )
-        yield _gauge(
-            "praxiom_gateway_subscribed_channels",
-            "Task channels the shared subscription listens to",
-            dispatcher.subscribed_channels,
-        )
+        direct_write = self._app.get(sse.DIRECT_WRITE)
+        if direct_write is not None:
+            yield _counter(
+                "praxiom_gateway_direct_writes_refused",
+                "Streams whose response could not take direct socket writes (compressed or "
+                "not chunked): they write through aiohttp instead",
+                direct_write.refused,
+            )
+        if dispatcher is not None:
+            yield from _dispatcher_metrics(dispatcher)
+
+
+def _stream_metrics(stats: StreamStats, dispatcher: Dispatcher | None) -> Iterator[Metric]:
+    redis_up = dispatcher is not None and dispatcher.available
+    yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
+    yield _gauge(
+        "praxiom_gateway_streams_polling",
+        "Open streams polling PostgreSQL because the Redis subscription is down",
+        0 if redis_up else stats.open,
+    )
+    written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
+    yield _counter(
+        "praxiom_gateway_events_sent",
+        "SSE events written (by the dispatcher straight to sockets, or by streams)",
+        stats.events + written_by_dispatcher,
+    )
+    yield _counter(
+        "praxiom_gateway_idle_reemits",
+        "Rows re-read and re-sent after SSE_IDLE_TIMEOUT without a message",
+        stats.idle_reemits,
+    )
+    yield _counter(
+        "praxiom_gateway_db_polls", "Row reads by streams polling PostgreSQL", stats.polls
+    )
+    yield _counter(
+        "praxiom_gateway_poll_limit_closes",
+        "Streams closed after SSE_POLL_LIMIT polls",
+        stats.poll_limit_closes,
+    )
+    lag = HistogramMetricFamily(
+        "praxiom_gateway_publish_to_send_lag_seconds",
+        "From the dispatcher receiving a message to its socket write (sampled: at most one "
+        "message per 50 ms; written in one pass, it is measured after the last socket)",
+        buckets=stats.lag.cumulative(),
+        sum_value=stats.lag.sum_s,
+    )
+    yield lag
+
+
+def _process_metrics(dispatcher: Dispatcher | None) -> Iterator[Metric]:
+    redis_up = dispatcher is not None and dispatcher.available
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # scraped outside the event loop (never by /metrics)
+        tasks = 0
+    yield _gauge(
+        "praxiom_gateway_asyncio_tasks",
+        "asyncio tasks alive in the gateway process: flat under connection churn, or a leak",
+        tasks,
+    )
+    yield _gauge(
+        "praxiom_gateway_redis_subscription_up",
+        "1 while the shared Redis subscription is connected",
+        int(redis_up),
+    )
+
+
+def _dispatcher_metrics(dispatcher: Dispatcher) -> Iterator[Metric]:
+    d = dispatcher.stats
+    yield _counter(
+        "praxiom_gateway_redis_subscription_connects",
+        "Times the shared Redis subscription came up",
+        d.connections,
+    )
+    yield _counter("praxiom_gateway_redis_messages", "Pub/sub messages received", d.messages)
+    yield _counter(
+        "praxiom_gateway_events_coalesced",
+        "Updates dropped because a slow stream had a newer one to send (coalescing)",
+        d.coalesced,
+    )
+    yield _counter(
+        "praxiom_gateway_redis_undecodable",
+        "Pub/sub messages ignored because they were not a payload",
+        d.undecodable,
+    )
+    yield _gauge(
+        "praxiom_gateway_subscribed_channels",
+        "Task channels the shared subscription listens to",
+        dispatcher.subscribed_channels,
+    )
 
 
 def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:

@@ -9,8 +9,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from runner import http
 from runner.handlers import load_registry
-from runner.metrics import RunnerMetrics, TimedRunnerStore
+from runner.metrics import RunnerMetrics
 from runner.signals import stop_on_signals
+from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, redis_client
@@ -39,8 +40,13 @@ async def connected_runner(
     redis = redis_client(settings)
     publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
     try:
-        store = TimedRunnerStore(db, metrics.report_progress.observe)
-        runner = Runner(settings, store, publisher, registry)
+        runner = Runner(
+            settings,
+            RunnerStore(db),
+            publisher,
+            registry,
+            on_progress_write=metrics.report_progress.observe,
+        )
         metrics.watch(runner)
         async with AsyncExitStack() as stack:
             if serve_http and settings.runner_metrics_port:

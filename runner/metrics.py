@@ -4,24 +4,19 @@ The task counts already live on `Runner.stats` and `ProgressPublisher.stats`;
 a custom collector reads them at scrape time, so the claim loop and the
 handlers do no metrics work. Two latencies are recorded as they happen: every
 PostgreSQL statement (through `Database`'s `on_query`) and each
-`report_progress` write (through `TimedRunnerStore`).
+`report_progress` statement (through the `Runner`'s `on_progress_write`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from runner.batch import Report
-from runner.store import RunnerStore
 from runner.worker import Runner
-from taskstate.db import Database, Row
-
-DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+from taskstate.metrics import DB_BUCKETS_S, db_query_histogram
 
 
 class RunnerMetrics:
@@ -29,12 +24,7 @@ class RunnerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.db_query = Histogram(
-            "praxiom_db_query_duration_seconds",
-            "PostgreSQL statement latency, pool wait included",
-            buckets=DB_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.db_query = db_query_histogram(self.registry)
         self.report_progress = Histogram(
             "praxiom_runner_report_progress_duration_seconds",
             "The guarded progress UPDATE behind report_progress (one statement writes every "
@@ -50,21 +40,6 @@ class RunnerMetrics:
     def watch(self, runner: Runner) -> None:
         """Export `runner`'s counts from now on."""
         self.registry.register(RunnerCollector(runner))
-
-
-class TimedRunnerStore(RunnerStore):
-    """`RunnerStore` that times `report_progress`, the statement a handler waits on."""
-
-    def __init__(self, db: Database, observe: Callable[[float], None]) -> None:
-        super().__init__(db)
-        self._observe = observe
-
-    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
-        started = time.perf_counter()
-        try:
-            return await super().report_progress(reports)
-        finally:
-            self._observe(time.perf_counter() - started)
 
 
 #: (metric name without _total, help, attribute of RunnerStats)

@@ -1,38 +1,74 @@
-"""The runner's queries, one method per named query in `runner/queries.sql`."""
+"""The runner's queries, one method per named query in `runner/queries.sql`; each write returns
+the `Task` it committed (None when its guard matched nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from runner.batch import Report
 from taskstate.channels import TASK_PENDING_NOTIFY
-from taskstate.db import Database, Row, jsonb
+from taskstate.db import Database, Notifications, jsonb
+from taskstate.models import Task
 from taskstate.sql import load_queries
 from taskstate.store import QUERIES as TASK_QUERIES
 
 QUERIES = load_queries("runner")
 
 
+@dataclass(frozen=True, slots=True)
+class StaleTask:
+    """A running task the reaper may end: its runner stopped beating, or it is past its
+    deadline (`past_deadline`: its timeout plus a grace)."""
+
+    id: UUID
+    claim_token: UUID
+    task_type: str
+    timeout_s: float
+    runner_id: str
+    past_deadline: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StaleTask:
+        return cls(
+            row["id"],
+            row["claim_token"],
+            row["task_type"],
+            row["timeout_s"],
+            row["runner_id"],
+            row["past_deadline"],
+        )
+
+
 class RunnerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_task(self, task_id: UUID) -> Row | None:
-        return await self.db.fetch_one(TASK_QUERIES["get_task"], {"task_id": task_id})
+    @asynccontextmanager
+    async def listen(self, channels: Sequence[str]) -> AsyncIterator[Notifications]:
+        """The notifications on `channels` until exit; `get()` raises StoreUnavailable once
+        the connection is lost (notifications sent meanwhile are lost too)."""
+        async with self.db.listen(channels, name="praxiom-runner") as notifications:
+            yield notifications
+
+    async def get_task(self, task_id: UUID) -> Task | None:
+        return _task(await self.db.fetch_one(TASK_QUERIES["get_task"], {"task_id": task_id}))
 
     async def claim_tasks(
         self, *, runner_id: str, timeouts: Mapping[str, float], limit: int
-    ) -> list[Row]:
-        return await self.db.fetch_all(
+    ) -> list[Task]:
+        rows = await self.db.fetch_all(
             QUERIES["claim_tasks"],
             {"runner_id": runner_id, "timeouts": jsonb(dict(timeouts)), "limit": limit},
         )
+        return [Task.from_row(row) for row in rows]
 
-    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
-        """Write a batch of reports; the rows written (a task no longer held is left out)."""
-        return await self.db.fetch_all(
+    async def report_progress(self, reports: Sequence[Report]) -> list[Task]:
+        """Write a batch of reports; the tasks written (a task no longer held is left out)."""
+        rows = await self.db.fetch_all(
             QUERIES["report_progress"],
             {
                 "task_ids": [r.task_id for r in reports],
@@ -42,11 +78,12 @@ class RunnerStore:
                 "messages": [r.message for r in reports],
             },
         )
+        return [Task.from_row(row) for row in rows]
 
     async def complete_task(
         self, *, task_id: UUID, claim_token: UUID, message: str, result_data: Mapping[str, Any]
-    ) -> Row | None:
-        return await self.db.fetch_one(
+    ) -> Task | None:
+        row = await self.db.fetch_one(
             QUERIES["complete_task"],
             {
                 "task_id": task_id,
@@ -55,14 +92,16 @@ class RunnerStore:
                 "result_data": jsonb(dict(result_data)),
             },
         )
+        return _task(row)
 
-    async def fail_task(self, *, task_id: UUID, claim_token: UUID, error: str) -> Row | None:
-        return await self.db.fetch_one(
+    async def fail_task(self, *, task_id: UUID, claim_token: UUID, error: str) -> Task | None:
+        row = await self.db.fetch_one(
             QUERIES["fail_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
         )
+        return _task(row)
 
-    async def requeue_task(self, *, task_id: UUID, claim_token: UUID, message: str) -> Row | None:
-        return await self.db.fetch_one(
+    async def requeue_task(self, *, task_id: UUID, claim_token: UUID, message: str) -> Task | None:
+        row = await self.db.fetch_one(
             QUERIES["requeue_task"],
             {
                 "task_id": task_id,
@@ -71,6 +110,7 @@ class RunnerStore:
                 "notify_channel": TASK_PENDING_NOTIFY,
             },
         )
+        return _task(row)
 
     async def heartbeat(self, held: Sequence[tuple[UUID, UUID]]) -> list[UUID]:
         """Beat for every (task_id, claim_token) held; return the task ids no longer held."""
@@ -80,13 +120,21 @@ class RunnerStore:
         )
         return [row["id"] for row in rows]
 
-    async def find_stale(self, *, stale_after_s: float, grace_s: float, limit: int) -> list[Row]:
-        return await self.db.fetch_all(
+    async def find_stale(
+        self, *, stale_after_s: float, grace_s: float, limit: int
+    ) -> list[StaleTask]:
+        rows = await self.db.fetch_all(
             QUERIES["find_stale"],
             {"stale_after_s": stale_after_s, "grace_s": grace_s, "limit": limit},
         )
+        return [StaleTask.from_row(row) for row in rows]
 
-    async def reap_task(self, *, task_id: UUID, claim_token: UUID, error: str) -> Row | None:
-        return await self.db.fetch_one(
+    async def reap_task(self, *, task_id: UUID, claim_token: UUID, error: str) -> Task | None:
+        row = await self.db.fetch_one(
             QUERIES["reap_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
         )
+        return _task(row)
+
+
+def _task(row: Mapping[str, Any] | None) -> Task | None:
+    return Task.from_row(row) if row is not None else None

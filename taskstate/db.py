@@ -7,8 +7,9 @@ edge: callers get dict rows and `taskstate.errors`, never driver types.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Database:
-    """A pool of autocommit connections; one statement per call.
+    """A pool of autocommit connections; one statement per call. `listen` opens a dedicated
+    connection configured like the pool's (a pooled one cannot be held for LISTEN).
 
     `on_query`, when given, is told how long each call took (pool wait included), so
     the processes can export query latency without the stores knowing about metrics."""
 
-    def __init__(self, pool: aiopg.Pool, on_query: QueryObserver | None = None) -> None:
+    def __init__(
+        self, pool: aiopg.Pool, settings: Settings, on_query: QueryObserver | None = None
+    ) -> None:
         self._pool = pool
+        self._settings = settings
         self._on_query = on_query
 
     @classmethod
@@ -100,7 +105,7 @@ class Database:
                 enable_hstore=False,
                 options=_SESSION_OPTIONS,
             )
-        return cls(pool, on_query)
+        return cls(pool, settings, on_query)
 
     async def close(self) -> None:
         self._pool.close()
@@ -133,6 +138,31 @@ class Database:
             async with conn.cursor() as cur:
                 await cur.execute(sql)
 
+    @asynccontextmanager
+    async def listen(self, channels: Sequence[str], *, name: str) -> AsyncIterator[Notifications]:
+        """LISTEN on `channels` until exit, on a connection of its own."""
+        async with listen(self._settings, list(channels), name=name) as queue:
+            yield Notifications(queue)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    channel: str
+    payload: str
+
+
+class Notifications:
+    """A LISTEN connection's notifications, with driver errors translated at this edge."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    async def get(self) -> Notification:
+        """The next notification; `StoreUnavailable` once the server has gone away."""
+        async with translate_errors():
+            note = await self._queue.get()
+        return Notification(note.channel, note.payload)
+
 
 @asynccontextmanager
 async def listen(settings: Settings, channels: list[str], *, name: str) -> AsyncIterator[Any]:
@@ -145,7 +175,9 @@ async def listen(settings: Settings, channels: list[str], *, name: str) -> Async
     try:
         async with translate_errors(), conn.cursor() as cur:
             for channel in channels:
-                await cur.execute(f'LISTEN "{channel}"')  # channel names are our own constants
+                await cur.execute(
+                    psycopg2.sql.SQL("LISTEN {}").format(psycopg2.sql.Identifier(channel))
+                )
         yield conn.notifies
     finally:
         conn.close()

@@ -22,7 +22,6 @@ __all__ = [
     "UtcTimestamp",
     "ValidationError",
     "encode_payload",
-    "payload_from_row",
     "task_payload",
 ]
 
@@ -71,11 +70,6 @@ _schema = TaskPayloadSchema()
 def task_payload(task: Task) -> dict[str, Any]:
     """The task's payload: its first twelve fields, in the spec's order."""
     return _schema.dump(task)
-
-
-def payload_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload of a `background_tasks` row (tests read rows directly)."""
-    return task_payload(Task.from_row(row))
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:

@@ -12,24 +12,24 @@ import pytest
 
 from runner.batch import ProgressBatcher, Report
 from runner.store import RunnerStore
-from taskstate.db import Database, Row
+from runner.writer import TaskWriter
+from taskstate.db import Database
 from taskstate.errors import StoreUnavailable
-from taskstate.payloads import payload_from_row
+from taskstate.models import Task
 from taskstate.publisher import ProgressPublisher
 from taskstate.store import TaskStore
 from tests.conftest import ProgressRecorder, claim_by_hand, spawn, wait_for
 
 
-async def running_tasks(db: Database, store: TaskStore, workspace_id: UUID, n: int) -> list[Row]:
-    rows = []
+async def running_tasks(db: Database, store: TaskStore, workspace_id: UUID, n: int) -> list[Task]:
+    tasks = []
     for _ in range(n):
         task_id = await spawn(store, workspace_id, "research")
         await claim_by_hand(db, task_id, runner_id="r", started_ago_s=0, beat_ago_s=0, timeout_s=60)
-        row = await db.fetch_one(
-            "SELECT * FROM background_tasks WHERE id = %(id)s", {"id": task_id}
-        )
-        rows.append(row)
-    return rows
+        task = await RunnerStore(db).get_task(task_id)
+        assert task is not None
+        tasks.append(task)
+    return tasks
 
 
 class CountingStore:
@@ -39,13 +39,14 @@ class CountingStore:
         self.store = store
         self.statements: list[int] = []
 
-    async def report_progress(self, reports: Sequence[Report]) -> list[Row]:
+    async def report_progress(self, reports: Sequence[Report]) -> list[Task]:
         self.statements.append(len(reports))
         return await self.store.report_progress(reports)
 
 
-def report(row: Row, pct: int, phase: str = "working") -> Report:
-    return Report(row["id"], row["claim_token"], phase, pct, f"at {pct}")
+def report(task: Task, pct: int, phase: str = "working") -> Report:
+    assert task.claim_token is not None
+    return Report(task.id, task.claim_token, phase, pct, f"at {pct}")
 
 
 async def test_reports_made_together_share_one_statement_and_all_are_published(
@@ -57,31 +58,31 @@ async def test_reports_made_together_share_one_statement_and_all_are_published(
 ) -> None:
     rows = await running_tasks(db, task_store, workspace_id, 8)
     store = CountingStore(RunnerStore(db))
-    batcher = ProgressBatcher(store.report_progress, publish_rows(publisher), in_flight=1)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), in_flight=1)
     written = await asyncio.gather(*(batcher.submit(report(r, 10 + i)) for i, r in enumerate(rows)))
 
     assert store.statements == [8]  # made in one loop step: written in one statement
     for i, (row, new) in enumerate(zip(rows, written, strict=True)):
-        assert new is not None and new["id"] == row["id"]
-        assert new["progress_pct"] == 10 + i and new["version"] == row["version"] + 1
-        assert new["result_data"]["progress_pct"] == 10 + i
-        stored = await task_store.get_task(row["id"])
+        assert new is not None and new.id == row.id
+        assert new.progress_pct == 10 + i and new.version == row.version + 1
+        assert new.result_data["progress_pct"] == 10 + i
+        stored = await RunnerStore(db).get_task(row.id)
         assert stored is not None and stored.message == f"at {10 + i}"
-    await wait_for(lambda: asyncio.sleep(0, all(recorder.of(r["id"]) for r in rows)), 5)
+    await wait_for(lambda: asyncio.sleep(0, all(recorder.of(r.id) for r in rows)), 5)
     for i, row in enumerate(rows):
-        assert [p["progress_pct"] for p in recorder.of(row["id"])] == [10 + i]
+        assert [p["progress_pct"] for p in recorder.of(row.id)] == [10 + i]
 
 
 async def test_a_task_no_longer_held_gets_none_and_the_others_are_written(
     db: Database, task_store: TaskStore, workspace_id: UUID, publisher: ProgressPublisher
 ) -> None:
     rows = await running_tasks(db, task_store, workspace_id, 3)
-    await task_store.cancel_task(rows[1]["id"])
-    batcher = ProgressBatcher(RunnerStore(db).report_progress, publish_rows(publisher))
+    await task_store.cancel_task(rows[1].id)
+    batcher = ProgressBatcher(RunnerStore(db).report_progress, TaskWriter(publisher))
     written = await asyncio.gather(*(batcher.submit(report(r, 50)) for r in rows))
     assert written[1] is None
     assert written[0] is not None and written[2] is not None
-    cancelled = await task_store.get_task(rows[1]["id"])
+    cancelled = await RunnerStore(db).get_task(rows[1].id)
     assert cancelled is not None and cancelled.status == "cancelled"
     assert cancelled.progress_pct != 50
 
@@ -91,12 +92,12 @@ async def test_one_task_s_reports_are_written_in_the_order_they_were_made(
 ) -> None:
     [row] = await running_tasks(db, task_store, workspace_id, 1)
     store = CountingStore(RunnerStore(db))
-    batcher = ProgressBatcher(store.report_progress, publish_rows(publisher), in_flight=2)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), in_flight=2)
     written = await asyncio.gather(*(batcher.submit(report(row, pct)) for pct in (1, 2, 3, 4)))
-    assert [w["progress_pct"] for w in written if w] == [1, 2, 3, 4]
-    assert [w["version"] for w in written if w] == [row["version"] + n for n in (1, 2, 3, 4)]
+    assert [w.progress_pct for w in written if w] == [1, 2, 3, 4]
+    assert [w.version for w in written if w] == [row.version + n for n in (1, 2, 3, 4)]
     assert store.statements == [1, 1, 1, 1]  # never two of one task in a statement
-    stored = await task_store.get_task(row["id"])
+    stored = await RunnerStore(db).get_task(row.id)
     assert stored is not None and stored.progress_pct == 4
 
 
@@ -105,24 +106,17 @@ async def test_a_failed_write_reaches_every_caller_of_its_batch(
 ) -> None:
     rows = await running_tasks(db, task_store, workspace_id, 3)
 
-    async def unavailable(reports: Sequence[Report]) -> list[Row]:
+    async def unavailable(reports: Sequence[Report]) -> list[Task]:
         raise StoreUnavailable("PostgreSQL is down")
 
-    batcher = ProgressBatcher(unavailable, publish_rows(publisher))
+    batcher = ProgressBatcher(unavailable, TaskWriter(publisher))
     results = await asyncio.gather(
         *(batcher.submit(report(r, 5)) for r in rows), return_exceptions=True
     )
     assert all(isinstance(r, StoreUnavailable) for r in results)
     # and the batcher carries on afterwards
-    batcher2 = ProgressBatcher(RunnerStore(db).report_progress, publish_rows(publisher))
+    batcher2 = ProgressBatcher(RunnerStore(db).report_progress, TaskWriter(publisher))
     assert await batcher2.submit(report(rows[0], 6)) is not None
-
-
-def publish_rows(publisher: ProgressPublisher) -> Any:
-    async def publish(rows: Sequence[Row]) -> None:
-        await publisher.publish_many([payload_from_row(row) for row in rows])
-
-    return publish
 
 
 @pytest.fixture

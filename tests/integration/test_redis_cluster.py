@@ -21,7 +21,8 @@ from gateway.sse import STREAM_STATS
 from gateway.stream import ProgressStream, StreamStats
 from taskstate.accounts import IssuedToken
 from taskstate.channels import progress_channel
-from taskstate.payloads import encode_payload, payload_from_row
+from taskstate.models import Task
+from taskstate.payloads import encode_payload, task_payload
 from taskstate.publisher import ProgressPublisher, connect_redis_cluster
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
@@ -67,7 +68,7 @@ def running_payload(task_id: uuid.UUID, version: int) -> dict[str, Any]:
     row = {"id": task_id, "status": "running", "task_type": "validation_kit", "progress_pct": 50,
            "phase": "running", "message": "", "started_at": None, "completed_at": None,
            "heartbeat_at": None, "error": None, "result_data": {}, "version": version}  # fmt: skip
-    return payload_from_row(row)
+    return task_payload(Task.from_row(row))
 
 
 def stream_of(task_id: uuid.UUID) -> ProgressStream:

@@ -9,8 +9,9 @@ from uuid import UUID
 
 import pytest
 
+from runner.execution import REQUEUED_MESSAGE
 from runner.handlers import HandlerRegistry, TaskContext, TaskLost, TaskResult
-from runner.worker import REQUEUED_MESSAGE, runner_lost_error
+from runner.worker import runner_lost_error
 from taskstate.db import Database
 from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, task_payload
 from taskstate.settings import parse_task_timeouts

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
-from runner.worker import REQUEUED_MESSAGE, runner_lost_error
+from runner.execution import REQUEUED_MESSAGE
+from runner.worker import runner_lost_error
 from taskstate.db import Database
 from taskstate.settings import Settings
 from taskstate.store import TaskStore

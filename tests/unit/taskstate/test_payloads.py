@@ -10,12 +10,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from taskstate.models import Task
 from taskstate.payloads import (
     PAYLOAD_FIELDS,
     TaskPayloadSchema,
     ValidationError,
     encode_payload,
-    payload_from_row,
+    task_payload,
 )
 
 EXPECTED_KEYS = [
@@ -35,6 +36,11 @@ EXPECTED_KEYS = [
 TASK_ID = UUID("b4c5d6e7-8901-2345-abcd-ef0123456789")
 PLUS_ONE = timezone(timedelta(hours=1))
 ISO_UTC_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def payload_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a row, as every store builds it: through Task."""
+    return task_payload(Task.from_row(row))
 
 
 def make_row(**changes: Any) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def test_payload_fields_are_the_spec_fields_in_order() -> None:
 
 
 def test_payload_has_exactly_the_spec_keys_in_order() -> None:
-    payload = payload_from_row(make_row())
+    payload = payload_of(make_row())
     assert list(payload) == EXPECTED_KEYS
     for extra in ("params", "workspace_id", "runner_id", "claim_token", "timeout_s", "created_at"):
         assert extra not in payload
@@ -76,7 +82,7 @@ def test_payload_has_exactly_the_spec_keys_in_order() -> None:
 
 
 def test_payload_matches_the_spec_example() -> None:
-    payload = payload_from_row(make_row())
+    payload = payload_of(make_row())
     assert payload == {
         "id": "b4c5d6e7-8901-2345-abcd-ef0123456789",
         "status": "running",
@@ -94,37 +100,37 @@ def test_payload_matches_the_spec_example() -> None:
 
 
 def test_id_is_a_string_uuid() -> None:
-    payload = payload_from_row(make_row())
+    payload = payload_of(make_row())
     assert isinstance(payload["id"], str)
     assert UUID(payload["id"]) == TASK_ID
 
 
 def test_aware_timestamp_in_another_zone_is_converted_to_utc() -> None:
     started = datetime(2026, 4, 21, 15, 22, 10, 987654, tzinfo=PLUS_ONE)
-    payload = payload_from_row(make_row(started_at=started))
+    payload = payload_of(make_row(started_at=started))
     assert payload["started_at"] == "2026-04-21T14:22:10.987Z"
 
 
 def test_timestamp_crossing_midnight_converts_the_date_too() -> None:
     started = datetime(2026, 1, 1, 0, 30, tzinfo=PLUS_ONE)
-    payload = payload_from_row(make_row(started_at=started))
+    payload = payload_of(make_row(started_at=started))
     assert payload["started_at"] == "2025-12-31T23:30:00.000Z"
 
 
 def test_naive_timestamp_is_treated_as_utc() -> None:
-    payload = payload_from_row(make_row(completed_at=datetime(2026, 4, 21, 14, 25, 52, 410000)))
+    payload = payload_of(make_row(completed_at=datetime(2026, 4, 21, 14, 25, 52, 410000)))
     assert payload["completed_at"] == "2026-04-21T14:25:52.410Z"
 
 
 def test_none_timestamps_stay_none() -> None:
-    payload = payload_from_row(make_row(started_at=None, completed_at=None, heartbeat_at=None))
+    payload = payload_of(make_row(started_at=None, completed_at=None, heartbeat_at=None))
     assert payload["started_at"] is None
     assert payload["completed_at"] is None
     assert payload["heartbeat_at"] is None
 
 
 def test_timestamps_have_milliseconds_and_z() -> None:
-    payload = payload_from_row(make_row())
+    payload = payload_of(make_row())
     for key in ("started_at", "heartbeat_at"):
         assert ISO_UTC_MS.fullmatch(payload[key]), payload[key]
 
@@ -133,11 +139,11 @@ def test_missing_column_raises() -> None:
     row = make_row()
     del row["version"]
     with pytest.raises(KeyError):
-        payload_from_row(row)
+        payload_of(row)
 
 
 def test_encoded_payload_validates_against_schema() -> None:
-    payload = payload_from_row(make_row(started_at=datetime(2026, 4, 21, 15, 0, tzinfo=PLUS_ONE)))
+    payload = payload_of(make_row(started_at=datetime(2026, 4, 21, 15, 0, tzinfo=PLUS_ONE)))
     loaded = TaskPayloadSchema().load(json.loads(encode_payload(payload)))
     assert loaded["id"] == TASK_ID
     assert loaded["started_at"] == datetime(2026, 4, 21, 14, 0, tzinfo=UTC)
@@ -146,7 +152,7 @@ def test_encoded_payload_validates_against_schema() -> None:
 
 
 def _loaded_with(**changes: Any) -> dict[str, Any]:
-    data = json.loads(encode_payload(payload_from_row(make_row())))
+    data = json.loads(encode_payload(payload_of(make_row())))
     data.update(changes)
     return TaskPayloadSchema().load(data)
 
@@ -177,7 +183,7 @@ def test_schema_rejects_bad_values(field: str, value: Any) -> None:
 
 @pytest.mark.parametrize("field", EXPECTED_KEYS)
 def test_schema_rejects_a_missing_field(field: str) -> None:
-    data = json.loads(encode_payload(payload_from_row(make_row())))
+    data = json.loads(encode_payload(payload_of(make_row())))
     del data[field]
     with pytest.raises(ValidationError) as caught:
         TaskPayloadSchema().load(data)
@@ -195,9 +201,7 @@ def test_schema_accepts_bounds_of_progress() -> None:
 
 
 def test_encode_is_compact_and_keeps_non_ascii() -> None:
-    payload = payload_from_row(
-        make_row(message="Your Validation Kit is ready — 3 documents generated.")
-    )
+    payload = payload_of(make_row(message="Your Validation Kit is ready — 3 documents generated."))
     text = encode_payload(payload)
     assert "—" in text
     assert "\\u2014" not in text
@@ -209,7 +213,7 @@ def test_encode_is_compact_and_keeps_non_ascii() -> None:
 
 
 def test_encode_round_trips_nested_result_data() -> None:
-    payload = payload_from_row(
+    payload = payload_of(
         make_row(result_data={"document_ids": ["a", "b"], "nested": {"ü": [1, 2.5, None]}})
     )
     assert json.loads(encode_payload(payload)) == payload

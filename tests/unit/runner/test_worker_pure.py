@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from runner.execution import Failure, _as_result, describe_failure
 from runner.handlers import TaskFailed, TaskResult
-from runner.worker import Failure, _as_result, describe_failure, runner_lost_error
+from runner.worker import runner_lost_error
 
 
 class CustomError(Exception):

@@ -1,0 +1,76 @@
+"""`runner.batch.ProgressBatcher` on the in-memory store: each statement's committed tasks are
+published once through the writer, and each statement is timed for the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from runner.batch import ProgressBatcher, Report
+from runner.writer import TaskWriter
+from taskstate.errors import StoreUnavailable
+from taskstate.models import Task
+from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
+
+
+async def claimed(store: FakeRunnerStore, n: int) -> list[Task]:
+    for _ in range(n):
+        store.add("sample")
+    return await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=n)
+
+
+def report(task: Task, pct: int) -> Report:
+    assert task.claim_token is not None
+    return Report(task.id, task.claim_token, "working", pct, f"at {pct}")
+
+
+async def test_reports_made_together_are_written_and_published_in_one_go(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    tasks = await claimed(store, 3)
+    store.cancel(tasks[1].id, notify=False)
+    timings: list[float] = []
+    batcher = ProgressBatcher(
+        store.report_progress,
+        TaskWriter(publisher),
+        in_flight=1,
+        on_write=timings.append,  # type: ignore[arg-type]
+    )
+    written = await asyncio.gather(*(batcher.submit(report(t, 30)) for t in tasks))
+
+    assert [len(args["reports"]) for args in store.called("report_progress")] == [3]
+    assert written[1] is None  # no longer held: nothing written, nothing published
+    assert [w.progress_pct if w else None for w in written] == [30, None, 30]
+    assert publisher.calls == [[written[0], written[2]]]
+    assert len(timings) == 1 and timings[0] >= 0
+
+
+async def test_a_failed_statement_is_timed_and_reaches_every_caller(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    tasks = await claimed(store, 2)
+    timings: list[float] = []
+
+    async def unavailable(reports: Sequence[Report]) -> list[Task]:
+        raise StoreUnavailable("PostgreSQL is down")
+
+    batcher = ProgressBatcher(unavailable, TaskWriter(publisher), on_write=timings.append)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(batcher.submit(report(t, 5)) for t in tasks), return_exceptions=True
+    )
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    assert publisher.published == []
+    assert len(timings) == 1
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_one_task_s_reports_keep_their_order(
+    store: FakeRunnerStore, publisher: RecordingPublisher, in_flight: int
+) -> None:
+    [task] = await claimed(store, 1)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), in_flight=in_flight)  # type: ignore[arg-type]
+    await asyncio.gather(*(batcher.submit(report(task, pct)) for pct in (1, 2, 3)))
+    assert [p.progress_pct for p in publisher.published] == [1, 2, 3]
+    assert [len(args["reports"]) for args in store.called("report_progress")] == [1, 1, 1]
