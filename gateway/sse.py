@@ -11,6 +11,7 @@ already sent.
 from __future__ import annotations
 
 import random
+import re
 import weakref
 
 from aiohttp import web
@@ -25,11 +26,18 @@ from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
 from gateway.limits import STREAM_SLOTS
 from gateway.stream import ProgressStream, StreamStats
 
+#: A version is a PostgreSQL bigint: at most 19 ASCII digits (`isdigit` would let `²` through).
+_VERSION = re.compile(r"[0-9]{1,19}")
+
 
 def last_event_id(request: web.Request) -> int | None:
     """`Last-Event-ID` (sent by browsers on reconnect) or `?last_event_id=`; junk is ignored."""
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    if raw is None or not raw.strip().isdigit():
+    return parse_version(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+
+
+def parse_version(raw: str | None) -> int | None:
+    """A version as a client sends it back, or None for anything but ASCII digits."""
+    if raw is None or _VERSION.fullmatch(raw.strip()) is None:
         return None
     return int(raw.strip())
 
