@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-from aiohttp import web
-
 from gateway.decision import Decision
 from gateway.errors import refusal
 from gateway.limits import LimitStats
@@ -51,6 +49,3 @@ class StreamAccess:
         if access.decision in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN):
             note_access_lost(self.stats, task_id, access.decision)
         return access.task
-
-
-STREAM_ACCESS = web.AppKey("stream_access", StreamAccess)

@@ -17,9 +17,26 @@ from gateway.cluster import ClusterDispatcher
 from gateway.direct_write import DirectWrite
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
-from gateway.idle import IDLE_SWEEPER, IdleSweeper
-from gateway.keys import DISPATCHER, GATEWAY_STORE, PUBLISHER, REDIS, SETTINGS, TASK_STORE
+from gateway.idle import IdleSweeper
+from gateway.keys import (
+    DIRECT_WRITE,
+    DISPATCHER,
+    GATEWAY_STORE,
+    IDLE_SWEEPER,
+    LIMIT_STATS,
+    METRICS,
+    PUBLISHER,
+    REDIS,
+    SETTINGS,
+    SPAWN_SCHEMA,
+    STREAM_ACCESS,
+    STREAM_STATS,
+    STREAMS,
+    TASK_STORE,
+)
+from gateway.schemas import spawn_request_schema
 from gateway.store import GatewayStore
+from gateway.stream import StreamStats
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
@@ -34,18 +51,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         minsize=0,
         maxsize=settings.database_pool_size,
         name="praxiom-gateway",
-        on_query=app[metrics.METRICS].observe_query,
+        on_query=app[METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
-    app[access.STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[limits.LIMIT_STATS])
+    app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
     yield
     await db.close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    lag = app[sse.STREAM_STATS].lag
+    lag = app[STREAM_STATS].lag
     dispatcher: Dispatcher
     if settings.redis_cluster:
         cluster = connect_redis_cluster(settings.redis_url)
@@ -66,10 +83,10 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
     sweeper = IdleSweeper(
-        app[sse.STREAMS],
+        app[STREAMS],
         app[GATEWAY_STORE],
-        app[sse.STREAM_STATS],
-        app[limits.LIMIT_STATS],
+        app[STREAM_STATS],
+        app[LIMIT_STATS],
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
     )
     app[IDLE_SWEEPER] = sweeper
@@ -92,10 +109,11 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
         client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[SPAWN_SCHEMA] = spawn_request_schema(settings.task_types)
     limits.setup(app, settings)
-    app[sse.STREAMS] = weakref.WeakSet()
-    app[sse.STREAM_STATS] = sse.StreamStats()
-    app[sse.DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    app[STREAMS] = weakref.WeakSet()
+    app[STREAM_STATS] = StreamStats()
+    app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)

@@ -21,7 +21,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from gateway.errors import ApiError, Handler
-from gateway.limits import LIMIT_STATS
+from gateway.keys import LIMIT_STATS
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CROSS_FETCH_SITES = frozenset({"cross-site", "same-site"})

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from gateway.keys import GATEWAY_STORE, SETTINGS, TASK_STORE
+from gateway.keys import DEMO_TEMPLATE, GATEWAY_STORE, SETTINGS, TASK_STORE
 from taskstate.accounts import AccountStore
 from taskstate.tokens import hash_token
 
@@ -54,7 +54,6 @@ BUILTIN_FAIL_POINTS: Mapping[str, tuple[str, ...]] = {
     "synthesis": ("collecting", "clustering", "drafting"),
 }
 
-_TEMPLATE = web.AppKey("demo_template", str)
 
 # The page may load only its own files and talk only to its own origin.
 _PAGE_HEADERS = {
@@ -71,7 +70,7 @@ _PAGE_HEADERS = {
 def setup(app: web.Application) -> None:
     """Add the demo routes to `app`."""
     template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    app[_TEMPLATE] = template
+    app[DEMO_TEMPLATE] = template
     app.router.add_get("/", page)
     app.router.add_get("/demo", page)
     app.router.add_get(STATIC_PREFIX + "/{name}", asset)
@@ -88,7 +87,7 @@ async def page(request: web.Request) -> web.Response:
             workspace=DEMO_WORKSPACE, user=DEMO_USER, expires_in_s=DEMO_SESSION_S
         )
         new_token, workspace_id = issued.token, issued.workspace_id
-    body = render(request.app[_TEMPLATE], settings.task_types, workspace_id)
+    body = render(request.app[DEMO_TEMPLATE], settings.task_types, workspace_id)
     response = web.Response(text=body, content_type="text/html", headers=_PAGE_HEADERS)
     if new_token is not None:
         response.set_cookie(

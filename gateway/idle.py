@@ -19,8 +19,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-from aiohttp import web
-
 from gateway.access import note_access_lost
 from gateway.frames import Update, snapshot
 from gateway.limits import LimitStats
@@ -103,9 +101,6 @@ class IdleSweeper:
                 sent += 1
         self._stats.idle_reemits += sent
         return sent
-
-
-IDLE_SWEEPER = web.AppKey("idle_sweeper", IdleSweeper)
 
 
 def _overdue_since(stream: ProgressStream) -> float:

@@ -1,19 +1,55 @@
-"""The application's shared state, as typed AppKeys (streams keep theirs in `gateway.sse`)."""
+"""Every piece of the gateway's shared state, as a typed AppKey, in one place.
+
+The types are imported for the checker only: the modules that own them import this one, so a
+runtime import here would make a cycle.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.dispatcher import Dispatcher
 from gateway.store import GatewayStore
 from taskstate.publisher import ProgressPublisher
 from taskstate.settings import Settings
 from taskstate.store import TaskStore
 
+if TYPE_CHECKING:
+    from gateway.access import StreamAccess
+    from gateway.direct_write import DirectWrite
+    from gateway.dispatcher import Dispatcher
+    from gateway.idle import IdleSweeper
+    from gateway.limits import LimitStats, SpawnRateLimiter, StreamSlots
+    from gateway.metrics import GatewayMetrics
+    from gateway.schemas import SpawnRequestSchema
+    from gateway.stream import ProgressStream, StreamStats
+
 SETTINGS = web.AppKey("settings", Settings)
 TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 PUBLISHER = web.AppKey("publisher", ProgressPublisher)
-DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 #: The client the publisher uses; /readyz pings it.
 REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+
+# -- streams ------------------------------------------------------------------------------------
+STREAMS: web.AppKey[weakref.WeakSet[ProgressStream]] = web.AppKey("streams")
+STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
+#: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
+DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
+STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
+IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
+
+# -- limits, metrics, documents -----------------------------------------------------------------
+LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")
+STREAM_SLOTS: web.AppKey[StreamSlots] = web.AppKey("stream_slots")
+SPAWN_LIMITER: web.AppKey[SpawnRateLimiter] = web.AppKey("spawn_limiter")
+#: The spawn body's schema, built once per app (gateway.schemas.spawn_request_schema).
+SPAWN_SCHEMA: web.AppKey[SpawnRequestSchema] = web.AppKey("spawn_schema")
+METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+DEMO_TEMPLATE = web.AppKey("demo_template", str)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.errors import ApiError, too_many
+from gateway.keys import LIMIT_STATS, SPAWN_LIMITER, STREAM_SLOTS
 from taskstate.settings import Settings
 
 #: What a refused stream is told to wait: long enough for streams to end, short for a browser.
@@ -106,11 +107,6 @@ class SpawnRateLimiter:
         for principal, (tokens, at) in list(self._buckets.items()):
             if tokens + (now - at) * self.rate_per_s >= self.capacity:
                 del self._buckets[principal]
-
-
-LIMIT_STATS = web.AppKey("limit_stats", LimitStats)
-STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)
-SPAWN_LIMITER = web.AppKey("spawn_limiter", SpawnRateLimiter)
 
 
 async def _count_too_large(request: web.Request, response: web.StreamResponse) -> None:

@@ -30,10 +30,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway import sse
+from gateway import keys
 from gateway.dispatcher import Dispatcher
-from gateway.keys import DISPATCHER
-from gateway.limits import LIMIT_STATS, LimitStats
+from gateway.keys import DISPATCHER, LIMIT_STATS, METRICS
+from gateway.limits import LimitStats
 from gateway.stream import StreamStats
 from taskstate.metrics import db_query_histogram
 
@@ -62,9 +62,6 @@ class GatewayMetrics:
         self.db_query.observe(seconds)
 
 
-METRICS = web.AppKey("metrics", GatewayMetrics)
-
-
 class StreamCollector(Collector):
     """Reads `StreamStats` and the dispatcher's state at scrape time."""
 
@@ -73,10 +70,10 @@ class StreamCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
-        yield from _stream_metrics(self._app[sse.STREAM_STATS], dispatcher)
+        yield from _stream_metrics(self._app[keys.STREAM_STATS], dispatcher)
         yield from _process_metrics(dispatcher)
         yield from _limit_metrics(self._app[LIMIT_STATS])
-        direct_write = self._app.get(sse.DIRECT_WRITE)
+        direct_write = self._app.get(keys.DIRECT_WRITE)
         if direct_write is not None:
             yield _counter(
                 "praxiom_gateway_direct_writes_refused",

@@ -16,21 +16,21 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from gateway.keys import OPENAPI_DOCUMENT
 from gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
     HealthSchema,
     ReadinessSchema,
     SpawnedTaskSchema,
-    SpawnRequestSchema,
     StorableJsonObject,
     TaskRecordSchema,
+    spawn_request_schema,
 )
 from taskstate.payloads import TaskPayloadSchema
 from taskstate.settings import Settings
 
 PATH = "/api/openapi.json"
-DOCUMENT = web.AppKey("openapi_document", bytes)
 
 _AUTH: list[dict[str, list[str]]] = [{"bearerToken": []}, {"sessionCookie": []}]
 _TASK_ID = {
@@ -300,7 +300,7 @@ def build(settings: Settings) -> dict[str, Any]:
     for name, schema in (
         ("TaskPayload", TaskPayloadSchema),
         ("TaskRecord", TaskRecordSchema),
-        ("SpawnRequest", SpawnRequestSchema(settings.task_types)),
+        ("SpawnRequest", spawn_request_schema(settings.task_types)),
         ("SpawnedTask", SpawnedTaskSchema),
         ("Error", ErrorSchema),
         ("Conflict", ConflictSchema),
@@ -321,9 +321,9 @@ def _package_version() -> str:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    app[DOCUMENT] = json.dumps(build(settings), separators=(",", ":")).encode()
+    app[OPENAPI_DOCUMENT] = json.dumps(build(settings), separators=(",", ":")).encode()
     app.router.add_get(PATH, serve)
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[DOCUMENT], content_type="application/json")
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -42,19 +42,24 @@ class StorableJsonObject(fields.Dict):
 
 
 class SpawnRequestSchema(Schema):
-    """`POST /api/tasks/spawn`; unknown fields are refused (marshmallow's default)."""
+    """`POST /api/tasks/spawn`; unknown fields are refused (marshmallow's default). Build it
+    with `spawn_request_schema`, which names the accepted task types."""
 
     task_type = fields.String(required=True)
     workspace_id = fields.UUID(load_default=None)
     params = StorableJsonObject(load_default=dict)
 
-    def __init__(self, task_types: Collection[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.task_types = task_types
-        # A validator on this instance's own field, so the OpenAPI document lists the types.
-        self.fields["task_type"].validators.append(
-            validate.OneOf(task_types, error="Unknown task type; one of: {choices}")
-        )
+
+def spawn_request_schema(task_types: Collection[str]) -> SpawnRequestSchema:
+    """The spawn body's schema for these task types, to build once and reuse: its own class
+    with its own `task_type` field, so no validator is shared with (or added to) another
+    instance's. The OpenAPI document lists the types from it."""
+    task_type = fields.String(
+        required=True,
+        validate=validate.OneOf(task_types, error="Unknown task type; one of: {choices}"),
+    )
+    schema_class = type("SpawnRequestSchema", (SpawnRequestSchema,), {"task_type": task_type})
+    return cast(SpawnRequestSchema, schema_class())
 
 
 class TaskRecordSchema(TaskPayloadSchema):
@@ -148,5 +153,6 @@ __all__ = [
     "SpawnRequestSchema",
     "SpawnedTaskSchema",
     "TaskRecordSchema",
+    "spawn_request_schema",
     "task_record",
 ]

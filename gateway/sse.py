@@ -17,14 +17,20 @@ import weakref
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from gateway.access import STREAM_ACCESS
 from gateway.auth import authorize, parse_task_id, token_hash
-from gateway.direct_write import DirectWrite
 from gateway.errors import not_found
 from gateway.frames import snapshot
-from gateway.keys import DISPATCHER, GATEWAY_STORE, SETTINGS
-from gateway.limits import STREAM_SLOTS
-from gateway.stream import ProgressStream, StreamStats
+from gateway.keys import (
+    DIRECT_WRITE,
+    DISPATCHER,
+    GATEWAY_STORE,
+    SETTINGS,
+    STREAM_ACCESS,
+    STREAM_SLOTS,
+    STREAM_STATS,
+    STREAMS,
+)
+from gateway.stream import ProgressStream
 
 #: A version is a PostgreSQL bigint: at most 19 ASCII digits (`isdigit` would let `²` through).
 _VERSION = re.compile(r"[0-9]{1,19}")
@@ -40,12 +46,6 @@ def parse_version(raw: str | None) -> int | None:
     if raw is None or _VERSION.fullmatch(raw.strip()) is None:
         return None
     return int(raw.strip())
-
-
-STREAMS = web.AppKey("streams", weakref.WeakSet[ProgressStream])
-STREAM_STATS = web.AppKey("stream_stats", StreamStats)
-#: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
-DIRECT_WRITE = web.AppKey("direct_write", DirectWrite)
 
 
 async def progress(request: web.Request) -> web.StreamResponse:

@@ -13,9 +13,15 @@ from marshmallow import ValidationError
 from gateway.auth import authenticate, authorize, parse_task_id, token_hash
 from gateway.decision import Decision
 from gateway.errors import ApiError, json_response, refusal
-from gateway.keys import GATEWAY_STORE, PUBLISHER, SETTINGS, TASK_STORE
-from gateway.limits import SPAWN_LIMITER
-from gateway.schemas import SpawnRequestSchema, task_record
+from gateway.keys import (
+    GATEWAY_STORE,
+    PUBLISHER,
+    SETTINGS,
+    SPAWN_LIMITER,
+    SPAWN_SCHEMA,
+    TASK_STORE,
+)
+from gateway.schemas import task_record
 from taskstate.errors import NotFound
 from taskstate.models import Task
 from taskstate.payloads import task_payload
@@ -65,12 +71,11 @@ async def spawn(request: web.Request) -> web.Response:
     """401, then 403 for a read-only token, then 429 over the caller's spawn rate, then the
     body (413, 400, 422), then 403 for a workspace the caller may not act in."""
     app = request.app
-    settings = app[SETTINGS]
-    digest = token_hash(request, settings.session_cookie_name)
+    digest = token_hash(request, app[SETTINGS].session_cookie_name)
     principal = await authenticate(app[GATEWAY_STORE], digest, write=True)
     app[SPAWN_LIMITER].take(principal.caller.key)
     try:
-        spec = SpawnRequestSchema(settings.task_types).load(await _json_body(request))
+        spec = app[SPAWN_SCHEMA].load(await _json_body(request))
     except ValidationError as exc:
         raise ApiError(
             422, "VALIDATION_ERROR", "The request body is not valid", fields=exc.messages

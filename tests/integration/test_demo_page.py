@@ -28,7 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from gateway import demo, sse
+from gateway import demo, keys
 from gateway.app import create_app
 from gateway.keys import GATEWAY_STORE
 from runner import builtin
@@ -258,14 +258,14 @@ async def test_the_page_completes_a_fast_task_shows_a_failure_and_cancels_a_slow
             drive_the_page, browser, demo_gateway.url, settings.session_cookie_name
         )
     except AssertionError as exc:
-        streams = demo_gateway.app[sse.STREAM_STATS]
+        streams = demo_gateway.app[keys.STREAM_STATS]
         raise AssertionError(f"{exc}\nstreams: {streams}\n{_evidence(browser, tmp_path)}") from exc
     assert time.monotonic() - started < 45
 
     # The cookie is a demo-workspace token, and progress came over the SSE endpoint.
     principal = await demo_gateway.app[GATEWAY_STORE].principal(hash_token(seen["token"]))
     assert principal is not None and len(principal.workspace_ids) == 1
-    assert demo_gateway.app[sse.STREAM_STATS].opened >= len(seen["tasks"])
+    assert demo_gateway.app[keys.STREAM_STATS].opened >= len(seen["tasks"])
 
 
 # -- without a browser ----------------------------------------------------------------------

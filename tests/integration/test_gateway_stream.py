@@ -14,9 +14,8 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from gateway.idle import IDLE_SWEEPER, MIN_PER_SWEEP
-from gateway.keys import DISPATCHER, GATEWAY_STORE
-from gateway.sse import STREAM_STATS, STREAMS
+from gateway.idle import MIN_PER_SWEEP
+from gateway.keys import DISPATCHER, GATEWAY_STORE, IDLE_SWEEPER, STREAM_STATS, STREAMS
 from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import IssuedToken
 from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema

@@ -16,8 +16,7 @@ import redis.asyncio as aioredis
 
 from gateway.cluster import ClusterDispatcher, node_url
 from gateway.frames import Update
-from gateway.keys import DISPATCHER
-from gateway.sse import STREAM_STATS
+from gateway.keys import DISPATCHER, STREAM_STATS
 from gateway.stream import ProgressStream, StreamStats
 from taskstate.accounts import IssuedToken
 from taskstate.channels import progress_channel

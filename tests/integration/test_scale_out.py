@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.sse import STREAM_STATS
+from gateway.keys import STREAM_STATS
 from taskstate.accounts import IssuedToken
 from taskstate.settings import Settings
 from taskstate.store import TaskStore

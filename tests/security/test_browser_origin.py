@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.limits import LIMIT_STATS
+from gateway.keys import LIMIT_STATS
 from taskstate.db import Database
 from taskstate.settings import Settings
 from taskstate.store import TaskStore

@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.keys import DISPATCHER
-from gateway.limits import LIMIT_STATS
+from gateway.keys import DISPATCHER, LIMIT_STATS
 from taskstate.accounts import AccountStore
 from taskstate.channels import progress_channel
 from taskstate.db import Database

@@ -30,11 +30,27 @@ def _modules() -> Iterator[tuple[str, Path]]:
 MODULES = dict(_modules())
 
 
+def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """Imports under `if TYPE_CHECKING:`: read by the type checker, never run."""
+    return {
+        node
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for statement in block.body
+        for node in ast.walk(statement)
+    }
+
+
 def _imports(name: str, path: Path) -> set[str]:
-    """The app modules `name` imports, anywhere in it (a function-level import counts too)."""
+    """The app modules `name` imports when it runs, anywhere in it (a function-level import
+    counts too; one for the type checker only does not)."""
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

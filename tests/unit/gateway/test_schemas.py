@@ -7,13 +7,16 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from gateway.schemas import MAX_PARAMS_BYTES, SpawnRequestSchema
+from gateway.schemas import MAX_PARAMS_BYTES, spawn_request_schema
 
 TYPES = ("validation_kit", "research")
 
 
+SCHEMA = spawn_request_schema(TYPES)
+
+
 def load(params: Any) -> dict[str, Any]:
-    return SpawnRequestSchema(TYPES).load({"task_type": "research", "params": params})
+    return SCHEMA.load({"task_type": "research", "params": params})
 
 
 @pytest.mark.parametrize(
@@ -46,5 +49,25 @@ def test_storable_params_pass(params: dict[str, Any]) -> None:
 
 def test_unknown_task_type_names_the_field() -> None:
     with pytest.raises(ValidationError) as caught:
-        SpawnRequestSchema(TYPES).load({"task_type": "nope"})
+        SCHEMA.load({"task_type": "nope"})
     assert list(caught.value.messages) == ["task_type"]
+
+
+def test_building_schemas_for_other_types_leaves_each_one_its_own_types() -> None:
+    """A schema per call used to append its OneOf to a list every instance shared: each bad
+    spawn repeated "Unknown task type" once more, and validation slowed down for good."""
+    for _ in range(50):
+        spawn_request_schema(("other",))
+    messages = []
+    for _ in range(1000):
+        with pytest.raises(ValidationError) as caught:
+            SCHEMA.load({"task_type": "nope"})
+        messages.append(caught.value.messages)
+    assert (
+        messages[0]
+        == messages[-1]
+        == {"task_type": ["Unknown task type; one of: validation_kit, research"]}
+    )
+    assert SCHEMA.load({"task_type": "research"})["task_type"] == "research"
+    with pytest.raises(ValidationError):
+        SCHEMA.load({"task_type": "other"})
