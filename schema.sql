@@ -128,3 +128,26 @@ $$;
 CREATE OR REPLACE TRIGGER background_tasks_bump_version
     BEFORE UPDATE ON background_tasks
     FOR EACH ROW EXECUTE FUNCTION background_tasks_bump_version();
+
+-- Second round (added in place to databases made before it).
+-- Who spawned a task (a user's id, or "service:<name>"), which attempt runs now (0 until the
+-- first claim; each claim counts one), how many attempts it may take, and the earliest time a
+-- retry may be claimed (NULL: at once).
+ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS spawned_by text;
+ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0
+    CHECK (attempt >= 0);
+ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS max_attempts integer NOT NULL DEFAULT 1
+    CHECK (max_attempts >= 1);
+ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS run_after timestamptz;
+
+-- The task-type catalogue, written by the runners (each type they serve, at start and on
+-- every heartbeat) and read by the gateways, which never import application code.
+CREATE TABLE IF NOT EXISTS task_types (
+    name           text        PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,63}$'),
+    label          text        NOT NULL,
+    description    text        NOT NULL DEFAULT '',
+    timeout_s      double precision NOT NULL CHECK (timeout_s > 0),
+    params_schema  jsonb       NOT NULL DEFAULT '{"type": "object"}',
+    max_attempts   integer     NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
+    last_served_at timestamptz NOT NULL DEFAULT now()
+);

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
+
+from marshmallow import Schema
 
 from taskstate.settings import Settings
 
@@ -56,14 +58,29 @@ class ProgressSink(Protocol):
 
 
 class TaskContext:
-    """Handed to a handler: the task's identity and params, and its progress reporter."""
+    """Handed to a handler: the task's identity and params, whom it runs for, which attempt
+    this is, the runner's shared `state` (filled by the start-up hooks), and its progress
+    reporter."""
 
     def __init__(
-        self, *, task_id: UUID, task_type: str, params: Mapping[str, Any], sink: ProgressSink
+        self,
+        *,
+        task_id: UUID,
+        task_type: str,
+        params: Mapping[str, Any],
+        sink: ProgressSink,
+        workspace_id: UUID | None = None,
+        spawned_by: str | None = None,
+        attempt: int = 1,
+        state: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
         self.params = params
+        self.workspace_id = workspace_id
+        self.spawned_by = spawned_by  # the spawning user's id, or "service:<name>"
+        self.attempt = attempt  # 1 on the first run; retries count up
+        self.state: MutableMapping[str, Any] = {} if state is None else state
         self._sink = sink
 
     async def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
@@ -94,12 +111,29 @@ def check_progress(phase: Any, progress_pct: Any, message: Any) -> None:
 HandlerFn = Callable[[TaskContext], Awaitable["TaskResult | Mapping[str, Any]"]]
 
 
+#: Where a handler runs: "auto" (an async one on the runner's loop, a plain `def` in a worker
+#: thread) or "process" (a child process, terminated at its timeout or on cancel).
+Isolation = Literal["auto", "process"]
+#: A start-up or shutdown hook: called once per runner process with the shared state.
+Hook = Callable[[MutableMapping[str, Any]], Awaitable[None] | None]
+
+
 @dataclass(frozen=True)
 class TaskHandler:
     task_type: str
     run: HandlerFn
     label: str
     timeout_s: float | None = None
+    description: str = ""
+    params: type[Schema] | None = None  # loads and validates the task's params
+    isolation: Isolation = "auto"
+    retries: int = 0  # further attempts after a failure (not TaskFailed; a timeout only if asked)
+    retry_backoff_s: float = 10.0  # the first retry's wait; doubled each time, with jitter
+    retry_on_timeout: bool = False
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
 
 
 class HandlerRegistry:
@@ -107,6 +141,8 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, TaskHandler] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
 
     def register(
         self,
@@ -115,25 +151,44 @@ class HandlerRegistry:
         *,
         label: str | None = None,
         timeout_s: float | None = None,
+        description: str = "",
+        params: type[Schema] | None = None,
+        isolation: Isolation = "auto",
+        retries: int = 0,
+        retry_backoff_s: float = 10.0,
+        retry_on_timeout: bool = False,
     ) -> Any:
         """Register `run` for `task_type`; without `run`, works as a decorator."""
-        if not _TASK_TYPE.match(task_type):
-            raise ValueError(
-                f"task type must match {_TASK_TYPE.pattern} (lowercase, digits, _), "
-                f"got {task_type!r}"
-            )
+        _check_registration(task_type, timeout_s, params, isolation, retries, retry_backoff_s)
         if task_type in self._handlers:
             raise ValueError(f"a handler for {task_type!r} is already registered")
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout_s must be greater than 0, got {timeout_s!r}")
 
         def add(fn: HandlerFn) -> HandlerFn:
             self._handlers[task_type] = TaskHandler(
-                task_type, fn, label or task_label(task_type), timeout_s
+                task_type,
+                fn,
+                label or task_label(task_type),
+                timeout_s,
+                description,
+                params,
+                isolation,
+                retries,
+                retry_backoff_s,
+                retry_on_timeout,
             )
             return fn
 
         return add if run is None else add(run)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run `hook(state)` once when a runner process starts (shared clients, models)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run `hook(state)` once when a runner process stops."""
+        self.shutdown_hooks.append(hook)
+        return hook
 
     def get(self, task_type: str) -> TaskHandler | None:
         return self._handlers.get(task_type)
@@ -160,6 +215,31 @@ class HandlerRegistry:
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+
+def _check_registration(
+    task_type: str,
+    timeout_s: float | None,
+    params: type[Schema] | None,
+    isolation: str,
+    retries: int,
+    retry_backoff_s: float,
+) -> None:
+    """Refuse a registration that could only fail at run time, at start-up instead."""
+    if not _TASK_TYPE.match(task_type):
+        raise ValueError(
+            f"task type must match {_TASK_TYPE.pattern} (lowercase, digits, _), got {task_type!r}"
+        )
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout_s must be greater than 0, got {timeout_s!r}")
+    if params is not None and not (isinstance(params, type) and issubclass(params, Schema)):
+        raise ValueError(f"params must be a marshmallow Schema class, got {params!r}")
+    if isolation not in ("auto", "process"):
+        raise ValueError(f"isolation must be 'auto' or 'process', got {isolation!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number of 0 or more, got {retries!r}")
+    if not retry_backoff_s >= 0:
+        raise ValueError(f"retry_backoff_s must be 0 or more, got {retry_backoff_s!r}")
 
 
 class TaskModuleError(Exception):

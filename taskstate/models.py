@@ -36,6 +36,10 @@ class Task:
     timeout_s: float | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    spawned_by: str | None = None  # the spawning user's id, or "service:<name>"
+    attempt: int | None = None  # 0 until claimed; each claim counts one
+    max_attempts: int | None = None
+    run_after: datetime | None = None  # a retry waits until then
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Task:

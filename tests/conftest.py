@@ -85,6 +85,7 @@ SCHEMA_TABLES = (
     "api_tokens",
     "api_token_workspaces",
     "background_tasks",
+    "task_types",
 )
 TABLES = ", ".join(SCHEMA_TABLES)
 
