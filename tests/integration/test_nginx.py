@@ -247,3 +247,19 @@ async def test_an_idle_stream_outlives_the_proxy_read_timeout_thanks_to_pings(
             assert "upstream timed out" in front.log()
     finally:
         await live.stop()
+
+
+async def test_the_metrics_are_not_served_through_nginx(
+    nginx_front: Any, gateway: LiveGateway
+) -> None:
+    """Prometheus scrapes the gateway directly; nginx faces the internet."""
+    front = nginx_front(gateway)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{gateway.url}/metrics") as direct:
+            assert direct.status == 200  # the gateway itself still serves it
+        for path in ("/metrics", "/metrics?x=1"):
+            async with session.get(f"{front.url}{path}") as proxied:
+                assert proxied.status == 404, path
+                assert "praxiom_" not in await proxied.text()
+        async with session.get(f"{front.url}/healthz") as probe:
+            assert probe.status == 200  # the probes stay reachable for load balancers
