@@ -75,13 +75,15 @@ class IdleSweeper:
         )
         if len(due) > budget:
             due = heapq.nsmallest(budget, due, key=_overdue_since)
-        quiet = {stream for stream in due if stream.note_checked(now, cutoff)}
         sent = 0
         for batch in _batches(due, BATCH):
+            # A batch whose query fails (PostgreSQL down) stays due: its callers are checked
+            # on the next tick that reaches the database, not a whole timeout later.
             reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
             tasks = reread.tasks
             updates: dict[UUID, Update] = {}
             for stream in batch:
+                quiet = stream.note_checked(now, cutoff)
                 task_id = stream.task_id
                 lost = reread.refused.get((task_id, stream.digest))
                 if lost is not None:  # token expired or revoked, or access removed: 401/403
@@ -92,7 +94,7 @@ class IdleSweeper:
                 if task is None:
                     stream.close()  # deleted under us: nothing more will come
                     continue
-                if stream not in quiet:
+                if not quiet:
                     continue  # busy: its caller is checked, its updates flow anyway
                 if task_id not in updates:
                     updates[task_id] = snapshot(task)  # encoded once per task, not per stream
