@@ -114,7 +114,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers.update(exc.headers)
         return error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
     except InvalidData as exc:
-        return error_response(422, "VALIDATION_ERROR", str(exc))
+        log.info("PostgreSQL refused a value: %s", exc, extra={"action": "invalid_data"})
+        return error_response(422, "VALIDATION_ERROR", "A value could not be stored")
     except StoreUnavailable as exc:
         log.warning("PostgreSQL unavailable: %s", exc, extra={"action": "db_unavailable"})
         return error_response(

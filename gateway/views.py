@@ -117,6 +117,5 @@ async def _json_body(request: web.Request) -> Any:
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ApiError(
-            400, "VALIDATION_ERROR", f"The request body must be a JSON object: {exc}"
-        ) from exc
+        # No parser text in the answer: it would echo the caller's input back.
+        raise ApiError(400, "VALIDATION_ERROR", "The request body must be a JSON object") from exc

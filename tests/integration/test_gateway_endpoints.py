@@ -287,9 +287,11 @@ async def test_spawn_refuses_a_malformed_body_with_a_4xx(
 ) -> None:
     resp = await post_raw(api, data, member.token)
     assert resp.status in (400, 422), await resp.text()
-    await error_of(
+    body = await error_of(
         resp, resp.status, "VALIDATION_ERROR", extra_keys=None if resp.status == 400 else {"fields"}
     )
+    if resp.status == 400:  # no parser text: it would echo the input (a secret, say) back
+        assert body["error"]["message"] == "The request body must be a JSON object", body
     assert await task_count(db) == 0
 
 
