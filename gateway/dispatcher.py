@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from gateway.frames import Update
 from gateway.lag import LagHistogram, LagSampler
 from gateway.stream import ProgressStream
+from taskstate.channels import PROGRESS_CHANNEL_PREFIX
 from taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.dispatcher")
@@ -44,6 +45,8 @@ READ_TIMEOUT_S = 1.0
 RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
+#: Where the task id starts in a channel's name.
+_TASK_ID_AT = len(PROGRESS_CHANNEL_PREFIX)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class DispatcherStats:
     delivered: int = 0
     written: int = 0  # of those, written straight to the socket by the dispatcher
     undecodable: int = 0
+    mismatched: int = 0  # a payload whose task id is not its channel's: forged, dropped
     coalesced: int = 0  # updates that replaced one a slow stream had not sent yet
     connections: int = 0  # times the subscription came up
 
@@ -327,6 +331,13 @@ class ProgressDispatcher:
             data = str(data).encode()
         try:
             decoded = json.loads(data)
+            if decoded["id"] != channel[_TASK_ID_AT:]:
+                self.stats.mismatched += 1
+                log.warning(
+                    "dropped a message on %s for another task", channel,
+                    extra={"action": "message_mismatched"},
+                )  # fmt: skip
+                return
             update = Update.of(
                 int(decoded["version"]),
                 data,

@@ -108,6 +108,12 @@ def _stream_metrics(stats: StreamStats, dispatcher: Dispatcher | None) -> Iterat
         "praxiom_gateway_db_polls", "Row reads by streams polling PostgreSQL", stats.polls
     )
     yield _counter(
+        "praxiom_gateway_suspect_version_jumps",
+        "Messages more than SSE_MAX_VERSION_JUMP versions ahead of a stream: checked against "
+        "PostgreSQL, never sent as they came",
+        stats.suspect_jumps,
+    )
+    yield _counter(
         "praxiom_gateway_poll_limit_closes",
         "Streams closed after SSE_POLL_LIMIT polls",
         stats.poll_limit_closes,
@@ -157,6 +163,11 @@ def _dispatcher_metrics(dispatcher: Dispatcher) -> Iterator[Metric]:
         "praxiom_gateway_redis_undecodable",
         "Pub/sub messages ignored because they were not a payload",
         d.undecodable,
+    )
+    yield _counter(
+        "praxiom_gateway_redis_mismatched",
+        "Pub/sub messages dropped because their task id was not their channel's (forged)",
+        d.mismatched,
     )
     yield _gauge(
         "praxiom_gateway_subscribed_channels",

@@ -39,6 +39,7 @@ class StreamStats:
     idle_reemits: int = 0
     polls: int = 0
     poll_limit_closes: int = 0
+    suspect_jumps: int = 0  # messages too far ahead, checked against PostgreSQL instead
     lag: LagHistogram = field(default_factory=LagHistogram)  # sampled publish-to-send lag
 
     @property
@@ -65,8 +66,8 @@ class ProgressStream:
     """
 
     __slots__ = ("__weakref__", "_access", "_again", "_checked_at", "_closing", "_last_activity",
-                 "_latest", "_live", "_sent_version", "_settings", "_stats", "_transport",
-                 "_waiter", "_woken", "channel", "digest", "task_id")  # fmt: skip
+                 "_latest", "_live", "_sent_version", "_settings", "_stats", "_suspect",
+                 "_transport", "_waiter", "_woken", "channel", "digest", "task_id")  # fmt: skip
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class ProgressStream:
         self._checked_at = time.monotonic()
         self._waiter: asyncio.Future[bool] | None = None
         self._woken = False  # woken while nobody waited: the next wait returns at once
+        self._suspect = False  # a message jumped SSE_MAX_VERSION_JUMP ahead: re-read first
 
     # -- the dispatcher's ------------------------------------------------------------------
 
@@ -110,6 +112,10 @@ class ProgressStream:
         if update.version < newest or (update.version == newest and not again):
             return 0
         self._last_activity = now
+        if update.version - self._sent_version > self._settings.sse_max_version_jump:
+            self._suspect = True  # checked against PostgreSQL by the stream's task first
+            self.wake()
+            return 0
         transport = self._transport
         if (
             transport is not None
@@ -193,6 +199,12 @@ class ProgressStream:
                     # The first write sent the headers, so chunks may follow them directly.
                     self._transport, self._live = transport, True
                     await self.wait(None)
+                    if self._suspect:  # too far ahead to trust: PostgreSQL says what is true
+                        self._suspect = False
+                        self._stats.suspect_jumps += 1
+                        if await self._reread(response):
+                            return
+                        continue
                     update = self.take()
                     if update is not None and await self._send(update, response):
                         return

@@ -198,6 +198,9 @@ class Settings:
     # Updates go straight to each stream's socket, past aiohttp (gateway.direct_write);
     # off: every write goes through StreamResponse.write.
     sse_direct_write: bool = True
+    # A message more versions ahead of what a stream has sent than this is checked against
+    # PostgreSQL before anything is sent (a forged publish must not end or block a stream).
+    sse_max_version_jump: int = 10_000
     task_types: tuple[str, ...] = ("validation_kit", "fs_research", "research", "synthesis")
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
@@ -272,6 +275,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_ping_interval_s": ("SSE_PING_INTERVAL", _positive_float),
     "sse_retry_s": ("SSE_RETRY", _positive_float),
     "sse_direct_write": ("SSE_DIRECT_WRITE", _flag),
+    "sse_max_version_jump": ("SSE_MAX_VERSION_JUMP", _positive_int),
     "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
