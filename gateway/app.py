@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import access, browsers, cors, health, limits, metrics, openapi, sse, views
+from gateway import access, browsers, cors, health, limits, malformed, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.cluster import ClusterDispatcher
 from gateway.direct_write import DirectWrite
@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)
+    app.on_response_prepare.append(malformed.name_the_server)
     app.cleanup_ctx.extend([_database, _redis, _idle_sweeper])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)

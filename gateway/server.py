@@ -10,6 +10,7 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.malformed import QuietAppRunner
 from taskstate.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -24,7 +25,7 @@ def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     # keepalive_timeout is also the slow-header guard: aiohttp arms it when a connection opens
     # and after each response, and closes the connection if no whole request has arrived when
     # it fires, however slowly bytes trickle in (a slowloris); an open stream is not affected.
-    return web.AppRunner(
+    return QuietAppRunner(
         create_app(settings, demo=demo),
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
