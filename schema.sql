@@ -151,3 +151,24 @@ CREATE TABLE IF NOT EXISTS task_types (
     max_attempts   integer     NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     last_served_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Access taken away (a token revoked or its expiry moved, a member removed, a service's grant
+-- or token deleted) is announced at commit, whoever changes it and however: every gateway
+-- LISTENs and re-checks its open streams at once, instead of at the next idle sweep.
+CREATE OR REPLACE FUNCTION praxiom_notify_access_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('praxiom_access_changed', TG_TABLE_NAME);
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER api_tokens_access_changed
+    AFTER UPDATE OF revoked_at, expires_at OR DELETE ON api_tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION praxiom_notify_access_changed();
+CREATE OR REPLACE TRIGGER workspace_members_access_changed
+    AFTER DELETE ON workspace_members
+    FOR EACH STATEMENT EXECUTE FUNCTION praxiom_notify_access_changed();
+CREATE OR REPLACE TRIGGER api_token_workspaces_access_changed
+    AFTER DELETE ON api_token_workspaces
+    FOR EACH STATEMENT EXECUTE FUNCTION praxiom_notify_access_changed();

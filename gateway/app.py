@@ -19,6 +19,7 @@ from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
 from gateway.idle import IdleSweeper
 from gateway.keys import (
+    ACCESS_CHANGES,
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
@@ -34,6 +35,7 @@ from gateway.keys import (
     STREAMS,
     TASK_STORE,
 )
+from gateway.revocation import AccessChanges
 from gateway.schemas import spawn_request_schema
 from gateway.store import GatewayStore
 from gateway.stream import StreamStats
@@ -90,11 +92,18 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
     )
     app[IDLE_SWEEPER] = sweeper
-    running = asyncio.create_task(sweeper.run(), name="idle-sweeper")
+    changes = AccessChanges(app[GATEWAY_STORE].db, sweeper)
+    app[ACCESS_CHANGES] = changes
+    running = [
+        asyncio.create_task(sweeper.run(), name="idle-sweeper"),
+        asyncio.create_task(changes.run(), name="access-changes"),
+    ]
     yield
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:

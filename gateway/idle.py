@@ -104,6 +104,27 @@ class IdleSweeper:
         self._stats.idle_reemits += sent
         return sent
 
+    async def recheck_all(self) -> int:
+        """Access was taken away somewhere: re-check every open stream's caller now, each
+        stream sending nothing until its own check has answered; how many were closed.
+        Raises StoreUnavailable with the streams still held (the caller tries again)."""
+        streams = list(self._streams)
+        for stream in streams:
+            stream.hold()
+        closed = 0
+        for batch in _batches(streams, BATCH):
+            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
+            for stream in batch:
+                lost = reread.refused.get((stream.task_id, stream.digest))
+                if lost is not None:
+                    note_access_lost(self._limit_stats, stream.task_id, lost)
+                if lost is not None or stream.task_id not in reread.tasks:
+                    stream.close()
+                    closed += 1
+                else:
+                    stream.release()
+        return closed
+
 
 def _overdue_since(stream: ProgressStream) -> float:
     return stream.overdue_since

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.idle import IdleSweeper
     from gateway.limits import LimitStats, SpawnRateLimiter, StreamSlots
     from gateway.metrics import GatewayMetrics
+    from gateway.revocation import AccessChanges
     from gateway.schemas import SpawnRequestSchema
     from gateway.stream import ProgressStream, StreamStats
 
@@ -43,6 +44,8 @@ STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
+#: Revocation at once: the LISTEN for access changes (gateway.revocation).
+ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
 
 # -- limits, metrics, documents -----------------------------------------------------------------
 LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")

@@ -65,9 +65,27 @@ class ProgressStream:
     states), and every update when direct writes are off (gateway.direct_write).
     """
 
-    __slots__ = ("__weakref__", "_access", "_again", "_checked_at", "_closing", "_last_activity",
-                 "_latest", "_live", "_sent_version", "_settings", "_stats", "_suspect",
-                 "_transport", "_waiter", "_woken", "channel", "digest", "task_id")  # fmt: skip
+    __slots__ = (
+        "__weakref__",
+        "_access",
+        "_again",
+        "_checked_at",
+        "_closing",
+        "_held",
+        "_last_activity",
+        "_latest",
+        "_live",
+        "_sent_version",
+        "_settings",
+        "_stats",
+        "_suspect",
+        "_transport",
+        "_waiter",
+        "_woken",
+        "channel",
+        "digest",
+        "task_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -98,6 +116,7 @@ class ProgressStream:
         self._waiter: asyncio.Future[bool] | None = None
         self._woken = False  # woken while nobody waited: the next wait returns at once
         self._suspect = False  # a message jumped SSE_MAX_VERSION_JUMP ahead: re-read first
+        self._held = False  # access changed somewhere: send nothing until re-checked
 
     # -- the dispatcher's ------------------------------------------------------------------
 
@@ -112,6 +131,9 @@ class ProgressStream:
         if update.version < newest or (update.version == newest and not again):
             return 0
         self._last_activity = now
+        if self._held:  # kept for after its caller's re-check; not sent, nobody woken
+            self._latest, self._again = update, again
+            return 0 if latest is None else -1
         if update.version - self._sent_version > self._settings.sse_max_version_jump:
             self._suspect = True  # checked against PostgreSQL by the stream's task first
             self.wake()
@@ -160,6 +182,17 @@ class ProgressStream:
         self._last_activity = now
         return True
 
+    def hold(self) -> None:
+        """Send nothing until `release`: some caller's access was taken away, and this
+        stream's is being re-checked."""
+        self._held = True
+
+    def release(self) -> None:
+        """Its caller may still see the task: send what arrived meanwhile."""
+        self._held = False
+        if self._latest is not None:
+            self.wake()
+
     def reemit(self, update: Update, now: float) -> bool:
         """The idle re-read, sent even at the version already sent; True when it was
         written at once (else the stream's task sends it)."""
@@ -199,6 +232,8 @@ class ProgressStream:
                     # The first write sent the headers, so chunks may follow them directly.
                     self._transport, self._live = transport, True
                     await self.wait(None)
+                    if self._held:
+                        continue  # `release` wakes it again
                     if self._suspect:  # too far ahead to trust: PostgreSQL says what is true
                         self._suspect = False
                         self._stats.suspect_jumps += 1

@@ -11,6 +11,10 @@ TASK_PENDING_NOTIFY = "praxiom_task_pending"
 #: NOTIFY channel that tells runners a task was cancelled (payload: task id).
 TASK_CANCELLED_NOTIFY = "praxiom_task_cancelled"
 
+#: NOTIFY channel that tells gateways some access was taken away (schema.sql's triggers;
+#: payload: the table changed). Every gateway re-checks its open streams at once.
+ACCESS_CHANGED_NOTIFY = "praxiom_access_changed"
+
 
 def progress_channel(task_id: UUID | str) -> str:
     return f"{PROGRESS_CHANNEL_PREFIX}{task_id}"

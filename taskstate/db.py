@@ -163,6 +163,14 @@ class Notifications:
             note = await self._queue.get()
         return Notification(note.channel, note.payload)
 
+    def drain(self) -> int:
+        """Drop the notifications already received (one reaction covers them all); how many."""
+        dropped = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            dropped += 1
+        return dropped
+
 
 @asynccontextmanager
 async def listen(settings: Settings, channels: list[str], *, name: str) -> AsyncIterator[Any]:
