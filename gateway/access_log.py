@@ -17,6 +17,7 @@ from uuid import uuid4
 from aiohttp import web
 
 from gateway.errors import Handler
+from gateway.keys import CLIENT_ADDRESSES
 from taskstate.logs import annotate, log_context
 
 log = logging.getLogger("gateway.access")
@@ -27,6 +28,8 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 CLIENT_CLOSED = 499
 
 REQUEST_ID = web.RequestKey("request_id", str)
+#: The client's address (behind a trusted proxy, the one it names): logs and limits use it.
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
 #: The status whose headers went out (set when the response is prepared).
 RESPONSE_STATUS = web.RequestKey("response_status", int)
 
@@ -46,6 +49,7 @@ def note_principal(key: str) -> None:
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request_id_for(request)
     request[REQUEST_ID] = request_id
+    request[CLIENT_ADDRESS] = request.app[CLIENT_ADDRESSES].of(request)
     started = time.perf_counter()
     with log_context(request_id=request_id) as context:
         status = CLIENT_CLOSED
@@ -74,7 +78,7 @@ def _log_access(
         "path": path,
         "status": status,
         "duration_ms": duration_ms,
-        "remote": request.remote,
+        "remote": request[CLIENT_ADDRESS],
     }
     task_id = request.match_info.get("task_id")
     if task_id is not None:

@@ -20,6 +20,7 @@ from gateway.errors import error_middleware
 from gateway.idle import IdleSweeper
 from gateway.keys import (
     ACCESS_CHANGES,
+    CLIENT_ADDRESSES,
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
@@ -35,6 +36,7 @@ from gateway.keys import (
     STREAMS,
     TASK_STORE,
 )
+from gateway.remote import ClientAddresses
 from gateway.revocation import AccessChanges
 from gateway.schemas import spawn_request_schema
 from gateway.store import GatewayStore
@@ -113,11 +115,13 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
         middlewares=[
             access_log_middleware,
             error_middleware,
+            limits.auth_failure_guard,
             browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
         ],
         client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
     app[SPAWN_SCHEMA] = spawn_request_schema(settings.task_types)
     limits.setup(app, settings)
     app[STREAMS] = weakref.WeakSet()

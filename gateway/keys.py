@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from gateway.direct_write import DirectWrite
     from gateway.dispatcher import Dispatcher
     from gateway.idle import IdleSweeper
-    from gateway.limits import LimitStats, SpawnRateLimiter, StreamSlots
+    from gateway.limits import LimitStats, RateLimiter, StreamSlots
     from gateway.metrics import GatewayMetrics
+    from gateway.remote import ClientAddresses
     from gateway.revocation import AccessChanges
     from gateway.schemas import SpawnRequestSchema
     from gateway.stream import ProgressStream, StreamStats
@@ -50,7 +51,10 @@ ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
 # -- limits, metrics, documents -----------------------------------------------------------------
 LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")
 STREAM_SLOTS: web.AppKey[StreamSlots] = web.AppKey("stream_slots")
-SPAWN_LIMITER: web.AppKey[SpawnRateLimiter] = web.AppKey("spawn_limiter")
+SPAWN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("spawn_limiter")
+AUTH_FAILURE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("auth_failure_limiter")
+#: GATEWAY_TRUSTED_PROXIES, parsed: who the client is behind a proxy (gateway.remote).
+CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The spawn body's schema, built once per app (gateway.schemas.spawn_request_schema).
 SPAWN_SCHEMA: web.AppKey[SpawnRequestSchema] = web.AppKey("spawn_schema")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")

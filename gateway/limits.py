@@ -1,4 +1,5 @@
-"""The gateway's limits per process: open streams per principal and in all, spawns per minute.
+"""The gateway's limits per process: open streams per principal and in all, spawns per minute,
+401s per client address.
 
 Counted in memory, so each limit holds per gateway process: behind a load balancer with N
 gateways a principal may hold up to N times `STREAMS_PER_PRINCIPAL` streams. That is the
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.errors import ApiError, too_many
-from gateway.keys import LIMIT_STATS, SPAWN_LIMITER, STREAM_SLOTS
+from gateway.access_log import CLIENT_ADDRESS
+from gateway.errors import ApiError, Handler, too_many
+from gateway.keys import AUTH_FAILURE_LIMITER, LIMIT_STATS, SPAWN_LIMITER, STREAM_SLOTS
 from taskstate.settings import Settings
 
 #: What a refused stream is told to wait: long enough for streams to end, short for a browser.
@@ -33,6 +35,13 @@ class LimitStats:
     bodies_too_large: int = 0  # 413: GATEWAY_MAX_BODY_BYTES
     cross_origin_refused: int = 0  # 403: a cookie POST from an origin not allowed
     streams_access_lost: int = 0  # streams ended because the caller lost access mid-stream
+    auth_failures_limited: int = 0  # 429: AUTH_FAILURES_PER_MINUTE from one client address
+
+    def count_spawn_limited(self) -> None:
+        self.spawns_rate_limited += 1
+
+    def count_auth_limited(self) -> None:
+        self.auth_failures_limited += 1
 
 
 class StreamSlots:
@@ -76,37 +85,69 @@ class StreamSlots:
             del self._open[principal]
 
 
-class SpawnRateLimiter:
-    """A token bucket per principal: `per_minute` spawns at once, refilled evenly over a
-    minute."""
+class RateLimiter:
+    """A token bucket per key (a principal, a client address): `per_minute` at once,
+    refilled evenly over a minute."""
 
     def __init__(
-        self, per_minute: int, stats: LimitStats, clock: Callable[[], float] = time.monotonic
+        self,
+        per_minute: int,
+        refusal: str,
+        on_refused: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.capacity = float(per_minute)
         self.rate_per_s = per_minute / 60.0
-        self.stats = stats
+        self._refusal = refusal
+        self._on_refused = on_refused
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # principal -> (tokens, at)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, principal: str) -> None:
-        """Spend one spawn of `principal`'s; 429 with Retry-After when none is left."""
-        now = self._clock()
-        tokens, at = self._buckets.get(principal, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - at) * self.rate_per_s)
+    def take(self, key: str) -> None:
+        """Spend one of `key`'s; 429 with Retry-After when none is left."""
+        self.check(key)
+        self.spend(key)
+
+    def check(self, key: str) -> None:
+        """429 with Retry-After when `key` has nothing left; spends nothing."""
+        tokens = self._tokens(key, self._clock())
         if tokens < 1.0:
-            self.stats.spawns_rate_limited += 1
-            self._buckets[principal] = (tokens, now)
+            self._on_refused()
             wait_s = max(1, math.ceil((1.0 - tokens) / self.rate_per_s))
-            raise too_many(f"At most {int(self.capacity)} spawns a minute per caller", wait_s)
-        self._buckets[principal] = (tokens - 1.0, now)
+            raise too_many(self._refusal, wait_s)
+
+    def spend(self, key: str) -> None:
+        now = self._clock()
+        self._buckets[key] = (self._tokens(key, now) - 1.0, now)
         if len(self._buckets) > _MAX_BUCKETS:
             self._forget_full(now)
 
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (self.capacity, now))
+        return min(self.capacity, tokens + (now - at) * self.rate_per_s)
+
     def _forget_full(self, now: float) -> None:
-        for principal, (tokens, at) in list(self._buckets.items()):
-            if tokens + (now - at) * self.rate_per_s >= self.capacity:
-                del self._buckets[principal]
+        for key in list(self._buckets):
+            if self._tokens(key, now) >= self.capacity:
+                del self._buckets[key]
+
+
+@web.middleware
+async def auth_failure_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An address that got AUTH_FAILURES_PER_MINUTE 401s is answered 429 before any lookup
+    (each unauthenticated request would otherwise cost a database query)."""
+    limiter = request.app[AUTH_FAILURE_LIMITER]
+    address = request[CLIENT_ADDRESS]
+    limiter.check(address)
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        if exc.status == 401:
+            limiter.spend(address)
+        raise
+    if response.status == 401:
+        limiter.spend(address)
+    return response
 
 
 async def _count_too_large(request: web.Request, response: web.StreamResponse) -> None:
@@ -121,7 +162,16 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[STREAM_SLOTS] = StreamSlots(
         settings.streams_per_principal, settings.gateway_max_streams, stats
     )
-    app[SPAWN_LIMITER] = SpawnRateLimiter(settings.spawn_rate_limit, stats)
+    app[SPAWN_LIMITER] = RateLimiter(
+        settings.spawn_rate_limit,
+        f"At most {settings.spawn_rate_limit} spawns a minute per caller",
+        stats.count_spawn_limited,
+    )
+    app[AUTH_FAILURE_LIMITER] = RateLimiter(
+        settings.auth_failures_per_minute,
+        "Too many requests without a valid token from this address",
+        stats.count_auth_limited,
+    )
     app.on_response_prepare.append(_count_too_large)
 
 

@@ -203,6 +203,11 @@ def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:
         limits.cross_origin_refused,
     )
     yield _counter(
+        "praxiom_gateway_auth_failures_limited",
+        "Requests refused with 429: their client address was over AUTH_FAILURES_PER_MINUTE",
+        limits.auth_failures_limited,
+    )
+    yield _counter(
         "praxiom_gateway_streams_access_lost",
         "Open streams ended because the caller's token or access went away",
         limits.streams_access_lost,

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -141,6 +142,19 @@ def _task_types(name: str, raw: str) -> tuple[str, ...]:
     return types
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """Addresses or networks (`10.0.0.0/8`, `::1`), comma-separated."""
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for item in items:
+        try:
+            ip_network(item, strict=False)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{name} must list addresses or networks like '127.0.0.1,10.0.0.0/8', got {item!r}"
+            ) from exc
+    return items
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     """Browser origins (`scheme://host[:port]`), exactly as a browser sends them in `Origin`.
 
@@ -226,6 +240,12 @@ class Settings:
     gateway_max_streams: int = 10_000  # 503 when full, so the load balancer tries another
     gateway_max_body_bytes: int = 1024 * 1024  # 413 over it
     spawn_rate_limit: int = 120  # spawns a minute per principal (a burst of as many); 429
+    # Requests answered 401 a minute per client address (a burst of as many); past it every
+    # request from that address gets 429 before any database lookup.
+    auth_failures_per_minute: int = 60
+    # Proxies (addresses or networks) whose X-Forwarded-For names the real client, for the
+    # logs and the limits; empty: the peer's address, and the header is ignored.
+    gateway_trusted_proxies: tuple[str, ...] = ()
     # Whole request headers must arrive within this long of the connection opening (or of the
     # previous response); also how long an idle keep-alive connection is kept.
     gateway_header_timeout_s: float = 10.0
@@ -296,6 +316,8 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_max_streams": ("GATEWAY_MAX_STREAMS", _positive_int),
     "gateway_max_body_bytes": ("GATEWAY_MAX_BODY_BYTES", _positive_int),
     "spawn_rate_limit": ("SPAWN_RATE_LIMIT", _positive_int),
+    "auth_failures_per_minute": ("AUTH_FAILURES_PER_MINUTE", _positive_int),
+    "gateway_trusted_proxies": ("GATEWAY_TRUSTED_PROXIES", _networks),
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
