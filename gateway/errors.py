@@ -23,6 +23,7 @@ _CODES = {
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     422: "VALIDATION_ERROR",
@@ -43,6 +44,7 @@ class ApiError(Exception):
         message: str,
         *,
         headers: dict[str, str] | None = None,
+        close: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -50,6 +52,7 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.close = close  # end the connection after the answer (its request was not read)
         self.extra = extra
 
 
@@ -112,7 +115,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         headers.update(exc.headers)
-        return error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
+        response = error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
+        if exc.close:
+            response.force_close()
+        return response
     except InvalidData as exc:
         log.info("PostgreSQL refused a value: %s", exc, extra={"action": "invalid_data"})
         return error_response(422, "VALIDATION_ERROR", "A value could not be stored")

@@ -60,11 +60,13 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {},
     ),
     404: ("No such task (NOT_FOUND).", {}),
+    408: ("The request body did not arrive within GATEWAY_BODY_TIMEOUT (REQUEST_TIMEOUT).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
     422: ("The body does not match the schema; `fields` says where (VALIDATION_ERROR).", {}),
     429: (
-        "Over a per-caller limit: SPAWN_RATE_LIMIT spawns a minute, or STREAMS_PER_PRINCIPAL "
-        "open streams; retry after Retry-After (RATE_LIMITED).",
+        "Over a limit: SPAWN_RATE_LIMIT spawns a minute or STREAMS_PER_PRINCIPAL open streams "
+        "per caller, or AUTH_FAILURES_PER_MINUTE refusals per client address; retry after "
+        "Retry-After (RATE_LIMITED).",
         _RETRY_AFTER,
     ),
     503: (
@@ -117,7 +119,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def _task_operations() -> dict[str, dict[str, Any]]:
     """`path -> {method: operation}` for the five task endpoints."""
-    read_errors = (401, 403, 404, 503)
+    read_errors = (401, 403, 404, 429, 503)  # 429: AUTH_FAILURES_PER_MINUTE, per address
     return {
         "/api/tasks/spawn": {
             "post": {
@@ -131,7 +133,7 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
                         "content": _json("SpawnedTask"),
                     },
-                    **_errors(400, 401, 403, 413, 422, 429, 503),
+                    **_errors(400, 401, 403, 408, 413, 422, 429, 503),
                 },
             }
         },
@@ -170,7 +172,7 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "description": "The task is terminal and the client has its last state: "
                         "stop reconnecting."
                     },
-                    **_errors(*read_errors, 429),
+                    **_errors(*read_errors),
                 },
             }
         },

@@ -17,6 +17,10 @@ log = logging.getLogger("gateway")
 
 #: How long shutdown waits for ordinary requests; streams are ended at once by on_shutdown.
 SHUTDOWN_TIMEOUT_S = 10.0
+#: After answering a request whose body was not read (a 408, a 413), how long aiohttp keeps
+#: reading and dropping the rest before it closes (its default, 10 s, lets a trickler keep
+#: the connection that much longer).
+LINGERING_S = 2.0
 
 
 def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
@@ -30,6 +34,7 @@ def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         keepalive_timeout=settings.gateway_header_timeout_s,
+        lingering_time=LINGERING_S,
         access_log=None,
     )
 

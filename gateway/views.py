@@ -113,7 +113,16 @@ def _reject_constant(name: str) -> None:
 
 async def _json_body(request: web.Request) -> Any:
     """The parsed body; 400 when it is not JSON (NaN and Infinity included: jsonb has none)."""
-    raw = await request.read()  # over client_max_size: aiohttp raises 413
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].gateway_body_timeout_s):
+            raw = await request.read()  # over client_max_size: aiohttp raises 413
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "REQUEST_TIMEOUT",
+            "The request body did not arrive in time",
+            close=True,
+        ) from None
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

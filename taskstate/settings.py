@@ -249,6 +249,8 @@ class Settings:
     # Whole request headers must arrive within this long of the connection opening (or of the
     # previous response); also how long an idle keep-alive connection is kept.
     gateway_header_timeout_s: float = 10.0
+    # A request's whole body must arrive within this long of its headers, else 408.
+    gateway_body_timeout_s: float = 10.0
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -319,6 +321,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "auth_failures_per_minute": ("AUTH_FAILURES_PER_MINUTE", _positive_int),
     "gateway_trusted_proxies": ("GATEWAY_TRUSTED_PROXIES", _networks),
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
+    "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }

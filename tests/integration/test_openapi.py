@@ -113,6 +113,8 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # Hundreds of generated spawns from one token: past the rate limit they would all be
         # 429s, and the spawn endpoint's other answers would go untested.
         "SPAWN_RATE_LIMIT": "100000",
+        # Likewise the generated bad tokens, all from this one address.
+        "AUTH_FAILURES_PER_MINUTE": "100000",
     }
     token = _token(env, "acme", "ann")
     other = _token(env, "globex", "bob")

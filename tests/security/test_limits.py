@@ -198,3 +198,44 @@ async def test_an_open_stream_outlives_the_header_timeout(
     await asyncio.sleep(2.0)  # twice the header timeout
     assert not reader.at_eof()
     writer.close()
+
+
+async def test_a_body_that_trickles_in_is_cut_off_with_408(
+    settings: Settings, db: Database, task_store: TaskStore
+) -> None:
+    """Headers in time, then the body a byte at a time, forever: refused at
+    GATEWAY_BODY_TIMEOUT, nothing created."""
+    scene = await make_scene(db, task_store)
+    before = await task_rows(db)
+    gateway = LiveGateway(settings.replace(gateway_body_timeout_s=0.5))
+    await gateway.start()
+    try:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /api/tasks/spawn HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {scene.member.token}\r\n".encode()
+            + b"Content-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        trickle = asyncio.create_task(_trickle(writer))
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+            assert time.monotonic() - started < 3
+            closed = await asyncio.wait_for(reader.read(), 5)  # and the connection ends
+        finally:
+            trickle.cancel()
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert b'"REQUEST_TIMEOUT"' in body and closed == b""
+    finally:
+        await gateway.stop()
+    assert await task_rows(db) == before, "a cut-off spawn created a task"
+
+
+async def _trickle(writer: asyncio.StreamWriter) -> None:
+    while True:
+        await asyncio.sleep(0.1)
+        writer.write(b" ")
