@@ -13,7 +13,7 @@ from runner.metrics import RunnerMetrics, TimedRunnerStore
 from runner.signals import stop_on_signals
 from runner.worker import Runner
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, redis_client
+from taskstate.publisher import progress_publisher, redis_client
 from taskstate.settings import Settings
 
 log = logging.getLogger("runner")
@@ -37,8 +37,9 @@ async def connected_runner(
         on_query=metrics.observe_query,
     )
     redis = redis_client(settings)
-    publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
+    publisher = progress_publisher(redis, settings)
     try:
+        await publisher.start()  # on a cluster: the slot map is read before the runner is ready
         store = TimedRunnerStore(db, metrics.report_progress.observe)
         runner = Runner(settings, store, publisher, registry)
         metrics.watch(runner)
@@ -56,6 +57,7 @@ async def connected_runner(
                 )
             yield runner
     finally:
+        await publisher.aclose()
         await redis.aclose()
         await db.close()
 

@@ -24,6 +24,7 @@ from taskstate.channels import progress_channel
 from taskstate.payloads import encode_payload, payload_from_row
 from taskstate.publisher import ProgressPublisher, connect_redis_cluster
 from taskstate.settings import Settings
+from taskstate.slotmap import SlotMap
 from taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn, wait_for
 from tests.redis_cluster import LocalRedisCluster
@@ -43,7 +44,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRed
 @pytest.fixture
 async def dispatcher(redis_cluster: LocalRedisCluster) -> AsyncIterator[ClusterDispatcher]:
     client = connect_redis_cluster(redis_cluster.url)
-    dispatcher = ClusterDispatcher(client, redis_cluster.url)
+    dispatcher = ClusterDispatcher(SlotMap(client, redis_cluster.url))
     await dispatcher.start()
     yield dispatcher
     await dispatcher.close()
@@ -103,12 +104,13 @@ async def test_each_channel_is_subscribed_on_the_shard_that_owns_its_slot(
         counts = await shard_subscribers(redis_cluster, progress_channel(task_id))
         assert sorted(counts.values()) == [0, 0, 1], counts  # on one node only
 
-    publisher = ProgressPublisher(dispatcher_client := connect_redis_cluster(redis_cluster.url),
-                                  sharded=True)  # fmt: skip
+    dispatcher_client = connect_redis_cluster(redis_cluster.url)
+    publisher = ProgressPublisher(SlotMap(dispatcher_client, redis_cluster.url))
     try:
         for task_id in task_ids:
             assert await publisher.publish(running_payload(task_id, 7))
     finally:
+        await publisher.aclose()
         await dispatcher_client.aclose()
     assert [(await next_update(stream)).version for stream in streams] == [7] * len(streams)
 
