@@ -12,6 +12,7 @@ several gateways in one process.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -32,8 +33,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import sse
+from gateway.cluster import ClusterDispatcher
+from gateway.dispatcher import Dispatcher
 from gateway.keys import DISPATCHER
 from gateway.limits import LIMIT_STATS, LimitStats
+from gateway.stream import ProgressStream
 
 #: Buckets for database statements, in seconds.
 DB_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -83,8 +87,9 @@ class StreamCollector(Collector):
         yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
         yield _gauge(
             "praxiom_gateway_streams_polling",
-            "Open streams polling PostgreSQL because the Redis subscription is down",
-            0 if redis_up else stats.open,
+            "Open streams polling PostgreSQL because their Redis subscription (on a cluster, "
+            "their shard's) is down",
+            _polling(self._app, dispatcher),
         )
         written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
         yield _counter(
@@ -152,6 +157,30 @@ class StreamCollector(Collector):
             "Task channels the shared subscription listens to",
             dispatcher.subscribed_channels,
         )
+        yield from _shard_metrics(dispatcher)
+
+
+def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
+    """The streams whose subscription is down: every one on a single Redis, only those of
+    the shards that are down on a cluster."""
+    if dispatcher is None:
+        return app[sse.STREAM_STATS].open
+    streams: weakref.WeakSet[ProgressStream] = app[sse.STREAMS]
+    return sum(not dispatcher.available_for(stream) for stream in list(streams))
+
+
+def _shard_metrics(dispatcher: Dispatcher) -> Iterator[Metric]:
+    if not isinstance(dispatcher, ClusterDispatcher):
+        return
+    shard_up = GaugeMetricFamily(
+        "praxiom_gateway_redis_shard_up",
+        "On a Redis Cluster: 1 while the subscription to a shard (its primary, host:port) is "
+        "connected; shards that serve no slot and hold no channel are not listed",
+        labels=["shard"],
+    )
+    for name, up in sorted(dispatcher.shards_up.items()):
+        shard_up.add_metric([name], int(up))
+    yield shard_up
 
 
 def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:

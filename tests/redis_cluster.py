@@ -48,6 +48,7 @@ class LocalRedisCluster:
         self.bus_ports = {port: _free_port() for port in self.all_ports}
         self.url = f"redis://127.0.0.1:{self.ports[0]}"
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._killed: set[int] = set()
 
     @property
     def all_ports(self) -> list[int]:
@@ -93,10 +94,43 @@ class LocalRedisCluster:
         proc = self._procs.pop(port)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        self._killed.add(port)
 
     def restart(self, port: int) -> None:
         """Start a killed node again; it rejoins from its nodes.conf."""
+        self._killed.discard(port)
         self._start_node(port)
+
+    def heal(self, timeout_s: float = 20.0) -> None:
+        """Restart every killed node and wait until the cluster is whole again: every node ok,
+        every replica (a failed-over primary is one now) in sync with its primary."""
+        for port in sorted(self._killed):
+            self.restart(port)
+        self.wait_until_whole(timeout_s)
+        self._wait_until(lambda: self._synced_replicas() == len(self.replica_ports), timeout_s)
+
+    def roles(self) -> dict[int, str]:
+        """Each running node's role now: "master" or "slave"."""
+        roles = {}
+        for port in self._procs:
+            client = redis.Redis(port=port, decode_responses=True)
+            try:
+                roles[port] = str(client.info("replication")["role"])
+            finally:
+                client.close()
+        return roles
+
+    def _synced_replicas(self) -> int:
+        synced = 0
+        for port in self._procs:
+            client = redis.Redis(port=port, decode_responses=True)
+            try:
+                synced += _replicating(client)
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+        return synced
 
     def primary_of(self, slot: int, *, via: int) -> int:
         """The port of the primary serving `slot`, as node `via` sees it."""
