@@ -184,6 +184,44 @@ async def test_a_channel_follows_its_slot_to_another_node(
         await client.aclose()
 
 
+async def test_the_publisher_follows_a_slot_that_moved_under_it(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    """The publisher routes by the slot map it last read; a node that no longer owns the slot
+    answers MOVED, and the publisher follows the redirect at once (issue 19)."""
+    task_id = uuid.uuid4()
+    channel = progress_channel(task_id)
+    client = connect_redis_cluster(redis_cluster.url)
+    publisher = ProgressPublisher(SlotMap(client, redis_cluster.url))
+    try:
+        assert await publisher.publish(running_payload(task_id, 1))  # reads the map
+        old = client.get_node_from_key(channel)
+        new = next(node for node in client.get_primaries() if node.name != old.name)
+        nodes = {port: aioredis.Redis(port=port, decode_responses=True)
+                 for port in redis_cluster.ports}  # fmt: skip
+        try:
+            new_id = await nodes[int(new.port)].execute_command("CLUSTER MYID")
+            for node in nodes.values():  # an empty slot moves by decree
+                await node.execute_command(
+                    "CLUSTER SETSLOT", client.keyslot(channel), "NODE", new_id
+                )
+            pubsub = nodes[int(new.port)].pubsub()
+            await pubsub.ssubscribe(channel)
+            await pubsub.get_message(timeout=1.0)  # the confirmation
+            assert await publisher.publish(running_payload(task_id, 2))
+            message = await pubsub.get_message(timeout=2.0)
+            assert message is not None and '"version":2' in message["data"]
+            await pubsub.aclose()
+        finally:
+            for node in nodes.values():
+                await node.aclose()
+        assert publisher.by_shard[new.name].published == 1
+        assert publisher.by_shard[old.name].failed == 0
+    finally:
+        await publisher.aclose()
+        await client.aclose()
+
+
 async def test_runners_and_a_gateway_in_cluster_mode_carry_every_stream_to_its_end(
     settings: Settings,
     member: IssuedToken,
