@@ -188,7 +188,11 @@ class ClusterDispatcher:
         primaries = {node.name for node in self._slots.primaries()}
         for name, shard in list(self._shards.items()):
             if name not in primaries and not shard.channel_count:
-                log.info("shard %s serves no slot any more; dropped", name)
+                log.info(
+                    "shard %s serves no slot any more; dropped",
+                    name,
+                    extra={"action": "shard_dropped", "shard": name},
+                )
                 await shard.close()
                 await shard.redis.aclose()
                 if self._shards.get(name) is shard:

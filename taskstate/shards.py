@@ -162,6 +162,8 @@ class ShardSender:
         return shard
 
     def _lost(self, shard: _Shard, exc: BaseException) -> None:
+        if shard.down_since is not None:  # another batch in flight failed first: recovering
+            return
         shard.down_since = self._clock()
         log.warning(
             "Redis publish failed on shard %s; its channels go to PostgreSQL only until it "
@@ -174,6 +176,7 @@ class ShardSender:
 
     async def _recover(self, shard: _Shard) -> None:
         """Until the shard answers again or no longer serves any slot."""
+        since = shard.down_since or self._clock()
         while True:
             await asyncio.sleep(self._retry_after_s)
             await self._slots.refresh()
@@ -190,12 +193,11 @@ class ShardSender:
                 await shard.redis.ping()
             except (RedisError, OSError, TimeoutError):
                 continue
-            down_for = self._clock() - (shard.down_since or self._clock())
             shard.down_since = None
             log.info(
                 "shard %s is back after %.1fs; publishing resumed",
                 shard.name,
-                down_for,
+                self._clock() - since,
                 extra={"action": "publish_resumed", "shard": shard.name},
             )
             return
