@@ -87,8 +87,7 @@ class StreamCollector(Collector):
         yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
         yield _gauge(
             "praxiom_gateway_streams_polling",
-            "Open streams polling PostgreSQL because their Redis subscription (on a cluster, "
-            "their shard's) is down",
+            "Open streams polling PostgreSQL because their Redis subscription (shard) is down",
             _polling(self._app, dispatcher),
         )
         written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
@@ -157,7 +156,27 @@ class StreamCollector(Collector):
             "Task channels the shared subscription listens to",
             dispatcher.subscribed_channels,
         )
-        yield from _shard_metrics(dispatcher)
+
+
+class ShardCollector(Collector):
+    """On a Redis Cluster: which shards this gateway's subscriptions reach, at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
+        if not isinstance(dispatcher, ClusterDispatcher):
+            return
+        shard_up = GaugeMetricFamily(
+            "praxiom_gateway_redis_shard_up",
+            "On a Redis Cluster: 1 while the subscription to a shard (its primary, host:port) "
+            "is connected; shards that serve no slot and hold no channel are not listed",
+            labels=["shard"],
+        )
+        for name, up in sorted(dispatcher.shards_up.items()):
+            shard_up.add_metric([name], int(up))
+        yield shard_up
 
 
 def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
@@ -167,20 +186,6 @@ def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
         return app[sse.STREAM_STATS].open
     streams: weakref.WeakSet[ProgressStream] = app[sse.STREAMS]
     return sum(not dispatcher.available_for(stream) for stream in list(streams))
-
-
-def _shard_metrics(dispatcher: Dispatcher) -> Iterator[Metric]:
-    if not isinstance(dispatcher, ClusterDispatcher):
-        return
-    shard_up = GaugeMetricFamily(
-        "praxiom_gateway_redis_shard_up",
-        "On a Redis Cluster: 1 while the subscription to a shard (its primary, host:port) is "
-        "connected; shards that serve no slot and hold no channel are not listed",
-        labels=["shard"],
-    )
-    for name, up in sorted(dispatcher.shards_up.items()):
-        shard_up.add_metric([name], int(up))
-    yield shard_up
 
 
 def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:
@@ -240,6 +245,7 @@ def setup(app: web.Application) -> GatewayMetrics:
     """Add `/metrics` and the collectors; returns the metrics for `Database`'s `on_query`."""
     metrics = GatewayMetrics()
     metrics.registry.register(StreamCollector(app))
+    metrics.registry.register(ShardCollector(app))
     app[METRICS] = metrics
     app.on_response_prepare.append(_count_stream_open)
     app.router.add_get("/metrics", metrics_view)
