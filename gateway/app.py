@@ -44,6 +44,7 @@ from gateway.stream import StreamStats
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
+from taskstate.slotmap import SlotMap
 from taskstate.store import TaskStore
 
 
@@ -70,18 +71,23 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     dispatcher: Dispatcher
     if settings.redis_cluster:
         cluster = connect_redis_cluster(settings.redis_url)
+        slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
         client: aioredis.Redis | RedisCluster = cluster
-        dispatcher = ClusterDispatcher(cluster, settings.redis_url, lag=lag)
+        dispatcher = ClusterDispatcher(slots, lag=lag)
+        publisher = ProgressPublisher(slots)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
         dispatcher = ProgressDispatcher(redis, lag=lag)
+        publisher = ProgressPublisher(redis)
     app[REDIS] = client
-    app[PUBLISHER] = ProgressPublisher(client, sharded=settings.redis_cluster)
+    app[PUBLISHER] = publisher
     app[DISPATCHER] = dispatcher
-    await dispatcher.start()
+    await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
+    await publisher.start()
     yield
     await dispatcher.close()
+    await publisher.aclose()
     await client.aclose()
 
 

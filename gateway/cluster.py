@@ -8,6 +8,11 @@ ProgressDispatcher with `sharded=True`) and files each channel under the node
 that serves its slot. When a shard's connection fails, the slot map is read
 again; channels whose slot moved (a failover, a resharding) go to their new
 owner and their streams re-read the row there, so nothing stays stale.
+
+Health is per shard (issue 19): the subscription is up while every channel's shard is
+connected, so a dead primary makes only its own streams poll, and once a replica has taken
+its slots over (or it returns) the gateway is whole again; a shard that serves no slot and
+holds no channel any more is dropped, not waited for.
 """
 
 from __future__ import annotations
@@ -16,38 +21,28 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from urllib.parse import urlsplit, urlunsplit
-
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.dispatcher import DispatcherStats, ProgressDispatcher
 from gateway.lag import LagHistogram
 from gateway.stream import ProgressStream
 from taskstate.publisher import connect_redis
+from taskstate.slotmap import SlotMap, node_url
+
+__all__ = ["ClusterDispatcher", "node_url"]
 
 log = logging.getLogger("gateway.cluster")
 
-#: Pause between attempts to read the slot map while the cluster cannot give one.
+#: Pause between reads of the slot map while the cluster cannot give one, or while a shard
+#: holding channels is down (a replica may be taking its slots over).
 REFRESH_RETRY_S = 1.0
 #: Slot-map reads that may still show a dropped channel on its old node (the nodes learn of a
 #: move one by one) before it is simply subscribed there again.
 DROPPED_PATIENCE = 5
 
 
-def node_url(url: str, host: str, port: int) -> str:
-    """REDIS_URL with its host and port swapped for one node's (credentials and TLS kept)."""
-    parts = urlsplit(url)
-    credentials = parts.netloc.rpartition("@")[0]
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    netloc = f"{credentials}@{address}" if credentials else address
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class ClusterDispatcher:
-    def __init__(self, cluster: RedisCluster, url: str, *, lag: LagHistogram | None = None) -> None:
-        self._cluster = cluster
-        self._url = url
+    def __init__(self, slots: SlotMap, *, lag: LagHistogram | None = None) -> None:
+        self._slots = slots
         self._lag = lag
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
@@ -66,7 +61,16 @@ class ClusterDispatcher:
 
     @property
     def available(self) -> bool:
-        return bool(self._shards) and all(s.available for s in self._shards.values())
+        """Up when every slot with watched channels is served: each channel's shard is
+        connected. A shard that holds no channel does not count, down or not."""
+        if not self._slots.ready or self._homeless:
+            return False
+        return all(shard.available for shard in self._shards.values() if shard.channel_count)
+
+    @property
+    def shards_up(self) -> dict[str, bool]:
+        """Each shard (node name) serving slots or holding channels: is it connected?"""
+        return {name: shard.available for name, shard in self._shards.items()}
 
     @property
     def stats(self) -> DispatcherStats:
@@ -141,19 +145,16 @@ class ClusterDispatcher:
     # -- the slot map ------------------------------------------------------------------------
 
     def _owner(self, channel: str) -> ProgressDispatcher | None:
-        try:
-            node = self._cluster.get_node_from_key(channel)
-        except (RedisClusterException, RedisError, KeyError, IndexError, TypeError):
-            return None
+        node = self._slots.owner(channel)
         if node is None:
             return None
         shard = self._shards.get(node.name)
         if shard is None:
-            shard = self._new_shard(node.name, node.host, int(node.port))
+            shard = self._new_shard(node.name, self._slots.node_url(node))
         return shard
 
-    def _new_shard(self, name: str, host: str, port: int) -> ProgressDispatcher:
-        redis = connect_redis(node_url(self._url, host, port))
+    def _new_shard(self, name: str, url: str) -> ProgressDispatcher:
+        redis = connect_redis(url)
         shard = ProgressDispatcher(
             redis,
             sharded=True,
@@ -172,16 +173,36 @@ class ClusterDispatcher:
 
     async def _read_slots(self) -> bool:
         """Read the slot map (again); False while the cluster cannot give one."""
-        try:
-            await self._cluster.nodes_manager.initialize()
-        except (RedisClusterException, RedisError, OSError) as exc:
-            log.warning("cannot read the cluster's slot map: %s", exc)
+        if not await self._slots.read():
             return False
-        for node in self._cluster.get_primaries():
+        for node in self._slots.primaries():
             if node.name not in self._shards:
-                self._new_shard(node.name, node.host, int(node.port))
+                self._new_shard(node.name, self._slots.node_url(node))
         self._rehome()
+        await self._retire_idle()
         return True
+
+    async def _retire_idle(self) -> None:
+        """Close the shards of nodes that serve no slot and hold no channel (a failed-over
+        primary, dead or back as a replica): nothing waits for them."""
+        primaries = {node.name for node in self._slots.primaries()}
+        for name, shard in list(self._shards.items()):
+            if name not in primaries and not shard.channel_count:
+                log.info(
+                    "shard %s serves no slot any more; dropped",
+                    name,
+                    extra={"action": "shard_dropped", "shard": name},
+                )
+                await shard.close()
+                await shard.redis.aclose()
+                if self._shards.get(name) is shard:
+                    del self._shards[name]
+
+    def _stranded(self) -> bool:
+        """Channels wait for a shard: their slot is unserved, or their shard is down."""
+        return bool(self._homeless) or any(
+            not shard.available and shard.channel_count for shard in self._shards.values()
+        )
 
     def _rehome(self) -> None:
         """File every channel under the shard that serves its slot now."""
@@ -214,6 +235,6 @@ class ClusterDispatcher:
         while True:
             await self._refresh_wanted.wait()
             self._refresh_wanted.clear()
-            if not await self._read_slots():
-                self._refresh_wanted.set()
+            if not await self._read_slots() or self._stranded():
+                self._refresh_wanted.set()  # again shortly: a failover may be under way
             await asyncio.sleep(REFRESH_RETRY_S)  # at most one read of the slot map a second

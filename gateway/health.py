@@ -3,7 +3,9 @@
 `/healthz` says the process serves HTTP. `/readyz` says whether it can do its job: PostgreSQL
 (the source of truth) must answer a trivial query within `READY_TIMEOUT_S`, or the gateway is
 not ready (503). Redis is reported but never makes it unready: without it streams poll
-PostgreSQL, so the gateway is only "degraded".
+PostgreSQL, so the gateway is only "degraded". On a Redis Cluster the subscription is up while
+every channel's shard is connected, and `shards` counts the shards up and down (a primary that
+failed over to its replica is no longer a shard).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.cluster import ClusterDispatcher
 from gateway.errors import json_response
 from gateway.keys import DISPATCHER, REDIS, TASK_STORE
 
@@ -32,7 +35,11 @@ async def readyz(request: web.Request) -> web.Response:
         _probe(app[TASK_STORE].db.fetch_one("SELECT 1")),
         _probe(app[REDIS].ping()),
     )
-    redis["subscription"] = "up" if app[DISPATCHER].available else "down"
+    dispatcher = app[DISPATCHER]
+    redis["subscription"] = "up" if dispatcher.available else "down"
+    if isinstance(dispatcher, ClusterDispatcher):
+        up = sum(dispatcher.shards_up.values())
+        redis["shards"] = {"up": up, "down": len(dispatcher.shards_up) - up}
     if postgres["status"] != "up":
         status, code = "unavailable", 503
     elif redis["status"] != "up" or redis["subscription"] != "up":

@@ -12,6 +12,7 @@ several gateways in one process.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -31,10 +32,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import keys
+from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher
 from gateway.keys import DISPATCHER, LIMIT_STATS, METRICS
 from gateway.limits import LimitStats
-from gateway.stream import StreamStats
+from gateway.stream import ProgressStream
 from taskstate.metrics import db_query_histogram
 
 _PROGRESS_ROUTE = "/api/tasks/{task_id}/progress"
@@ -70,7 +72,7 @@ class StreamCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
-        yield from _stream_metrics(self._app[keys.STREAM_STATS], dispatcher)
+        yield from _stream_metrics(self._app, dispatcher)
         yield from _process_metrics(dispatcher)
         yield from _limit_metrics(self._app[LIMIT_STATS])
         direct_write = self._app.get(keys.DIRECT_WRITE)
@@ -85,13 +87,13 @@ class StreamCollector(Collector):
             yield from _dispatcher_metrics(dispatcher)
 
 
-def _stream_metrics(stats: StreamStats, dispatcher: Dispatcher | None) -> Iterator[Metric]:
-    redis_up = dispatcher is not None and dispatcher.available
+def _stream_metrics(app: web.Application, dispatcher: Dispatcher | None) -> Iterator[Metric]:
+    stats = app[keys.STREAM_STATS]
     yield _gauge("praxiom_gateway_streams_open", "Open SSE streams", stats.open)
     yield _gauge(
         "praxiom_gateway_streams_polling",
-        "Open streams polling PostgreSQL because the Redis subscription is down",
-        0 if redis_up else stats.open,
+        "Open streams polling PostgreSQL because their Redis subscription (shard) is down",
+        _polling(app, dispatcher),
     )
     written_by_dispatcher = dispatcher.stats.written if dispatcher is not None else 0
     yield _counter(
@@ -126,6 +128,36 @@ def _stream_metrics(stats: StreamStats, dispatcher: Dispatcher | None) -> Iterat
         sum_value=stats.lag.sum_s,
     )
     yield lag
+
+
+class ShardCollector(Collector):
+    """On a Redis Cluster: which shards this gateway's subscriptions reach, at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
+        if not isinstance(dispatcher, ClusterDispatcher):
+            return
+        shard_up = GaugeMetricFamily(
+            "praxiom_gateway_redis_shard_up",
+            "On a Redis Cluster: 1 while the subscription to a shard (its primary, host:port) "
+            "is connected; shards that serve no slot and hold no channel are not listed",
+            labels=["shard"],
+        )
+        for name, up in sorted(dispatcher.shards_up.items()):
+            shard_up.add_metric([name], int(up))
+        yield shard_up
+
+
+def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
+    """The streams whose subscription is down: every one on a single Redis, only those of
+    the shards that are down on a cluster."""
+    if dispatcher is None:
+        return app[keys.STREAM_STATS].open
+    streams: weakref.WeakSet[ProgressStream] = app[keys.STREAMS]
+    return sum(not dispatcher.available_for(stream) for stream in list(streams))
 
 
 def _process_metrics(dispatcher: Dispatcher | None) -> Iterator[Metric]:
@@ -238,6 +270,7 @@ def setup(app: web.Application) -> GatewayMetrics:
     """Add `/metrics` and the collectors; returns the metrics for `Database`'s `on_query`."""
     metrics = GatewayMetrics()
     metrics.registry.register(StreamCollector(app))
+    metrics.registry.register(ShardCollector(app))
     app[METRICS] = metrics
     app.on_response_prepare.append(_count_stream_open)
     app.router.add_get("/metrics", metrics_view)

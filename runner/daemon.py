@@ -14,7 +14,7 @@ from runner.signals import stop_on_signals
 from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, redis_client
+from taskstate.publisher import progress_publisher, redis_client
 from taskstate.settings import Settings
 
 log = logging.getLogger("runner")
@@ -38,8 +38,9 @@ async def connected_runner(
         on_query=metrics.observe_query,
     )
     redis = redis_client(settings)
-    publisher = ProgressPublisher(redis, sharded=settings.redis_cluster)
+    publisher = progress_publisher(redis, settings)
     try:
+        await publisher.start()  # on a cluster: the slot map is read before the runner is ready
         runner = Runner(
             settings,
             RunnerStore(db),
@@ -62,6 +63,7 @@ async def connected_runner(
                 )
             yield runner
     finally:
+        await publisher.aclose()
         await redis.aclose()
         await db.close()
 

@@ -3,7 +3,9 @@
 Redis holds nothing that matters, so a failed publish is counted and logged,
 never raised: readers fall back to PostgreSQL. After a failure, publishes are
 skipped for `retry_after_s` so a dead Redis costs no time per write, and
-resume by themselves once it answers again.
+resume by themselves once it answers again. On a Redis Cluster (REDIS_CLUSTER=1)
+each shard has its own connection and back-off (taskstate.shards), so one dead
+primary costs only its own channels their publishes.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisError
 
 from taskstate.channels import progress_channel
 from taskstate.models import Task
 from taskstate.payloads import encode_payload, task_payload
-from taskstate.settings import Settings
+from taskstate.settings import Settings, redis_seed_urls
+from taskstate.shards import PublishStats, ShardSender
+from taskstate.slotmap import SlotMap
+
+__all__ = ["ProgressPublisher", "PublishStats", "connect_redis", "connect_redis_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +45,13 @@ def connect_redis(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
 
 
 def connect_redis_cluster(url: str, *, timeout_s: float = 2.0) -> RedisCluster:
-    """A cluster client (`url` names any one node) that fails fast, like `connect_redis`."""
+    """A cluster client that fails fast, like `connect_redis`. `url` names one node or several
+    (comma-separated seeds): the slot map is read from whichever answers."""
+    first, *others = redis_seed_urls(url)
+    seeds = [urlsplit(other) for other in others]
     return RedisCluster.from_url(
-        url,
+        first,
+        startup_nodes=[ClusterNode(seed.hostname or "", seed.port or 6379) for seed in seeds],
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1),
@@ -55,32 +65,57 @@ def redis_client(settings: Settings) -> aioredis.Redis | RedisCluster:
     return connect_redis(settings.redis_url)
 
 
-@dataclass
-class PublishStats:
-    published: int = 0
-    failed: int = 0
-    skipped: int = 0
+def progress_publisher(
+    redis: aioredis.Redis | RedisCluster, settings: Settings
+) -> ProgressPublisher:
+    """The publisher for `redis_client(settings)`: shard by shard on a cluster."""
+    if isinstance(redis, RedisCluster):
+        return ProgressPublisher(SlotMap(redis, settings.redis_url))
+    return ProgressPublisher(redis)
 
 
 class ProgressPublisher:
-    """`sharded`: SPUBLISH, which the cluster routes to the one shard that owns the channel's
-    hash slot (plain PUBLISH would be broadcast to every node of a cluster)."""
+    """On a `SlotMap` (a Redis Cluster): SPUBLISH on the shard that owns each channel's hash
+    slot (plain PUBLISH would be broadcast to every node of a cluster), shard by shard."""
 
     def __init__(
         self,
-        redis: aioredis.Redis | RedisCluster,
+        redis: aioredis.Redis | SlotMap,
         *,
-        sharded: bool = False,
         retry_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._redis = redis
-        self._sharded = sharded
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._down_since: float | None = None
         self._last_failure = 0.0
         self.stats = PublishStats()
+        self._target: aioredis.Redis | ShardSender = (
+            ShardSender(redis, self.stats, connect_redis, retry_after_s=retry_after_s, clock=clock)
+            if isinstance(redis, SlotMap)
+            else redis
+        )
+
+    @property
+    def by_shard(self) -> dict[str, PublishStats]:
+        """On a cluster, the counts per shard (node name); empty otherwise."""
+        return self._target.by_shard if isinstance(self._target, ShardSender) else {}
+
+    @property
+    def shards_down(self) -> list[str]:
+        """On a cluster, the shards whose publishes are skipped now."""
+        return self._target.down if isinstance(self._target, ShardSender) else []
+
+    async def start(self) -> None:
+        """On a cluster, read the slot map before the first publish needs it (the process
+        reports ready only after this); elsewhere nothing."""
+        if isinstance(self._target, ShardSender):
+            await self._target.start()
+
+    async def aclose(self) -> None:
+        """Close what the publisher opened itself (a cluster's per-shard connections)."""
+        if isinstance(self._target, ShardSender):
+            await self._target.aclose()
 
     async def publish_tasks(self, tasks: Sequence[Task]) -> int:
         """Persist, then publish: every writer hands its committed tasks here, and nowhere else
@@ -94,14 +129,19 @@ class ProgressPublisher:
         return await self.publish_many([payload]) == 1
 
     async def publish_many(self, payloads: Sequence[Mapping[str, Any]]) -> int:
-        """Publish payloads in one round trip; how many Redis took (all or none)."""
+        """Publish payloads in one round trip (one per shard on a cluster); how many Redis
+        took (all or none, except on a cluster: all but those of shards that are down)."""
+        messages = [(progress_channel(p["id"]), encode_payload(p)) for p in payloads]
+        target = self._target
+        if isinstance(target, ShardSender):
+            return await target.send(messages)
         now = self._clock()
         if self._down_since is not None and now - self._last_failure < self._retry_after_s:
             self.stats.skipped += len(payloads)
             return 0
         try:
-            await self._send([(progress_channel(p["id"]), encode_payload(p)) for p in payloads])
-        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            await _send(target, messages)
+        except (RedisError, OSError, TimeoutError) as exc:
             self.stats.failed += len(payloads)
             self._last_failure = now
             if self._down_since is None:
@@ -122,18 +162,13 @@ class ProgressPublisher:
         self.stats.published += len(payloads)
         return len(payloads)
 
-    async def _send(self, messages: list[tuple[str, str]]) -> None:
-        if len(messages) == 1:
-            channel, data = messages[0]
-            if self._sharded:
-                await self._redis.spublish(channel, data)
-            else:
-                await self._redis.publish(channel, data)
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for channel, data in messages:
-            if self._sharded:
-                pipe.spublish(channel, data)
-            else:
-                pipe.publish(channel, data)
-        await pipe.execute()
+
+async def _send(redis: aioredis.Redis, messages: list[tuple[str, str]]) -> None:
+    if len(messages) == 1:
+        channel, data = messages[0]
+        await redis.publish(channel, data)
+        return
+    pipe = redis.pipeline(transaction=False)
+    for channel, data in messages:
+        pipe.publish(channel, data)
+    await pipe.execute()

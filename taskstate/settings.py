@@ -102,11 +102,34 @@ def _database_url(name: str, raw: str) -> str:
     return url
 
 
+def redis_seed_urls(raw: str) -> tuple[str, ...]:
+    """REDIS_URL's nodes: one URL, or (Redis Cluster) a comma-separated list of seed nodes.
+
+    An item after the first may be a bare `host:port`: it takes the first URL's scheme,
+    credentials and options, which every node of one cluster shares."""
+    first, *rest = (item.strip() for item in raw.split(","))
+    urls = [first]
+    base = urlsplit(first)
+    credentials = base.netloc.rpartition("@")[0]
+    for item in rest:
+        if "://" in item:
+            urls.append(item)
+        elif item:
+            netloc = f"{credentials}@{item}" if credentials else item
+            urls.append(urlunsplit(base._replace(netloc=netloc)))
+    return tuple(urls)
+
+
 def _redis_url(name: str, raw: str) -> str:
-    url = _text(name, raw)
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {url!r}")
-    return url
+    urls = redis_seed_urls(_text(name, raw))
+    for url in urls:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        try:
+            urlsplit(url).port  # noqa: B018 (a bad port raises)
+        except ValueError:
+            raise SettingsError(f"{name} has a bad port in {_hide_password(url)!r}") from None
+    return ",".join(urls)
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -196,7 +219,8 @@ def _hide_password(url: str) -> str:
 class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/praxiom"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # REDIS_URL names one node of a Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE).
+    # REDIS_URL names one or more nodes of a Redis Cluster (comma-separated seeds, any one
+    # reachable is enough): sharded pub/sub (SPUBLISH / SSUBSCRIBE).
     redis_cluster: bool = False
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -255,8 +279,16 @@ class Settings:
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
     def __post_init__(self) -> None:
-        if self.redis_cluster and self.redis_url.startswith("unix://"):
-            raise SettingsError("REDIS_CLUSTER=1 needs a redis:// or rediss:// URL of a node")
+        seeds = self.redis_seed_urls
+        if self.redis_cluster and any(url.startswith("unix://") for url in seeds):
+            raise SettingsError("REDIS_CLUSTER=1 needs redis:// or rediss:// URLs of nodes")
+        if not self.redis_cluster and len(seeds) > 1:
+            raise SettingsError("REDIS_URL names several nodes: only REDIS_CLUSTER=1 takes a list")
+
+    @property
+    def redis_seed_urls(self) -> tuple[str, ...]:
+        """The nodes REDIS_URL names: one, or a cluster's seeds (any that answers will do)."""
+        return redis_seed_urls(self.redis_url)
 
     def timeout_for(self, task_type: str) -> float:
         return self.task_timeouts.get(task_type, self.task_timeouts["default"])
@@ -278,7 +310,7 @@ class Settings:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["database_url"] = _hide_password(self.database_url)
-        shown["redis_url"] = _hide_password(self.redis_url)
+        shown["redis_url"] = ",".join(_hide_password(url) for url in self.redis_seed_urls)
         shown["task_timeouts"] = dict(self.task_timeouts)
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({inner})"

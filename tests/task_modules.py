@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from runner.handlers import HandlerRegistry, TaskContext
 
@@ -21,5 +22,17 @@ async def recorded(task: TaskContext) -> dict[str, object]:
     return {"pid": os.getpid()}
 
 
+async def ticking(task: TaskContext) -> dict[str, object]:
+    """Reports `params.steps` times, every `params.interval` seconds, each report's message
+    `step@time` (wall clock, when it was made): a subscriber tells which reports it got and
+    how late each one came."""
+    steps = int(task.params["steps"])
+    for step in range(1, steps + 1):
+        await asyncio.sleep(float(task.params["interval"]))
+        await task.report_progress("ticking", step * 99 // steps, f"{step}@{time.time():.6f}")
+    return {}
+
+
 def register(registry: HandlerRegistry) -> None:
     registry.register("recorded", recorded)
+    registry.register("ticking", ticking)

@@ -24,6 +24,7 @@ from taskstate.models import Task
 from taskstate.payloads import encode_payload, task_payload
 from taskstate.publisher import ProgressPublisher, connect_redis_cluster
 from taskstate.settings import Settings
+from taskstate.slotmap import SlotMap
 from taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn, wait_for
 from tests.redis_cluster import LocalRedisCluster
@@ -43,7 +44,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRed
 @pytest.fixture
 async def dispatcher(redis_cluster: LocalRedisCluster) -> AsyncIterator[ClusterDispatcher]:
     client = connect_redis_cluster(redis_cluster.url)
-    dispatcher = ClusterDispatcher(client, redis_cluster.url)
+    dispatcher = ClusterDispatcher(SlotMap(client, redis_cluster.url))
     await dispatcher.start()
     yield dispatcher
     await dispatcher.close()
@@ -103,12 +104,13 @@ async def test_each_channel_is_subscribed_on_the_shard_that_owns_its_slot(
         counts = await shard_subscribers(redis_cluster, progress_channel(task_id))
         assert sorted(counts.values()) == [0, 0, 1], counts  # on one node only
 
-    publisher = ProgressPublisher(dispatcher_client := connect_redis_cluster(redis_cluster.url),
-                                  sharded=True)  # fmt: skip
+    dispatcher_client = connect_redis_cluster(redis_cluster.url)
+    publisher = ProgressPublisher(SlotMap(dispatcher_client, redis_cluster.url))
     try:
         for task_id in task_ids:
             assert await publisher.publish(running_payload(task_id, 7))
     finally:
+        await publisher.aclose()
         await dispatcher_client.aclose()
     assert [(await next_update(stream)).version for stream in streams] == [7] * len(streams)
 
@@ -179,6 +181,44 @@ async def test_a_channel_follows_its_slot_to_another_node(
         assert not dispatcher.shards[old.name].watching(channel)
     finally:
         dispatcher.unwatch(stream)
+        await client.aclose()
+
+
+async def test_the_publisher_follows_a_slot_that_moved_under_it(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    """The publisher routes by the slot map it last read; a node that no longer owns the slot
+    answers MOVED, and the publisher follows the redirect at once (issue 19)."""
+    task_id = uuid.uuid4()
+    channel = progress_channel(task_id)
+    client = connect_redis_cluster(redis_cluster.url)
+    publisher = ProgressPublisher(SlotMap(client, redis_cluster.url))
+    try:
+        assert await publisher.publish(running_payload(task_id, 1))  # reads the map
+        old = client.get_node_from_key(channel)
+        new = next(node for node in client.get_primaries() if node.name != old.name)
+        nodes = {port: aioredis.Redis(port=port, decode_responses=True)
+                 for port in redis_cluster.ports}  # fmt: skip
+        try:
+            new_id = await nodes[int(new.port)].execute_command("CLUSTER MYID")
+            for node in nodes.values():  # an empty slot moves by decree
+                await node.execute_command(
+                    "CLUSTER SETSLOT", client.keyslot(channel), "NODE", new_id
+                )
+            pubsub = nodes[int(new.port)].pubsub()
+            await pubsub.ssubscribe(channel)
+            await pubsub.get_message(timeout=1.0)  # the confirmation
+            assert await publisher.publish(running_payload(task_id, 2))
+            message = await pubsub.get_message(timeout=2.0)
+            assert message is not None and '"version":2' in message["data"]
+            await pubsub.aclose()
+        finally:
+            for node in nodes.values():
+                await node.aclose()
+        assert publisher.by_shard[new.name].published == 1
+        assert publisher.by_shard[old.name].failed == 0
+    finally:
+        await publisher.aclose()
         await client.aclose()
 
 

@@ -247,3 +247,39 @@ def test_cors_allowed_origins_are_a_list_of_origins() -> None:
 def test_cors_allowed_origins_refuses_what_is_not_an_origin(raw: str) -> None:
     with pytest.raises(SettingsError, match="CORS_ALLOWED_ORIGINS"):
         Settings.from_env({"CORS_ALLOWED_ORIGINS": raw})
+
+
+def test_redis_url_names_several_seed_nodes_in_cluster_mode() -> None:
+    """Issue 19: one dead seed must not stop a process; any node named that answers will do."""
+    settings = Settings.from_env(
+        {
+            "REDIS_CLUSTER": "1",
+            "REDIS_URL": "redis://:pw@10.0.0.1:7000, redis://:pw@10.0.0.2:7000,10.0.0.3:7001",
+        }
+    )
+    assert settings.redis_seed_urls == (
+        "redis://:pw@10.0.0.1:7000",
+        "redis://:pw@10.0.0.2:7000",
+        "redis://:pw@10.0.0.3:7001",  # a bare host:port takes the first URL's credentials
+    )
+    assert "pw" not in repr(settings)
+    assert "redis://:***@10.0.0.3:7001" in repr(settings)
+    assert Settings.from_env({"REDIS_URL": "rediss://cache:6380/0"}).redis_seed_urls == (
+        "rediss://cache:6380/0",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"REDIS_URL": "redis://a:7000,redis://b:7000"}, "REDIS_CLUSTER"),
+        ({"REDIS_URL": "redis://a:7000,redis://b:x", "REDIS_CLUSTER": "1"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://a:7000,http://b:7000", "REDIS_CLUSTER": "1"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://a:7000,unix:///r.sock", "REDIS_CLUSTER": "1"}, "REDIS_CLUSTER"),
+    ],
+)
+def test_a_list_of_redis_nodes_is_for_a_cluster_of_tcp_nodes(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
