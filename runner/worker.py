@@ -20,6 +20,7 @@ from runner.backoff import Backoff
 from runner.batch import ProgressBatcher
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
 from runner.handlers import HandlerRegistry, run_hooks, timeout_error
+from runner.invocation import HandlerInvoker
 from runner.store import RunnerStore, StaleTask
 from runner.watchdog import LoopWatchdog
 from runner.writer import TaskWriter
@@ -86,6 +87,11 @@ class Runner:
         self._idle.set()
         # Loop time since which this runner has reached PostgreSQL without a failure.
         self._connected_since: float | None = None
+
+    @property
+    def invoker(self) -> HandlerInvoker:
+        """How handlers are called: their threads and child processes (read by the metrics)."""
+        return self._executor.invoker
 
     @property
     def running(self) -> int:
