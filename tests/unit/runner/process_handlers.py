@@ -64,4 +64,4 @@ def reports_until_lost(task: SyncTaskContext) -> None:
     pct = 10
     while True:
         pct = 11 if pct == 12 else 12
-        task.report_progress("working", pct, "Still working")
+        task.report_progress("working", pct, f"pid {os.getpid()}, still working")
