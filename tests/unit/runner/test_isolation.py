@@ -140,7 +140,9 @@ async def test_cancel_kills_a_child_that_never_yields_within_a_second(
     pid = await _reported_pid(store.tasks, task_id)
     store.cancel(task_id)  # the gateway's cancel, with its NOTIFY
     cancelled_at = time.monotonic()
-    while alive(pid) and time.monotonic() - cancelled_at < 5:
+    for _ in range(500):
+        if not alive(pid):
+            break
         await asyncio.sleep(0.01)
     assert time.monotonic() - cancelled_at < 1.0
     assert store.tasks[task_id].status == TaskStatus.CANCELLED
