@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import sys
 import traceback
@@ -74,7 +75,7 @@ class HandlerProcesses:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=child_main,
-            args=(theirs, module, qualname, facts),
+            args=(theirs, module, qualname, facts, os.getpid()),
             name=f"praxiom-task-{info.task_id}",
         )
         inbox = _Inbox(ours)
@@ -89,6 +90,7 @@ class HandlerProcesses:
             return returned
         finally:
             inbox.close()
+            theirs.close()  # already, unless the start failed
             await self._end(process, answered)
             ours.close()
 
@@ -197,10 +199,12 @@ class _Inbox:
 # -- in the child ----------------------------------------------------------------------------
 
 
-def child_main(conn: Connection, module: str, qualname: str, facts: tuple[Any, ...]) -> None:
+def child_main(
+    conn: Connection, module: str, qualname: str, facts: tuple[Any, ...], runner_pid: int
+) -> None:
     """The child's whole life: run the handler once, send back what it returned or raised."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the runner, which decides
-    _die_with_parent()
+    _die_with_parent(runner_pid)
     try:
         answer: tuple[Any, ...] = ("returned", _run(conn, module, qualname, facts))
     except TaskFailed as exc:
@@ -259,15 +263,16 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(runner_pid: int) -> None:
     """Linux: the kernel kills the child when the runner dies without stopping it (SIGKILL,
     OOM), so no handler outlives its runner."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != runner_pid:  # the runner died before the line above
+        os._exit(1)

@@ -49,10 +49,10 @@ class LoopWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
+        """Not joined: the thread notices within one `stall_s`, and joining from the loop
+        would block the very loop it watches."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            self._thread = None
+        self._thread = None
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         while not self._stop.wait(self.stall_s):

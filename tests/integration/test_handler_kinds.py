@@ -5,6 +5,7 @@ timeout and on cancel with no child process left behind."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from uuid import UUID
@@ -91,3 +92,19 @@ async def test_cancel_kills_the_child_of_a_runner_process_within_a_second(
 def _run_time_s(task: Task) -> float:
     assert task.run_time_ms is not None
     return task.run_time_ms / 1000
+
+
+async def test_a_child_does_not_outlive_a_runner_killed_with_sigkill(
+    task_store: TaskStore,
+    workspace_id: UUID,
+    runner_processes: Callable[..., RunnerProcess],
+) -> None:
+    runner = runner_processes()
+    task = await task_store.insert_task(workspace_id=workspace_id, task_type="spinning", params={})
+    pid = await reported_pid(task_store, task.id)
+    runner.signal(signal.SIGKILL)  # no chance to stop its child: the kernel does
+
+    async def gone() -> bool:
+        return not alive(pid)
+
+    await wait_for(gone, timeout_s=5, interval_s=0.01)
