@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -21,9 +20,8 @@ from uuid import UUID
 
 from marshmallow import Schema
 
+from runner.importable import importable_name
 from taskstate.settings import Settings
-
-log = logging.getLogger("runner")
 
 _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _MAX_PHASE_LENGTH = 100
@@ -328,41 +326,6 @@ def _check_registration(
         raise ValueError(f"retries must be a whole number of 0 or more, got {retries!r}")
     if not retry_backoff_s >= 0:
         raise ValueError(f"retry_backoff_s must be 0 or more, got {retry_backoff_s!r}")
-
-
-def importable_name(fn: Callable[..., Any]) -> tuple[str, str]:
-    """The module and qualified name a child process imports `fn` by; ValueError when they
-    do not lead back to `fn` (a lambda, a closure, a method, a callable object)."""
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not (isinstance(module, str) and isinstance(qualname, str)) or "<" in qualname:
-        raise ValueError(
-            f"isolation='process' needs a module-level function the child process can import"
-            f" by name, got {fn!r}"
-        )
-    found: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    if found is not fn:
-        raise ValueError(
-            f"isolation='process': {module}.{qualname} does not name the registered handler"
-            f" {fn!r}; register a module-level function"
-        )
-    return module, qualname
-
-
-async def run_hooks(hooks: list[Hook], state: MutableMapping[str, Any], *, stage: str) -> None:
-    """Run each hook with the shared state, awaiting those that return an awaitable. A
-    start-up hook's error stops the runner; a shutdown hook's is logged and the rest run."""
-    for hook in hooks:
-        try:
-            returned = hook(state)
-            if inspect.isawaitable(returned):
-                await returned
-        except Exception:
-            if stage == "startup":
-                raise
-            log.exception("%s hook %r failed", stage, hook, extra={"action": "hook_error"})
 
 
 class TaskModuleError(Exception):

@@ -34,9 +34,9 @@ from runner.handlers import (
     TaskFailed,
     TaskInfo,
     TaskLost,
-    importable_name,
     is_async_handler,
 )
+from runner.importable import importable_name
 
 _EXIT_POLL_S = 0.02
 _EOF = object()

@@ -19,7 +19,8 @@ from uuid import UUID, uuid4
 from runner.backoff import Backoff
 from runner.batch import ProgressBatcher
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
-from runner.handlers import HandlerRegistry, run_hooks, timeout_error
+from runner.handlers import HandlerRegistry, timeout_error
+from runner.hooks import run_hooks
 from runner.invocation import HandlerInvoker
 from runner.store import RunnerStore, StaleTask
 from runner.watchdog import LoopWatchdog

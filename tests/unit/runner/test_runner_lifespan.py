@@ -119,3 +119,25 @@ async def test_a_responsive_loop_counts_no_stall(
         store.add("sample")
         await asyncio.sleep(0.1)
     assert runner.watchdog.stalls == {}
+
+
+async def test_a_failing_shutdown_hook_is_logged_and_the_next_still_runs(
+    store: FakeRunnerStore, publisher: RecordingPublisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = HandlerRegistry()
+    registry.register("sample", _noop)
+    closed: list[str] = []
+
+    def broken(state: MutableMapping[str, Any]) -> None:
+        raise RuntimeError("already closed")
+
+    registry.on_shutdown(broken)
+    registry.on_shutdown(lambda state: closed.append("second"))
+    runner = Runner(FAST, store, publisher, registry)  # type: ignore[arg-type]
+    running = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.05)
+    runner.stop()
+    with caplog.at_level(logging.ERROR, logger="runner"):
+        await asyncio.wait_for(running, 2)
+    assert closed == ["second"]
+    assert [r.getMessage() for r in caplog.records if getattr(r, "action", None) == "hook_error"]

@@ -193,3 +193,14 @@ async def test_params_that_do_not_load_fail_the_task_naming_the_field(kit: Handl
     assert stored.error == (
         "Invalid params: params.rows: Not a valid integer.; params.extra: Unknown field."
     )
+
+
+async def test_a_plain_def_that_returns_a_coroutine_has_it_awaited(kit: HandlerKit) -> None:
+    async def later(task: TaskContext) -> dict[str, Any]:
+        return {"awaited": True}
+
+    def run(task: Any) -> Any:
+        return later(task)
+
+    stored = await kit.ended(await kit.start(run))
+    assert (stored.status, stored.result_data) == ("completed", {"awaited": True})
