@@ -107,6 +107,8 @@ async def test_an_async_handler_that_blocks_the_loop_is_logged_and_counted(
         "praxiom_runner_loop_stalls_total", {"task_type": "blocking"}
     )
     assert value == 1
+    for gauge in ("praxiom_runner_handler_threads", "praxiom_runner_handler_processes"):
+        assert metrics.registry.get_sample_value(gauge) == 0
 
 
 async def test_a_responsive_loop_counts_no_stall(
