@@ -6,7 +6,9 @@ name, so the handler must be a module-level function of an importable module (th
 `RUNNER_TASK_MODULES` names). Its reports come back over a pipe and go through the runner's
 normal report path (written, then published); the child waits for each write, so `TaskLost`
 surfaces in it as in any handler. The child's `task.state` is its own, empty mapping: the
-start-up hooks run in the runner process, not in each child.
+start-up hooks run in the runner process, not in each child. As with any "spawn" child, the
+runner's main module is imported again in the child: `praxiom-progress` guards its own, and
+a program embedding the runner must guard its with `if __name__ == "__main__":`.
 
 At the timeout, on cancel or at shutdown the runner stops waiting and the child is
 terminated: SIGTERM, then SIGKILL after `RUNNER_KILL_GRACE`, so code that never yields
@@ -107,9 +109,9 @@ class HandlerProcesses:
                 try:
                     await sink(*rest)
                 except TaskLost:
-                    ours.send(("lost",))
+                    _reply(ours, "lost")
                     raise
-                ours.send(("ok",))
+                _reply(ours, "ok")
             elif kind == "returned":
                 return rest[0]
             else:
@@ -135,6 +137,14 @@ class HandlerProcesses:
             raise
         finally:
             self.alive.discard(process.pid)
+
+
+def _reply(ours: Connection, answer: str) -> None:
+    """Answer a report; a child that died meanwhile is found by the next read (its EOF)."""
+    try:
+        ours.send((answer,))
+    except OSError:
+        pass
 
 
 def _raise_child_error(kind: str, line: str, child_traceback: str) -> None:
