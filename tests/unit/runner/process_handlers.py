@@ -65,3 +65,9 @@ def reports_until_lost(task: SyncTaskContext) -> None:
     while True:
         pct = 11 if pct == 12 else 12
         task.report_progress("working", pct, f"pid {os.getpid()}, still working")
+
+
+def killed(task: SyncTaskContext) -> None:
+    """As the OOM killer ends a process: SIGKILL, no chance to answer."""
+    task.report_progress("allocating", 10, f"pid {os.getpid()}")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -103,6 +103,7 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace(kit: HandlerKi
     [
         (handlers.exits, "Handler process exited with code 3 before it returned"),
         (handlers.segfaults, "Handler process was killed by SIGSEGV"),
+        (handlers.killed, "Handler process was killed by SIGKILL"),
         (handlers.raises, "ValueError: bad row 7"),
         (handlers.fails, "No rows to export"),
     ],
