@@ -85,7 +85,9 @@ async def spawn(request: web.Request) -> web.Response:
         raise refusal(decision)
     try:
         task = await asyncio.shield(
-            _insert_and_publish(app, workspace_id, spec["task_type"], spec["params"])
+            _insert_and_publish(
+                app, workspace_id, spec["task_type"], spec["params"], principal.caller.key
+            )
         )
     except NotFound as exc:  # a service granted every workspace named one that does not exist
         raise refusal(Decision.FORBIDDEN) from exc
@@ -98,10 +100,14 @@ async def spawn(request: web.Request) -> web.Response:
 
 
 async def _insert_and_publish(
-    app: web.Application, workspace_id: UUID, task_type: str, params: dict[str, Any]
+    app: web.Application,
+    workspace_id: UUID,
+    task_type: str,
+    params: dict[str, Any],
+    spawned_by: str,
 ) -> Task:
     task = await app[TASK_STORE].insert_task(
-        workspace_id=workspace_id, task_type=task_type, params=params
+        workspace_id=workspace_id, task_type=task_type, params=params, spawned_by=spawned_by
     )
     await app[PUBLISHER].publish_tasks([task])
     return task

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -20,13 +20,14 @@ from uuid import UUID
 from runner.backoff import Backoff
 from runner.batch import ProgressBatcher, Report
 from runner.handlers import (
-    TaskContext,
     TaskFailed,
     TaskHandler,
     TaskLost,
     TaskResult,
     timeout_error,
 )
+from runner.invocation import HandlerInvoker
+from runner.isolation import HandlerProcessError
 from runner.store import RunnerStore
 from runner.writer import TaskWriter
 from taskstate.models import Task
@@ -43,7 +44,7 @@ def describe_failure(exc: BaseException) -> str:
     """A one-line `error` for the payload; the traceback goes to the log only."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
-    if isinstance(exc, TaskFailed):
+    if isinstance(exc, TaskFailed | HandlerProcessError):  # already the whole line
         line = first or "Task failed"
     else:
         line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -106,11 +107,16 @@ class TaskExecutor:
         writer: TaskWriter,
         batcher: ProgressBatcher,
         stats: RunnerStats,
+        *,
+        state: MutableMapping[str, Any] | None = None,
+        kill_grace_s: float = 2.0,
     ) -> None:
+        """`state` is what the start-up hooks filled, handed to every handler."""
         self._store = store
         self._writer = writer
         self._batcher = batcher
         self._stats = stats
+        self.invoker = HandlerInvoker(state=state, kill_grace_s=kill_grace_s)
 
     async def execute(self, held: HeldTask, claimed: Task) -> None:
         """Publish the claim, run the handler, record its end (or hand the task back when
@@ -118,7 +124,7 @@ class TaskExecutor:
         try:
             try:
                 await self._writer.publish([claimed])
-                outcome = await self._call_handler(held)
+                outcome = await self._call_handler(held, claimed)
             except asyncio.CancelledError:
                 if held.stop_reason is None:
                     raise  # cancelled from outside the runner: let it end the task
@@ -137,18 +143,17 @@ class TaskExecutor:
                 extra={"action": "record_error", "task_id": str(held.task_id)},
             )
 
-    async def _call_handler(self, held: HeldTask) -> Outcome:
-        """Run the handler under its timeout; how it ended."""
-        context = TaskContext(
-            task_id=held.task_id,
-            task_type=held.handler.task_type,
-            params=held.params,
-            sink=lambda phase, pct, message: self._report(held, phase, pct, message),
-        )
+    async def _call_handler(self, held: HeldTask, claimed: Task) -> Outcome:
+        """Run the handler under its timeout (on the loop, in a thread or in a child process,
+        as its kind needs); how it ended."""
+
+        async def sink(phase: str, progress_pct: int, message: str) -> None:
+            await self._report(held, phase, progress_pct, message)
+
         deadline = asyncio.timeout(held.timeout_s)
         try:
             async with deadline:
-                returned = await held.handler.run(context)
+                returned = await self.invoker.call(held.handler, claimed, sink)
         except TaskLost:
             return None
         except TimeoutError as exc:
@@ -267,7 +272,15 @@ class TaskExecutor:
 
 
 def _handler_failed(held: HeldTask, exc: Exception) -> Failure:
-    if not isinstance(exc, TaskFailed):
+    if isinstance(exc, HandlerProcessError):
+        log.error(
+            "handler process of task %s: %s\n%s",
+            held.task_id,
+            exc,
+            exc.child_traceback,
+            extra={"action": "handler_error", "task_id": str(held.task_id)},
+        )
+    elif not isinstance(exc, TaskFailed):
         log.error(
             "handler for task %s raised",
             held.task_id,

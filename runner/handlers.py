@@ -1,15 +1,17 @@
 """The handler API: what a task type's code receives, returns and raises.
 
-A handler is `async def handler(task: TaskContext) -> TaskResult | dict`. It
-reads `task.params`, calls `await task.report_progress(phase, pct, message)`
-as it goes, and returns the final `result_data`. Deployments register their
-handlers from the modules named in `RUNNER_TASK_MODULES`: each such module
-defines `register(registry: HandlerRegistry) -> None`.
+A handler is `async def handler(task: TaskContext) -> TaskResult | dict`, or a plain
+`def handler(task: SyncTaskContext) -> TaskResult | dict` for blocking code (it runs in a
+worker thread, and its `task.report_progress(...)` is a plain call). It reads
+`task.params`, reports progress as it goes, and returns the final `result_data`.
+Deployments register their handlers from the modules named in `RUNNER_TASK_MODULES`: each
+such module defines `register(registry: HandlerRegistry) -> None`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from uuid import UUID
 
 from marshmallow import Schema
 
+from runner.importable import importable_name
 from taskstate.settings import Settings
 
 _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -57,10 +60,16 @@ class ProgressSink(Protocol):
     async def __call__(self, phase: str, progress_pct: int, message: str) -> None: ...
 
 
-class TaskContext:
-    """Handed to a handler: the task's identity and params, whom it runs for, which attempt
-    this is, the runner's shared `state` (filled by the start-up hooks), and its progress
-    reporter."""
+class SyncProgressSink(Protocol):
+    def __call__(self, phase: str, progress_pct: int, message: str) -> None: ...
+
+
+class TaskInfo:
+    """What a handler knows of its task: its identity and params, whom it runs for (the
+    workspace, and `spawned_by`: the spawning user's id or "service:<name>"), which attempt
+    this is (1 on the first run), and `state`, the runner process's shared mapping filled by
+    the start-up hooks (a process-isolated handler gets its child process's own, empty one).
+    `params` are as the type's `params` schema loaded them, when it has one."""
 
     def __init__(
         self,
@@ -68,7 +77,6 @@ class TaskContext:
         task_id: UUID,
         task_type: str,
         params: Mapping[str, Any],
-        sink: ProgressSink,
         workspace_id: UUID | None = None,
         spawned_by: str | None = None,
         attempt: int = 1,
@@ -81,6 +89,32 @@ class TaskContext:
         self.spawned_by = spawned_by  # the spawning user's id, or "service:<name>"
         self.attempt = attempt  # 1 on the first run; retries count up
         self.state: MutableMapping[str, Any] = {} if state is None else state
+
+
+class TaskContext(TaskInfo):
+    """Handed to an `async def` handler, which runs on the runner's event loop."""
+
+    def __init__(
+        self,
+        *,
+        sink: ProgressSink,
+        task_id: UUID,
+        task_type: str,
+        params: Mapping[str, Any],
+        workspace_id: UUID | None = None,
+        spawned_by: str | None = None,
+        attempt: int = 1,
+        state: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            task_id=task_id,
+            task_type=task_type,
+            params=params,
+            workspace_id=workspace_id,
+            spawned_by=spawned_by,
+            attempt=attempt,
+            state=state,
+        )
         self._sink = sink
 
     async def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
@@ -91,6 +125,41 @@ class TaskContext:
         """
         check_progress(phase, progress_pct, message)
         await self._sink(phase, progress_pct, message)
+
+
+class SyncTaskContext(TaskInfo):
+    """Handed to a plain `def` handler, which runs in a worker thread (or a child process):
+    `report_progress` is a plain call that returns once the report is written."""
+
+    def __init__(
+        self,
+        *,
+        sink: SyncProgressSink,
+        task_id: UUID,
+        task_type: str,
+        params: Mapping[str, Any],
+        workspace_id: UUID | None = None,
+        spawned_by: str | None = None,
+        attempt: int = 1,
+        state: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            task_id=task_id,
+            task_type=task_type,
+            params=params,
+            workspace_id=workspace_id,
+            spawned_by=spawned_by,
+            attempt=attempt,
+            state=state,
+        )
+        self._sink = sink
+
+    def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
+        """As `TaskContext.report_progress`, from the handler's thread: bad input raises
+        `ValueError`; `TaskLost` means the task was cancelled, reaped or timed out, and the
+        handler must stop."""
+        check_progress(phase, progress_pct, message)
+        self._sink(phase, progress_pct, message)
 
 
 def check_progress(phase: Any, progress_pct: Any, message: Any) -> None:
@@ -108,7 +177,17 @@ def check_progress(phase: Any, progress_pct: Any, message: Any) -> None:
         raise ValueError(f"message must be at most {_MAX_MESSAGE_LENGTH} characters")
 
 
-HandlerFn = Callable[[TaskContext], Awaitable["TaskResult | Mapping[str, Any]"]]
+HandlerFn = Callable[[TaskContext], Awaitable["TaskResult | Mapping[str, Any] | None"]]
+SyncHandlerFn = Callable[[SyncTaskContext], "TaskResult | Mapping[str, Any] | None"]
+AnyHandlerFn = HandlerFn | SyncHandlerFn
+
+
+def is_async_handler(fn: Callable[..., Any]) -> bool:
+    """An `async def` (or an object whose `__call__` is one) runs on the loop; anything else
+    is blocking code and runs in a worker thread."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (a callable object's own method)
+    )
 
 
 #: Where a handler runs: "auto" (an async one on the runner's loop, a plain `def` in a worker
@@ -121,7 +200,7 @@ Hook = Callable[[MutableMapping[str, Any]], Awaitable[None] | None]
 @dataclass(frozen=True)
 class TaskHandler:
     task_type: str
-    run: HandlerFn
+    run: AnyHandlerFn
     label: str
     timeout_s: float | None = None
     description: str = ""
@@ -147,7 +226,7 @@ class HandlerRegistry:
     def register(
         self,
         task_type: str,
-        run: HandlerFn | None = None,
+        run: AnyHandlerFn | None = None,
         *,
         label: str | None = None,
         timeout_s: float | None = None,
@@ -158,12 +237,19 @@ class HandlerRegistry:
         retry_backoff_s: float = 10.0,
         retry_on_timeout: bool = False,
     ) -> Any:
-        """Register `run` for `task_type`; without `run`, works as a decorator."""
+        """Register `run` for `task_type`; without `run`, works as a decorator.
+
+        `isolation="process"` runs the handler in a child process, killed at its timeout or
+        on cancel even when it never yields; the child imports it by module and qualified
+        name, so it must be a module-level function (not a lambda, a closure or a method).
+        """
         _check_registration(task_type, timeout_s, params, isolation, retries, retry_backoff_s)
         if task_type in self._handlers:
             raise ValueError(f"a handler for {task_type!r} is already registered")
 
-        def add(fn: HandlerFn) -> HandlerFn:
+        def add(fn: AnyHandlerFn) -> AnyHandlerFn:
+            if isolation == "process":
+                importable_name(fn)  # raises ValueError naming what is wrong
             self._handlers[task_type] = TaskHandler(
                 task_type,
                 fn,

@@ -84,6 +84,7 @@ class RunnerCollector(Collector):
             "Most tasks this runner runs at once",
             value=self._runner.settings.runner_concurrency,
         )
+        yield from self._handler_metrics()
         published = self._runner.publisher.stats
         yield CounterMetricFamily(
             "praxiom_runner_publishes", "Payloads published to Redis", value=published.published
@@ -97,4 +98,27 @@ class RunnerCollector(Collector):
             "praxiom_runner_publishes_skipped",
             "Publishes skipped without trying, shortly after a failure",
             value=published.skipped,
+        )
+
+    def _handler_metrics(self) -> Iterator[Metric]:
+        stalls = CounterMetricFamily(
+            "praxiom_runner_loop_stalls",
+            "Times the event loop did not answer within RUNNER_LOOP_STALL, by the task type it "
+            "was running (blocking code in an async handler)",
+            labels=["task_type"],
+        )
+        for task_type, count in sorted(self._runner.watchdog.stalls.items()):
+            stalls.add_metric([task_type], count)
+        yield stalls
+        invoker = self._runner.invoker
+        yield GaugeMetricFamily(
+            "praxiom_runner_handler_threads",
+            "Threads running plain def handlers now, those the runner stopped waiting for "
+            "(timed out, cancelled) included",
+            value=invoker.threads.alive,
+        )
+        yield GaugeMetricFamily(
+            "praxiom_runner_handler_processes",
+            "Child processes running process-isolated handlers now",
+            value=len(invoker.processes.alive),
         )

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -20,7 +20,10 @@ from runner.backoff import Backoff
 from runner.batch import ProgressBatcher
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
 from runner.handlers import HandlerRegistry, timeout_error
+from runner.hooks import run_hooks
+from runner.invocation import HandlerInvoker
 from runner.store import RunnerStore, StaleTask
+from runner.watchdog import LoopWatchdog
 from runner.writer import TaskWriter
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from taskstate.errors import StoreUnavailable
@@ -65,7 +68,17 @@ class Runner:
             in_flight=settings.runner_progress_statements,
             on_write=on_progress_write,
         )
-        self._executor = TaskExecutor(store, self._writer, batcher, self.stats)
+        #: One per runner process: filled by the start-up hooks, handed to every handler.
+        self.state: MutableMapping[str, Any] = {}
+        self._executor = TaskExecutor(
+            store,
+            self._writer,
+            batcher,
+            self.stats,
+            state=self.state,
+            kill_grace_s=settings.runner_kill_grace_s,
+        )
+        self.watchdog = LoopWatchdog(settings.runner_loop_stall_s, self._handler_of)
         self._timeouts = registry.timeouts(settings)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
@@ -75,6 +88,11 @@ class Runner:
         self._idle.set()
         # Loop time since which this runner has reached PostgreSQL without a failure.
         self._connected_since: float | None = None
+
+    @property
+    def invoker(self) -> HandlerInvoker:
+        """How handlers are called: their threads and child processes (read by the metrics)."""
+        return self._executor.invoker
 
     @property
     def running(self) -> int:
@@ -89,7 +107,18 @@ class Runner:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Run until `stop()`; on return no task of this runner is left running."""
+        """Run until `stop()`; on return no task of this runner is left running. The start-up
+        hooks run first (a failing one stops the runner before it claims anything), the
+        shutdown hooks last."""
+        await run_hooks(self.registry.startup_hooks, self.state, stage="startup")
+        self.watchdog.start(asyncio.get_running_loop())
+        try:
+            await self._run()
+        finally:
+            self.watchdog.stop()
+            await run_hooks(self.registry.shutdown_hooks, self.state, stage="shutdown")
+
+    async def _run(self) -> None:
         log.info(
             "runner %s started: types %s, concurrency %d",
             self.runner_id,
@@ -164,6 +193,14 @@ class Runner:
             if not self._held:
                 self._idle.set()
             self._wakeup.set()
+
+    def _handler_of(self, job: asyncio.Task[Any] | None) -> tuple[str, str] | None:
+        """The (task type, task id) whose handler runs as `job` (asked by the watchdog's
+        thread while the loop is blocked)."""
+        for held in list(self._held.values()):
+            if held.job is job and job is not None:
+                return held.handler.task_type, str(held.task_id)
+        return None
 
     def _withdraw(self, task_id: UUID, reason: StopReason) -> None:
         held = self._held.get(task_id)

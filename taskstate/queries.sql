@@ -7,10 +7,11 @@
 SELECT * FROM background_tasks WHERE id = %(task_id)s;
 
 -- insert_task --
--- A new pending task; runners are woken by the NOTIFY when it commits.
+-- A new pending task; runners are woken by the NOTIFY when it commits. `spawned_by` is the
+-- caller's key (a user's id, or "service:<name>"), shown to the handler as task.spawned_by.
 WITH task AS (
-    INSERT INTO background_tasks (workspace_id, task_type, params)
-    VALUES (%(workspace_id)s, %(task_type)s, %(params)s)
+    INSERT INTO background_tasks (workspace_id, task_type, params, spawned_by)
+    VALUES (%(workspace_id)s, %(task_type)s, %(params)s, %(spawned_by)s)
     RETURNING *
 )
 SELECT task.*, pg_notify(%(notify_channel)s, task.id::text) IS NULL AS notified FROM task;

@@ -253,6 +253,10 @@ class Settings:
     runner_metrics_port: int = 9108
     runner_metrics_host: str = "127.0.0.1"
     runner_task_modules: tuple[str, ...] = ("runner.builtin",)
+    # The event loop not answering for this long is a stall: logged with the blocking task.
+    runner_loop_stall_s: float = 0.1
+    # A process-isolated handler's child gets this long after SIGTERM before SIGKILL.
+    runner_kill_grace_s: float = 2.0
     # Both.
     database_timeout_s: float = 30.0
     database_pool_size: int = 10
@@ -342,6 +346,8 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_metrics_port": ("RUNNER_METRICS_PORT", _port),
     "runner_metrics_host": ("RUNNER_METRICS_HOST", _text),
     "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
+    "runner_loop_stall_s": ("RUNNER_LOOP_STALL", _positive_float),
+    "runner_kill_grace_s": ("RUNNER_KILL_GRACE", _positive_float),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),

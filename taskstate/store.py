@@ -26,15 +26,22 @@ class TaskStore:
         return Task.from_row(row) if row is not None else None
 
     async def insert_task(
-        self, *, workspace_id: UUID, task_type: str, params: Mapping[str, Any]
+        self,
+        *,
+        workspace_id: UUID,
+        task_type: str,
+        params: Mapping[str, Any],
+        spawned_by: str | None = None,
     ) -> Task:
-        """A new pending task; `NotFound` when the workspace does not exist."""
+        """A new pending task; `NotFound` when the workspace does not exist. `spawned_by` is
+        the caller's key (a user's id, or "service:<name>")."""
         row = await self.db.fetch_one(
             QUERIES["insert_task"],
             {
                 "workspace_id": workspace_id,
                 "task_type": task_type,
                 "params": jsonb(dict(params)),
+                "spawned_by": spawned_by,
                 "notify_channel": TASK_PENDING_NOTIFY,
             },
         )

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from runner.handlers import HandlerRegistry, TaskContext
+from runner.handlers import HandlerRegistry, SyncTaskContext, TaskContext
 
 
 async def recorded(task: TaskContext) -> dict[str, object]:
@@ -33,6 +33,24 @@ async def ticking(task: TaskContext) -> dict[str, object]:
     return {}
 
 
+def blocking_export(task: SyncTaskContext) -> dict[str, object]:
+    """A plain def (it runs in a thread): sleeps `params.sleep` in blocking code between two
+    reports, and returns whom it ran for."""
+    task.report_progress("exporting", 10, "Exporting")
+    time.sleep(float(task.params.get("sleep", 0)))
+    task.report_progress("exporting", 90, "Exported")
+    return {"spawned_by": task.spawned_by, "workspace_id": str(task.workspace_id)}
+
+
+def spinning(task: SyncTaskContext) -> None:
+    """Process-isolated code that never yields: reports its pid, then spins until killed."""
+    task.report_progress("spinning", 10, f"pid {os.getpid()}")
+    while True:
+        pass
+
+
 def register(registry: HandlerRegistry) -> None:
     registry.register("recorded", recorded)
     registry.register("ticking", ticking)
+    registry.register("blocking_export", blocking_export)
+    registry.register("spinning", spinning, isolation="process", timeout_s=2)

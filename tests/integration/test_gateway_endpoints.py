@@ -128,6 +128,15 @@ async def test_spawn_with_an_explicit_workspace_of_the_caller(
     assert row.task_type == "research"
 
 
+async def test_spawn_records_the_caller_as_spawned_by(
+    api: Any, member: IssuedToken, task_store: TaskStore
+) -> None:
+    resp = await post_spawn(api, {"task_type": "research", "params": {}}, member.token)
+    assert resp.status == 202, await resp.text()
+    row = await task_store.get_task(UUID((await resp.json())["id"]))
+    assert row is not None and row.spawned_by == str(member.user_id)
+
+
 async def test_spawn_without_workspace_id_needs_exactly_one_membership(
     api: Any, member: IssuedToken, db: Database, task_store: TaskStore
 ) -> None:

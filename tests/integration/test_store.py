@@ -276,6 +276,19 @@ async def test_insert_task_makes_a_pending_row_and_notifies(
     assert kind == {"t": "object", "topic": "café"}
 
 
+async def test_insert_task_records_who_spawned_it(
+    task_store: TaskStore, workspace_id: UUID
+) -> None:
+    row = await task_store.insert_task(
+        workspace_id=workspace_id, task_type="research", params={}, spawned_by="service:billing"
+    )
+    assert row.spawned_by == "service:billing" and row.attempt == 0
+    stored = await task_store.get_task(row.id)
+    assert stored is not None and stored.spawned_by == "service:billing"
+    unnamed = await task_store.insert_task(workspace_id=workspace_id, task_type="t", params={})
+    assert unnamed.spawned_by is None
+
+
 async def test_insert_task_for_an_unknown_workspace_fails(task_store: TaskStore) -> None:
     with pytest.raises(NotFound):
         await task_store.insert_task(workspace_id=uuid.uuid4(), task_type="research", params={})

@@ -26,6 +26,8 @@ def test_defaults_match_the_spec() -> None:
     assert settings.gateway_port == 8080
     assert settings.session_cookie_name == "praxiom_session"
     assert settings.runner_task_modules == ("runner.builtin",)
+    assert settings.runner_loop_stall_s == 0.1
+    assert settings.runner_kill_grace_s == 2
     assert settings.log_level == "INFO"
 
 
@@ -61,6 +63,8 @@ def test_blank_values_keep_the_default() -> None:
         ("RUNNER_METRICS_PORT", "0", "runner_metrics_port", 0),
         ("RUNNER_METRICS_PORT", "65535", "runner_metrics_port", 65535),
         ("RUNNER_TASK_MODULES", "a.b, c ,", "runner_task_modules", ("a.b", "c")),
+        ("RUNNER_LOOP_STALL", "0.25", "runner_loop_stall_s", 0.25),
+        ("RUNNER_KILL_GRACE", "5", "runner_kill_grace_s", 5.0),
         ("DATABASE_TIMEOUT", "5", "database_timeout_s", 5.0),
         ("SESSION_COOKIE_NAME", "sid", "session_cookie_name", "sid"),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
@@ -138,6 +142,8 @@ def test_timeout_for_named_types_and_fallback() -> None:
         ("RUNNER_REAPER_INTERVAL", "x"),
         ("RUNNER_POLL_INTERVAL", "0"),
         ("RUNNER_SHUTDOWN_GRACE", "-1"),
+        ("RUNNER_LOOP_STALL", "0"),
+        ("RUNNER_KILL_GRACE", "soon"),
         ("DATABASE_TIMEOUT", "0"),
         ("GATEWAY_PORT", "65536"),
         ("GATEWAY_PORT", "-1"),

@@ -1,0 +1,74 @@
+"""A `TaskExecutor` on the in-memory store, for the tests of how each kind of handler runs:
+registers one handler with any `register()` options and runs one claimed task of it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import MutableMapping
+from typing import Any
+from uuid import UUID
+
+from runner.batch import ProgressBatcher
+from runner.execution import HeldTask, RunnerStats, TaskExecutor
+from runner.writer import TaskWriter
+from taskstate.models import Task
+from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
+
+
+class HandlerKit:
+    def __init__(
+        self,
+        store: FakeRunnerStore,
+        publisher: RecordingPublisher,
+        *,
+        state: MutableMapping[str, Any] | None = None,
+        kill_grace_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.stats = RunnerStats()
+        writer = TaskWriter(publisher)  # type: ignore[arg-type]
+        batcher = ProgressBatcher(store.report_progress, writer)
+        self.executor = TaskExecutor(
+            store,  # type: ignore[arg-type]
+            writer,
+            batcher,
+            self.stats,
+            state=state,
+            kill_grace_s=kill_grace_s,
+        )
+
+    async def start(
+        self,
+        run: Any,
+        *,
+        timeout_s: float = 10.0,
+        task_params: dict[str, Any] | None = None,
+        spawned_by: str | None = None,
+        **options: Any,
+    ) -> HeldTask:
+        from runner.handlers import HandlerRegistry
+
+        registry = HandlerRegistry()
+        registry.register("sample", run, **options)
+        handler = registry.get("sample")
+        task_id = self.store.add("sample", **(task_params or {}))
+        self.store.tasks[task_id] = dataclasses.replace(
+            self.store.tasks[task_id], spawned_by=spawned_by
+        )
+        [claimed] = await self.store.claim_tasks(
+            runner_id="unit", timeouts={"sample": timeout_s}, limit=1
+        )
+        assert handler is not None and claimed.claim_token is not None
+        held = HeldTask(claimed.id, claimed.claim_token, handler, timeout_s, claimed.params or {})
+        held.job = asyncio.create_task(self.executor.execute(held, claimed))
+        return held
+
+    async def ended(self, held: HeldTask, within_s: float = 5.0) -> Task:
+        assert held.job is not None
+        await asyncio.wait_for(asyncio.shield(held.job), within_s)
+        return self.store.tasks[held.task_id]
+
+    def task(self, task_id: UUID) -> Task:
+        return self.store.tasks[task_id]
