@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from runner.backoff import Backoff
-from runner.batch import ProgressBatcher, Report
+from runner.batch import Report
 from runner.handlers import (
     TaskContext,
     TaskFailed,
@@ -28,6 +28,7 @@ from runner.handlers import (
     timeout_error,
 )
 from runner.store import RunnerStore
+from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.models import Task
 from taskstate.status import TaskStatus
@@ -104,17 +105,18 @@ class TaskExecutor:
         self,
         store: RunnerStore,
         writer: TaskWriter,
-        batcher: ProgressBatcher,
+        throttle: ProgressThrottle,
         stats: RunnerStats,
     ) -> None:
         self._store = store
         self._writer = writer
-        self._batcher = batcher
+        self._throttle = throttle
         self._stats = stats
 
     async def execute(self, held: HeldTask, claimed: Task) -> None:
         """Publish the claim, run the handler, record its end (or hand the task back when
         the runner stops it)."""
+        self._throttle.start(held.task_id, claimed.phase)
         try:
             try:
                 await self._writer.publish([claimed])
@@ -136,6 +138,8 @@ class TaskExecutor:
                 held.task_id,
                 extra={"action": "record_error", "task_id": str(held.task_id)},
             )
+        finally:
+            self._throttle.drop(held.task_id)
 
     async def _call_handler(self, held: HeldTask) -> Outcome:
         """Run the handler under its timeout; how it ended."""
@@ -165,14 +169,15 @@ class TaskExecutor:
         if held.stop_reason is not None:
             raise TaskLost(f"task {held.task_id} is no longer held by this runner")
         report = Report(held.task_id, held.claim_token, phase, progress_pct, message)
-        # Written and published together with whatever other tasks report meanwhile.
-        written = await Backoff().retry("report_progress", lambda: self._batcher.submit(report))
-        if written is None:
+        # Written (or kept as the newest state, runner.throttle) and published together with
+        # whatever other tasks report meanwhile.
+        if not await self._throttle.submit(report):
             held.stop_reason = StopReason.WITHDRAWN
             raise TaskLost(f"task {held.task_id} was cancelled or reaped")
 
     async def _record(self, held: HeldTask, outcome: Outcome) -> None:
-        if outcome is None:
+        # The last report before the end is written before it, never lost nor reordered.
+        if outcome is None or not await self._throttle.finish(held.task_id):
             self._note_withdrawn(held, "while its handler ran")
             return
         await self._writer.write_one(self._end(held, outcome))

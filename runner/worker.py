@@ -21,6 +21,7 @@ from runner.batch import ProgressBatcher
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
 from runner.handlers import HandlerRegistry, timeout_error
 from runner.store import RunnerStore, StaleTask
+from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from taskstate.errors import StoreUnavailable
@@ -65,7 +66,8 @@ class Runner:
             in_flight=settings.runner_progress_statements,
             on_write=on_progress_write,
         )
-        self._executor = TaskExecutor(store, self._writer, batcher, self.stats)
+        self.throttle = ProgressThrottle(batcher, settings.runner_progress_min_interval_s)
+        self._executor = TaskExecutor(store, self._writer, self.throttle, self.stats)
         self._timeouts = registry.timeouts(settings)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
