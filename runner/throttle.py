@@ -6,10 +6,11 @@ Every report is a full state, so only the newest one of a task needs writing. A 
 written at once (its caller waits for the write, and learns whether the task is still held)
 when the task's last write is at least an interval old or the report starts a new phase (so
 each phase reaches the stream). Any other report is kept as the task's newest state and its
-caller returns at once; a later report supersedes it, or it is written when the interval is up.
-`finish` writes the kept one before the task's end, so the final state is exact and in order.
-A kept report's write that finds the task no longer held marks it lost: the task's next report
-learns it (TaskLost). The writes themselves go through the group commit (`runner.batch`).
+caller returns after one pass of the loop; a later report supersedes it, or it is written when
+the interval is up. `finish` writes the kept one before the task's end, so the final state is
+exact and in order. A kept report's write that finds the task no longer held marks it lost:
+the task's next report learns it (TaskLost). The writes go through the group commit
+(`runner.batch`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ProgressThrottle:
             lane.flusher = asyncio.create_task(
                 self._flush_when_due(lane), name=f"progress-{report.task_id}"
             )
+        # Yield once: a handler whose only await is report_progress must still let the loop
+        # run (the kept report's write, heartbeats, other tasks).
+        await asyncio.sleep(0)
         return True
 
     async def finish(self, task_id: UUID) -> bool:
