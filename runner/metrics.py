@@ -63,6 +63,7 @@ _TASK_COUNTERS = (
         "Tasks re-queued as pending at shutdown",
         "requeued",
     ),
+    ("praxiom_runner_tasks_retried", "Failed attempts let go for a retry", "retried"),
 )
 
 
@@ -83,6 +84,17 @@ class RunnerCollector(Collector):
             "praxiom_runner_concurrency",
             "Most tasks this runner runs at once",
             value=self._runner.settings.runner_concurrency,
+        )
+        throttled = self._runner.throttle.stats
+        yield CounterMetricFamily(
+            "praxiom_runner_progress_reports",
+            "report_progress calls accepted",
+            value=throttled.accepted,
+        )
+        yield CounterMetricFamily(
+            "praxiom_runner_progress_writes",
+            "Progress rows written for them (at most one per task per interval)",
+            value=throttled.written,
         )
         published = self._runner.publisher.stats
         yield CounterMetricFamily(
