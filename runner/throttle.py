@@ -23,6 +23,7 @@ from uuid import UUID
 
 from runner.backoff import Backoff
 from runner.batch import ProgressBatcher, Report
+from taskstate.models import Task
 
 log = logging.getLogger("runner")
 
@@ -45,6 +46,7 @@ class _Lane:
     flusher: asyncio.Task[None] | None = None  # writes `kept` when the interval is up
     hurry: asyncio.Event = field(default_factory=asyncio.Event)  # the end: write it now
     lost: bool = False  # a write matched nothing: the task is no longer held
+    sends: int = 0  # reports sent so far; a retried write of an older one is dropped
 
 
 class ProgressThrottle:
@@ -103,7 +105,17 @@ class ProgressThrottle:
     async def _send(self, lane: _Lane, report: Report) -> bool:
         lane.phase = report.phase
         lane.sent_at = asyncio.get_running_loop().time()
-        written = await Backoff().retry("report_progress", lambda: self._batcher.submit(report))
+        lane.sends += 1
+        mine = lane.sends
+
+        async def write() -> Task | bool | None:
+            if lane.sends != mine:  # retried after a newer report went: that one has the state
+                return True
+            return await self._batcher.submit(report)
+
+        written = await Backoff().retry("report_progress", write)
+        if written is True:
+            return True  # superseded while PostgreSQL was away: never written out of order
         if written is None:
             lane.lost = True
             return False

@@ -178,3 +178,22 @@ async def test_a_handler_that_goes_on_after_its_task_was_lost_gets_task_lost(
     await asyncio.wait_for(held.job, 2)  # type: ignore[arg-type]
     assert seen == ["lost"]
     assert store.tasks[held.task_id] == cancelled
+
+
+async def test_a_kept_report_retried_after_an_outage_never_lands_after_a_newer_one(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    task = await claimed(store)
+    throttle = throttle_on(store, publisher, 0.02)
+    throttle.start(task.id, "running")
+    assert await throttle.submit(report(task, "download", 1))
+    store.fail_next("report_progress")  # the kept report's write: PostgreSQL is away
+    assert await throttle.submit(report(task, "download", 2))
+    await asyncio.sleep(0.05)  # its write failed; it waits 0.1 s to try again
+    assert await throttle.submit(report(task, "upload", 3))  # a newer state goes meanwhile
+    assert await throttle.finish(task.id)
+    assert [(p.phase, p.progress_pct) for p in publisher.of(task.id)] == [
+        ("download", 1),
+        ("upload", 3),
+    ]
+    assert store.tasks[task.id].phase == "upload"
