@@ -156,9 +156,9 @@ class Runner:
         self._wakeup.set()  # the claim loop recomputes how long it may sleep
 
     def _next_claim_in(self) -> float:
-        """The slow poll, or less when a retry this runner let go is due sooner (a claim in
-        the instant it is due finds it: `run_after` is the database's time of the same
-        moment, which came before)."""
+        """How long the claim loop may sleep: the slow poll, or until the next retry this
+        runner let go is due (its `run_after` was set before the answer that told us, so by
+        then the database's clock has passed it). Other runners' retries wait for the poll."""
         now = asyncio.get_running_loop().time()
         self._retries_due = [due for due in self._retries_due if due + _RETRY_SLACK_S > now]
         wait_s = self.settings.runner_poll_interval_s
