@@ -1,6 +1,6 @@
 """Retries, the claimed state and the progress throttle against real PostgreSQL and Redis (issue
-13): the claim and retry queries as the runner runs them, and the throttle's acceptance figure,
-counted in versions written rather than in time."""
+13): the claim and retry queries as the runner runs them, one SSE stream open across attempts,
+and the throttle's acceptance figure, counted in versions written rather than in time."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ import time
 from typing import Any
 from uuid import UUID
 
+import aiohttp
+
 from runner.handlers import HandlerRegistry, TaskContext
 from runner.store import RunnerStore
+from taskstate.accounts import IssuedToken
 from taskstate.db import Database
 from taskstate.payloads import task_payload
 from taskstate.store import TaskStore
 from tests.conftest import (
+    LiveGateway,
     ProgressRecorder,
     RunnerHarness,
+    bearer,
     spawn,
     wait_for,
     wait_for_status,
 )
+from tests.sse_client import events, stream_timeout
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -143,6 +149,46 @@ async def test_a_flaky_handler_passes_through_retrying_and_completes_on_attempt_
     )
     assert retrying["error"] is None and retrying["progress_pct"] == 0
     assert len(retrying) == 12  # the payload keeps its twelve fields
+
+
+async def test_an_open_stream_stays_open_across_attempts_to_the_end(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    task_store: TaskStore,
+    runners: RunnerHarness,
+) -> None:
+    attempts: list[int] = []
+
+    async def flaky(task: TaskContext) -> dict[str, Any]:
+        attempts.append(len(attempts) + 1)
+        await task.report_progress("export", 50, "Exporting")
+        await asyncio.sleep(0.1)
+        if len(attempts) == 1:
+            raise OSError("disk went away")
+        return {"attempt": len(attempts)}
+
+    registry = HandlerRegistry()
+    registry.register("flaky", flaky, retries=1, retry_backoff_s=0.3)
+    task_id = await spawn(task_store, member.workspace_id, "flaky")
+    url = f"{live_gateway.url}/api/tasks/{task_id}/progress"
+    async with aiohttp.ClientSession(timeout=stream_timeout(20)) as session:
+        async with session.get(url, headers=bearer(member.token)) as response:
+            assert response.status == 200
+            received = []
+            async for event in events(response):  # one connection, to the terminal event
+                received.append(event.payload)
+                if len(received) == 1:
+                    runners.start(registry)
+    steps = [(p["status"], p["phase"], p["progress_pct"]) for p in received]
+    assert steps[0] == ("pending", "pending", 0)
+    assert ("pending", "retrying", 0) in steps
+    assert steps[-1] == ("completed", "complete", 100)
+    retry_at = steps.index(("pending", "retrying", 0))
+    assert ("running", "export", 50) in steps[:retry_at]
+    assert ("running", "export", 50) in steps[retry_at:]
+    versions = [p["version"] for p in received]
+    assert versions == sorted(set(versions))
+    assert received[-1]["result_data"] == {"attempt": 2}
 
 
 # -- the throttle's acceptance ---------------------------------------------------------------------
