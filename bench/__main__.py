@@ -8,8 +8,10 @@ opened at the same instant. The load comes from raw-socket load generators
 (`bench/loadgen.py`) whose CPU is reported next to the server's.
 
 Runner scenarios, one real runner process (`bench/runnerproc.py`): report_progress per
-second, no-op tasks claimed and completed per second, spawn-to-running latency; and in the
-same run this machine's limits: pgbench single-row UPDATE and redis-benchmark PUBLISH.
+second (every report written), the same reporters throttled by RUNNER_PROGRESS_MIN_INTERVAL
+(reports accepted against rows written), no-op tasks claimed and completed per second,
+spawn-to-running latency; and in the same run this machine's limits: pgbench single-row
+UPDATE and redis-benchmark PUBLISH.
 
 It works in a database of its own, `praxiom_bench`, dropped at the end, and needs
 DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variables):
@@ -26,6 +28,8 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
     BENCH_NAIVE_MAX=5000     most streams (= Redis connections) the naive baseline opens
     BENCH_PROFILE=1          also py-spy the gateway (fan-out) and the runner
                              (report_progress) in extra passes: "Where the time goes"
+
+`python -m bench --throttle` runs the throttling scenario alone and prints its figure.
 """
 
 from __future__ import annotations
@@ -157,6 +161,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
             results.report_sweep.append(rate)
             if statements == settings.runner_progress_statements:
                 results.reports = rate
+        step(f"runner: report_progress throttled, {settings.runner_concurrency} tasks")
+        results.throttled = await runner.throttled(cfg.report_seconds)
         if cfg.profile:
             step("runner: report_progress again under py-spy")
             profiled = await runner.report_rate(cfg.report_seconds, profile=True)
@@ -205,6 +211,24 @@ async def main() -> None:
     write(results)
 
 
+async def throttle_only() -> None:
+    """The throttling scenario alone, in the bench's own database (a quick check)."""
+    cfg = Config.from_env()
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+        await migrate(settings)
+        db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
+        try:
+            rate = await RunnerBench(settings, db).throttled(cfg.report_seconds)
+        finally:
+            await db.close()
+    finally:
+        await drop_bench_database(base)
+    print(report.throttle_figure(rate))
+
+
 def write(results: Results) -> None:
     text = report.render(results)
     (report.REPO / "BENCHMARKS.md").write_text(text, encoding="utf-8")
@@ -214,5 +238,7 @@ def write(results: Results) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--render"]:  # re-render the last run's BENCHMARKS.md, no measuring
         write(pickle.loads(SAVED.read_bytes()))
+    elif sys.argv[1:] == ["--throttle"]:
+        asyncio.run(throttle_only())
     else:
         asyncio.run(main())

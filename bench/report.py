@@ -17,6 +17,7 @@ from bench import limits
 from bench.procs import REPO
 from bench.profile import Profile
 from bench.results import NAIVE, OURS, Results
+from bench.runnerbench import ReportRate
 from bench.scenarios import Delivery
 
 __all__ = ["REPO", "render"]
@@ -444,6 +445,8 @@ is {results.reports.statements if results.reports else "—"}):
 |---|---|---|---|
 {_sweep_rows(results, pg.tps)}
 
+{throttle_figure(getattr(results, "throttled", None))}
+
 ## This machine's limits, in the same run
 
 | measure | per second | note |
@@ -467,6 +470,24 @@ def _somaxconn() -> str:
         return Path("/proc/sys/net/core/somaxconn").read_text().strip()
     except OSError:
         return "unknown"
+
+
+def throttle_figure(rate: ReportRate | None) -> str:
+    """The same reporters under RUNNER_PROGRESS_MIN_INTERVAL: reports a handler may make
+    against the rows that cost PostgreSQL (at most tasks / interval a second, plus phases)."""
+    if rate is None:
+        return "Throttled `report_progress`: not measured in this run."
+    ceiling = rate.concurrency / rate.min_interval_s if rate.min_interval_s else float("nan")
+    per_row = rate.per_s / rate.written_per_s if rate.written_per_s else float("nan")
+    return f"""Throttled `report_progress` (`RUNNER_PROGRESS_MIN_INTERVAL={rate.min_interval_s:g}`,
+the default): the same {rate.concurrency} tasks reporting in a tight loop; each task's newest
+state is written at most once per interval, so rows written stay near tasks / interval however
+fast handlers report.
+
+| reports accepted/s | rows written/s | ceiling (tasks / interval) | reports per row | runner CPU |
+|---|---|---|---|---|
+| {fmt(rate.per_s)} | {fmt(rate.written_per_s)} | {fmt(ceiling)} | {fmt(per_row)} | \
+{fmt(rate.runner_cpu_pct)} % |"""
 
 
 def _sweep_rows(results: Results, tps: float) -> str:

@@ -28,6 +28,7 @@ class Results:
     naive_cap_note: str = ""
     reports: ReportRate | None = None  # at the default RUNNER_PROGRESS_STATEMENTS
     report_sweep: list[ReportRate] = field(default_factory=list)  # 1, 2, 4 statements
+    throttled: ReportRate | None = None  # at the default RUNNER_PROGRESS_MIN_INTERVAL
     drain: Drain | None = None
     spawn: SpawnLatency | None = None
     pgbench: limits.Pgbench | None = None

@@ -1,4 +1,5 @@
-"""The runner scenarios: report_progress rate, claim-and-complete throughput, spawn-to-running.
+"""The runner scenarios: report_progress rate (every report written, and throttled by
+RUNNER_PROGRESS_MIN_INTERVAL), claim-and-complete throughput, spawn-to-running.
 
 Each runs one runner process (`bench.runnerproc`) against tasks this harness inserts with
 `TaskStore.insert_task`, and is bounded by a timeout.
@@ -33,6 +34,8 @@ class ReportRate:
     runner_cpu_pct: float
     profile: Profile | None = None
     statements: int = 2  # RUNNER_PROGRESS_STATEMENTS: report_progress statements in flight
+    min_interval_s: float = 0.0  # RUNNER_PROGRESS_MIN_INTERVAL; 0: every report written
+    written_per_s: float = 0.0  # progress rows written per second meanwhile
 
 
 @dataclass
@@ -84,10 +87,16 @@ class RunnerBench:
         return dict(json.loads(line))
 
     async def report_rate(
-        self, seconds: float, *, statements: int = 2, profile: bool = False
+        self,
+        seconds: float,
+        *,
+        statements: int = 2,
+        profile: bool = False,
+        min_interval_s: float = 0.0,
     ) -> ReportRate:
         """`RUNNER_CONCURRENCY` tasks calling report_progress as fast as they can, with
-        `statements` report_progress statements in flight at once."""
+        `statements` report_progress statements in flight at once; each report is written
+        unless `min_interval_s` (the throttle) keeps only the newest of each interval."""
         concurrency = self.settings.runner_concurrency
         await insert_tasks(self.db, await self._workspace(), "bench_reporter", concurrency)
         from_ns = time.monotonic_ns() + int(WARM_UP_S * 1e9)
@@ -97,6 +106,7 @@ class RunnerBench:
             f"--from-ns={from_ns}",
             f"--until-ns={until_ns}",
             RUNNER_PROGRESS_STATEMENTS=str(statements),
+            RUNNER_PROGRESS_MIN_INTERVAL=str(min_interval_s),
         )
         await asyncio.sleep(max(0.0, (from_ns - time.monotonic_ns()) / 1e9))
         meter = CpuMeter([child.pid])
@@ -114,7 +124,15 @@ class RunnerBench:
             cpu,
             await profiling if profiling is not None else None,
             statements,
+            min_interval_s,
+            answer["written_per_s"],
         )
+
+    async def throttled(self, seconds: float) -> ReportRate:
+        """The same reporters under the default RUNNER_PROGRESS_MIN_INTERVAL: reports accepted
+        against rows written."""
+        interval_s = Settings().runner_progress_min_interval_s
+        return await self.report_rate(seconds, min_interval_s=interval_s)
 
     async def drain(self, backlog: int, timeout_s: float = 40.0) -> Drain:
         """A backlog of no-op tasks, one runner: claimed and completed per second."""

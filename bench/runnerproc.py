@@ -6,7 +6,8 @@ builds it (same pool, same Redis client), with `RUNNER_TASK_MODULES=bench.tasks`
 
 Modes (one JSON line on stdout whenever something is ready or done):
 
-- `report`: counts `report_progress` calls between `--from-ns` and `--until-ns`.
+- `report`: counts `report_progress` calls between `--from-ns` and `--until-ns`, and the
+  progress rows the runner wrote for them meanwhile (fewer under RUNNER_PROGRESS_MIN_INTERVAL).
 - `drain`: runs until `--expect` tasks have ended; claimed-and-completed per second.
 - `serve`: prints `{"ready": true}`, runs until a line on stdin, prints its stats.
 
@@ -41,7 +42,10 @@ async def run(args: argparse.Namespace) -> None:
         running = asyncio.create_task(runner.run())
         try:
             if args.mode == "report":
+                await asyncio.sleep(max(0.0, (args.from_ns - time.monotonic_ns()) / 1e9))
+                written_before = runner.throttle.stats.written
                 await asyncio.sleep(max(0.0, (args.until_ns - time.monotonic_ns()) / 1e9))
+                written = runner.throttle.stats.written - written_before
                 seconds = (args.until_ns - args.from_ns) / 1e9
                 counted = tasks.WINDOW.counted
                 # Let the reporters finish, or a forced stop would re-queue them for later runs.
@@ -49,7 +53,8 @@ async def run(args: argparse.Namespace) -> None:
                     if time.monotonic_ns() > args.until_ns + 5e9:
                         break
                     await asyncio.sleep(0.01)
-                say(reports=counted, per_s=counted / seconds, calls=tasks.WINDOW.calls)
+                say(reports=counted, per_s=counted / seconds, calls=tasks.WINDOW.calls,
+                    written=written, written_per_s=written / seconds)  # fmt: skip
             elif args.mode == "drain":
                 stats = runner.stats
                 while stats.completed + stats.failed < args.expect:

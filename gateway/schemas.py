@@ -69,6 +69,10 @@ class TaskRecordSchema(TaskPayloadSchema):
     params = fields.Dict(keys=fields.String(), required=True)
     created_at = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
+    # Which attempt runs (or ran) last: 0 until claimed, each claim counts one; a task whose
+    # type has retries may take up to max_attempts.
+    attempt = fields.Integer(required=True)
+    max_attempts = fields.Integer(required=True)
 
 
 class SpawnedTaskSchema(TaskPayloadSchema):

@@ -12,13 +12,13 @@ import asyncio
 import enum
 import json
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from runner.backoff import Backoff
-from runner.batch import ProgressBatcher, Report
+from runner.batch import Report
 from runner.handlers import (
     TaskFailed,
     TaskHandler,
@@ -28,7 +28,9 @@ from runner.handlers import (
 )
 from runner.invocation import HandlerInvoker
 from runner.isolation import HandlerProcessError
+from runner.retry import Retry, RetryPolicy
 from runner.store import RunnerStore
+from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.models import Task
 from taskstate.status import TaskStatus
@@ -60,6 +62,7 @@ class StopReason(enum.Enum):
 class Failure:
     error: str
     timed_out: bool = False
+    retryable: bool = False  # the handler raised (not TaskFailed): a retry may help
 
 
 #: How a handler ended: its result, a failure, or None when the task was withdrawn meanwhile.
@@ -75,6 +78,7 @@ class RunnerStats:
     withdrawn: int = 0
     reaped: int = 0
     requeued: int = 0
+    retried: int = 0
 
 
 @dataclass(eq=False)
@@ -86,6 +90,8 @@ class HeldTask:
     handler: TaskHandler
     timeout_s: float
     params: Mapping[str, Any]
+    attempt: int = 1  # this claim's attempt, counted by the claim
+    max_attempts: int = 1
     job: asyncio.Task[None] | None = None
     stop_reason: StopReason | None = None
     finishing: bool = False  # the handler returned; its end is being written
@@ -105,22 +111,29 @@ class TaskExecutor:
         self,
         store: RunnerStore,
         writer: TaskWriter,
-        batcher: ProgressBatcher,
+        throttle: ProgressThrottle,
         stats: RunnerStats,
         *,
         state: MutableMapping[str, Any] | None = None,
         kill_grace_s: float = 2.0,
+        retry_policy: RetryPolicy | None = None,
+        on_retry: Callable[[float], None] | None = None,
     ) -> None:
-        """`state` is what the start-up hooks filled, handed to every handler."""
+        """`state` is what the start-up hooks filled, handed to every handler. `on_retry` is
+        told, in seconds from now, when a task this runner let go for a retry becomes due (the
+        claim loop wakes for it)."""
         self._store = store
         self._writer = writer
-        self._batcher = batcher
+        self._throttle = throttle
         self._stats = stats
         self.invoker = HandlerInvoker(state=state, kill_grace_s=kill_grace_s)
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._on_retry = on_retry
 
     async def execute(self, held: HeldTask, claimed: Task) -> None:
         """Publish the claim, run the handler, record its end (or hand the task back when
         the runner stops it)."""
+        self._throttle.start(held.task_id, claimed.phase)
         try:
             try:
                 await self._writer.publish([claimed])
@@ -142,6 +155,8 @@ class TaskExecutor:
                 held.task_id,
                 extra={"action": "record_error", "task_id": str(held.task_id)},
             )
+        finally:
+            self._throttle.drop(held.task_id)
 
     async def _call_handler(self, held: HeldTask, claimed: Task) -> Outcome:
         """Run the handler under its timeout (on the loop, in a thread or in a child process,
@@ -170,17 +185,71 @@ class TaskExecutor:
         if held.stop_reason is not None:
             raise TaskLost(f"task {held.task_id} is no longer held by this runner")
         report = Report(held.task_id, held.claim_token, phase, progress_pct, message)
-        # Written and published together with whatever other tasks report meanwhile.
-        written = await Backoff().retry("report_progress", lambda: self._batcher.submit(report))
-        if written is None:
+        # Written (or kept as the newest state, runner.throttle) and published together with
+        # whatever other tasks report meanwhile.
+        if not await self._throttle.submit(report):
             held.stop_reason = StopReason.WITHDRAWN
             raise TaskLost(f"task {held.task_id} was cancelled or reaped")
 
     async def _record(self, held: HeldTask, outcome: Outcome) -> None:
-        if outcome is None:
+        # The last report before the end is written before it, never lost nor reordered.
+        if outcome is None or not await self._throttle.finish(held.task_id):
             self._note_withdrawn(held, "while its handler ran")
             return
+        retry = self._retry_for(held, outcome)
+        if retry is not None:
+            await self._writer.write_one(self._retry(held, retry))
+            return
         await self._writer.write_one(self._end(held, outcome))
+
+    def _retry_for(self, held: HeldTask, outcome: TaskResult | Failure) -> Retry | None:
+        """A retry when the handler failed in a way that may pass, and attempts remain."""
+        if not isinstance(outcome, Failure):
+            return None
+        handler = held.handler
+        if not (outcome.retryable or (outcome.timed_out and handler.retry_on_timeout)):
+            return None
+        return self._retry_policy.after(
+            first_s=handler.retry_backoff_s,
+            failed_attempt=held.attempt,
+            max_attempts=held.max_attempts,
+            error=outcome.error,
+        )
+
+    async def _retry(self, held: HeldTask, retry: Retry) -> Task | None:
+        """Let the task go back to pending until its retry is due; None when it is no longer
+        ours (cancelled or reaped meanwhile)."""
+        task = await Backoff().retry(
+            "retry_task",
+            lambda: self._store.retry_task(
+                task_id=held.task_id,
+                claim_token=held.claim_token,
+                message=retry.message,
+                delay_s=retry.delay_s,
+            ),
+        )
+        if task is None:
+            task = await self._retried_by_us(held, retry)
+        if task is None:
+            self._note_withdrawn(held, "before its retry was recorded")
+            return None
+        self._stats.retried += 1
+        if self._on_retry is not None:
+            self._on_retry(retry.delay_s)
+        log.info(
+            "task %s: %s",
+            held.task_id,
+            retry.message,
+            extra={"action": "retrying", "task_id": str(held.task_id)},
+        )
+        return task
+
+    async def _retried_by_us(self, held: HeldTask, retry: Retry) -> Task | None:
+        """The task, if our retry write committed although its answer was lost."""
+        task = await Backoff().retry("get_task", lambda: self._store.get_task(held.task_id))
+        if task is None or task.status != TaskStatus.PENDING or task.message != retry.message:
+            return None
+        return task
 
     async def _end(self, held: HeldTask, outcome: TaskResult | Failure) -> Task | None:
         """Write the task's end and count it; None when the task is no longer ours."""
@@ -287,7 +356,7 @@ def _handler_failed(held: HeldTask, exc: Exception) -> Failure:
             exc_info=exc,
             extra={"action": "handler_error", "task_id": str(held.task_id)},
         )
-    return Failure(describe_failure(exc))
+    return Failure(describe_failure(exc), retryable=not isinstance(exc, TaskFailed))
 
 
 def _as_result(returned: Any) -> TaskResult | Failure:

@@ -117,14 +117,15 @@ class TaskContext(TaskInfo):
         )
         self._sink = sink
 
-    async def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
-        """Persist, then publish, the task's progress.
+    async def report_progress(self, phase: str, progress_pct: float, message: str) -> None:
+        """Persist, then publish, the task's progress (`progress_pct` may be a float: it is
+        rounded). Reports closer together than RUNNER_PROGRESS_MIN_INTERVAL return at once and
+        only the newest is written (a new phase always is).
 
         Bad input raises `ValueError` and writes nothing; `TaskLost` means the
         task was cancelled or reaped and the handler must stop.
         """
-        check_progress(phase, progress_pct, message)
-        await self._sink(phase, progress_pct, message)
+        await self._sink(phase, check_progress(phase, progress_pct, message), message)
 
 
 class SyncTaskContext(TaskInfo):
@@ -154,27 +155,29 @@ class SyncTaskContext(TaskInfo):
         )
         self._sink = sink
 
-    def report_progress(self, phase: str, progress_pct: int, message: str) -> None:
+    def report_progress(self, phase: str, progress_pct: float, message: str) -> None:
         """As `TaskContext.report_progress`, from the handler's thread: bad input raises
         `ValueError`; `TaskLost` means the task was cancelled, reaped or timed out, and the
         handler must stop."""
-        check_progress(phase, progress_pct, message)
-        self._sink(phase, progress_pct, message)
+        self._sink(phase, check_progress(phase, progress_pct, message), message)
 
 
-def check_progress(phase: Any, progress_pct: Any, message: Any) -> None:
+def check_progress(phase: Any, progress_pct: Any, message: Any) -> int:
+    """The percentage to write (a float is rounded: `done / total * 100` is what handlers
+    have); bad input raises ValueError before anything is written."""
     if not isinstance(phase, str) or not phase.strip():
         raise ValueError(f"phase must be a non-empty string, got {phase!r}")
     if len(phase) > _MAX_PHASE_LENGTH:
         raise ValueError(f"phase must be at most {_MAX_PHASE_LENGTH} characters")
-    if isinstance(progress_pct, bool) or not isinstance(progress_pct, int):
-        raise ValueError(f"progress_pct must be an integer from 0 to 100, got {progress_pct!r}")
-    if not 0 <= progress_pct <= 100:
+    if isinstance(progress_pct, bool) or not isinstance(progress_pct, int | float):
+        raise ValueError(f"progress_pct must be a number from 0 to 100, got {progress_pct!r}")
+    if not 0 <= progress_pct <= 100:  # NaN too: every comparison with it is false
         raise ValueError(f"progress_pct must be from 0 to 100, got {progress_pct}")
     if not isinstance(message, str):
         raise ValueError(f"message must be a string, got {message!r}")
     if len(message) > _MAX_MESSAGE_LENGTH:
         raise ValueError(f"message must be at most {_MAX_MESSAGE_LENGTH} characters")
+    return round(progress_pct)
 
 
 HandlerFn = Callable[[TaskContext], Awaitable["TaskResult | Mapping[str, Any] | None"]]

@@ -63,6 +63,7 @@ _TASK_COUNTERS = (
         "Tasks re-queued as pending at shutdown",
         "requeued",
     ),
+    ("praxiom_runner_tasks_retried", "Failed attempts let go for a retry", "retried"),
 )
 
 
@@ -85,6 +86,17 @@ class RunnerCollector(Collector):
             value=self._runner.settings.runner_concurrency,
         )
         yield from self._handler_metrics()
+        throttled = self._runner.throttle.stats
+        yield CounterMetricFamily(
+            "praxiom_runner_progress_reports",
+            "report_progress calls accepted",
+            value=throttled.accepted,
+        )
+        yield CounterMetricFamily(
+            "praxiom_runner_progress_writes",
+            "Progress rows written for them (at most one per task per interval)",
+            value=throttled.written,
+        )
         published = self._runner.publisher.stats
         yield CounterMetricFamily(
             "praxiom_runner_publishes", "Payloads published to Redis", value=published.published

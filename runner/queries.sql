@@ -4,15 +4,21 @@
 -- matches nothing and so can never overwrite what someone else wrote.
 
 -- claim_tasks --
--- Claims up to `limit` of the oldest pending tasks of the types this runner handles;
--- `timeouts` maps each such type to its timeout in seconds.
+-- Claims up to `limit` of the oldest due pending tasks of the types this runner handles (a retry
+-- is due at its `run_after`); `timeouts` maps each such type to its timeout in seconds and
+-- `max_attempts` to its handler's attempts. A claimed task is `running` in phase `running` at 0 %
+-- until its handler reports, and each claim counts one attempt.
 UPDATE background_tasks t
-   SET status = 'running', started_at = now(), heartbeat_at = now(),
-       runner_id = %(runner_id)s, claim_token = gen_random_uuid(), message = 'Started',
-       timeout_s = (%(timeouts)s::jsonb ->> t.task_type)::double precision
+   SET status = 'running', phase = 'running', progress_pct = 0, message = 'Started',
+       started_at = now(), heartbeat_at = now(), run_after = NULL,
+       runner_id = %(runner_id)s, claim_token = gen_random_uuid(),
+       timeout_s = (%(timeouts)s::jsonb ->> t.task_type)::double precision,
+       attempt = t.attempt + 1,
+       max_attempts = coalesce((%(max_attempts)s::jsonb ->> t.task_type)::integer, t.max_attempts)
  WHERE t.id = ANY (ARRAY(
         SELECT id FROM background_tasks
          WHERE status = 'pending' AND %(timeouts)s::jsonb ? task_type
+           AND (run_after IS NULL OR run_after <= now())
          ORDER BY created_at
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED))
@@ -59,15 +65,29 @@ RETURNING *;
 
 -- requeue_task --
 -- The owner shuts down: the task goes back to pending, from the start, and runners are woken.
+-- The attempt it was on does not count: it did not fail.
 WITH task AS (
     UPDATE background_tasks
        SET status = 'pending', phase = 'pending', progress_pct = 0, message = %(message)s,
            result_data = '{}', started_at = NULL, heartbeat_at = NULL,
-           runner_id = NULL, claim_token = NULL, timeout_s = NULL
+           runner_id = NULL, claim_token = NULL, timeout_s = NULL,
+           attempt = greatest(attempt - 1, 0)
      WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
     RETURNING *
 )
 SELECT task.*, pg_notify(%(notify_channel)s, task.id::text) IS NULL AS notified FROM task;
+
+-- retry_task --
+-- The handler failed with attempts left: back to pending in phase `retrying`, from the start,
+-- the claim let go; no runner claims it before `run_after` (the runner that let it go wakes
+-- for it then, so no NOTIFY: nobody could claim it now).
+UPDATE background_tasks
+   SET status = 'pending', phase = 'retrying', progress_pct = 0, message = %(message)s,
+       result_data = '{}', error = NULL, started_at = NULL, heartbeat_at = NULL,
+       runner_id = NULL, claim_token = NULL, timeout_s = NULL,
+       run_after = now() + make_interval(secs => %(delay_s)s)
+ WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
+RETURNING *;
 
 -- heartbeat --
 -- Beats for every task this runner holds, in one statement; returns the ones it no

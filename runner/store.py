@@ -58,11 +58,22 @@ class RunnerStore:
         return _task(await self.db.fetch_one(TASK_QUERIES["get_task"], {"task_id": task_id}))
 
     async def claim_tasks(
-        self, *, runner_id: str, timeouts: Mapping[str, float], limit: int
+        self,
+        *,
+        runner_id: str,
+        timeouts: Mapping[str, float],
+        limit: int,
+        max_attempts: Mapping[str, int] | None = None,
     ) -> list[Task]:
+        """`max_attempts` by type (a type left out keeps the row's, 1 unless set before)."""
         rows = await self.db.fetch_all(
             QUERIES["claim_tasks"],
-            {"runner_id": runner_id, "timeouts": jsonb(dict(timeouts)), "limit": limit},
+            {
+                "runner_id": runner_id,
+                "timeouts": jsonb(dict(timeouts)),
+                "max_attempts": jsonb(dict(max_attempts or {})),
+                "limit": limit,
+            },
         )
         return [Task.from_row(row) for row in rows]
 
@@ -108,6 +119,20 @@ class RunnerStore:
                 "claim_token": claim_token,
                 "message": message,
                 "notify_channel": TASK_PENDING_NOTIFY,
+            },
+        )
+        return _task(row)
+
+    async def retry_task(
+        self, *, task_id: UUID, claim_token: UUID, message: str, delay_s: float
+    ) -> Task | None:
+        row = await self.db.fetch_one(
+            QUERIES["retry_task"],
+            {
+                "task_id": task_id,
+                "claim_token": claim_token,
+                "message": message,
+                "delay_s": delay_s,
             },
         )
         return _task(row)

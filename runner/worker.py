@@ -23,6 +23,7 @@ from runner.handlers import HandlerRegistry, timeout_error
 from runner.hooks import run_hooks
 from runner.invocation import HandlerInvoker
 from runner.store import RunnerStore, StaleTask
+from runner.throttle import ProgressThrottle
 from runner.watchdog import LoopWatchdog
 from runner.writer import TaskWriter
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
@@ -36,6 +37,8 @@ log = logging.getLogger("runner")
 #: How long, after the grace, shutdown waits for re-queue writes before giving up on them.
 REQUEUE_WAIT_S = 10.0
 _REAP_BATCH = 100
+#: Claim this long after a retry's due time, so the database's clock has passed it too.
+_RETRY_SLACK_S = 0.01
 _CHANNELS = (TASK_PENDING_NOTIFY, TASK_CANCELLED_NOTIFY)
 
 
@@ -70,16 +73,21 @@ class Runner:
         )
         #: One per runner process: filled by the start-up hooks, handed to every handler.
         self.state: MutableMapping[str, Any] = {}
+        self.throttle = ProgressThrottle(batcher, settings.runner_progress_min_interval_s)
         self._executor = TaskExecutor(
             store,
             self._writer,
-            batcher,
+            self.throttle,
             self.stats,
+            on_retry=self._retry_due_in,
             state=self.state,
             kill_grace_s=settings.runner_kill_grace_s,
         )
         self.watchdog = LoopWatchdog(settings.runner_loop_stall_s, self._handler_of)
         self._timeouts = registry.timeouts(settings)
+        self._max_attempts = {t: h.max_attempts for t in registry if (h := registry.get(t))}
+        # Loop times at which retries this runner let go become due: it wakes to claim them.
+        self._retries_due: list[float] = []
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -154,7 +162,10 @@ class Runner:
             if free > 0:
                 try:
                     tasks = await self.store.claim_tasks(
-                        runner_id=self.runner_id, timeouts=self._timeouts, limit=free
+                        runner_id=self.runner_id,
+                        timeouts=self._timeouts,
+                        limit=free,
+                        max_attempts=self._max_attempts,
                     )
                 except StoreUnavailable as exc:
                     self._connected_since = None
@@ -166,14 +177,37 @@ class Runner:
                 self._reached_database()
                 for task in tasks:
                     self._start(task)
-            await _first_of(self.settings.runner_poll_interval_s, self._wakeup)
+            await _first_of(self._next_claim_in(), self._wakeup)
+
+    def _retry_due_in(self, delay_s: float) -> None:
+        self._retries_due.append(asyncio.get_running_loop().time() + delay_s)
+        self._wakeup.set()  # the claim loop recomputes how long it may sleep
+
+    def _next_claim_in(self) -> float:
+        """How long the claim loop may sleep: the slow poll, or until the next retry this
+        runner let go is due (its `run_after` was set before the answer that told us, so by
+        then the database's clock has passed it). Other runners' retries wait for the poll."""
+        now = asyncio.get_running_loop().time()
+        self._retries_due = [due for due in self._retries_due if due + _RETRY_SLACK_S > now]
+        wait_s = self.settings.runner_poll_interval_s
+        if self._retries_due:
+            wait_s = min(wait_s, min(self._retries_due) - now + _RETRY_SLACK_S)
+        return wait_s
 
     def _start(self, task: Task) -> None:
         handler = self.registry.get(task.task_type)
         assert handler is not None  # claim_tasks only claims registered types
         # A claim sets both; the store returns the whole row.
         assert task.claim_token is not None and task.timeout_s is not None
-        held = HeldTask(task.id, task.claim_token, handler, task.timeout_s, task.params or {})
+        held = HeldTask(
+            task.id,
+            task.claim_token,
+            handler,
+            task.timeout_s,
+            task.params or {},
+            attempt=task.attempt or 1,
+            max_attempts=task.max_attempts or 1,
+        )
         self._held[held.task_id] = held
         self._idle.clear()
         self.stats.claimed += 1

@@ -39,6 +39,16 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
+    return value
+
+
 def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -245,6 +255,9 @@ class Settings:
     runner_concurrency: int = 10
     # report_progress statements in flight at once; each writes every report made meanwhile.
     runner_progress_statements: int = 2
+    # A task's progress is written at most this often (the newest state; a new phase and the
+    # task's end at once); 0 writes every report.
+    runner_progress_min_interval_s: float = 0.25
     runner_heartbeat_interval_s: float = 5.0
     runner_stale_after_s: float = 30.0
     runner_reaper_interval_s: float = 5.0
@@ -338,6 +351,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
     "runner_progress_statements": ("RUNNER_PROGRESS_STATEMENTS", _positive_int),
+    "runner_progress_min_interval_s": ("RUNNER_PROGRESS_MIN_INTERVAL", _non_negative_float),
     "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
     "runner_stale_after_s": ("RUNNER_STALE_AFTER", _positive_float),
     "runner_reaper_interval_s": ("RUNNER_REAPER_INTERVAL", _positive_float),

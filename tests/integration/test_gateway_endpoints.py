@@ -421,8 +421,12 @@ async def test_record_is_the_payload_plus_the_rows_own_fields(
     record = await resp.json()
     row = await task_store.get_task(task_id)
     assert row is not None
-    assert set(record) == {*PAYLOAD_FIELDS, "workspace_id", "params", "created_at", "updated_at"}
+    assert set(record) == {
+        *PAYLOAD_FIELDS,
+        *("workspace_id", "params", "created_at", "updated_at", "attempt", "max_attempts"),
+    }
     assert {k: record[k] for k in PAYLOAD_FIELDS} == task_payload(row)
+    assert (record["attempt"], record["max_attempts"]) == (0, 1)  # not claimed yet
     assert record["workspace_id"] == str(member.workspace_id)
     assert record["params"] == {"step_seconds": 0, "company": "Acme"}
     assert record["version"] == row.version == 1

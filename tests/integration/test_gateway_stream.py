@@ -98,7 +98,8 @@ async def test_stream_headers_event_format_and_the_full_life_of_a_task(
     assert versions == sorted(set(versions)), "versions must strictly increase"
     assert payloads[0]["status"] == "pending"
     phases = [(p["phase"], p["progress_pct"]) for p in payloads if p["status"] == "running"]
-    assert [ph for ph in phases if ph[0] != "pending"] == [
+    assert phases[0] == ("running", 0)  # just claimed (issue 13: no longer phase "pending")
+    assert phases[1:] == [
         ("assumption_map", 15),
         ("research_plan", 50),
         ("interview_guide", 80),

@@ -127,11 +127,14 @@ async def test_both_processes_export_their_metrics_after_a_task_ran(
 
     assert value(runner_samples, "praxiom_runner_tasks_claimed_total") == 1
     assert value(runner_samples, "praxiom_runner_tasks_completed_total") == 1
-    for name in ("failed", "timed_out", "cancelled", "reaped", "handed_back"):
+    for name in ("failed", "timed_out", "cancelled", "reaped", "handed_back", "retried"):
         assert value(runner_samples, f"praxiom_runner_tasks_{name}_total") == 0
     assert value(runner_samples, "praxiom_runner_tasks_running") == 0
     # validation_kit reports three phases before it completes.
     assert value(runner_samples, "praxiom_runner_report_progress_duration_seconds_count") == 3
+    # Three phases: each written at once, none kept by the throttle.
+    assert value(runner_samples, "praxiom_runner_progress_reports_total") == 3
+    assert value(runner_samples, "praxiom_runner_progress_writes_total") == 3
     assert value(runner_samples, "praxiom_runner_publish_failures_total") == 0
     assert value(runner_samples, "praxiom_runner_publishes_total") == 5  # claim, 3 phases, end
     assert value(runner_samples, "praxiom_db_query_duration_seconds_count") >= 5

@@ -29,6 +29,7 @@ from tests.conftest import (
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
+NAN = float("nan")
 SPEC_PHASES = {
     "validation_kit": [("assumption_map", 15), ("research_plan", 50), ("interview_guide", 80)],
     "fs_research": [
@@ -69,14 +70,19 @@ async def test_builtin_handler_walks_the_spec_phases_and_final_row_equals_last_p
     recorder: ProgressRecorder,
 ) -> None:
     runners.start(builtin_registry())
-    task_id = await spawn(task_store, workspace_id, task_type, step_seconds=0)
+    # Each step outlasts RUNNER_PROGRESS_MIN_INTERVAL (0.25 s), as the spec's 2 s steps do, so
+    # every report is written, even the ones that repeat a phase.
+    task_id = await spawn(task_store, workspace_id, task_type, step_seconds=0.3)
     final = await wait_for_status(task_store, task_id, TERMINAL)
     published = await settle(recorder, task_id, final.version)
 
     versions = [p["version"] for p in published]
     assert versions == sorted(set(versions)), "versions must strictly increase"
     assert published[-1] == task_payload(final)
-    assert published[0]["status"] == "running" and published[0]["phase"] == "pending"
+    # Just claimed: running, in phase running at 0 %, "Started" (issue 13; it was "pending").
+    first = published[0]
+    assert (first["status"], first["phase"], first["progress_pct"]) == ("running", "running", 0)
+    assert first["message"] == "Started"
     running = [(p["phase"], p["progress_pct"]) for p in published if p["status"] == "running"]
     assert running[1:] == SPEC_PHASES[task_type]
     assert (final.status, final.phase) == ("completed", "complete")
@@ -193,7 +199,8 @@ async def test_bad_progress_raises_value_error_in_the_handler_and_writes_nothing
     async def sloppy(task: TaskContext) -> dict[str, Any]:
         await task.report_progress("first", 10, "ok")
         versions.append((await task_store.get_task(task.task_id)).version)
-        for bad in [("first", 150, "x"), ("first", -1, "x"), (7, 20, "x"), ("first", 20.5, "x")]:
+        # (A float in range is rounded since issue 13; NaN is not a percentage.)
+        for bad in [("first", 150, "x"), ("first", -1, "x"), (7, 20, "x"), ("first", NAN, "x")]:
             try:
                 await task.report_progress(*bad)  # type: ignore[arg-type]
             except ValueError as exc:
@@ -290,7 +297,8 @@ async def test_a_runner_that_lost_its_claim_never_overwrites_the_row(
         await task.report_progress("running", 10, "Started")
         await gate.wait()
         try:
-            await task.report_progress("running", 90, "Woke up")
+            # A new phase: written at once, not kept for the throttle's interval.
+            await task.report_progress("finishing", 90, "Woke up")
         except TaskLost:
             outcome.append("lost")
             raise

@@ -71,6 +71,8 @@ class FakeRunnerStore:
             params=params,
             created_at=now,
             updated_at=now,
+            attempt=0,
+            max_attempts=1,
         )
         self.tasks[task.id] = task
         return task.id
@@ -126,26 +128,38 @@ class FakeRunnerStore:
         return self._answer(fault, self.tasks.get(task_id))
 
     async def claim_tasks(
-        self, *, runner_id: str, timeouts: Mapping[str, float], limit: int
+        self,
+        *,
+        runner_id: str,
+        timeouts: Mapping[str, float],
+        limit: int,
+        max_attempts: Mapping[str, int] | None = None,
     ) -> list[Task]:
         fault = await self._enter("claim_tasks", runner_id=runner_id, limit=limit)
+        now = _now()
         pending = [
             task
             for task in self.tasks.values()
-            if task.status == TaskStatus.PENDING and task.task_type in timeouts
+            if task.status == TaskStatus.PENDING
+            and task.task_type in timeouts
+            and (task.run_after is None or task.run_after <= now)
         ]
         pending.sort(key=lambda task: task.created_at or _now())
-        now = _now()
         claimed = [
             self._write(
                 task,
                 status=TaskStatus.RUNNING,
+                phase="running",
+                progress_pct=0,
+                message="Started",
                 started_at=now,
                 heartbeat_at=now,
+                run_after=None,
                 runner_id=runner_id,
                 claim_token=uuid4(),
-                message="Started",
                 timeout_s=timeouts[task.task_type],
+                attempt=(task.attempt or 0) + 1,
+                max_attempts=(max_attempts or {}).get(task.task_type, task.max_attempts),
             )
             for task in pending[:limit]
         ]
@@ -216,8 +230,32 @@ class FakeRunnerStore:
                 runner_id=None,
                 claim_token=None,
                 timeout_s=None,
+                attempt=max((task.attempt or 0) - 1, 0),
             )
             self.notify(TASK_PENDING_NOTIFY, str(task_id))
+        return self._answer(fault, task)
+
+    async def retry_task(
+        self, *, task_id: UUID, claim_token: UUID, message: str, delay_s: float
+    ) -> Task | None:
+        fault = await self._enter("retry_task", task_id=task_id, message=message, delay_s=delay_s)
+        task = self._held(task_id, claim_token)
+        if task is not None:
+            task = self._write(
+                task,
+                status=TaskStatus.PENDING,
+                phase="retrying",
+                progress_pct=0,
+                message=message,
+                result_data={},
+                error=None,
+                started_at=None,
+                heartbeat_at=None,
+                runner_id=None,
+                claim_token=None,
+                timeout_s=None,
+                run_after=_now() + timedelta(seconds=delay_s),
+            )
         return self._answer(fault, task)
 
     async def heartbeat(self, held: Sequence[tuple[UUID, UUID]]) -> list[UUID]:

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from runner.batch import ProgressBatcher
 from runner.execution import HeldTask, RunnerStats, TaskExecutor
+from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
@@ -33,7 +34,7 @@ class HandlerKit:
         self.executor = TaskExecutor(
             store,  # type: ignore[arg-type]
             writer,
-            batcher,
+            ProgressThrottle(batcher, 0.0),  # every report written: the tests count them
             self.stats,
             state=state,
             kill_grace_s=kill_grace_s,

@@ -18,6 +18,7 @@ from runner.execution import (
     TaskExecutor,
 )
 from runner.handlers import HandlerFn, HandlerRegistry, TaskContext, TaskFailed, TaskLost
+from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
@@ -26,13 +27,17 @@ from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 class Bench:
     """A `TaskExecutor` on the fakes, and a way to start one claimed task on it."""
 
-    def __init__(self, store: FakeRunnerStore, publisher: RecordingPublisher) -> None:
+    def __init__(
+        self, store: FakeRunnerStore, publisher: RecordingPublisher, min_interval_s: float = 0.0
+    ) -> None:
+        """`min_interval_s` 0: every report is written (the throttle's own tests set it)."""
         self.store = store
         self.publisher = publisher
         self.stats = RunnerStats()
         writer = TaskWriter(publisher)  # type: ignore[arg-type]
         batcher = ProgressBatcher(store.report_progress, writer)
-        self.executor = TaskExecutor(store, writer, batcher, self.stats)  # type: ignore[arg-type]
+        self.throttle = ProgressThrottle(batcher, min_interval_s)
+        self.executor = TaskExecutor(store, writer, self.throttle, self.stats)  # type: ignore[arg-type]
 
     async def start(self, run: HandlerFn, *, timeout_s: float = 5.0, **params: Any) -> HeldTask:
         registry = HandlerRegistry()

@@ -64,7 +64,7 @@ async def test_a_sync_handler_runs_in_a_child_and_reports_through_the_runner(
         "spawned_by": "u1",
     }
     published = [(p.phase, p.progress_pct) for p in kit.publisher.of(held.task_id)]
-    assert published == [("pending", 0), ("counting", 10), ("counting", 60), ("complete", 100)]
+    assert published == [("running", 0), ("counting", 10), ("counting", 60), ("complete", 100)]
     assert kit.executor.invoker.processes.alive == set()
 
 

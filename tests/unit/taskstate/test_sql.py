@@ -16,6 +16,7 @@ RUNNER_QUERIES = {
     "complete_task",
     "fail_task",
     "requeue_task",
+    "retry_task",
     "heartbeat",
     "find_stale",
     "reap_task",
