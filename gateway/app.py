@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import AsyncIterator
 
@@ -41,6 +40,7 @@ from gateway.revocation import AccessChanges
 from gateway.schemas import spawn_request_schema
 from gateway.store import GatewayStore
 from gateway.stream import StreamStats
+from taskstate.cancellation import cancel_and_wait
 from taskstate.db import Database
 from taskstate.publisher import ProgressPublisher, connect_redis, connect_redis_cluster
 from taskstate.settings import Settings
@@ -107,11 +107,7 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(changes.run(), name="access-changes"),
     ]
     yield
-    for task in running:
-        task.cancel()
-    for task in running:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:

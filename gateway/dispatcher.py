@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from gateway.frames import Update
 from gateway.lag import LagHistogram, LagSampler
 from gateway.stream import ProgressStream
+from taskstate.cancellation import cancel_and_wait
 from taskstate.channels import PROGRESS_CHANNEL_PREFIX
 from taskstate.status import TERMINAL_STATUSES
 
@@ -162,9 +163,7 @@ class ProgressDispatcher:
 
     async def close(self) -> None:
         if self._reader is not None:
-            while not self._reader.done():  # cancel until done: see runner.worker
-                self._reader.cancel()
-                await asyncio.wait([self._reader], timeout=1.0)
+            await cancel_and_wait([self._reader])
         await self._drop_pubsub()
 
     # -- watching ----------------------------------------------------------------------------

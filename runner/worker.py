@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,6 +26,7 @@ from runner.store import RunnerStore, StaleTask
 from runner.throttle import ProgressThrottle
 from runner.watchdog import LoopWatchdog
 from runner.writer import TaskWriter
+from taskstate.cancellation import cancel_and_wait
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from taskstate.errors import StoreUnavailable
 from taskstate.models import Task
@@ -149,7 +150,7 @@ class Runner:
             await self._claim_loop()
             await self._drain()
         finally:
-            await _cancel_and_wait(side)
+            await cancel_and_wait(side)
             log.info("runner %s stopped", self.runner_id, extra={"action": "runner_stopped"})
 
     # -- claiming -------------------------------------------------------------------------
@@ -346,7 +347,7 @@ class Runner:
         if not jobs:
             return
         _, late = await asyncio.wait(jobs, timeout=REQUEUE_WAIT_S)
-        await _cancel_and_wait(late)
+        await cancel_and_wait(late)
 
 
 async def _first_of(timeout_s: float, *events: asyncio.Event) -> None:
@@ -357,12 +358,3 @@ async def _first_of(timeout_s: float, *events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _cancel_and_wait(tasks: Collection[asyncio.Task[Any]]) -> None:
-    """Cancel until done: on Python 3.11, `asyncio.wait_for` (used inside aiopg) can swallow
-    a cancellation that races with its result, which would leave a loop running forever."""
-    while pending := [task for task in tasks if not task.done()]:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
