@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from runner.batch import Report
+from runner.catalogue import CatalogueEntry
 from taskstate.channels import TASK_PENDING_NOTIFY
 from taskstate.db import Database, Notifications, jsonb
 from taskstate.models import Task
@@ -134,6 +135,12 @@ class RunnerStore:
             QUERIES["reap_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
         )
         return _task(row)
+
+    async def record_task_types(self, entries: Sequence[CatalogueEntry]) -> None:
+        """Write this runner's types to the catalogue, marking them served now."""
+        await self.db.fetch_all(
+            QUERIES["record_task_types"], {"types": jsonb([e.as_json() for e in entries])}
+        )
 
 
 def _task(row: Mapping[str, Any] | None) -> Task | None:

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from runner.backoff import Backoff
 from runner.batch import ProgressBatcher
+from runner.catalogue import catalogue_entries
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
 from runner.handlers import HandlerRegistry, timeout_error
 from runner.store import RunnerStore, StaleTask
@@ -67,6 +68,7 @@ class Runner:
         )
         self._executor = TaskExecutor(store, self._writer, batcher, self.stats)
         self._timeouts = registry.timeouts(settings)
+        self._catalogue = catalogue_entries(registry, self._timeouts)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -97,6 +99,10 @@ class Runner:
             self.settings.runner_concurrency,
             extra={"action": "runner_started"},
         )
+        try:
+            await self.publish_catalogue()
+        except StoreUnavailable as exc:  # the heartbeat writes it again once PostgreSQL is back
+            log.warning("catalogue not written: %s", exc, extra={"action": "catalogue_skipped"})
         side = [
             asyncio.create_task(self._listen(), name="runner-listen"),
             asyncio.create_task(
@@ -210,7 +216,12 @@ class Runner:
             except Exception:
                 log.exception("%s failed", name, extra={"action": f"{name}_error"})
 
+    async def publish_catalogue(self) -> None:
+        """Record the types this runner serves, as served now (at start, on every beat)."""
+        await self.store.record_task_types(self._catalogue)
+
     async def _beat(self) -> None:
+        await self.publish_catalogue()
         held = [(h.task_id, h.claim_token) for h in self._held.values() if h.stop_reason is None]
         if not held:
             return
