@@ -20,12 +20,13 @@ from taskstate.store import TaskStore
 
 if TYPE_CHECKING:
     from gateway.access import StreamAccess
+    from gateway.catalogue import TaskTypeCatalogue
     from gateway.direct_write import DirectWrite
     from gateway.dispatcher import Dispatcher
     from gateway.idle import IdleSweeper
     from gateway.limits import LimitStats, SpawnRateLimiter, StreamSlots
     from gateway.metrics import GatewayMetrics
-    from gateway.schemas import SpawnRequestSchema
+    from gateway.openapi import OpenApiDocument
     from gateway.stream import ProgressStream, StreamStats
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -48,8 +49,8 @@ IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
 LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")
 STREAM_SLOTS: web.AppKey[StreamSlots] = web.AppKey("stream_slots")
 SPAWN_LIMITER: web.AppKey[SpawnRateLimiter] = web.AppKey("spawn_limiter")
-#: The spawn body's schema, built once per app (gateway.schemas.spawn_request_schema).
-SPAWN_SCHEMA: web.AppKey[SpawnRequestSchema] = web.AppKey("spawn_schema")
+#: The task types spawn accepts, with their params schemas (the runners' catalogue).
+CATALOGUE: web.AppKey[TaskTypeCatalogue] = web.AppKey("catalogue")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
-OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+OPENAPI_DOCUMENT: web.AppKey[OpenApiDocument] = web.AppKey("openapi_document")
 DEMO_TEMPLATE = web.AppKey("demo_template", str)

@@ -127,14 +127,46 @@ class RedisDependencySchema(DependencySchema):
     subscription = fields.String(required=True, validate=validate.OneOf(["up", "down"]))
 
 
+class UnservedWarningSchema(Schema):
+    """Pending tasks of a type no live runner serves: they wait until one does."""
+
+    task_type = fields.String(required=True)
+    pending = fields.Integer(required=True, validate=validate.Range(min=1))
+    oldest_pending_s = fields.Float(required=True, validate=validate.Range(min=0))
+    message = fields.String(required=True)
+
+
 class ReadinessSchema(Schema):
-    """`GET /readyz`: ready, degraded (Redis down; streams poll) or unavailable (PostgreSQL)."""
+    """`GET /readyz`: ready, degraded (Redis down; streams poll) or unavailable (PostgreSQL).
+    `warnings` never change the status: pending tasks of types no live runner serves."""
 
     status = fields.String(
         required=True, validate=validate.OneOf(["ready", "degraded", "unavailable"])
     )
     postgres = fields.Nested(DependencySchema, required=True)
     redis = fields.Nested(RedisDependencySchema, required=True)
+    warnings = fields.List(fields.Nested(UnservedWarningSchema), required=True)
+
+
+class TaskTypeSchema(Schema):
+    """One task type of the catalogue the runners write."""
+
+    name = fields.String(required=True)
+    label = fields.String(required=True)
+    served = fields.Boolean(
+        required=True, metadata={"description": "A live runner serves it (RUNNER_STALE_AFTER)."}
+    )
+    timeout_s = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    description = fields.String(required=True)
+    params_schema = fields.Dict(
+        required=True, metadata={"description": "The JSON Schema (2020-12) of its params."}
+    )
+
+
+class TaskTypesSchema(Schema):
+    """`GET /api/task-types`."""
+
+    task_types = fields.List(fields.Nested(TaskTypeSchema), required=True)
 
 
 _record_schema = TaskRecordSchema()
@@ -153,6 +185,7 @@ __all__ = [
     "SpawnRequestSchema",
     "SpawnedTaskSchema",
     "TaskRecordSchema",
+    "TaskTypesSchema",
     "spawn_request_schema",
     "task_record",
 ]

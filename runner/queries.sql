@@ -109,15 +109,20 @@ RETURNING *;
 
 -- record_task_types --
 -- The catalogue: every type this runner serves (`types`, a JSON array of entries), with
--- last_served_at = now(); the newest writer's label, timeout and schema win.
+-- last_served_at = now() and its place in the runner's registration order; the newest
+-- writer's label, timeout and schema win.
 INSERT INTO task_types AS tt
-       (name, label, description, timeout_s, params_schema, max_attempts, last_served_at)
-SELECT e.name, e.label, e.description, e.timeout_s, e.params_schema, e.max_attempts, now()
-  FROM jsonb_to_recordset(%(types)s::jsonb)
-       AS e (name text, label text, description text, timeout_s double precision,
-             params_schema jsonb, max_attempts integer)
+       (name, label, description, timeout_s, params_schema, max_attempts, position,
+        last_served_at)
+SELECT e.name, e.label, e.description, e.timeout_s, e.params_schema, e.max_attempts,
+       e.n - 1, now()
+  FROM ROWS FROM (jsonb_to_recordset(%(types)s::jsonb)
+                  AS (name text, label text, description text, timeout_s double precision,
+                      params_schema jsonb, max_attempts integer)) WITH ORDINALITY
+       AS e (name, label, description, timeout_s, params_schema, max_attempts, n)
  ORDER BY e.name
     ON CONFLICT (name) DO UPDATE
    SET label = EXCLUDED.label, description = EXCLUDED.description,
        timeout_s = EXCLUDED.timeout_s, params_schema = EXCLUDED.params_schema,
-       max_attempts = EXCLUDED.max_attempts, last_served_at = EXCLUDED.last_served_at;
+       max_attempts = EXCLUDED.max_attempts, position = EXCLUDED.position,
+       last_served_at = EXCLUDED.last_served_at;

@@ -198,7 +198,8 @@ class Settings:
     # Updates go straight to each stream's socket, past aiohttp (gateway.direct_write);
     # off: every write goes through StreamResponse.write.
     sse_direct_write: bool = True
-    task_types: tuple[str, ...] = ("validation_kit", "fs_research", "research", "synthesis")
+    # An allow-list of the catalogued task types spawn accepts; empty: every catalogued type.
+    task_types: tuple[str, ...] = ()
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
     runner_concurrency: int = 10

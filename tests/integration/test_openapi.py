@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, settings
 
 from gateway import openapi
 from taskstate.settings import Settings
-from tests.conftest import REPO, TABLES, bearer, free_port, redis_url
+from tests.conftest import REPO, TABLES, bearer, free_port, record_builtin_catalogue, redis_url
 
 #: Examples per operation: "a few hundred generated requests per endpoint".
 EXAMPLES = 300
@@ -100,6 +100,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} CASCADE")
+        record_builtin_catalogue(cur)
     conn.close()
     port = free_port()
     env = {
