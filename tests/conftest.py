@@ -35,6 +35,7 @@ from aiohttp import web
 
 from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from gateway.app import create_app
+from gateway.catalogue import TaskType as CataloguedType
 from gateway.server import make_runner
 from runner import builtin
 from runner.catalogue import catalogue_entries
@@ -150,6 +151,18 @@ def clean_database(database_url: str) -> str:
         record_builtin_catalogue(cur)
     conn.close()
     return database_url
+
+
+def builtin_task_types() -> list[CataloguedType]:
+    """The built-in types as a gateway reads them from the catalogue `record_builtin_catalogue`
+    wrote (the order, labels and params schemas; `served` aside)."""
+    registry = builtin_registry()
+    return [
+        CataloguedType(
+            e.name, e.label, e.description, e.timeout_s, e.params_schema, e.max_attempts, True
+        )
+        for e in catalogue_entries(registry, registry.timeouts(Settings()))
+    ]
 
 
 def record_builtin_catalogue(cur: Any) -> None:
