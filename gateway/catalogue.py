@@ -82,7 +82,7 @@ class CatalogueView:
     each type's params check (built when first needed)."""
 
     types: Mapping[str, TaskType]
-    read_at: float  # time.monotonic()
+    read_at: float  # time.monotonic() when the read began
     spawn_schema: SpawnRequestSchema = field(init=False)
     _checks: dict[str, ParamsCheck] = field(default_factory=dict, init=False)
 
@@ -134,12 +134,13 @@ class TaskTypeCatalogue:
         return too_old or (wanted is not None and wanted not in view.types)
 
     async def _read(self) -> CatalogueView:
+        started = time.monotonic()  # what a runner recorded before this is in the answer
         rows = await self._db.fetch_all(
             QUERIES["task_types"], {"stale_after_s": self._stale_after_s}
         )
         types = (TaskType.from_row(row) for row in rows)
         accepted = {t.name: t for t in types if not self._allowed or t.name in self._allowed}
-        return CatalogueView(accepted, time.monotonic())
+        return CatalogueView(accepted, started)
 
     async def unserved(self) -> list[UnservedType]:
         """Types with pending tasks that no live runner serves (also kept in `unserved_last`)."""
