@@ -90,14 +90,17 @@ SELECT held.id FROM held WHERE held.id NOT IN (SELECT id FROM beat);
 
 -- find_stale --
 -- Running tasks whose runner stopped beating, or that are past their deadline
--- (timeout plus a grace), whoever holds them.
-SELECT id, claim_token, task_type, timeout_s, runner_id,
-       started_at + make_interval(secs => timeout_s + %(grace_s)s) < now() AS past_deadline
-  FROM background_tasks
- WHERE status = 'running'
-   AND (heartbeat_at < now() - make_interval(secs => %(stale_after_s)s)
-        OR started_at + make_interval(secs => timeout_s + %(grace_s)s) < now())
- ORDER BY heartbeat_at
+-- (timeout plus a grace), whoever holds them; with the type's catalogued label (NULL when
+-- it is not catalogued), for a type the reaping runner does not serve itself.
+SELECT t.id, t.claim_token, t.task_type, t.timeout_s, t.runner_id,
+       t.started_at + make_interval(secs => t.timeout_s + %(grace_s)s) < now() AS past_deadline,
+       tt.label
+  FROM background_tasks t
+  LEFT JOIN task_types tt ON tt.name = t.task_type
+ WHERE t.status = 'running'
+   AND (t.heartbeat_at < now() - make_interval(secs => %(stale_after_s)s)
+        OR t.started_at + make_interval(secs => t.timeout_s + %(grace_s)s) < now())
+ ORDER BY t.heartbeat_at
  LIMIT %(limit)s;
 
 -- reap_task --

@@ -31,6 +31,7 @@ class StaleTask:
     timeout_s: float
     runner_id: str
     past_deadline: bool
+    label: str | None = None  # the catalogue's; None when the type is not catalogued
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StaleTask:
@@ -41,6 +42,7 @@ class StaleTask:
             row["timeout_s"],
             row["runner_id"],
             row["past_deadline"],
+            row["label"],
         )
 
 

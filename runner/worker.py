@@ -252,7 +252,10 @@ class Runner:
         """Fail a stale task for its lost runner; None when another runner reaped it, or its
         owner finished it, first."""
         if stale.past_deadline:
-            error = timeout_error(self.registry.label_for(stale.task_type), stale.timeout_s)
+            label = self.registry.label_for(stale.task_type)
+            if stale.task_type not in self.registry and stale.label:
+                label = stale.label  # another runner's type: the catalogue has its label
+            error = timeout_error(label, stale.timeout_s)
         else:
             error = runner_lost_error(self.settings.runner_stale_after_s)
         task = await self.store.reap_task(

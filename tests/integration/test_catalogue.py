@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from marshmallow import Schema, fields, validate
 
@@ -16,7 +17,15 @@ from runner.handlers import HandlerRegistry, TaskContext
 from taskstate.accounts import IssuedToken
 from taskstate.db import Database
 from taskstate.settings import Settings
-from tests.conftest import RunnerHarness, bearer, builtin_registry, wait_for
+from taskstate.store import TaskStore
+from tests.conftest import (
+    RunnerHarness,
+    bearer,
+    builtin_registry,
+    claim_by_hand,
+    wait_for,
+    wait_for_status,
+)
 
 
 class ExportParams(Schema):
@@ -246,3 +255,23 @@ async def test_a_served_type_raises_no_warning(api: Any, db: Database, member: I
     assert (await spawn(api, member.token, "research")).status == 202
     ready = await (await api.get("/readyz")).json()
     assert ready["warnings"] == []
+
+
+async def test_the_reaper_names_a_type_it_does_not_serve_by_its_catalogued_label(
+    runners: RunnerHarness, db: Database, member: IssuedToken
+) -> None:
+    task_store = TaskStore(db)
+    stuck = await spawn_row(task_store, member, "fs_research")
+    await claim_by_hand(
+        db, stuck, runner_id="stuck", started_ago_s=700, beat_ago_s=0, timeout_s=600
+    )
+    registry = HandlerRegistry()
+    registry.register("other", export_csv)
+    runners.start(registry)  # serves neither fs_research nor its label
+    final = await wait_for_status(task_store, stuck, {"failed"}, timeout_s=5)
+    assert final.error == "FS-Research task timed out after 600s"
+
+
+async def spawn_row(store: TaskStore, member: IssuedToken, task_type: str) -> UUID:
+    task = await store.insert_task(workspace_id=member.workspace_id, task_type=task_type, params={})
+    return task.id
