@@ -12,6 +12,9 @@ from runner.builtin import FS_RESEARCH_STEPS
 from runner.catalogue import catalogue_entries, params_json_schema
 from runner.handlers import HandlerRegistry, TaskContext, load_registry
 from taskstate.settings import Settings
+from tests.conftest import wait_for
+from tests.unit.runner.fake_store import FakeRunnerStore
+from tests.unit.runner.runner_kit import RunnerKit, registry_of
 
 
 class Line(Schema):
@@ -68,3 +71,29 @@ def test_the_builtin_types_describe_their_params() -> None:
     assert schema["additionalProperties"] is True  # the simulations let other keys through
     assert entries["fs_research"].label == "FS-Research"
     assert entries["validation_kit"].timeout_s == 240
+
+
+async def test_an_idle_runner_records_its_types_at_start_and_on_every_beat(
+    runners: RunnerKit, store: FakeRunnerStore
+) -> None:
+    runners.start(registry_of(sample=noop), runner_heartbeat_interval_s=0.05)
+    await wait_for(lambda: _recorded(store, 3), timeout_s=2)
+    assert all(args == {"names": ["sample"]} for args in store.called("record_task_types"))
+    entry, _ = store.task_types["sample"]
+    assert (entry.label, entry.timeout_s, entry.max_attempts) == ("Sample", 300.0, 1)
+
+
+async def test_a_start_without_postgresql_still_runs_and_records_on_a_later_beat(
+    runners: RunnerKit, store: FakeRunnerStore
+) -> None:
+    store.fail_next("record_task_types")
+    runners.start(registry_of(sample=noop), runner_heartbeat_interval_s=0.05)
+    await wait_for(lambda: _has(store, "sample"), timeout_s=2)
+
+
+async def _recorded(store: FakeRunnerStore, times: int) -> bool:
+    return len(store.called("record_task_types")) >= times
+
+
+async def _has(store: FakeRunnerStore, name: str) -> bool:
+    return name in store.task_types
