@@ -1,8 +1,8 @@
 """The runner: claims tasks and hands each to `runner.execution`; stops them when they are
 withdrawn or when it shuts down.
 
-One claim loop and three side loops (LISTEN, heartbeat, reaper). Every write
-to a task goes through `RunnerStore`, guarded by the claim token, and is
+One claim loop and four side loops (LISTEN, heartbeat, reaper, the task-type catalogue).
+Every write to a task goes through `RunnerStore`, guarded by the claim token, and is
 published only after it has committed (`runner.writer`).
 """
 
@@ -113,6 +113,14 @@ class Runner:
                 self._every(self.settings.runner_reaper_interval_s, self._reap, "reaper"),
                 name="runner-reaper",
             ),
+            # At the heartbeat's cadence, but on its own: a failing write here never
+            # delays a heartbeat.
+            asyncio.create_task(
+                self._every(
+                    self.settings.runner_heartbeat_interval_s, self.publish_catalogue, "catalogue"
+                ),
+                name="runner-catalogue",
+            ),
         ]
         try:
             await self._claim_loop()
@@ -221,7 +229,6 @@ class Runner:
         await self.store.record_task_types(self._catalogue)
 
     async def _beat(self) -> None:
-        await self.publish_catalogue()
         held = [(h.task_id, h.claim_token) for h in self._held.values() if h.stop_reason is None]
         if not held:
             return
