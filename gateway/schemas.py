@@ -54,10 +54,10 @@ def spawn_request_schema(task_types: Collection[str]) -> SpawnRequestSchema:
     """The spawn body's schema for these task types, to build once and reuse: its own class
     with its own `task_type` field, so no validator is shared with (or added to) another
     instance's. The OpenAPI document lists the types from it."""
-    task_type = fields.String(
-        required=True,
-        validate=validate.OneOf(task_types, error="Unknown task type; one of: {choices}"),
-    )
+    error = "Unknown task type; one of: {choices}"
+    if not task_types:
+        error = "Unknown task type; none is catalogued yet (no runner has started)"
+    task_type = fields.String(required=True, validate=validate.OneOf(task_types, error=error))
     schema_class = type("SpawnRequestSchema", (SpawnRequestSchema,), {"task_type": task_type})
     return cast(SpawnRequestSchema, schema_class())
 

@@ -275,3 +275,16 @@ async def test_the_reaper_names_a_type_it_does_not_serve_by_its_catalogued_label
 async def spawn_row(store: TaskStore, member: IssuedToken, task_type: str) -> UUID:
     task = await store.insert_task(workspace_id=member.workspace_id, task_type=task_type, params={})
     return task.id
+
+
+async def test_before_any_runner_started_every_type_is_unknown(
+    api: Any, db: Database, member: IssuedToken
+) -> None:
+    await db.fetch_all("DELETE FROM task_types")
+    response = await spawn(api, member.token, "research")
+    assert response.status == 422
+    assert (await response.json())["fields"]["task_type"] == [
+        "Unknown task type; none is catalogued yet (no runner has started)"
+    ]
+    listing = await (await api.get("/api/task-types", headers=bearer(member.token))).json()
+    assert listing == {"task_types": []}
