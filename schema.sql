@@ -151,6 +151,8 @@ CREATE TABLE IF NOT EXISTS task_types (
     max_attempts   integer     NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     last_served_at timestamptz NOT NULL DEFAULT now()
 );
+-- Where the type came in its runner's registration order: how lists show the types.
+ALTER TABLE task_types ADD COLUMN IF NOT EXISTS position integer NOT NULL DEFAULT 0;
 
 -- Access taken away (a token revoked or its expiry moved, a member removed, a service's grant
 -- or token deleted) is announced at commit, whoever changes it and however: every gateway

@@ -3,7 +3,8 @@
 Servers not named by DATABASE_URL / REDIS_URL are embedded under `.run/`
 (see `cli.embedded`); the schema is applied, a demo token is issued, and the
 runner and the gateway (with the demo page) run until Ctrl-C, which stops
-everything this command started.
+everything this command started. Every type the runner loads (RUNNER_TASK_MODULES) is
+catalogued before the gateway starts, so the gateway accepts it at once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ async def _serve(settings: Settings, banner: str) -> None:
     """Runner and gateway side by side, `banner` printed once both run; the first Ctrl-C
     stops both gracefully, a second skips the runner's grace."""
     async with connected_runner(settings) as runner:
+        # Its types catalogued before the banner: the gateway accepts each of them at once.
+        await runner.publish_catalogue()
         gateway = await gateway_server.start(settings, demo=True)
         running = asyncio.create_task(runner.run(), name="dev-runner")
         print(banner, flush=True)

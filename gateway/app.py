@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway import access, browsers, cors, health, limits, malformed, metrics, openapi, sse, views
 from gateway.access_log import access_log_middleware, echo_request_id
+from gateway.catalogue import TaskTypeCatalogue
 from gateway.cluster import ClusterDispatcher
 from gateway.direct_write import DirectWrite
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
@@ -19,6 +20,7 @@ from gateway.errors import error_middleware
 from gateway.idle import IdleSweeper
 from gateway.keys import (
     ACCESS_CHANGES,
+    CATALOGUE,
     CLIENT_ADDRESSES,
     DIRECT_WRITE,
     DISPATCHER,
@@ -29,7 +31,6 @@ from gateway.keys import (
     PUBLISHER,
     REDIS,
     SETTINGS,
-    SPAWN_SCHEMA,
     STREAM_ACCESS,
     STREAM_STATS,
     STREAMS,
@@ -37,7 +38,6 @@ from gateway.keys import (
 )
 from gateway.remote import ClientAddresses
 from gateway.revocation import AccessChanges
-from gateway.schemas import spawn_request_schema
 from gateway.store import GatewayStore
 from gateway.stream import StreamStats
 from taskstate.cancellation import cancel_and_wait
@@ -61,6 +61,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
+    app[CATALOGUE] = TaskTypeCatalogue(
+        db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
+    )
     yield
     await db.close()
 
@@ -124,7 +127,6 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     )
     app[SETTINGS] = settings
     app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
-    app[SPAWN_SCHEMA] = spawn_request_schema(settings.task_types)
     limits.setup(app, settings)
     app[STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
@@ -136,6 +138,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.cleanup_ctx.extend([_database, _redis, _idle_sweeper])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)
+    app.router.add_get("/api/task-types", views.task_types, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)

@@ -1,6 +1,6 @@
 """The demo page (dev mode only: `create_app(settings, demo=True)`; production never serves it).
 
-`GET /` and `GET /demo` serve one page that spawns the built-in task types and follows each
+`GET /` and `GET /demo` serve one page that spawns the catalogued task types and follows each
 with the spec's JavaScript client (EventSource with credentials). Visiting the page signs the
 browser in: the session cookie gets a token of user `demo` in workspace `demo`, minted once and
 reused while it stays valid. The page's script and style are files in `demo_static/`, served
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
-from gateway.keys import DEMO_TEMPLATE, GATEWAY_STORE, SETTINGS, TASK_STORE
+from gateway.catalogue import TaskType
+from gateway.keys import CATALOGUE, DEMO_TEMPLATE, GATEWAY_STORE, SETTINGS, TASK_STORE
 from taskstate.accounts import AccountStore
 from taskstate.tokens import hash_token
 
@@ -44,15 +45,14 @@ PACES: tuple[tuple[str, str], ...] = (
     ("5", "Very slow — 5 s a step"),
 )
 
-#: Where each built-in type can be told to fail (`params.fail_at`): the step names of
-#: runner/builtin.py. The gateway never imports the runner, so they are repeated here;
-#: tests/integration/test_demo_page.py keeps the two equal.
-BUILTIN_FAIL_POINTS: Mapping[str, tuple[str, ...]] = {
-    "validation_kit": ("assumption_map", "research_plan", "interview_guide"),
-    "fs_research": ("starting", "phase_1", "phase_1_complete", "phase_2", "phase_2_complete"),
-    "research": ("gathering", "reading", "writing"),
-    "synthesis": ("collecting", "clustering", "drafting"),
-}
+
+def fail_points(task_type: TaskType) -> list[str]:
+    """Where a type can be told to fail: the choices its params schema gives `fail_at` (the
+    built-in types' step names, runner/builtin.py); none for a type without one."""
+    properties = task_type.params_schema.get("properties")
+    fail_at = properties.get("fail_at") if isinstance(properties, Mapping) else None
+    choices = fail_at.get("enum") if isinstance(fail_at, Mapping) else None
+    return [str(c) for c in choices] if isinstance(choices, list) else []
 
 
 # The page may load only its own files and talk only to its own origin.
@@ -87,7 +87,8 @@ async def page(request: web.Request) -> web.Response:
             workspace=DEMO_WORKSPACE, user=DEMO_USER, expires_in_s=DEMO_SESSION_S
         )
         new_token, workspace_id = issued.token, issued.workspace_id
-    body = render(request.app[DEMO_TEMPLATE], settings.task_types, workspace_id)
+    catalogue = await request.app[CATALOGUE].current()
+    body = render(request.app[DEMO_TEMPLATE], list(catalogue.types.values()), workspace_id)
     response = web.Response(text=body, content_type="text/html", headers=_PAGE_HEADERS)
     if new_token is not None:
         response.set_cookie(
@@ -118,15 +119,16 @@ async def _session_workspace(request: web.Request, token: str) -> UUID | None:
     return workspace_id
 
 
-def render(template: str, task_types: tuple[str, ...], workspace_id: UUID) -> str:
-    """The page: the template with the task types, the paces and the script's settings."""
+def render(template: str, task_types: Sequence[TaskType], workspace_id: UUID) -> str:
+    """The page: the template with the task types (the catalogue's), the paces and the
+    script's settings."""
     config: dict[str, Any] = {
         "workspace_id": str(workspace_id),
-        "task_types": list(task_types),
-        "fail_points": {t: list(BUILTIN_FAIL_POINTS.get(t, ())) for t in task_types},
+        "task_types": [t.name for t in task_types],
+        "fail_points": {t.name: fail_points(t) for t in task_types},
     }
     type_options = "\n".join(
-        f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in task_types
+        f'<option value="{html.escape(t.name)}">{html.escape(t.label)}</option>' for t in task_types
     )
     pace_options = "\n".join(
         f'<option value="{value}">{html.escape(label)}</option>' for value, label in PACES

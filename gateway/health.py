@@ -6,6 +6,8 @@ not ready (503). Redis is reported but never makes it unready: without it stream
 PostgreSQL, so the gateway is only "degraded". On a Redis Cluster the subscription is up while
 every channel's shard is connected, and `shards` counts the shards up and down (a primary that
 failed over to its replica is no longer a shard).
+`warnings` names task types whose pending tasks
+no live runner serves: worth an alert, but this gateway can still do its job.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.catalogue import TaskTypeCatalogue
 from gateway.cluster import ClusterDispatcher
 from gateway.errors import json_response
-from gateway.keys import DISPATCHER, REDIS, TASK_STORE
+from gateway.keys import CATALOGUE, DISPATCHER, REDIS, TASK_STORE
 
 #: Each dependency's answer must come within this; a check never outlasts a prober's timeout.
 READY_TIMEOUT_S = 1.0
@@ -31,9 +34,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    postgres, redis = await asyncio.gather(
+    postgres, redis, warnings = await asyncio.gather(
         _probe(app[TASK_STORE].db.fetch_one("SELECT 1")),
         _probe(app[REDIS].ping()),
+        _unserved_warnings(app[CATALOGUE]),
     )
     dispatcher = app[DISPATCHER]
     redis["subscription"] = "up" if dispatcher.available else "down"
@@ -46,7 +50,20 @@ async def readyz(request: web.Request) -> web.Response:
         status, code = "degraded", 200
     else:
         status, code = "ready", 200
-    return json_response({"status": status, "postgres": postgres, "redis": redis}, status=code)
+    return json_response(
+        {"status": status, "postgres": postgres, "redis": redis, "warnings": warnings},
+        status=code,
+    )
+
+
+async def _unserved_warnings(catalogue: TaskTypeCatalogue) -> list[dict[str, Any]]:
+    """A warning per type with pending tasks no live runner serves; none when unknown."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            unserved = await catalogue.unserved()
+    except Exception:  # PostgreSQL down or slow: the probe above reports it
+        return []
+    return [u.warning() for u in unserved]
 
 
 async def _probe(check: Awaitable[Any]) -> dict[str, Any]:

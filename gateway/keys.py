@@ -20,14 +20,15 @@ from taskstate.store import TaskStore
 
 if TYPE_CHECKING:
     from gateway.access import StreamAccess
+    from gateway.catalogue import TaskTypeCatalogue
     from gateway.direct_write import DirectWrite
     from gateway.dispatcher import Dispatcher
     from gateway.idle import IdleSweeper
     from gateway.limits import LimitStats, RateLimiter, StreamSlots
     from gateway.metrics import GatewayMetrics
+    from gateway.openapi import OpenApiDocument
     from gateway.remote import ClientAddresses
     from gateway.revocation import AccessChanges
-    from gateway.schemas import SpawnRequestSchema
     from gateway.stream import ProgressStream, StreamStats
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -55,8 +56,8 @@ SPAWN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("spawn_limiter")
 AUTH_FAILURE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("auth_failure_limiter")
 #: GATEWAY_TRUSTED_PROXIES, parsed: who the client is behind a proxy (gateway.remote).
 CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
-#: The spawn body's schema, built once per app (gateway.schemas.spawn_request_schema).
-SPAWN_SCHEMA: web.AppKey[SpawnRequestSchema] = web.AppKey("spawn_schema")
+#: The task types spawn accepts, with their params schemas (the runners' catalogue).
+CATALOGUE: web.AppKey[TaskTypeCatalogue] = web.AppKey("catalogue")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
-OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+OPENAPI_DOCUMENT: web.AppKey[OpenApiDocument] = web.AppKey("openapi_document")
 DEMO_TEMPLATE = web.AppKey("demo_template", str)

@@ -4,7 +4,8 @@ Most numbers already exist as plain counters on the streams' and the
 dispatcher's stats objects; a custom collector reads them at scrape time, so
 the per-event path pays nothing for metrics. Only what has no counter yet is
 recorded directly: stream opens by result (once per request, when the answer's
-headers go out) and database query latency (through `Database`'s `on_query`).
+headers go out) and database query latency (through `Database`'s `on_query`). Pending tasks of
+types no live runner serves are read from PostgreSQL by each scrape, before collecting.
 The registry is per app, never prometheus_client's global one: tests run
 several gateways in one process.
 """
@@ -32,9 +33,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import keys
+from gateway.catalogue import UnservedType
 from gateway.cluster import ClusterDispatcher
 from gateway.dispatcher import Dispatcher
-from gateway.keys import DISPATCHER, LIMIT_STATS, METRICS
+from gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from gateway.limits import LimitStats
 from gateway.stream import ProgressStream
 from taskstate.metrics import db_query_histogram
@@ -85,6 +87,26 @@ class StreamCollector(Collector):
             )
         if dispatcher is not None:
             yield from _dispatcher_metrics(dispatcher)
+        catalogue = self._app.get(CATALOGUE)
+        yield from _unserved_metrics(catalogue.unserved_last if catalogue is not None else [])
+
+
+def _unserved_metrics(unserved: list[UnservedType]) -> Iterator[Metric]:
+    pending = GaugeMetricFamily(
+        "praxiom_gateway_unserved_pending_tasks",
+        "Pending tasks of a type no live runner serves (they wait until one does)",
+        labels=["task_type"],
+    )
+    oldest = GaugeMetricFamily(
+        "praxiom_gateway_unserved_oldest_pending_seconds",
+        "Age of the oldest pending task of a type no live runner serves",
+        labels=["task_type"],
+    )
+    for entry in unserved:
+        pending.add_metric([entry.task_type], entry.pending)
+        oldest.add_metric([entry.task_type], entry.oldest_pending_s)
+    yield pending
+    yield oldest
 
 
 def _stream_metrics(app: web.Application, dispatcher: Dispatcher | None) -> Iterator[Metric]:
@@ -262,6 +284,13 @@ async def _count_stream_open(request: web.Request, response: web.StreamResponse)
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    catalogue = request.app.get(CATALOGUE)
+    if catalogue is not None:
+        try:
+            async with asyncio.timeout(1.0):
+                await catalogue.unserved()
+        except Exception:  # PostgreSQL down or slow: the last answer is shown
+            pass
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -3,12 +3,15 @@
 Request and response bodies come from the schemas the handlers really use (`gateway.schemas`,
 `taskstate.payloads`), so the document cannot drift from what is validated and sent; what is
 written here by hand is only what a schema cannot say: paths, statuses, headers and the
-stream's framing. Served at `GET /api/openapi.json`, without auth.
+stream's framing. Served at `GET /api/openapi.json`, without auth; built from the task-type
+catalogue as it is when served (each type's params: `gateway.openapi_params`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -16,17 +19,22 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from gateway.keys import OPENAPI_DOCUMENT
+from gateway.catalogue import TaskType
+from gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
+from gateway.openapi_params import add_task_params
 from gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
     HealthSchema,
     ReadinessSchema,
     SpawnedTaskSchema,
+    SpawnRequestSchema,
     StorableJsonObject,
     TaskRecordSchema,
+    TaskTypesSchema,
     spawn_request_schema,
 )
+from taskstate.errors import StoreUnavailable
 from taskstate.payloads import TaskPayloadSchema
 from taskstate.settings import Settings
 
@@ -134,6 +142,18 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "content": _json("SpawnedTask"),
                     },
                     **_errors(400, 401, 403, 408, 413, 422, 429, 503),
+                },
+            }
+        },
+        "/api/task-types": {
+            "get": {
+                "operationId": "listTaskTypes",
+                "summary": "The task types spawn accepts, their params schemas, and whether a "
+                "live runner serves each.",
+                "security": _AUTH,
+                "responses": {
+                    "200": {"description": "The catalogue.", "content": _json("TaskTypes")},
+                    **_errors(401, 503),
                 },
             }
         },
@@ -280,8 +300,8 @@ def _storable_json(
     return {}
 
 
-def build(settings: Settings) -> dict[str, Any]:
-    """The document for a gateway with these settings (they decide the accepted task types)."""
+def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, Any]:
+    """The document for a gateway with these settings accepting these catalogued types."""
     marshmallow = MarshmallowPlugin()
     spec = APISpec(
         title="praxiom-progress gateway",
@@ -302,7 +322,8 @@ def build(settings: Settings) -> dict[str, Any]:
     for name, schema in (
         ("TaskPayload", TaskPayloadSchema),
         ("TaskRecord", TaskRecordSchema),
-        ("SpawnRequest", spawn_request_schema(settings.task_types)),
+        ("SpawnRequest", _spawn_request(task_types)),
+        ("TaskTypes", TaskTypesSchema),
         ("SpawnedTask", SpawnedTaskSchema),
         ("Error", ErrorSchema),
         ("Conflict", ConflictSchema),
@@ -312,7 +333,15 @@ def build(settings: Settings) -> dict[str, Any]:
         spec.components.schema(name, schema=schema)
     for path, operations in {**_task_operations(), **_service_operations()}.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    add_task_params(document, task_types)
+    return document
+
+
+def _spawn_request(task_types: Sequence[TaskType]) -> SpawnRequestSchema:
+    if not task_types:  # none catalogued yet: no enum (an empty one would accept nothing)
+        return SpawnRequestSchema()
+    return spawn_request_schema([t.name for t in task_types])
 
 
 def _package_version() -> str:
@@ -322,10 +351,39 @@ def _package_version() -> str:
         return "0"
 
 
+class OpenApiDocument:
+    """The served document, rebuilt only when the catalogued types it shows change."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._types: tuple[TaskType, ...] = ()
+        self._body = self._build(())
+
+    def body(self, task_types: Sequence[TaskType]) -> bytes:
+        shown = tuple(replace(t, served=False, timeout_s=0.0) for t in task_types)
+        if shown != self._types:
+            self._types, self._body = shown, self._build(shown)
+        return self._body
+
+    @property
+    def last(self) -> bytes:
+        return self._body
+
+    def _build(self, task_types: Sequence[TaskType]) -> bytes:
+        return json.dumps(build(self._settings, task_types), separators=(",", ":")).encode()
+
+
 def setup(app: web.Application, settings: Settings) -> None:
-    app[OPENAPI_DOCUMENT] = json.dumps(build(settings), separators=(",", ":")).encode()
+    app[OPENAPI_DOCUMENT] = OpenApiDocument(settings)
     app.router.add_get(PATH, serve)
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")
+    """The document with the types catalogued now (without PostgreSQL: the last ones seen)."""
+    document = request.app[OPENAPI_DOCUMENT]
+    try:
+        catalogue = await request.app[CATALOGUE].current()
+        body = document.body(tuple(catalogue.types.values()))
+    except StoreUnavailable:
+        body = document.last
+    return web.Response(body=body, content_type="application/json")

@@ -54,10 +54,10 @@ def spawn_request_schema(task_types: Collection[str]) -> SpawnRequestSchema:
     """The spawn body's schema for these task types, to build once and reuse: its own class
     with its own `task_type` field, so no validator is shared with (or added to) another
     instance's. The OpenAPI document lists the types from it."""
-    task_type = fields.String(
-        required=True,
-        validate=validate.OneOf(task_types, error="Unknown task type; one of: {choices}"),
-    )
+    error = "Unknown task type; one of: {choices}"
+    if not task_types:
+        error = "Unknown task type; none is catalogued yet (no runner has started)"
+    task_type = fields.String(required=True, validate=validate.OneOf(task_types, error=error))
     schema_class = type("SpawnRequestSchema", (SpawnRequestSchema,), {"task_type": task_type})
     return cast(SpawnRequestSchema, schema_class())
 
@@ -132,14 +132,46 @@ class RedisDependencySchema(DependencySchema):
     subscription = fields.String(required=True, validate=validate.OneOf(["up", "down"]))
 
 
+class UnservedWarningSchema(Schema):
+    """Pending tasks of a type no live runner serves: they wait until one does."""
+
+    task_type = fields.String(required=True)
+    pending = fields.Integer(required=True, validate=validate.Range(min=1))
+    oldest_pending_s = fields.Float(required=True, validate=validate.Range(min=0))
+    message = fields.String(required=True)
+
+
 class ReadinessSchema(Schema):
-    """`GET /readyz`: ready, degraded (Redis down; streams poll) or unavailable (PostgreSQL)."""
+    """`GET /readyz`: ready, degraded (Redis down; streams poll) or unavailable (PostgreSQL).
+    `warnings` never change the status: pending tasks of types no live runner serves."""
 
     status = fields.String(
         required=True, validate=validate.OneOf(["ready", "degraded", "unavailable"])
     )
     postgres = fields.Nested(DependencySchema, required=True)
     redis = fields.Nested(RedisDependencySchema, required=True)
+    warnings = fields.List(fields.Nested(UnservedWarningSchema), required=True)
+
+
+class TaskTypeSchema(Schema):
+    """One task type of the catalogue the runners write."""
+
+    name = fields.String(required=True)
+    label = fields.String(required=True)
+    served = fields.Boolean(
+        required=True, metadata={"description": "A live runner serves it (RUNNER_STALE_AFTER)."}
+    )
+    timeout_s = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    description = fields.String(required=True)
+    params_schema = fields.Dict(
+        required=True, metadata={"description": "The JSON Schema (2020-12) of its params."}
+    )
+
+
+class TaskTypesSchema(Schema):
+    """`GET /api/task-types`."""
+
+    task_types = fields.List(fields.Nested(TaskTypeSchema), required=True)
 
 
 _record_schema = TaskRecordSchema()
@@ -158,6 +190,7 @@ __all__ = [
     "SpawnRequestSchema",
     "SpawnedTaskSchema",
     "TaskRecordSchema",
+    "TaskTypesSchema",
     "spawn_request_schema",
     "task_record",
 ]

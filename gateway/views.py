@@ -1,4 +1,4 @@
-"""The JSON endpoints: spawn, status, the canonical record, cancel."""
+"""The JSON endpoints: spawn, status, the canonical record, cancel, the task types."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from gateway.auth import authenticate, authorize, parse_task_id, token_hash
 from gateway.decision import Decision
 from gateway.errors import ApiError, json_response, refusal
 from gateway.keys import (
+    CATALOGUE,
     GATEWAY_STORE,
     PUBLISHER,
     SETTINGS,
     SPAWN_LIMITER,
-    SPAWN_SCHEMA,
     TASK_STORE,
 )
 from gateway.schemas import task_record
@@ -74,12 +74,7 @@ async def spawn(request: web.Request) -> web.Response:
     digest = token_hash(request, app[SETTINGS].session_cookie_name)
     principal = await authenticate(app[GATEWAY_STORE], digest, write=True)
     app[SPAWN_LIMITER].take(principal.caller.key)
-    try:
-        spec = app[SPAWN_SCHEMA].load(await _json_body(request))
-    except ValidationError as exc:
-        raise ApiError(
-            422, "VALIDATION_ERROR", "The request body is not valid", fields=exc.messages
-        ) from exc
+    spec = await _spawn_spec(app, await _json_body(request))
     decision, workspace_id = principal.workspace_for(spec["workspace_id"])
     if decision is not Decision.ALLOWED or workspace_id is None:
         raise refusal(decision)
@@ -97,6 +92,37 @@ async def spawn(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/api/tasks/{payload['id']}"},
     )
+
+
+async def _spawn_spec(app: web.Application, body: Any) -> dict[str, Any]:
+    """The loaded body: a task type of the catalogue (422 naming the known ones otherwise),
+    with params its JSON Schema accepts (422 with every field error otherwise)."""
+    requested = body.get("task_type") if isinstance(body, dict) else None
+    catalogue = await app[CATALOGUE].current(requested if isinstance(requested, str) else None)
+    try:
+        spec: dict[str, Any] = catalogue.spawn_schema.load(body)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "VALIDATION_ERROR", "The request body is not valid", fields=exc.messages
+        ) from exc
+    errors = catalogue.params_errors(spec["task_type"], spec["params"])
+    if errors:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"The params are not valid for task type {spec['task_type']}",
+            fields=errors,
+        )
+    return spec
+
+
+async def task_types(request: web.Request) -> web.Response:
+    """`GET /api/task-types`: what may be spawned, whether a live runner serves it, and its
+    params schema (any valid token may read it)."""
+    app = request.app
+    await authenticate(app[GATEWAY_STORE], token_hash(request, app[SETTINGS].session_cookie_name))
+    catalogue = await app[CATALOGUE].current()
+    return json_response({"task_types": [t.listing() for t in catalogue.types.values()]})
 
 
 async def _insert_and_publish(

@@ -1,11 +1,13 @@
 """Built-in task types. They are simulations: they walk the spec's phases, sleep, and return
 made-up documents, so the whole system can be demonstrated and tested end to end.
 
-Params every built-in type accepts:
+Params every built-in type accepts (its params schema, `builtin_params`, says the same to
+the gateway, through the catalogue):
 - `step_seconds` (number, default 2): how long each phase takes;
 - `fail_at` (a step name): fail there, after reporting that step, as a real task might;
 - `company` (string, optional): named in the summary.
-Real deployments register their own handlers instead (see the README).
+Other keys are let through. This module is the one place the built-in types and their labels
+are defined. Real deployments register their own handlers instead (see the README).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
+
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from runner.handlers import HandlerRegistry, TaskContext, TaskFailed, TaskResult
 
@@ -146,8 +150,39 @@ synthesis = simulated(
 )
 
 
+class SimulationParams(Schema):
+    """The params every simulated type takes; `builtin_params` adds its own `fail_at`."""
+
+    class Meta:
+        unknown = INCLUDE  # the simulations ignore keys they do not know
+
+    step_seconds = fields.Float(
+        validate=validate.Range(min=0, max=MAX_STEP_SECONDS),
+        metadata={"description": "How long each phase takes, in seconds (default 2)."},
+    )
+    company = fields.String(metadata={"description": "Named in the summary."})
+
+
+def builtin_params(task_type: str, steps: Sequence[Step]) -> type[Schema]:
+    """The params schema of a simulated type: `fail_at` names one of its steps."""
+    fail_at = fields.String(
+        validate=validate.OneOf([step.name for step in steps]),
+        metadata={"description": "Fail at this step, after reporting it."},
+    )
+    name = task_type.title().replace("_", "") + "Params"
+    return type(name, (SimulationParams,), {"fail_at": fail_at})
+
+
 def register(registry: HandlerRegistry) -> None:
-    registry.register("validation_kit", validation_kit)
-    registry.register("fs_research", fs_research)
-    registry.register("research", research)
-    registry.register("synthesis", synthesis)
+    for task_type, label, run, steps, description in (
+        ("validation_kit", "Validation Kit", validation_kit, VALIDATION_KIT_STEPS,
+         "Simulated: an assumption map, a research plan and an interview guide."),
+        ("fs_research", "FS-Research", fs_research, FS_RESEARCH_STEPS,
+         "Simulated: a two-phase research report."),
+        ("research", "Research", research, RESEARCH_STEPS,
+         "Simulated: gathers, reads and writes up sources."),
+        ("synthesis", "Synthesis", synthesis, SYNTHESIS_STEPS,
+         "Simulated: clusters inputs into themes and drafts a synthesis."),
+    ):  # fmt: skip
+        params = builtin_params(task_type, steps)
+        registry.register(task_type, run, label=label, description=description, params=params)

@@ -27,12 +27,11 @@ _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _MAX_PHASE_LENGTH = 100
 _MAX_MESSAGE_LENGTH = 2000
 
-#: Labels the spec spells out; any other type is title-cased (`deep_dive` → `Deep Dive`).
-KNOWN_LABELS: Mapping[str, str] = {"validation_kit": "Validation Kit", "fs_research": "FS-Research"}
-
 
 def task_label(task_type: str) -> str:
-    return KNOWN_LABELS.get(task_type) or task_type.replace("_", " ").title()
+    """The label of a type registered without one: `deep_dive` → `Deep Dive`. (The built-in
+    types register theirs, `FS-Research` among them, in runner/builtin.py.)"""
+    return task_type.replace("_", " ").title()
 
 
 def timeout_error(label: str, timeout_s: float) -> str:

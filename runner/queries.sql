@@ -110,14 +110,17 @@ SELECT held.id FROM held WHERE held.id NOT IN (SELECT id FROM beat);
 
 -- find_stale --
 -- Running tasks whose runner stopped beating, or that are past their deadline
--- (timeout plus a grace), whoever holds them.
-SELECT id, claim_token, task_type, timeout_s, runner_id,
-       started_at + make_interval(secs => timeout_s + %(grace_s)s) < now() AS past_deadline
-  FROM background_tasks
- WHERE status = 'running'
-   AND (heartbeat_at < now() - make_interval(secs => %(stale_after_s)s)
-        OR started_at + make_interval(secs => timeout_s + %(grace_s)s) < now())
- ORDER BY heartbeat_at
+-- (timeout plus a grace), whoever holds them; with the type's catalogued label (NULL when
+-- it is not catalogued), for a type the reaping runner does not serve itself.
+SELECT t.id, t.claim_token, t.task_type, t.timeout_s, t.runner_id,
+       t.started_at + make_interval(secs => t.timeout_s + %(grace_s)s) < now() AS past_deadline,
+       tt.label
+  FROM background_tasks t
+  LEFT JOIN task_types tt ON tt.name = t.task_type
+ WHERE t.status = 'running'
+   AND (t.heartbeat_at < now() - make_interval(secs => %(stale_after_s)s)
+        OR t.started_at + make_interval(secs => t.timeout_s + %(grace_s)s) < now())
+ ORDER BY t.heartbeat_at
  LIMIT %(limit)s;
 
 -- reap_task --
@@ -126,3 +129,23 @@ UPDATE background_tasks
    SET status = 'failed', error = %(error)s, completed_at = now()
  WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
 RETURNING *;
+
+-- record_task_types --
+-- The catalogue: every type this runner serves (`types`, a JSON array of entries), with
+-- last_served_at = now() and its place in the runner's registration order; the newest
+-- writer's label, timeout and schema win.
+INSERT INTO task_types AS tt
+       (name, label, description, timeout_s, params_schema, max_attempts, position,
+        last_served_at)
+SELECT e.name, e.label, e.description, e.timeout_s, e.params_schema, e.max_attempts,
+       e.n - 1, now()
+  FROM ROWS FROM (jsonb_to_recordset(%(types)s::jsonb)
+                  AS (name text, label text, description text, timeout_s double precision,
+                      params_schema jsonb, max_attempts integer)) WITH ORDINALITY
+       AS e (name, label, description, timeout_s, params_schema, max_attempts, n)
+ ORDER BY e.name
+    ON CONFLICT (name) DO UPDATE
+   SET label = EXCLUDED.label, description = EXCLUDED.description,
+       timeout_s = EXCLUDED.timeout_s, params_schema = EXCLUDED.params_schema,
+       max_attempts = EXCLUDED.max_attempts, position = EXCLUDED.position,
+       last_served_at = EXCLUDED.last_served_at;

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from runner.batch import Report
+from runner.catalogue import CatalogueEntry
 from taskstate.channels import TASK_PENDING_NOTIFY
 from taskstate.db import Database, Notifications, jsonb
 from taskstate.models import Task
@@ -30,6 +31,7 @@ class StaleTask:
     timeout_s: float
     runner_id: str
     past_deadline: bool
+    label: str | None = None  # the catalogue's; None when the type is not catalogued
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StaleTask:
@@ -40,6 +42,7 @@ class StaleTask:
             row["timeout_s"],
             row["runner_id"],
             row["past_deadline"],
+            row["label"],
         )
 
 
@@ -159,6 +162,12 @@ class RunnerStore:
             QUERIES["reap_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
         )
         return _task(row)
+
+    async def record_task_types(self, entries: Sequence[CatalogueEntry]) -> None:
+        """Write this runner's types to the catalogue, marking them served now."""
+        await self.db.fetch_all(
+            QUERIES["record_task_types"], {"types": jsonb([e.as_json() for e in entries])}
+        )
 
 
 def _task(row: Mapping[str, Any] | None) -> Task | None:

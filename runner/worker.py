@@ -1,8 +1,8 @@
 """The runner: claims tasks and hands each to `runner.execution`; stops them when they are
 withdrawn or when it shuts down.
 
-One claim loop and three side loops (LISTEN, heartbeat, reaper). Every write
-to a task goes through `RunnerStore`, guarded by the claim token, and is
+One claim loop and four side loops (LISTEN, heartbeat, reaper, the task-type catalogue).
+Every write to a task goes through `RunnerStore`, guarded by the claim token, and is
 published only after it has committed (`runner.writer`).
 """
 
@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from runner.backoff import Backoff
 from runner.batch import ProgressBatcher
+from runner.catalogue import catalogue_entries
 from runner.execution import HeldTask, RunnerStats, StopReason, TaskExecutor
 from runner.handlers import HandlerRegistry, timeout_error
 from runner.hooks import run_hooks
@@ -89,6 +90,7 @@ class Runner:
         self._max_attempts = {t: h.max_attempts for t in registry if (h := registry.get(t))}
         # Loop times at which retries this runner let go become due: it wakes to claim them.
         self._retries_due: list[float] = []
+        self._catalogue = catalogue_entries(registry, self._timeouts)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -135,6 +137,10 @@ class Runner:
             self.settings.runner_concurrency,
             extra={"action": "runner_started"},
         )
+        try:
+            await self.publish_catalogue()
+        except StoreUnavailable as exc:  # the heartbeat writes it again once PostgreSQL is back
+            log.warning("catalogue not written: %s", exc, extra={"action": "catalogue_skipped"})
         side = [
             asyncio.create_task(self._listen(), name="runner-listen"),
             asyncio.create_task(
@@ -144,6 +150,14 @@ class Runner:
             asyncio.create_task(
                 self._every(self.settings.runner_reaper_interval_s, self._reap, "reaper"),
                 name="runner-reaper",
+            ),
+            # At the heartbeat's cadence, but on its own: a failing write here never
+            # delays a heartbeat.
+            asyncio.create_task(
+                self._every(
+                    self.settings.runner_heartbeat_interval_s, self.publish_catalogue, "catalogue"
+                ),
+                name="runner-catalogue",
             ),
         ]
         try:
@@ -282,6 +296,10 @@ class Runner:
             except Exception:
                 log.exception("%s failed", name, extra={"action": f"{name}_error"})
 
+    async def publish_catalogue(self) -> None:
+        """Record the types this runner serves, as served now (at start, on every beat)."""
+        await self.store.record_task_types(self._catalogue)
+
     async def _beat(self) -> None:
         held = [(h.task_id, h.claim_token) for h in self._held.values() if h.stop_reason is None]
         if not held:
@@ -313,7 +331,10 @@ class Runner:
         """Fail a stale task for its lost runner; None when another runner reaped it, or its
         owner finished it, first."""
         if stale.past_deadline:
-            error = timeout_error(self.registry.label_for(stale.task_type), stale.timeout_s)
+            label = self.registry.label_for(stale.task_type)
+            if stale.task_type not in self.registry and stale.label:
+                label = stale.label  # another runner's type: the catalogue has its label
+            error = timeout_error(label, stale.timeout_s)
         else:
             error = runner_lost_error(self.settings.runner_stale_after_s)
         task = await self.store.reap_task(

@@ -249,7 +249,8 @@ class Settings:
     # A message more versions ahead of what a stream has sent than this is checked against
     # PostgreSQL before anything is sent (a forged publish must not end or block a stream).
     sse_max_version_jump: int = 10_000
-    task_types: tuple[str, ...] = ("validation_kit", "fs_research", "research", "synthesis")
+    # An allow-list of the catalogued task types spawn accepts; empty: every catalogued type.
+    task_types: tuple[str, ...] = ()
     # The runner.
     task_timeouts: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TASK_TIMEOUTS)
     runner_concurrency: int = 10

@@ -28,15 +28,19 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg2
+import psycopg2.extras
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from gateway.app import create_app
+from gateway.catalogue import TaskType as CataloguedType
 from gateway.server import make_runner
 from runner import builtin
+from runner.catalogue import catalogue_entries
 from runner.handlers import HandlerRegistry, TaskContext
+from runner.store import QUERIES as RUNNER_QUERIES
 from runner.store import RunnerStore
 from runner.worker import Runner
 from taskstate.accounts import AccountStore, IssuedToken
@@ -138,12 +142,38 @@ def scratch_database_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def clean_database(database_url: str) -> str:
+    """Every table emptied, then the built-in types catalogued, as a runner serving them once
+    left them (a gateway accepts a spawn only of a catalogued type)."""
     conn = psycopg2.connect(database_url)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} CASCADE")
+        record_builtin_catalogue(cur)
     conn.close()
     return database_url
+
+
+def builtin_task_types() -> list[CataloguedType]:
+    """The built-in types as a gateway reads them from the catalogue `record_builtin_catalogue`
+    wrote (the order, labels and params schemas; `served` aside)."""
+    registry = builtin_registry()
+    return [
+        CataloguedType(
+            e.name, e.label, e.description, e.timeout_s, e.params_schema, e.max_attempts, True
+        )
+        for e in catalogue_entries(registry, registry.timeouts(Settings()))
+    ]
+
+
+def record_builtin_catalogue(cur: Any) -> None:
+    """Write the built-in types to `task_types` with a psycopg2 cursor, through the runner's
+    own query and entries."""
+    registry = builtin_registry()
+    entries = catalogue_entries(registry, registry.timeouts(Settings()))
+    cur.execute(
+        RUNNER_QUERIES["record_task_types"],
+        {"types": psycopg2.extras.Json([e.as_json() for e in entries])},
+    )
 
 
 def fast_settings(database_url: str, **overrides: Any) -> Settings:

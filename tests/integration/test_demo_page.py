@@ -11,6 +11,7 @@ Set DEMO_SCREENSHOT=/some/file.png to keep a picture of the page taken mid-run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
@@ -349,17 +350,23 @@ def test_the_page_uses_the_spec_client_pattern() -> None:
     assert "source.close();" in script
 
 
-def test_the_fail_at_choices_are_the_builtin_step_names() -> None:
+async def test_the_page_offers_the_catalogued_types_and_their_fail_at_choices(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    """The page names no type itself: the types, their labels and where each can be told to
+    fail come from the catalogue (the built-in ones from runner/builtin.py's registration)."""
+    client = await aiohttp_client(create_app(settings, demo=True))
+    html = await (await client.get("/demo")).text()
+    config = json.loads(re.search(r'id="demo-config"[^>]*>(.*?)</script>', html, re.S)[1])
     steps = {
         "validation_kit": builtin.VALIDATION_KIT_STEPS,
         "fs_research": builtin.FS_RESEARCH_STEPS,
         "research": builtin.RESEARCH_STEPS,
         "synthesis": builtin.SYNTHESIS_STEPS,
     }
-    assert {name: tuple(s.name for s in st) for name, st in steps.items()} == dict(
-        demo.BUILTIN_FAIL_POINTS
-    )
-    assert set(demo.BUILTIN_FAIL_POINTS) == set(builtin_registry()) == set(Settings().task_types)
+    assert config["fail_points"] == {name: [s.name for s in st] for name, st in steps.items()}
+    assert config["task_types"] == list(builtin_registry())
+    assert '<option value="fs_research">FS-Research</option>' in html
 
 
 async def test_production_serves_no_demo_page(aiohttp_client: Any, settings: Settings) -> None:

@@ -46,6 +46,9 @@ async def test_dev_with_no_servers_named_runs_tasks_and_ctrl_c_leaves_nothing(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({"GATEWAY_PORT": str(port), "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"})
+    # A type of the application's own, loaded by dev's runner: no TASK_TYPES names it.
+    env["RUNNER_TASK_MODULES"] = "runner.builtin,tests.task_modules"
+    env.pop("TASK_TYPES", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli.main", "dev",
         cwd=tmp_path, env=env,
@@ -73,6 +76,19 @@ async def test_dev_with_no_servers_named_runs_tasks_and_ctrl_c_leaves_nothing(
                     return (await response.json())["status"] == "completed"
 
             await wait_for(completed, timeout_s=20)
+
+            # dev accepts every type its runner loaded, and refuses one no runner registered.
+            log = tmp_path / "recorded.log"
+            body = {"task_type": "recorded", "params": {"log": str(log)}}
+            async with session.post(f"{base}/spawn", json=body) as response:
+                assert response.status == 202, await response.text()
+                task_id = (await response.json())["task_id"]
+            await wait_for(completed, timeout_s=20)
+            assert task_id in log.read_text()
+            body = {"task_type": "never_registered", "params": {}}
+            async with session.post(f"{base}/spawn", json=body) as response:
+                assert response.status == 422
+                assert "recorded" in (await response.json())["fields"]["task_type"][0]
 
         started = time.monotonic()
         process.send_signal(signal.SIGINT)  # Ctrl-C

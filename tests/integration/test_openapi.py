@@ -32,8 +32,18 @@ from hypothesis import HealthCheck, settings
 
 from gateway import openapi
 from taskstate.settings import Settings
-from tests.conftest import REPO, TABLES, bearer, free_port, redis_url
+from tests.conftest import (
+    REPO,
+    TABLES,
+    bearer,
+    builtin_task_types,
+    free_port,
+    record_builtin_catalogue,
+    redis_url,
+)
 
+#: What the served gateway's catalogue holds (tests/conftest.py records them).
+BUILTIN_TYPES = builtin_task_types()
 #: Examples per operation: "a few hundred generated requests per endpoint".
 EXAMPLES = 300
 #: Operations whose inputs are so few that schemathesis runs out of distinct requests first.
@@ -100,6 +110,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} CASCADE")
+        record_builtin_catalogue(cur)
     conn.close()
     port = free_port()
     env = {
@@ -140,7 +151,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         print(f"requests per operation: {dict(counts)}")
         documented = {
             f"{method.upper()} {path}"
-            for path, operations in openapi.build(Settings())["paths"].items()
+            for path, operations in openapi.build(Settings(), BUILTIN_TYPES)["paths"].items()
             for method in operations
         }
         few = {
@@ -177,7 +188,7 @@ def _swap_task_id(case: Any, served: ServedGateway) -> None:
 # The document the gateway serves, built by the same function for the same settings (the
 # served one is checked to be identical). schemathesis's lazy `from_fixture` loader does not
 # work on pytest 9 (it sets `Function._nodeid`, which no longer exists).
-schema = schemathesis.openapi.from_dict(openapi.build(Settings()))
+schema = schemathesis.openapi.from_dict(openapi.build(Settings(), BUILTIN_TYPES))
 
 
 def test_the_gateway_serves_the_document_without_auth(served: ServedGateway) -> None:
@@ -185,7 +196,7 @@ def test_the_gateway_serves_the_document_without_auth(served: ServedGateway) -> 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     document = response.json()
-    assert document == openapi.build(Settings())
+    assert document == openapi.build(Settings(), BUILTIN_TYPES)
     assert document["openapi"] == "3.1.0"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from runner.batch import Report
+from runner.catalogue import CatalogueEntry
 from runner.store import StaleTask
 from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from taskstate.db import Notification
@@ -47,6 +48,8 @@ class FakeRunnerStore:
         #: (query name, its arguments), in the order the runner called them.
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.listening: list[FakeNotifications] = []
+        #: The `task_types` catalogue: each type's newest entry and when it was last served.
+        self.task_types: dict[str, tuple[CatalogueEntry, datetime]] = {}
         self._faults: dict[str, list[str]] = {}
 
     # -- what a test arranges ----------------------------------------------------------------
@@ -301,6 +304,12 @@ class FakeRunnerStore:
         if task is not None:
             task = self._write(task, status=TaskStatus.FAILED, error=error, completed_at=_now())
         return self._answer(fault, task)
+
+    async def record_task_types(self, entries: Sequence[CatalogueEntry]) -> None:
+        fault = await self._enter("record_task_types", names=[e.name for e in entries])
+        for entry in entries:
+            self.task_types[entry.name] = (entry, _now())
+        return self._answer(fault, None)
 
     # -- inside ------------------------------------------------------------------------------
 

@@ -132,7 +132,6 @@ def test_context_keeps_identity_and_params() -> None:
     ("task_type", "label"),
     [
         ("validation_kit", "Validation Kit"),
-        ("fs_research", "FS-Research"),
         ("synthesis", "Synthesis"),
         ("deep_dive", "Deep Dive"),
         ("research", "Research"),
@@ -140,6 +139,15 @@ def test_context_keeps_identity_and_params() -> None:
 )
 def test_task_label(task_type: str, label: str) -> None:
     assert task_label(task_type) == label
+
+
+def test_the_spec_labels_are_registered_by_the_builtin_module_only() -> None:
+    """`FS-Research` is not a title-cased name: runner/builtin.py registers it, and nothing
+    else in the runner knows it (the catalogue carries it to the gateway)."""
+    assert task_label("fs_research") == "Fs Research"
+    builtin = load_registry(("runner.builtin",))
+    assert builtin.label_for("fs_research") == "FS-Research"
+    assert builtin.label_for("validation_kit") == "Validation Kit"
 
 
 def test_timeout_error_matches_the_spec() -> None:
@@ -186,7 +194,6 @@ def test_get_and_label_for_unknown_types() -> None:
     registry = HandlerRegistry()
     assert registry.get("nope") is None
     assert "nope" not in registry
-    assert registry.label_for("fs_research") == "FS-Research"
     assert registry.label_for("deep_dive") == "Deep Dive"
 
 

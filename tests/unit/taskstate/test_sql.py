@@ -20,6 +20,7 @@ RUNNER_QUERIES = {
     "heartbeat",
     "find_stale",
     "reap_task",
+    "record_task_types",
 }
 
 
