@@ -77,6 +77,8 @@ def cluster_settings(settings: Settings, url: str, **changes: Any) -> Settings:
         redis_url=url,
         redis_cluster=True,
         runner_task_modules=("runner.builtin", "tests.task_modules"),
+        # Every report must arrive: the throttle would coalesce 0.2 s ticks, by design.
+        runner_progress_min_interval_s=0.0,
         **changes,
     )
 
