@@ -14,6 +14,7 @@ from gateway import access, browsers, cors, health, limits, malformed, metrics, 
 from gateway.access_log import access_log_middleware, echo_request_id
 from gateway.catalogue import TaskTypeCatalogue
 from gateway.cluster import ClusterDispatcher
+from gateway.dependencies import DependencyWatch
 from gateway.direct_write import DirectWrite
 from gateway.dispatcher import Dispatcher, ProgressDispatcher
 from gateway.errors import error_middleware
@@ -94,7 +95,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
-async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The tasks that run beside the requests: the idle sweeper, the access-change LISTEN,
+    and the dependency watch."""
     sweeper = IdleSweeper(
         app[STREAMS],
         app[GATEWAY_STORE],
@@ -103,11 +106,16 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
     )
     app[IDLE_SWEEPER] = sweeper
-    changes = AccessChanges(app[GATEWAY_STORE].db, sweeper)
+    db, redis = app[GATEWAY_STORE].db, app[REDIS]
+    changes = AccessChanges(db, sweeper)
     app[ACCESS_CHANGES] = changes
+    watch = DependencyWatch(
+        {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
+    )
     running = [
         asyncio.create_task(sweeper.run(), name="idle-sweeper"),
         asyncio.create_task(changes.run(), name="access-changes"),
+        asyncio.create_task(watch.run(), name="dependency-watch"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
@@ -135,7 +143,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)
     app.on_response_prepare.append(malformed.name_the_server)
-    app.cleanup_ctx.extend([_database, _redis, _idle_sweeper])
+    app.cleanup_ctx.extend([_database, _redis, _background])
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)

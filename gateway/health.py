@@ -35,8 +35,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     postgres, redis, warnings = await asyncio.gather(
-        _probe(app[TASK_STORE].db.fetch_one("SELECT 1")),
-        _probe(app[REDIS].ping()),
+        probe(app[TASK_STORE].db.fetch_one("SELECT 1")),
+        probe(app[REDIS].ping()),
         _unserved_warnings(app[CATALOGUE]),
     )
     dispatcher = app[DISPATCHER]
@@ -66,7 +66,7 @@ async def _unserved_warnings(catalogue: TaskTypeCatalogue) -> list[dict[str, Any
     return [u.warning() for u in unserved]
 
 
-async def _probe(check: Awaitable[Any]) -> dict[str, Any]:
+async def probe(check: Awaitable[Any]) -> dict[str, Any]:
     """`{"status": "up"|"down", "latency_ms": ...}`; why it is down, without any address."""
     started = time.perf_counter()
     try:
