@@ -20,6 +20,7 @@ from taskstate.accounts import AccountStore
 from taskstate.db import Database, migrate
 from taskstate.errors import SchemaMissing, StoreUnavailable
 from taskstate.logs import configure_logging
+from taskstate.resources import LoopComplaints, raise_open_files_limit
 from taskstate.settings import Settings, SettingsError, explicit_servers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -232,6 +233,8 @@ async def _run_runner(settings: Settings) -> int:
     from runner.handlers import TaskModuleError
     from runner.http import PortUnavailable
 
+    raise_open_files_limit()
+    LoopComplaints().install()
     try:
         await serve(settings)
     except TaskModuleError as exc:
@@ -244,6 +247,8 @@ async def _run_runner(settings: Settings) -> int:
 async def _run_gateway(settings: Settings) -> int:
     from gateway.server import serve
 
+    raise_open_files_limit()
+    LoopComplaints().install()
     try:
         await serve(settings)
     except OSError as exc:  # the port is taken, or the host is not ours
