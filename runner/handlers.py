@@ -15,7 +15,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 from uuid import UUID
 
 from marshmallow import Schema
@@ -80,6 +80,7 @@ class TaskInfo:
         spawned_by: str | None = None,
         attempt: int = 1,
         state: MutableMapping[str, Any] | None = None,
+        sink: Any = None,
     ) -> None:
         self.task_id = task_id
         self.task_type = task_type
@@ -88,33 +89,28 @@ class TaskInfo:
         self.spawned_by = spawned_by  # the spawning user's id, or "service:<name>"
         self.attempt = attempt  # 1 on the first run; retries count up
         self.state: MutableMapping[str, Any] = {} if state is None else state
+        self._sink = sink  # where a context's reports go (None: a bare description)
+
+    @classmethod
+    def from_info(cls, info: TaskInfo, sink: Any) -> Self:
+        """The same task, handed to a handler with `sink` taking its reports."""
+        return cls(
+            task_id=info.task_id,
+            task_type=info.task_type,
+            params=info.params,
+            workspace_id=info.workspace_id,
+            spawned_by=info.spawned_by,
+            attempt=info.attempt,
+            state=info.state,
+            sink=sink,
+        )
 
 
 class TaskContext(TaskInfo):
-    """Handed to an `async def` handler, which runs on the runner's event loop."""
+    """Handed to an `async def` handler, which runs on the runner's event loop; built with a
+    `sink=` (a ProgressSink) that writes its reports."""
 
-    def __init__(
-        self,
-        *,
-        sink: ProgressSink,
-        task_id: UUID,
-        task_type: str,
-        params: Mapping[str, Any],
-        workspace_id: UUID | None = None,
-        spawned_by: str | None = None,
-        attempt: int = 1,
-        state: MutableMapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            task_id=task_id,
-            task_type=task_type,
-            params=params,
-            workspace_id=workspace_id,
-            spawned_by=spawned_by,
-            attempt=attempt,
-            state=state,
-        )
-        self._sink = sink
+    _sink: ProgressSink
 
     async def report_progress(self, phase: str, progress_pct: float, message: str) -> None:
         """Persist, then publish, the task's progress (`progress_pct` may be a float: it is
@@ -129,30 +125,10 @@ class TaskContext(TaskInfo):
 
 class SyncTaskContext(TaskInfo):
     """Handed to a plain `def` handler, which runs in a worker thread (or a child process):
-    `report_progress` is a plain call that returns once the report is written."""
+    `report_progress` is a plain call that returns once the report is written. Built with a
+    `sink=` (a SyncProgressSink)."""
 
-    def __init__(
-        self,
-        *,
-        sink: SyncProgressSink,
-        task_id: UUID,
-        task_type: str,
-        params: Mapping[str, Any],
-        workspace_id: UUID | None = None,
-        spawned_by: str | None = None,
-        attempt: int = 1,
-        state: MutableMapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            task_id=task_id,
-            task_type=task_type,
-            params=params,
-            workspace_id=workspace_id,
-            spawned_by=spawned_by,
-            attempt=attempt,
-            state=state,
-        )
-        self._sink = sink
+    _sink: SyncProgressSink
 
     def report_progress(self, phase: str, progress_pct: float, message: str) -> None:
         """As `TaskContext.report_progress`, from the handler's thread: bad input raises

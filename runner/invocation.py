@@ -53,16 +53,7 @@ class HandlerInvoker:
             return await self.processes.call(handler.run, info, sink)
         if not is_async_handler(handler.run):
             return await self.threads.call(cast(SyncHandlerFn, handler.run), info, sink)
-        context = TaskContext(
-            sink=sink,
-            task_id=info.task_id,
-            task_type=info.task_type,
-            params=info.params,
-            workspace_id=info.workspace_id,
-            spawned_by=info.spawned_by,
-            attempt=info.attempt,
-            state=info.state,
-        )
+        context = TaskContext.from_info(info, sink)
         return await cast(HandlerFn, handler.run)(context)
 
 

@@ -35,16 +35,7 @@ class HandlerThreads:
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[Any] = loop.create_future()
         bridge = _ProgressBridge(loop, sink, info)
-        context = SyncTaskContext(
-            sink=bridge.report,
-            task_id=info.task_id,
-            task_type=info.task_type,
-            params=info.params,
-            workspace_id=info.workspace_id,
-            spawned_by=info.spawned_by,
-            attempt=info.attempt,
-            state=info.state,
-        )
+        context = SyncTaskContext.from_info(info, bridge.report)
 
         def settle(returned: Any, error: BaseException | None) -> None:
             if ended.done():  # the runner stopped waiting
