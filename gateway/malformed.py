@@ -8,8 +8,8 @@ handling request" at ERROR with the parser's message, which quotes the offending
 peer, and the gateway's JSON error body with the security headers and a request id.
 
 aiohttp offers no public hook for this answer, so the gateway's server makes its connection
-handlers from `QuietRequestHandler` (see `QuietAppRunner`): the one place that leans on
-aiohttp's internals here, checked by tests/security/test_hostile_client.py.
+handlers from `QuietRequestHandler` (gateway.connections): one of the two places that lean on
+aiohttp's internals, checked by tests/security/test_hostile_client.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from uuid import uuid4
 
-from aiohttp import web, web_protocol, web_server
+from aiohttp import web, web_protocol
 from aiohttp.web_request import BaseRequest
 
 from gateway.access_log import REQUEST_ID_HEADER
@@ -57,20 +57,6 @@ class QuietRequestHandler(web_protocol.RequestHandler):
         response.headers["Server"] = SERVER_NAME
         response.force_close()
         return response
-
-
-class _QuietServer(web_server.Server):
-    def __call__(self) -> web_protocol.RequestHandler:
-        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class QuietAppRunner(web.AppRunner):
-    """An AppRunner whose connections are handled by `QuietRequestHandler`."""
-
-    async def _make_server(self) -> web_server.Server:
-        server = await super()._make_server()
-        server.__class__ = _QuietServer  # same object and state, one method different
-        return server
 
 
 async def name_the_server(request: web.Request, response: web.StreamResponse) -> None:

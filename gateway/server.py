@@ -10,7 +10,7 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.malformed import QuietAppRunner
+from gateway.connections import GatewayAppRunner, accept_backlog, connection_cap
 from taskstate.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -29,8 +29,11 @@ def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     # keepalive_timeout is also the slow-header guard: aiohttp arms it when a connection opens
     # and after each response, and closes the connection if no whole request has arrived when
     # it fires, however slowly bytes trickle in (a slowloris); an open stream is not affected.
-    return QuietAppRunner(
+    return GatewayAppRunner(
         create_app(settings, demo=demo),
+        max_connections=connection_cap(
+            settings.gateway_max_connections, accept_backlog(settings.gateway_backlog)
+        ),
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         keepalive_timeout=settings.gateway_header_timeout_s,
@@ -45,7 +48,10 @@ async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     await runner.setup()
     try:
         site = web.TCPSite(
-            runner, settings.gateway_host, settings.gateway_port, backlog=settings.gateway_backlog
+            runner,
+            settings.gateway_host,
+            settings.gateway_port,
+            backlog=accept_backlog(settings.gateway_backlog),
         )
         await site.start()
     except BaseException:

@@ -59,6 +59,11 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _non_negative_int(name: str, raw: str) -> int:
+    """A whole number where 0 means "not set: work it out" (or "no cap")."""
+    return 0 if raw.strip() == "0" else _positive_int(name, raw)
+
+
 def _port(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -293,6 +298,9 @@ class Settings:
     gateway_header_timeout_s: float = 10.0
     # A request's whole body must arrive within this long of its headers, else 408.
     gateway_body_timeout_s: float = 10.0
+    # Client connections held at once; past it a new one replaces the oldest that has not
+    # sent a request yet. 0: the open-files limit less 128 (gateway.connections).
+    gateway_max_connections: int = 0
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -375,6 +383,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_trusted_proxies": ("GATEWAY_TRUSTED_PROXIES", _networks),
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
+    "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }
