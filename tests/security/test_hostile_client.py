@@ -14,8 +14,10 @@ import pytest
 from taskstate.accounts import AccountStore
 from taskstate.db import Database
 from taskstate.settings import Settings
+from taskstate.store import TaskStore
 from tests.conftest import LiveGateway
 from tests.log_capture import captured_logs
+from tests.security.kit import make_scene
 
 #: What aiohttp's parser refuses, each carrying the token: `{token}` is replaced.
 MALFORMED = {
@@ -89,3 +91,29 @@ async def test_a_well_formed_answer_names_no_library_version(
     )
     status, headers, _ = _split(answer)
     assert status == 200 and "aiohttp" not in headers["server"].lower()
+
+
+@pytest.mark.parametrize("junk", ["²", "①", "4" * 4301, "-1", "1e9"])
+async def test_a_junk_last_event_id_is_ignored_not_a_500(
+    junk: str, settings: Settings, db: Database
+) -> None:
+    """Digits only: `isdigit()` took '²' and int() then failed (a 500 with a traceback)."""
+    scene = await make_scene(db, TaskStore(db))
+    request = (
+        f"GET /api/tasks/{scene.task_id}/progress HTTP/1.1\r\nHost: g\r\n"
+        f"Authorization: Bearer {scene.member.token}\r\nLast-Event-ID: {junk}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    gateway = LiveGateway(settings)
+    await gateway.start()
+    try:
+        parts = urlsplit(gateway.url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the first event
+        writer.close()
+    finally:
+        await gateway.stop()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"data: {" in first
