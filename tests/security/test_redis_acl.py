@@ -10,30 +10,31 @@ channels, read or write a key, or administer the server. The runner's user may n
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from gateway.keys import DISPATCHER, PUBLISHER
 from taskstate.accounts import IssuedToken
-from taskstate.publisher import connect_redis
+from taskstate.publisher import PublishStats, connect_redis
 from taskstate.settings import Settings
 from tests.conftest import (
     REPO,
     LiveGateway,
-    RunnerProcess,
     ThrowawayRedis,
     bearer,
     free_port,
     wait_for,
 )
 from tests.log_capture import captured_logs
+from tests.redis_cluster import LocalRedisCluster
 from tests.sse_client import events, stream_timeout
 
 ACL_FILE = REPO / "config" / "redis-acl.conf"
@@ -56,17 +57,25 @@ class AclRedis:
         return self.server.url
 
 
-@pytest.fixture
-def acl_redis(tmp_path: Path) -> Iterator[AclRedis]:
-    """A redis-server loading the shipped ACL file, each placeholder swapped for a password."""
+def acl_text(passwords: dict[str, str]) -> str:
+    """The shipped ACL file with each user's placeholder swapped for its password."""
     text = ACL_FILE.read_text()
-    passwords: dict[str, str] = {}
     for user, placeholder in PLACEHOLDERS.items():
         assert text.count(placeholder) == 1, f"{placeholder} is {user}'s one placeholder"
-        passwords[user] = secrets.token_hex(16)
         text = text.replace(placeholder, passwords[user])
+    return text
+
+
+def new_passwords() -> dict[str, str]:
+    return {user: secrets.token_hex(16) for user in PLACEHOLDERS}
+
+
+@pytest.fixture
+def acl_redis(tmp_path: Path) -> Iterator[AclRedis]:
+    """A redis-server loading the shipped ACL file (`aclfile`), with passwords of its own."""
+    passwords = new_passwords()
     aclfile = tmp_path / "redis-acl.conf"
-    aclfile.write_text(text)
+    aclfile.write_text(acl_text(passwords))
     server = ThrowawayRedis(tmp_path, aclfile=aclfile)
     server.start()
     yield AclRedis(server, passwords)
@@ -104,21 +113,30 @@ async def _forbidden_everywhere(client: aioredis.Redis) -> None:
     await _subscribe_refused(client, "psubscribe", "praxiom:*")
 
 
-async def test_a_task_runs_end_to_end_with_each_process_as_its_own_user(
-    settings: Settings,
-    member: IssuedToken,
-    acl_redis: AclRedis,
-    runner_processes: Any,
-) -> None:
+@dataclass
+class Outcome:
+    """What one task run end to end showed: its stream, both processes' readiness, the
+    gateway's publish and receive counts, and every log line of both processes."""
+
+    payloads: list[dict[str, Any]]
+    readiness: dict[str, Any]
+    runner_readiness: dict[str, Any]
+    published: PublishStats
+    received: int
+    logs: str
+
+
+async def run_end_to_end(
+    settings: Settings, token: str, runner_processes: Any, **runner_env: str
+) -> Outcome:
+    """The gateway in process with `settings`, a runner process with `runner_env`, one task."""
     runner_port = free_port()
     with captured_logs() as logs:
-        gateway = LiveGateway(settings.replace(redis_url=acl_redis.url(GATEWAY)))
+        gateway = LiveGateway(settings)
         await gateway.start()
-        runner = runner_processes(
-            REDIS_URL=acl_redis.url(RUNNER), RUNNER_METRICS_PORT=str(runner_port)
-        )
+        runner = runner_processes(RUNNER_METRICS_PORT=str(runner_port), **runner_env)
         try:
-            payloads = await _spawn_and_watch(gateway, member.token)
+            payloads = await _spawn_and_watch(gateway, token)
             async with aiohttp.ClientSession() as session:
                 readiness = await _ready(session, f"{gateway.url}/readyz")
                 runner_readiness = await _ready(session, f"http://127.0.0.1:{runner_port}/readyz")
@@ -126,14 +144,45 @@ async def test_a_task_runs_end_to_end_with_each_process_as_its_own_user(
             received = gateway.app[DISPATCHER].stats.messages
         finally:
             await gateway.stop()
+    runner_log = runner.log()
+    assert runner_log.strip(), "the runner logged nothing to check"
+    return Outcome(
+        payloads,
+        readiness,
+        runner_readiness,
+        published,
+        received,
+        logs.everything() + runner_log,
+    )
+
+
+def assert_worked(outcome: Outcome, passwords: Iterable[str]) -> None:
+    payloads = outcome.payloads
     assert payloads[-1]["status"] == "completed", payloads
     # The runner's progress arrived over Redis while the task ran (the idle re-read is 10 s off).
     assert any(0 < p["progress_pct"] < 100 for p in payloads), payloads
-    assert received >= 2
-    assert (published.published, published.failed) == (1, 0)  # the gateway's own spawn
-    assert readiness["redis"]["status"] == "up" and readiness["redis"]["subscription"] == "up"
-    assert runner_readiness["redis"] == "up", runner_readiness
-    _assert_no_password(acl_redis, logs.everything(), runner)
+    assert outcome.received >= 2
+    assert (outcome.published.published, outcome.published.failed) == (1, 0)  # its own spawn
+    redis = outcome.readiness["redis"]
+    assert redis["status"] == "up" and redis["subscription"] == "up", outcome.readiness
+    assert outcome.runner_readiness["redis"] == "up", outcome.runner_readiness
+    for password in passwords:
+        assert password not in outcome.logs
+
+
+async def test_a_task_runs_end_to_end_with_each_process_as_its_own_user(
+    settings: Settings,
+    member: IssuedToken,
+    acl_redis: AclRedis,
+    runner_processes: Any,
+) -> None:
+    outcome = await run_end_to_end(
+        settings.replace(redis_url=acl_redis.url(GATEWAY)),
+        member.token,
+        runner_processes,
+        REDIS_URL=acl_redis.url(RUNNER),
+    )
+    assert_worked(outcome, acl_redis.passwords.values())
 
 
 async def _spawn_and_watch(gateway: LiveGateway, token: str) -> list[dict[str, Any]]:
@@ -160,14 +209,6 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
             return None  # the runner's port is not up yet
 
     return dict(await wait_for(answer, 10))
-
-
-def _assert_no_password(acl_redis: AclRedis, gateway_log: str, runner: RunnerProcess) -> None:
-    runner_log = runner.log()
-    assert runner_log.strip(), "the runner logged nothing to check"
-    for password in acl_redis.passwords.values():
-        assert password not in gateway_log
-        assert password not in runner_log
 
 
 async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: AclRedis) -> None:
@@ -222,8 +263,6 @@ async def test_without_a_user_nothing_works(acl_redis: AclRedis, who: str) -> No
 def test_a_standalone_server_refuses_the_cluster_reads_harmlessly(acl_redis: AclRedis) -> None:
     """The file serves both modes: CLUSTER SLOTS is granted, and a standalone server answers it
     with an error, not with data."""
-    import redis
-
     client = redis.Redis.from_url(acl_redis.url(RUNNER))
     try:
         with pytest.raises(ResponseError, match="cluster support disabled"):
@@ -237,3 +276,46 @@ def test_settings_never_show_the_password(acl_redis: AclRedis) -> None:
     shown = repr(Settings(redis_url=url))
     assert acl_redis.passwords[GATEWAY] not in shown
     assert f"redis://{GATEWAY}:***@127.0.0.1:{acl_redis.server.port}/0" in shown
+
+
+def restrict(cluster: LocalRedisCluster, text: str) -> None:
+    """Give every node of a cluster built as `default` the ACL file's users, `default` last."""
+    rules = [line.split()[1:] for line in text.splitlines() if line.strip()]
+    rules.sort(key=lambda rule: rule[0] == "default")
+    for port in cluster.all_ports:
+        client = redis.Redis(port=port)
+        try:
+            for name, *rule in rules:
+                client.execute_command("ACL", "SETUSER", name, *rule)
+        finally:
+            client.close()
+
+
+async def test_in_cluster_mode_each_process_works_as_its_own_user(
+    settings: Settings, member: IssuedToken, runner_processes: Any, tmp_path: Path
+) -> None:
+    """The slot map (CLUSTER SLOTS), the command table (COMMAND), SPUBLISH and SSUBSCRIBE on
+    each shard's own connection: all with the file's rules, from seeds carrying credentials."""
+    passwords = new_passwords()
+    cluster = LocalRedisCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        restrict(cluster, acl_text(passwords))
+        first, second = cluster.ports[:2]
+
+        def seeds(user: str) -> str:
+            return f"redis://{user}:{passwords[user]}@127.0.0.1:{first},127.0.0.1:{second}"
+
+        async with redis.asyncio.Redis(port=first) as anonymous:
+            with pytest.raises(AuthenticationError):
+                await anonymous.execute_command("CLUSTER", "SLOTS")
+        outcome = await run_end_to_end(
+            settings.replace(redis_url=seeds(GATEWAY), redis_cluster=True),
+            member.token,
+            runner_processes,
+            REDIS_URL=seeds(RUNNER),
+            REDIS_CLUSTER="1",
+        )
+    finally:
+        cluster.stop()
+    assert_worked(outcome, passwords.values())
