@@ -10,6 +10,7 @@ channels, read or write a key, or administer the server. The runner's user may n
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from cli.embedded import redis_server_binary
 from gateway.keys import DISPATCHER, PUBLISHER
 from taskstate.accounts import IssuedToken
 from taskstate.publisher import PublishStats, connect_redis
@@ -58,11 +60,11 @@ class AclRedis:
 
 
 def acl_text(passwords: dict[str, str]) -> str:
-    """The shipped ACL file with each user's placeholder swapped for its password."""
+    """The shipped ACL file with each user's placeholder swapped for its password's rule."""
     text = ACL_FILE.read_text()
     for user, placeholder in PLACEHOLDERS.items():
         assert text.count(placeholder) == 1, f"{placeholder} is {user}'s one placeholder"
-        text = text.replace(placeholder, passwords[user])
+        text = text.replace(placeholder, f">{passwords[user]}")
     return text
 
 
@@ -82,11 +84,10 @@ def acl_redis(tmp_path: Path) -> Iterator[AclRedis]:
     server.stop()
 
 
-async def _refused(call: Awaitable[Any]) -> str:
-    """The NOPERM refusal `call` gets (it must get one)."""
-    with pytest.raises(NoPermissionError) as refused:
+async def _refused(call: Awaitable[Any]) -> None:
+    """`call` must be refused with NOPERM."""
+    with pytest.raises(NoPermissionError):
         await call
-    return str(refused.value)
 
 
 async def _subscribe_refused(client: aioredis.Redis, command: str, channel: str) -> None:
@@ -163,8 +164,9 @@ def assert_worked(outcome: Outcome, passwords: Iterable[str]) -> None:
     assert any(0 < p["progress_pct"] < 100 for p in payloads), payloads
     assert outcome.received >= 2
     assert (outcome.published.published, outcome.published.failed) == (1, 0)  # its own spawn
-    redis = outcome.readiness["redis"]
-    assert redis["status"] == "up" and redis["subscription"] == "up", outcome.readiness
+    gateway_redis = outcome.readiness["redis"]
+    assert gateway_redis["status"] == "up", outcome.readiness
+    assert gateway_redis["subscription"] == "up", outcome.readiness
     assert outcome.runner_readiness["redis"] == "up", outcome.runner_readiness
     for password in passwords:
         assert password not in outcome.logs
@@ -209,6 +211,49 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
             return None  # the runner's port is not up yet
 
     return dict(await wait_for(answer, 10))
+
+
+def test_the_file_as_shipped_does_not_load(tmp_path: Path) -> None:
+    """A placeholder left in place is a syntax error, not a known password: Redis will not
+    start until each user has a password of its own."""
+    started = subprocess.run(
+        [redis_server_binary(), "--port", str(free_port()), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+         "--aclfile", str(ACL_FILE)],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "Aborting Redis startup because of ACL errors" in started.stdout
+
+
+async def test_the_gateway_user_rings_for_its_own_cancel(
+    settings: Settings, member: IssuedToken, acl_redis: AclRedis
+) -> None:
+    """No runner is alive: the cancel reaches the open stream only through the gateway's own
+    publish (the idle re-read is minutes away), which is why its user may publish."""
+    gateway = LiveGateway(
+        settings.replace(redis_url=acl_redis.url(GATEWAY), sse_idle_timeout_s=300)
+    )
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession(timeout=stream_timeout(10)) as session:
+            headers = bearer(member.token)
+            spawned = await session.post(
+                f"{gateway.url}/api/tasks/spawn", json={"task_type": "research"}, headers=headers
+            )
+            task_id = (await spawned.json())["id"]
+            url = f"{gateway.url}/api/tasks/{task_id}/progress"
+            async with session.get(url, headers=headers) as response:
+                stream = events(response)
+                assert (await anext(stream)).payload["status"] == "pending"
+                cancel = f"{gateway.url}/api/tasks/{task_id}/cancel"
+                assert (await session.post(cancel, headers=headers)).status == 202
+                rest = [event.payload async for event in stream]
+        published = gateway.app[PUBLISHER].stats
+    finally:
+        await gateway.stop()
+    assert [p["status"] for p in rest] == ["cancelled"]
+    assert (published.published, published.failed) == (2, 0)
 
 
 async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: AclRedis) -> None:
