@@ -16,6 +16,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from taskstate.redaction import hide_password
+
 #: The spec's per-task timeouts; `default` covers every type not named.
 DEFAULT_TASK_TIMEOUTS: Mapping[str, float] = MappingProxyType(
     {"validation_kit": 240.0, "fs_research": 600.0, "default": 300.0}
@@ -112,7 +114,8 @@ def _database_url(name: str, raw: str) -> str:
     url = _text(name, raw)
     if not (url.startswith(("postgresql://", "postgres://")) or "=" in url):
         raise SettingsError(
-            f"{name} must be a postgresql:// URL or a key=value connection string, got {url!r}"
+            f"{name} must be a postgresql:// URL or a key=value connection string, "
+            f"got {hide_password(url)!r}"
         )
     return url
 
@@ -139,11 +142,13 @@ def _redis_url(name: str, raw: str) -> str:
     urls = redis_seed_urls(_text(name, raw))
     for url in urls:
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            raise SettingsError(
+                f"{name} must be a redis://, rediss:// or unix:// URL, got {hide_password(url)!r}"
+            )
         try:
             urlsplit(url).port  # noqa: B018 (a bad port raises)
         except ValueError:
-            raise SettingsError(f"{name} has a bad port in {_hide_password(url)!r}") from None
+            raise SettingsError(f"{name} has a bad port in {hide_password(url)!r}") from None
     return ",".join(urls)
 
 
@@ -220,14 +225,6 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
             )
         origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
     return tuple(origins)
-
-
-def _hide_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -335,8 +332,8 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        shown["database_url"] = _hide_password(self.database_url)
-        shown["redis_url"] = ",".join(_hide_password(url) for url in self.redis_seed_urls)
+        shown["database_url"] = hide_password(self.database_url)
+        shown["redis_url"] = ",".join(hide_password(url) for url in self.redis_seed_urls)
         shown["task_timeouts"] = dict(self.task_timeouts)
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({inner})"

@@ -519,17 +519,20 @@ def free_port() -> int:
 
 
 class ThrowawayRedis:
-    """A redis-server on a private port, to stop and start without touching the shared one."""
+    """A redis-server on a private port, to stop and start without touching the shared one;
+    with `aclfile`, its users are that file's (`config/redis-acl.conf`'s, say)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, aclfile: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
+        self._aclfile = aclfile
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             raise AssertionError("this throwaway Redis is already running")  # would leak one
+        acl = ["--aclfile", str(self._aclfile)] if self._aclfile is not None else []
         self._proc = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -543,6 +546,7 @@ class ThrowawayRedis:
                 "no",
                 "--dir",
                 str(self._workdir),
+                *acl,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
