@@ -21,6 +21,7 @@ from taskstate.store import TaskStore
 from tests.conftest import RunnerHarness, claim_by_hand, spawn, wait_for
 
 HOLD = "hold"
+OTHER = "other"
 TIMEOUTS = {HOLD: 600.0}
 
 
@@ -122,14 +123,22 @@ async def test_one_claim_fills_the_emptiest_workspaces_first(
 
 
 async def test_the_cap_holds_against_concurrent_claims(db: Database, task_store: TaskStore) -> None:
+    """Runners serving different types each see the other's claims (claims serialize on one
+    advisory lock), so together they never take a workspace past its cap."""
     a, b = await _workspace(db, "tenant-a"), await _workspace(db, "tenant-b")
-    await _backlog(task_store, a, 60)
-    await _backlog(task_store, b, 60)
+    for workspace_id in (a, b):
+        for task_type in (HOLD, OTHER) * 30:
+            await spawn(task_store, workspace_id, task_type)
     store = RunnerStore(db)
 
     rounds = await asyncio.gather(
         *(
-            store.claim_tasks(runner_id=f"r{i}", timeouts=TIMEOUTS, limit=3, workspace_cap=7)
+            store.claim_tasks(
+                runner_id=f"r{i}",
+                timeouts={(HOLD, OTHER)[i % 2]: 600.0},
+                limit=3,
+                workspace_cap=7,
+            )
             for i in range(16)
         )
     )
