@@ -89,9 +89,11 @@ CREATE TABLE IF NOT EXISTS background_tasks (
                                        AND started_at IS NOT NULL AND timeout_s IS NOT NULL))
 );
 
--- The claim query: the oldest pending task first.
-CREATE INDEX IF NOT EXISTS background_tasks_pending_idx
-    ON background_tasks (created_at) WHERE status = 'pending';
+-- The claim (praxiom_claim_tasks): each workspace's oldest pending tasks, and the workspaces
+-- that have any (walked one index probe apiece). It replaces the global oldest-first index.
+DROP INDEX IF EXISTS background_tasks_pending_idx;
+CREATE INDEX IF NOT EXISTS background_tasks_pending_workspace_idx
+    ON background_tasks (workspace_id, created_at) WHERE status = 'pending';
 -- The reaper's stale scan.
 CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
     ON background_tasks (heartbeat_at) WHERE status = 'running';
@@ -174,3 +176,72 @@ CREATE OR REPLACE TRIGGER workspace_members_access_changed
 CREATE OR REPLACE TRIGGER api_token_workspaces_access_changed
     AFTER DELETE ON api_token_workspaces
     FOR EACH STATEMENT EXECUTE FUNCTION praxiom_notify_access_changed();
+
+-- The claim, fair across workspaces: up to `claim_limit` due pending tasks of the types in
+-- `timeouts` (a retry is due at its run_after), the next one always from the workspace with
+-- the fewest tasks running (across all runners, counting this claim's own), oldest first
+-- among equals; with `workspace_cap` > 0 no workspace ever gets more running than that.
+-- `timeouts` maps each type to its timeout in seconds and `attempts` to its handler's
+-- max_attempts. A claimed task is `running` in phase `running` at 0 % until its handler
+-- reports, and each claim counts one attempt.
+--
+-- A function so that one call is one statement and yet its query sees every earlier claim:
+-- claims take one transaction-scoped advisory lock first (held for the few milliseconds the
+-- claim takes, released at its commit), and in READ COMMITTED each statement of a VOLATILE
+-- function takes a fresh snapshot, so the counts are exact, the cap is never overshot, and a
+-- claim never picks rows its predecessor just took. SKIP LOCKED still skips the rows other
+-- writers (a gateway's cancel) hold at that moment.
+CREATE OR REPLACE FUNCTION praxiom_claim_tasks(
+    claim_runner_id text, timeouts jsonb, attempts jsonb, claim_limit integer,
+    workspace_cap integer
+) RETURNS SETOF background_tasks
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- 'prax' 'clai' as integers: the one key every runner's claim serializes on.
+    PERFORM pg_advisory_xact_lock(1886544248, 1668047209);
+    RETURN QUERY
+    WITH RECURSIVE queued (workspace_id) AS (
+        (SELECT b.workspace_id FROM background_tasks b
+          WHERE b.status = 'pending' ORDER BY b.workspace_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT b.workspace_id FROM background_tasks b
+                 WHERE b.status = 'pending' AND b.workspace_id > q.workspace_id
+                 ORDER BY b.workspace_id LIMIT 1)
+          FROM queued q WHERE q.workspace_id IS NOT NULL
+    ), running AS (
+        SELECT b.workspace_id, count(*) AS n FROM background_tasks b
+         WHERE b.status = 'running' GROUP BY b.workspace_id
+    ), ranked AS (
+        -- slot: how many would run in the workspace once this task runs.
+        SELECT d.id, d.created_at, coalesce(r.n, 0) + d.nth AS slot
+          FROM queued q
+          LEFT JOIN running r ON r.workspace_id = q.workspace_id
+         CROSS JOIN LATERAL (
+                SELECT p.id, p.created_at, row_number() OVER (ORDER BY p.created_at) AS nth
+                  FROM background_tasks p
+                 WHERE p.workspace_id = q.workspace_id AND p.status = 'pending'
+                   AND timeouts ? p.task_type
+                   AND (p.run_after IS NULL OR p.run_after <= now())
+                 ORDER BY p.created_at
+                 LIMIT claim_limit) d
+         WHERE workspace_cap <= 0 OR coalesce(r.n, 0) + d.nth <= workspace_cap
+    )
+    UPDATE background_tasks t
+       SET status = 'running', phase = 'running', progress_pct = 0, message = 'Started',
+           started_at = now(), heartbeat_at = now(), run_after = NULL,
+           runner_id = claim_runner_id, claim_token = gen_random_uuid(),
+           timeout_s = (timeouts ->> t.task_type)::double precision,
+           attempt = t.attempt + 1,
+           max_attempts = coalesce((attempts ->> t.task_type)::integer, t.max_attempts)
+     WHERE t.id = ANY (ARRAY(
+            -- Sorted before the join, so only the rows taken are looked up and locked.
+            SELECT b.id
+              FROM (SELECT * FROM ranked ORDER BY slot, created_at, id) c
+              JOIN background_tasks b ON b.id = c.id
+             WHERE b.status = 'pending'
+             ORDER BY c.slot, c.created_at, c.id
+             LIMIT claim_limit
+               FOR UPDATE OF b SKIP LOCKED))
+    RETURNING t.*;
+END;
+$$;

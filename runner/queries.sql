@@ -4,25 +4,16 @@
 -- matches nothing and so can never overwrite what someone else wrote.
 
 -- claim_tasks --
--- Claims up to `limit` of the oldest due pending tasks of the types this runner handles (a retry
--- is due at its `run_after`); `timeouts` maps each such type to its timeout in seconds and
--- `max_attempts` to its handler's attempts. A claimed task is `running` in phase `running` at 0 %
--- until its handler reports, and each claim counts one attempt.
-UPDATE background_tasks t
-   SET status = 'running', phase = 'running', progress_pct = 0, message = 'Started',
-       started_at = now(), heartbeat_at = now(), run_after = NULL,
-       runner_id = %(runner_id)s, claim_token = gen_random_uuid(),
-       timeout_s = (%(timeouts)s::jsonb ->> t.task_type)::double precision,
-       attempt = t.attempt + 1,
-       max_attempts = coalesce((%(max_attempts)s::jsonb ->> t.task_type)::integer, t.max_attempts)
- WHERE t.id = ANY (ARRAY(
-        SELECT id FROM background_tasks
-         WHERE status = 'pending' AND %(timeouts)s::jsonb ? task_type
-           AND (run_after IS NULL OR run_after <= now())
-         ORDER BY created_at
-         LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED))
-RETURNING t.*;
+-- Claims up to `limit` due pending tasks of the types this runner handles, fairly across
+-- workspaces: the next from the workspace with the fewest tasks running, oldest first among
+-- equals, none past `workspace_cap` running in one workspace (0: no cap). `timeouts` maps each
+-- such type to its timeout in seconds and `max_attempts` to its handler's attempts. The
+-- statement is schema.sql's `praxiom_claim_tasks` (a retry is due at its `run_after`; a
+-- claimed task is `running` in phase `running` at 0 %; each claim counts one attempt): a
+-- function, so that the one statement can serialize on an advisory lock and still see the
+-- claims before it.
+SELECT * FROM praxiom_claim_tasks(%(runner_id)s, %(timeouts)s::jsonb, %(max_attempts)s::jsonb,
+                                  %(limit)s, %(workspace_cap)s);
 
 -- report_progress --
 -- Writes the progress of every task in the batch (one statement however many tasks report

@@ -67,8 +67,10 @@ class RunnerStore:
         timeouts: Mapping[str, float],
         limit: int,
         max_attempts: Mapping[str, int] | None = None,
+        workspace_cap: int = 0,
     ) -> list[Task]:
-        """`max_attempts` by type (a type left out keeps the row's, 1 unless set before)."""
+        """`max_attempts` by type (a type left out keeps the row's, 1 unless set before);
+        `workspace_cap`: the most tasks one workspace may have running (0: no cap)."""
         rows = await self.db.fetch_all(
             QUERIES["claim_tasks"],
             {
@@ -76,6 +78,7 @@ class RunnerStore:
                 "timeouts": jsonb(dict(timeouts)),
                 "max_attempts": jsonb(dict(max_attempts or {})),
                 "limit": limit,
+                "workspace_cap": workspace_cap,
             },
         )
         return [Task.from_row(row) for row in rows]

@@ -181,6 +181,7 @@ class Runner:
                         timeouts=self._timeouts,
                         limit=free,
                         max_attempts=self._max_attempts,
+                        workspace_cap=self.settings.workspace_max_running,
                     )
                 except StoreUnavailable as exc:
                     self._connected_since = None

@@ -51,19 +51,23 @@ def _non_negative_float(name: str, raw: str) -> float:
     return value
 
 
-def _positive_int(name: str, raw: str) -> int:
+def _whole(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1, got {raw!r}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be {minimum} or more, got {raw!r}")
     return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    return _whole(name, raw, 1)
 
 
 def _non_negative_int(name: str, raw: str) -> int:
     """A whole number where 0 means "not set: work it out" (or "no cap")."""
-    return 0 if raw.strip() == "0" else _positive_int(name, raw)
+    return _whole(name, raw, 0)
 
 
 def _port(name: str, raw: str) -> int:
@@ -261,6 +265,9 @@ class Settings:
     # A task's progress is written at most this often (the newest state; a new phase and the
     # task's end at once); 0 writes every report.
     runner_progress_min_interval_s: float = 0.25
+    # The most tasks one workspace may have running across all runners (0: no cap); claims
+    # go to the workspace with the fewest running either way.
+    workspace_max_running: int = 0
     runner_heartbeat_interval_s: float = 5.0
     runner_stale_after_s: float = 30.0
     runner_reaper_interval_s: float = 5.0
@@ -358,6 +365,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
     "runner_progress_statements": ("RUNNER_PROGRESS_STATEMENTS", _positive_int),
     "runner_progress_min_interval_s": ("RUNNER_PROGRESS_MIN_INTERVAL", _non_negative_float),
+    "workspace_max_running": ("WORKSPACE_MAX_RUNNING", _non_negative_int),
     "runner_heartbeat_interval_s": ("RUNNER_HEARTBEAT_INTERVAL", _positive_float),
     "runner_stale_after_s": ("RUNNER_STALE_AFTER", _positive_float),
     "runner_reaper_interval_s": ("RUNNER_REAPER_INTERVAL", _positive_float),

@@ -54,8 +54,9 @@ class FakeRunnerStore:
 
     # -- what a test arranges ----------------------------------------------------------------
 
-    def add(self, task_type: str, **params: Any) -> UUID:
-        """A new pending task, as the gateway's spawn makes it."""
+    def add(self, task_type: str, *, workspace: UUID | None = None, **params: Any) -> UUID:
+        """A new pending task, as the gateway's spawn makes it (in a workspace of its own
+        unless `workspace` is given)."""
         now = _now()
         task = Task(
             id=uuid4(),
@@ -70,7 +71,7 @@ class FakeRunnerStore:
             error=None,
             result_data={},
             version=1,
-            workspace_id=uuid4(),
+            workspace_id=workspace or uuid4(),
             params=params,
             created_at=now,
             updated_at=now,
@@ -137,36 +138,65 @@ class FakeRunnerStore:
         timeouts: Mapping[str, float],
         limit: int,
         max_attempts: Mapping[str, int] | None = None,
+        workspace_cap: int = 0,
     ) -> list[Task]:
-        fault = await self._enter("claim_tasks", runner_id=runner_id, limit=limit)
+        fault = await self._enter(
+            "claim_tasks", runner_id=runner_id, limit=limit, workspace_cap=workspace_cap
+        )
         now = _now()
-        pending = [
+        due = [
             task
             for task in self.tasks.values()
             if task.status == TaskStatus.PENDING
             and task.task_type in timeouts
             and (task.run_after is None or task.run_after <= now)
         ]
-        pending.sort(key=lambda task: task.created_at or _now())
         claimed = [
-            self._write(
-                task,
-                status=TaskStatus.RUNNING,
-                phase="running",
-                progress_pct=0,
-                message="Started",
-                started_at=now,
-                heartbeat_at=now,
-                run_after=None,
-                runner_id=runner_id,
-                claim_token=uuid4(),
-                timeout_s=timeouts[task.task_type],
-                attempt=(task.attempt or 0) + 1,
-                max_attempts=(max_attempts or {}).get(task.task_type, task.max_attempts),
-            )
-            for task in pending[:limit]
+            self._claim(task, runner_id, timeouts, max_attempts, now)
+            for task in self._fair_order(due, workspace_cap)[:limit]
         ]
         return self._answer(fault, claimed)
+
+    def _fair_order(self, due: list[Task], workspace_cap: int) -> list[Task]:
+        """As `praxiom_claim_tasks` orders them: by how many would run in the task's workspace
+        once it runs (its `slot`), then oldest first; none past the cap."""
+        running: dict[UUID, int] = {}
+        for task in self.tasks.values():
+            if task.status == TaskStatus.RUNNING:
+                running[task.workspace_id] = running.get(task.workspace_id, 0) + 1
+        nth: dict[UUID, int] = {}
+        slotted = []
+        for task in sorted(due, key=lambda task: (task.created_at or _now(), str(task.id))):
+            nth[task.workspace_id] = nth.get(task.workspace_id, 0) + 1
+            slot = running.get(task.workspace_id, 0) + nth[task.workspace_id]
+            if workspace_cap <= 0 or slot <= workspace_cap:
+                slotted.append((slot, task.created_at or _now(), str(task.id), task))
+        slotted.sort(key=lambda entry: entry[:3])
+        return [entry[3] for entry in slotted]
+
+    def _claim(
+        self,
+        task: Task,
+        runner_id: str,
+        timeouts: Mapping[str, float],
+        max_attempts: Mapping[str, int] | None,
+        now: datetime,
+    ) -> Task:
+        return self._write(
+            task,
+            status=TaskStatus.RUNNING,
+            phase="running",
+            progress_pct=0,
+            message="Started",
+            started_at=now,
+            heartbeat_at=now,
+            run_after=None,
+            runner_id=runner_id,
+            claim_token=uuid4(),
+            timeout_s=timeouts[task.task_type],
+            attempt=(task.attempt or 0) + 1,
+            max_attempts=(max_attempts or {}).get(task.task_type, task.max_attempts),
+        )
 
     async def report_progress(self, reports: Sequence[Report]) -> list[Task]:
         fault = await self._enter("report_progress", reports=list(reports))

@@ -13,6 +13,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.sse_idle_timeout_s == 10
     assert settings.sse_poll_limit == 200
     assert settings.sse_direct_write is True
+    assert settings.workspace_max_running == 0  # no cap
     assert dict(settings.task_timeouts) == {
         "validation_kit": 240,
         "fs_research": 600,
@@ -55,6 +56,8 @@ def test_blank_values_keep_the_default() -> None:
         ("SSE_MAX_VERSION_JUMP", "50", "sse_max_version_jump", 50),
         ("SSE_DIRECT_WRITE", "off", "sse_direct_write", False),
         ("RUNNER_CONCURRENCY", "3", "runner_concurrency", 3),
+        ("WORKSPACE_MAX_RUNNING", "4", "workspace_max_running", 4),
+        ("WORKSPACE_MAX_RUNNING", "0", "workspace_max_running", 0),
         ("RUNNER_HEARTBEAT_INTERVAL", "0.5", "runner_heartbeat_interval_s", 0.5),
         ("RUNNER_STALE_AFTER", "4", "runner_stale_after_s", 4.0),
         ("RUNNER_REAPER_INTERVAL", "0.2", "runner_reaper_interval_s", 0.2),
@@ -124,6 +127,8 @@ def test_timeout_for_named_types_and_fallback() -> None:
     ("variable", "raw"),
     [
         ("SSE_POLL_INTERVAL", "abc"),
+        ("WORKSPACE_MAX_RUNNING", "-1"),
+        ("WORKSPACE_MAX_RUNNING", "two"),
         ("SSE_POLL_INTERVAL", "0"),
         ("SSE_POLL_INTERVAL", "-1"),
         ("SSE_POLL_INTERVAL", "nan"),
