@@ -25,16 +25,19 @@ class HandlerKit:
         *,
         state: MutableMapping[str, Any] | None = None,
         kill_grace_s: float = 2.0,
+        min_interval_s: float = 0.0,
     ) -> None:
+        """`min_interval_s` 0: every report is written (the throttle's own tests set it)."""
         self.store = store
         self.publisher = publisher
         self.stats = RunnerStats()
         writer = TaskWriter(publisher)  # type: ignore[arg-type]
         batcher = ProgressBatcher(store.report_progress, writer)
+        self.throttle = ProgressThrottle(batcher, min_interval_s)
         self.executor = TaskExecutor(
             store,  # type: ignore[arg-type]
             writer,
-            ProgressThrottle(batcher, 0.0),  # every report written: the tests count them
+            self.throttle,
             self.stats,
             state=state,
             kill_grace_s=kill_grace_s,
@@ -70,6 +73,10 @@ class HandlerKit:
         assert held.job is not None
         await asyncio.wait_for(asyncio.shield(held.job), within_s)
         return self.store.tasks[held.task_id]
+
+    def published_after(self, version: int, held: HeldTask) -> list[str]:
+        """What was published of the task past `version`: nothing, for a withdrawn task."""
+        return [p.status for p in self.publisher.of(held.task_id) if p.version > version]
 
     def task(self, task_id: UUID) -> Task:
         return self.store.tasks[task_id]

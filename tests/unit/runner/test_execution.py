@@ -9,60 +9,22 @@ from typing import Any
 
 import pytest
 
-from runner.batch import ProgressBatcher
 from runner.execution import (
     REQUEUED_MESSAGE,
-    HeldTask,
-    RunnerStats,
     StopReason,
-    TaskExecutor,
 )
-from runner.handlers import HandlerFn, HandlerRegistry, TaskContext, TaskFailed, TaskLost
-from runner.throttle import ProgressThrottle
-from runner.writer import TaskWriter
+from runner.handlers import TaskContext, TaskFailed, TaskLost
 from taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
-
-
-class Bench:
-    """A `TaskExecutor` on the fakes, and a way to start one claimed task on it."""
-
-    def __init__(
-        self, store: FakeRunnerStore, publisher: RecordingPublisher, min_interval_s: float = 0.0
-    ) -> None:
-        """`min_interval_s` 0: every report is written (the throttle's own tests set it)."""
-        self.store = store
-        self.publisher = publisher
-        self.stats = RunnerStats()
-        writer = TaskWriter(publisher)  # type: ignore[arg-type]
-        batcher = ProgressBatcher(store.report_progress, writer)
-        self.throttle = ProgressThrottle(batcher, min_interval_s)
-        self.executor = TaskExecutor(store, writer, self.throttle, self.stats)  # type: ignore[arg-type]
-
-    async def start(self, run: HandlerFn, *, timeout_s: float = 5.0, **params: Any) -> HeldTask:
-        registry = HandlerRegistry()
-        registry.register("sample", run)
-        handler = registry.get("sample")
-        self.store.add("sample", **params)
-        [claimed] = await self.store.claim_tasks(
-            runner_id="unit", timeouts={"sample": timeout_s}, limit=1
-        )
-        assert handler is not None and claimed.claim_token is not None
-        held = HeldTask(claimed.id, claimed.claim_token, handler, timeout_s, claimed.params or {})
-        held.job = asyncio.create_task(self.executor.execute(held, claimed))
-        return held
-
-    def published_after(self, version: int, held: HeldTask) -> list[str]:
-        """What was published of the task past `version`: nothing, for a withdrawn task."""
-        return [p.status for p in self.publisher.of(held.task_id) if p.version > version]
+from tests.unit.runner.handler_kit import HandlerKit
 
 
 @pytest.fixture
-def bench(store: FakeRunnerStore, publisher: RecordingPublisher) -> Bench:
-    return Bench(store, publisher)
+def bench(store: FakeRunnerStore, publisher: RecordingPublisher) -> HandlerKit:
+    return HandlerKit(store, publisher)
 
 
-async def test_a_handler_s_result_is_written_then_published_once(bench: Bench) -> None:
+async def test_a_handler_s_result_is_written_then_published_once(bench: HandlerKit) -> None:
     async def run(task: TaskContext) -> dict[str, Any]:
         await task.report_progress("working", 50, "Half way")
         return {"answer": 42}
@@ -83,7 +45,7 @@ async def test_a_handler_s_result_is_written_then_published_once(bench: Bench) -
     assert bench.stats.completed == 1
 
 
-async def test_a_handler_timeout_fails_the_task_with_the_spec_s_message(bench: Bench) -> None:
+async def test_a_handler_timeout_fails_the_task_with_the_spec_s_message(bench: HandlerKit) -> None:
     async def run(task: TaskContext) -> dict[str, Any]:
         await task.report_progress("working", 30, "Working")
         await asyncio.sleep(3600)
@@ -100,7 +62,7 @@ async def test_a_handler_timeout_fails_the_task_with_the_spec_s_message(bench: B
     assert (bench.stats.failed, bench.stats.timed_out) == (1, 1)
 
 
-async def test_a_handler_error_fails_the_task_with_one_line(bench: Bench) -> None:
+async def test_a_handler_error_fails_the_task_with_one_line(bench: HandlerKit) -> None:
     async def run(task: TaskContext) -> dict[str, Any]:
         raise TaskFailed("Upstream refused\ntraceback-like detail")
 
@@ -112,7 +74,7 @@ async def test_a_handler_error_fails_the_task_with_one_line(bench: Bench) -> Non
 
 
 async def test_a_task_withdrawn_between_reports_stops_its_handler_and_nothing_more_is_written(
-    bench: Bench,
+    bench: HandlerKit,
 ) -> None:
     reported, gate = asyncio.Event(), asyncio.Event()
     seen: list[str] = []
@@ -145,7 +107,7 @@ async def test_a_task_withdrawn_between_reports_stops_its_handler_and_nothing_mo
     assert (bench.stats.withdrawn, bench.stats.completed, bench.stats.failed) == (1, 0, 0)
 
 
-async def test_a_handler_that_swallows_task_lost_still_writes_no_end(bench: Bench) -> None:
+async def test_a_handler_that_swallows_task_lost_still_writes_no_end(bench: HandlerKit) -> None:
     gate = asyncio.Event()
 
     async def run(task: TaskContext) -> dict[str, Any]:
@@ -165,7 +127,9 @@ async def test_a_handler_that_swallows_task_lost_still_writes_no_end(bench: Benc
     assert bench.stats.withdrawn == 1
 
 
-async def test_withdrawing_a_running_handler_cancels_it_and_writes_nothing(bench: Bench) -> None:
+async def test_withdrawing_a_running_handler_cancels_it_and_writes_nothing(
+    bench: HandlerKit,
+) -> None:
     stopped = asyncio.Event()
 
     async def run(task: TaskContext) -> dict[str, Any]:
@@ -188,7 +152,7 @@ async def test_withdrawing_a_running_handler_cancels_it_and_writes_nothing(bench
 
 @pytest.mark.parametrize("ending", ["complete_task", "fail_task"])
 async def test_an_end_whose_answer_was_lost_is_still_published_once(
-    bench: Bench, ending: str, caplog: pytest.LogCaptureFixture
+    bench: HandlerKit, ending: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The end write commits but its answer never arrives; the retried write then matches
     nothing (the task is no longer running), and the task must be published all the same."""
@@ -213,7 +177,7 @@ async def test_an_end_whose_answer_was_lost_is_still_published_once(
     assert any(r.action == "write_retry" for r in caplog.records)  # type: ignore[attr-defined]
 
 
-async def test_an_end_write_that_matches_nothing_is_not_published(bench: Bench) -> None:
+async def test_an_end_write_that_matches_nothing_is_not_published(bench: HandlerKit) -> None:
     """The end write fails, and by its retry the task was cancelled: the retry matches
     nothing, the row is not ours to publish, and the task counts as withdrawn."""
     gate = asyncio.Event()
@@ -234,7 +198,7 @@ async def test_an_end_write_that_matches_nothing_is_not_published(bench: Bench) 
     assert bench.stats.withdrawn == 1
 
 
-async def test_shutdown_hands_a_running_task_back_as_pending(bench: Bench) -> None:
+async def test_shutdown_hands_a_running_task_back_as_pending(bench: HandlerKit) -> None:
     reported = asyncio.Event()
 
     async def run(task: TaskContext) -> dict[str, Any]:
@@ -255,7 +219,7 @@ async def test_shutdown_hands_a_running_task_back_as_pending(bench: Bench) -> No
     assert bench.stats.requeued == 1
 
 
-async def test_a_report_retries_while_the_store_is_unavailable(bench: Bench) -> None:
+async def test_a_report_retries_while_the_store_is_unavailable(bench: HandlerKit) -> None:
     async def run(task: TaskContext) -> dict[str, Any]:
         await task.report_progress("working", 20, "Working")
         return {}

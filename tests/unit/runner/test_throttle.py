@@ -14,7 +14,7 @@ from runner.throttle import ProgressThrottle
 from runner.writer import TaskWriter
 from taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
-from tests.unit.runner.test_execution import Bench
+from tests.unit.runner.handler_kit import HandlerKit
 
 
 async def claimed(store: FakeRunnerStore) -> Task:
@@ -108,7 +108,7 @@ async def test_a_tight_loop_costs_at_most_one_version_per_interval_plus_phases_a
 ) -> None:
     """The issue's acceptance, shrunk: 0.5 s of reports at 0.05 s gives ≤ 0.5/0.05 + phases + 2
     versions after the claim (the +2: the last report before the end, and the end)."""
-    bench = Bench(store, publisher, min_interval_s=0.05)
+    bench = HandlerKit(store, publisher, min_interval_s=0.05)
     calls = 0
 
     async def run(task: TaskContext) -> dict[str, Any]:
@@ -134,7 +134,7 @@ async def test_a_tight_loop_costs_at_most_one_version_per_interval_plus_phases_a
 async def test_a_failed_task_keeps_exactly_its_last_report(
     store: FakeRunnerStore, publisher: RecordingPublisher
 ) -> None:
-    bench = Bench(store, publisher, min_interval_s=10.0)
+    bench = HandlerKit(store, publisher, min_interval_s=10.0)
 
     async def run(task: TaskContext) -> dict[str, Any]:
         for pct in range(1, 58):
@@ -158,7 +158,7 @@ async def test_a_failed_task_keeps_exactly_its_last_report(
 async def test_a_handler_that_goes_on_after_its_task_was_lost_gets_task_lost(
     store: FakeRunnerStore, publisher: RecordingPublisher
 ) -> None:
-    bench = Bench(store, publisher, min_interval_s=0.02)
+    bench = HandlerKit(store, publisher, min_interval_s=0.02)
     seen: list[str] = []
 
     async def run(task: TaskContext) -> dict[str, Any]:
