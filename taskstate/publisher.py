@@ -101,11 +101,6 @@ class ProgressPublisher:
         """On a cluster, the counts per shard (node name); empty otherwise."""
         return self._target.by_shard if isinstance(self._target, ShardSender) else {}
 
-    @property
-    def shards_down(self) -> list[str]:
-        """On a cluster, the shards whose publishes are skipped now."""
-        return self._target.down if isinstance(self._target, ShardSender) else []
-
     async def start(self) -> None:
         """On a cluster, read the slot map before the first publish needs it (the process
         reports ready only after this); elsewhere nothing."""

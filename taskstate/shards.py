@@ -79,11 +79,6 @@ class ShardSender:
         self._reading: asyncio.Task[object] | None = None
         self.by_shard: dict[str, PublishStats] = {}  # per node name, kept after a failover
 
-    @property
-    def down(self) -> list[str]:
-        """The shards (node names) whose publishes are being skipped now."""
-        return [s.name for s in self._shards.values() if s.down_since is not None]
-
     async def start(self) -> None:
         """Read the slot map now, so the first publish need not (a failure is retried later)."""
         if not self._slots.ready:
