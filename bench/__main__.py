@@ -1,7 +1,7 @@
 """`make bench`: every scenario of issue 5, side by side with a comparison, and BENCHMARKS.md.
 
-Gateway scenarios, each against our gateway (`python -m cli.main gateway`, real settings)
-and against the naive one-subscription-per-connection baseline (`bench/naive_gateway.py`):
+Gateway scenarios, each against our gateway (`python -m praxiom_progress.cli.main gateway`, real
+settings) and against the naive one-subscription-per-connection baseline (`bench/naive_gateway.py`):
 idle streams on distinct running tasks (KiB per stream from RSS), 1 task x N watchers at
 20 updates/s, N tasks x 1 watcher at 1 update/s each, and a reconnect storm of streams
 opened at the same instant. The load comes from raw-socket load generators
@@ -51,9 +51,9 @@ from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
 from bench.results import NAIVE, OURS, GatewayResults, Results
 from bench.runnerbench import RunnerBench
 from bench.scenarios import GatewayBench
-from taskstate.db import Database, migrate
-from taskstate.publisher import connect_redis
-from taskstate.settings import Settings
+from praxiom_progress.taskstate.db import Database, migrate
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
 
 BENCH_DATABASE = "praxiom_bench"
 #: The last run's results, for `python -m bench --render` after a change to the report only.
@@ -132,7 +132,7 @@ async def measure(settings: Settings, cfg: Config) -> Results:
         for name in (OURS, NAIVE):
             port = free_port()
             if name == OURS:
-                args = ["-m", "cli.main", "gateway"]
+                args = ["-m", "praxiom_progress.cli.main", "gateway"]
                 process = start(args, dict(env, GATEWAY_PORT=str(port)))
             else:
                 args = ["-m", "bench.naive_gateway", "--port", str(port),

@@ -19,14 +19,14 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from runner.store import RunnerStore
-from taskstate.accounts import AccountStore
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.models import Task
-from taskstate.payloads import task_payload
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import task_payload
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 
 STREAM_TASK_TYPE = "bench_stream"
 HOLDER_RUNNER_ID = "bench-holder (no such process)"

@@ -21,7 +21,7 @@ _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _PREFIXES = ("site-packages/", "lib/python3.11/", f"{REPO}/")
 #: Inclusive time is listed for the project's own code only: the frames above it (the event
 #: loop, runpy) are in every stack and say nothing.
-_OWN_CODE = (" (gateway/", " (runner/", " (taskstate/")
+_OWN_CODE = (" (praxiom_progress/",)
 
 
 @dataclass

@@ -132,7 +132,7 @@ def _profile_section(profiles: list[Profile]) -> str:
         "extra pass of the same workload, so the tables above are not disturbed by it. "
         'Percentages are of wall-clock samples, i.e. % of one core; "own" is time in '
         'the function itself (C calls it makes count as its own), "inclusive" adds '
-        "everything it calls (listed for gateway/, runner/ and taskstate/ only).\n",
+        "everything it calls (listed for praxiom_progress/ only).\n",
     ]
     for profile in profiles:
         parts.append(f"### {profile.what} ({profile.seconds:g} s)\n")

@@ -19,10 +19,10 @@ from uuid import UUID
 from bench.fixtures import insert_tasks
 from bench.procs import REPO, CpuMeter, percentile
 from bench.profile import Profile, record
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 
 WARM_UP_S = 2.0
 

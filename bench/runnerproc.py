@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 from bench import tasks
-from runner.daemon import connected_runner
-from taskstate.settings import Settings
+from praxiom_progress.runner.daemon import connected_runner
+from praxiom_progress.taskstate.settings import Settings
 
 
 def say(**fields: Any) -> None:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
 
 
 @dataclass

@@ -33,22 +33,22 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
-from gateway.app import create_app
-from gateway.catalogue import TaskType as CataloguedType
-from gateway.server import make_runner
-from runner import builtin
-from runner.catalogue import catalogue_entries
-from runner.handlers import HandlerRegistry, TaskContext
-from runner.store import QUERIES as RUNNER_QUERIES
-from runner.store import RunnerStore
-from runner.worker import Runner
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.channels import PROGRESS_CHANNEL_PREFIX
-from taskstate.db import Database, schema_text
-from taskstate.publisher import ProgressPublisher, connect_redis
-from taskstate.settings import Settings, explicit_servers
-from taskstate.store import TaskStore
+from praxiom_progress.cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.catalogue import TaskType as CataloguedType
+from praxiom_progress.gateway.server import make_runner
+from praxiom_progress.runner import builtin
+from praxiom_progress.runner.catalogue import catalogue_entries
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.store import QUERIES as RUNNER_QUERIES
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.runner.worker import Runner
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX
+from praxiom_progress.taskstate.db import Database, schema_text
+from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis
+from praxiom_progress.taskstate.settings import Settings, explicit_servers
+from praxiom_progress.taskstate.store import TaskStore
 
 REPO = Path(__file__).resolve().parent.parent
 #: The fault suite runs on servers of its own, through `make test-faults` only.
@@ -363,7 +363,8 @@ async def wait_for_status(
 
 
 def builtin_registry() -> HandlerRegistry:
-    """The built-in simulated task types, as `RUNNER_TASK_MODULES=runner.builtin` loads them."""
+    """The built-in simulated task types, as
+    `RUNNER_TASK_MODULES=praxiom_progress.runner.builtin` loads them."""
     registry = HandlerRegistry()
     builtin.register(registry)
     return registry
@@ -447,7 +448,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "RUNNER_REAPER_INTERVAL": str(settings.runner_reaper_interval_s),
             "RUNNER_POLL_INTERVAL": str(settings.runner_poll_interval_s),
             "RUNNER_SHUTDOWN_GRACE": str(settings.runner_shutdown_grace_s),
-            "RUNNER_TASK_MODULES": "runner.builtin,tests.task_modules",
+            "RUNNER_TASK_MODULES": "praxiom_progress.runner.builtin,tests.task_modules",
             "PYTHONPATH": str(REPO),
             "LOG_LEVEL": "INFO",
             "RUNNER_METRICS_PORT": "0",  # runners run side by side; a test that wants it asks
@@ -462,7 +463,7 @@ class RunnerProcess:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "runner"],
+            [sys.executable, "-m", "praxiom_progress.cli.main", "runner"],
             cwd=REPO,
             env=env,
             stdout=self._log,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from taskstate.logs import TEXT_FORMAT, JsonFormatter
+from praxiom_progress.taskstate.logs import TEXT_FORMAT, JsonFormatter
 
 
 class CapturedLogs:

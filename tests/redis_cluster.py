@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from cli.embedded import redis_server_binary
+from praxiom_progress.cli.embedded import redis_server_binary
 
 SLOTS = 16384
 #: The nodes' cluster-node-timeout in the tests: a failover takes about two to three of these.

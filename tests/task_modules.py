@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from runner.handlers import HandlerRegistry, SyncTaskContext, TaskContext
+from praxiom_progress.runner.handlers import HandlerRegistry, SyncTaskContext, TaskContext
 
 
 async def recorded(task: TaskContext) -> dict[str, object]:

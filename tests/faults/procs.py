@@ -1,7 +1,7 @@
 """Real `praxiom-progress gateway` and `runner` processes for the fault suite.
 
-Each is started with `python -m cli.main`, logs to a file, and is stopped or killed by
-the process id it was started with (never by name).
+Each is started with `python -m praxiom_progress.cli.main`, logs to a file, and is stopped or
+killed by the process id it was started with (never by name).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ServiceProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", self.command],
+                [sys.executable, "-m", "praxiom_progress.cli.main", self.command],
                 cwd=REPO,
                 env={**self.env, **self._port_env()},
                 stdout=log,

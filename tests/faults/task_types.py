@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
 
 
 async def ticker(task: TaskContext) -> dict[str, object]:

@@ -20,7 +20,7 @@ async def test_killed_runner_tasks_fail_as_runner_lost_and_every_client_hears_it
 ) -> None:
     gateway = faults.gateway()
     # The survivor runs only the built-in types, so the 20 ticker tasks go to the victim.
-    survivor = faults.runner(RUNNER_TASK_MODULES="runner.builtin")
+    survivor = faults.runner(RUNNER_TASK_MODULES="praxiom_progress.runner.builtin")
     victim = faults.runner(RUNNER_CONCURRENCY=str(HELD))
     held = faults.spawn("ticker", HELD, steps=10_000, interval_s=0.2)
     await until(lambda: faults.statuses(held).get("running") == HELD, "the victim holds 20")

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from taskstate.channels import progress_channel
+from praxiom_progress.taskstate.channels import progress_channel
 from tests.faults.conftest import FAST_ENV, Faults, Watching, until
 from tests.faults.sse_raw import Follower
 
@@ -21,7 +21,9 @@ async def test_a_blocked_runner_is_reaped_and_does_not_overwrite_the_end_when_it
     faults: Faults,
 ) -> None:
     gateway = faults.gateway()
-    reaper = faults.runner(RUNNER_TASK_MODULES="runner.builtin")  # cannot claim `blocker`
+    reaper = faults.runner(
+        RUNNER_TASK_MODULES="praxiom_progress.runner.builtin"
+    )  # cannot claim `blocker`
     stuck = faults.runner()
     (task_id,) = faults.spawn("blocker", 1, block_s=BLOCK_S)
     await until(lambda: faults.statuses([task_id]) == {"running": 1}, "the task running")

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
-from taskstate.channels import TASK_PENDING_NOTIFY
+from praxiom_progress.taskstate.channels import TASK_PENDING_NOTIFY
 from tests.faults.procs import REPO, GatewayProcess, RunnerProcess
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis
 
@@ -35,7 +35,7 @@ FAST_ENV = {
     "RUNNER_CONCURRENCY": "60",
     "DATABASE_TIMEOUT": "5",
     "DATABASE_POOL_SIZE": "10",
-    "RUNNER_TASK_MODULES": "runner.builtin,tests.faults.task_types",
+    "RUNNER_TASK_MODULES": "praxiom_progress.runner.builtin,tests.faults.task_types",
     "LOG_LEVEL": "WARNING",
     # The suite's clients stand for many users but share one token: lift the per-user cap.
     "STREAMS_PER_PRINCIPAL": "100000",
@@ -54,7 +54,7 @@ class Servers:
 
 def _praxiom(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "praxiom_progress.cli.main", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     if done.returncode != 0:

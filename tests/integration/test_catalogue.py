@@ -12,12 +12,12 @@ from uuid import UUID
 
 from marshmallow import Schema, fields, validate
 
-from gateway.app import create_app
-from runner.handlers import HandlerRegistry, TaskContext
-from taskstate.accounts import IssuedToken
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     RunnerHarness,
     bearer,

@@ -30,7 +30,7 @@ def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProces
     environ.update({"DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "INFO"})
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "praxiom_progress.cli.main", *args],
         cwd=REPO,
         env=environ,
         capture_output=True,

@@ -22,10 +22,10 @@ import pytest
 from aiohttp import web
 
 from praxiom_client import RetryPolicy, StreamLost, follow
-from taskstate.accounts import IssuedToken
-from taskstate.models import Task
-from taskstate.payloads import task_payload
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import task_payload
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     REPO,
     LiveGateway,
@@ -61,7 +61,8 @@ class Result:
 
 
 class Cli:
-    """Starts `python -m cli.main ...` with PRAXIOM_URL and PRAXIOM_TOKEN set for the test."""
+    """Starts `python -m praxiom_progress.cli.main ...` with PRAXIOM_URL and PRAXIOM_TOKEN set
+    for the test."""
 
     def __init__(self, url: str, token: str) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIOM_")}
@@ -75,7 +76,7 @@ class Cli:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "cli.main",
+            "praxiom_progress.cli.main",
             *args,
             cwd=REPO,
             env={k: v for k, v in environ.items() if v is not None},

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from taskstate.accounts import IssuedToken
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer, spawn
 
 APP = "http://app.example.com"

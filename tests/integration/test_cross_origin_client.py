@@ -25,7 +25,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
-from taskstate.settings import Settings
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import REPO, LiveGateway, RunnerHarness, bearer, builtin_registry, free_port
 from tests.integration.test_demo_page import (  # noqa: F401 (fixtures)
     BROWSER_TEST_TIMEOUT_S,

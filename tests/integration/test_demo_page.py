@@ -29,12 +29,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from gateway import demo, keys
-from gateway.app import create_app
-from gateway.keys import GATEWAY_STORE
-from runner import builtin
-from taskstate.settings import Settings
-from taskstate.tokens import hash_token
+from praxiom_progress.gateway import demo, keys
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import GATEWAY_STORE
+from praxiom_progress.runner import builtin
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import LiveGateway, RunnerHarness, builtin_registry
 from tests.debian_packages import APT_TIMEOUT_S, ensure_installed
 

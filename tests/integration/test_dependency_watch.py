@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.dependencies import DependencyWatch
-from taskstate.settings import Settings
+from praxiom_progress.gateway.dependencies import DependencyWatch
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import LiveGateway, free_port, wait_for
 from tests.log_capture import captured_logs
 

@@ -47,10 +47,10 @@ async def test_dev_with_no_servers_named_runs_tasks_and_ctrl_c_leaves_nothing(
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({"GATEWAY_PORT": str(port), "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"})
     # A type of the application's own, loaded by dev's runner: no TASK_TYPES names it.
-    env["RUNNER_TASK_MODULES"] = "runner.builtin,tests.task_modules"
+    env["RUNNER_TASK_MODULES"] = "praxiom_progress.runner.builtin,tests.task_modules"
     env.pop("TASK_TYPES", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "dev",
+        sys.executable, "-m", "praxiom_progress.cli.main", "dev",
         cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -12,12 +12,12 @@ from uuid import UUID
 
 import psycopg2
 
-from runner.handlers import HandlerRegistry, TaskContext
-from runner.store import RunnerStore
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import RunnerHarness, claim_by_hand, spawn, wait_for
 
 HOLD = "hold"

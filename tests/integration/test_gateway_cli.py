@@ -17,9 +17,9 @@ from uuid import UUID, uuid4
 import aiohttp
 import pytest
 
-from taskstate.accounts import IssuedToken
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import REPO, bearer, free_port, spawn
 
 START_TIMEOUT_S = 15.0
@@ -46,7 +46,7 @@ class GatewayProcess:
         )
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "gateway"],
+                [sys.executable, "-m", "praxiom_progress.cli.main", "gateway"],
                 cwd=REPO,
                 env=env,
                 stdout=out,

@@ -19,15 +19,20 @@ from uuid import UUID, uuid4
 import pytest
 from aiohttp import ClientResponse
 
-from gateway.app import create_app
-from gateway.schemas import TaskRecordSchema
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, encode_payload, task_payload
-from taskstate.publisher import connect_redis
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.schemas import TaskRecordSchema
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import (
+    PAYLOAD_FIELDS,
+    TaskPayloadSchema,
+    encode_payload,
+    task_payload,
+)
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     EndlessTask,
     RunnerHarness,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from uuid import uuid4
 
-from gateway.decision import Decision
-from gateway.store import GatewayStore
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.db import Database
-from taskstate.store import TaskStore
-from taskstate.tokens import hash_token
+from praxiom_progress.gateway.decision import Decision
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.store import TaskStore
+from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import spawn
 
 

@@ -14,13 +14,19 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from gateway.idle import MIN_PER_SWEEP
-from gateway.keys import DISPATCHER, GATEWAY_STORE, IDLE_SWEEPER, STREAM_STATS, STREAMS
-from runner.handlers import HandlerRegistry, TaskContext
-from taskstate.accounts import IssuedToken
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.idle import MIN_PER_SWEEP
+from praxiom_progress.gateway.keys import (
+    DISPATCHER,
+    GATEWAY_STORE,
+    IDLE_SWEEPER,
+    STREAM_STATS,
+    STREAMS,
+)
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     LiveGateway,
     RunnerHarness,

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
-from taskstate.models import Task
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import RunnerProcess, wait_for, wait_for_status
 
 

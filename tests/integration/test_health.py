@@ -9,10 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway import health
-from gateway.app import create_app
-from gateway.keys import DISPATCHER
-from taskstate.settings import Settings
+from praxiom_progress.gateway import health
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import DISPATCHER
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import ThrowawayRedis, free_port, wait_for
 
 

@@ -11,10 +11,10 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from cli.main import log_format_for
-from taskstate.accounts import IssuedToken
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.cli.main import log_format_for
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn, wait_for, wait_for_status
 from tests.log_capture import CapturedLogs, captured_logs
 from tests.sse_client import events, stream_timeout

@@ -13,12 +13,12 @@ from uuid import uuid4
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.http import Probes, create_app
-from runner.metrics import RunnerMetrics
-from taskstate.accounts import IssuedToken
-from taskstate.db import Database
-from taskstate.publisher import connect_redis
-from taskstate.settings import Settings
+from praxiom_progress.runner.http import Probes, create_app
+from praxiom_progress.runner.metrics import RunnerMetrics
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import LiveGateway, RunnerProcess, bearer, free_port, wait_for
 from tests.sse_client import events, stream_timeout
 

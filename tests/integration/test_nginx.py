@@ -20,10 +20,10 @@ from uuid import UUID
 import aiohttp
 import pytest
 
-from runner.handlers import HandlerRegistry, TaskContext
-from taskstate.accounts import IssuedToken
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerHarness, bearer, spawn
 from tests.nginx_front import SSE_READ_TIMEOUT, NginxFront, ensure_nginx
 from tests.sse_client import events, stream_timeout

@@ -30,8 +30,8 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from gateway import openapi
-from taskstate.settings import Settings
+from praxiom_progress.gateway import openapi
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import (
     REPO,
     TABLES,
@@ -61,7 +61,7 @@ class ServedGateway:
 
 def _cli(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "praxiom_progress.cli.main", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -132,7 +132,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = tmp_path_factory.mktemp("openapi") / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "gateway"],
+            [sys.executable, "-m", "praxiom_progress.cli.main", "gateway"],
             cwd=REPO,
             env=env,
             stdout=out,

@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from praxiom_client import TaskPayload, watch_task
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.db import Database
-from taskstate.settings import Settings
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import REPO, bearer, free_port, settings_env
 
 HANDLERS = '''
@@ -31,7 +31,7 @@ import time
 
 from marshmallow import Schema, fields, validate
 
-from runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
 
 
 class ExportParams(Schema):
@@ -105,7 +105,7 @@ def _handler_package(root: Path) -> Path:
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *args],
+            [sys.executable, "-m", "praxiom_progress.cli.main", *args],
             cwd=REPO,
             env=env,
             stdout=out,

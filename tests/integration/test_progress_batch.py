@@ -10,14 +10,14 @@ from uuid import UUID
 
 import pytest
 
-from runner.batch import ProgressBatcher, Report
-from runner.store import RunnerStore
-from runner.writer import TaskWriter
-from taskstate.db import Database
-from taskstate.errors import StoreUnavailable
-from taskstate.models import Task
-from taskstate.publisher import ProgressPublisher
-from taskstate.store import TaskStore
+from praxiom_progress.runner.batch import ProgressBatcher, Report
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.runner.writer import TaskWriter
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.errors import StoreUnavailable
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.publisher import ProgressPublisher
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import ProgressRecorder, claim_by_hand, spawn, wait_for
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.accounts import IssuedToken
 from tests.conftest import REPO, LiveGateway, bearer, settings_env, wait_for
 
 SECTION = "## Add your own task type"

@@ -14,18 +14,18 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.cluster import ClusterDispatcher, node_url
-from gateway.frames import Update
-from gateway.keys import DISPATCHER, STREAM_STATS
-from gateway.stream import ProgressStream, StreamStats
-from taskstate.accounts import IssuedToken
-from taskstate.channels import progress_channel
-from taskstate.models import Task
-from taskstate.payloads import encode_payload, task_payload
-from taskstate.publisher import ProgressPublisher, connect_redis_cluster
-from taskstate.settings import Settings
-from taskstate.slotmap import SlotMap
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.cluster import ClusterDispatcher, node_url
+from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.keys import DISPATCHER, STREAM_STATS
+from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis_cluster
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.slotmap import SlotMap
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn, wait_for
 from tests.redis_cluster import LocalRedisCluster
 from tests.sse_client import events, stream_timeout
@@ -267,7 +267,7 @@ async def test_runners_and_a_gateway_in_cluster_mode_carry_every_stream_to_its_e
 
 
 def test_cluster_mode_refuses_a_unix_socket_url(tmp_path: Path) -> None:
-    from taskstate.settings import SettingsError
+    from praxiom_progress.taskstate.settings import SettingsError
 
     with pytest.raises(SettingsError, match="REDIS_CLUSTER"):
         Settings.from_env({"REDIS_URL": f"unix://{tmp_path}/redis.sock", "REDIS_CLUSTER": "1"})

@@ -24,16 +24,16 @@ import aiohttp
 import pytest
 from redis.crc import key_slot
 
-from gateway.cluster import ClusterDispatcher
-from gateway.keys import DISPATCHER, PUBLISHER
-from gateway.metrics import METRICS
-from gateway.sse import STREAM_STATS
-from runner.daemon import connected_runner
-from runner.worker import Runner
-from taskstate.accounts import IssuedToken
-from taskstate.channels import progress_channel
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.cluster import ClusterDispatcher
+from praxiom_progress.gateway.keys import DISPATCHER, PUBLISHER
+from praxiom_progress.gateway.metrics import METRICS
+from praxiom_progress.gateway.sse import STREAM_STATS
+from praxiom_progress.runner.daemon import connected_runner
+from praxiom_progress.runner.worker import Runner
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, bearer, spawn, wait_for
 from tests.redis_cluster import NODE_TIMEOUT_MS, LocalRedisCluster
 from tests.sse_client import events, stream_timeout
@@ -76,7 +76,7 @@ def cluster_settings(settings: Settings, url: str, **changes: Any) -> Settings:
     return settings.replace(
         redis_url=url,
         redis_cluster=True,
-        runner_task_modules=("runner.builtin", "tests.task_modules"),
+        runner_task_modules=("praxiom_progress.runner.builtin", "tests.task_modules"),
         # Every report must arrive: the throttle would coalesce 0.2 s ticks, by design.
         runner_progress_min_interval_s=0.0,
         **changes,

@@ -11,12 +11,12 @@ from uuid import UUID
 
 import aiohttp
 
-from runner.handlers import HandlerRegistry, TaskContext
-from runner.store import RunnerStore
-from taskstate.accounts import IssuedToken
-from taskstate.db import Database
-from taskstate.payloads import task_payload
-from taskstate.store import TaskStore
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import task_payload
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     LiveGateway,
     ProgressRecorder,

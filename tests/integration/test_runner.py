@@ -9,13 +9,13 @@ from uuid import UUID
 
 import pytest
 
-from runner.execution import REQUEUED_MESSAGE
-from runner.handlers import HandlerRegistry, TaskContext, TaskLost, TaskResult
-from runner.worker import runner_lost_error
-from taskstate.db import Database
-from taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, task_payload
-from taskstate.settings import parse_task_timeouts
-from taskstate.store import TaskStore
+from praxiom_progress.runner.execution import REQUEUED_MESSAGE
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext, TaskLost, TaskResult
+from praxiom_progress.runner.worker import runner_lost_error
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema, task_payload
+from praxiom_progress.taskstate.settings import parse_task_timeouts
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     EndlessTask,
     ProgressRecorder,

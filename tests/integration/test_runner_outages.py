@@ -10,13 +10,13 @@ import asyncio
 import json
 from uuid import UUID
 
-from runner.store import RunnerStore
-from runner.worker import Runner
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.publisher import ProgressPublisher, connect_redis
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.runner.store import RunnerStore
+from praxiom_progress.runner.worker import Runner
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
     RunnerHarness,
     ThrowawayRedis,

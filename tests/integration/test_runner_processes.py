@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
-from runner.execution import REQUEUED_MESSAGE
-from runner.worker import runner_lost_error
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.runner.execution import REQUEUED_MESSAGE
+from praxiom_progress.runner.worker import runner_lost_error
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import ProgressRecorder, RunnerProcess, spawn, wait_for, wait_for_status
 
 

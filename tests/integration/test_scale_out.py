@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 
-from gateway.keys import STREAM_STATS
-from taskstate.accounts import IssuedToken
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.keys import STREAM_STATS
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerProcess, bearer, spawn
 from tests.sse_client import events, stream_timeout
 

@@ -16,15 +16,15 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from taskstate.accounts import AccountStore
-from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
-from taskstate.db import Database, apply_schema, listen
-from taskstate.errors import NotFound, SchemaMissing, StoreError, StoreUnavailable
-from taskstate.models import Task
-from taskstate.payloads import TaskPayloadSchema, task_payload
-from taskstate.settings import Settings
-from taskstate.store import CANCELLED_MESSAGE, TaskAlreadyFinished, TaskStore
-from taskstate.tokens import TOKEN_PREFIX
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
+from praxiom_progress.taskstate.db import Database, apply_schema, listen
+from praxiom_progress.taskstate.errors import NotFound, SchemaMissing, StoreError, StoreUnavailable
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import TaskPayloadSchema, task_payload
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import CANCELLED_MESSAGE, TaskAlreadyFinished, TaskStore
+from praxiom_progress.taskstate.tokens import TOKEN_PREFIX
 from tests.conftest import SCHEMA_TABLES
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from praxiom_client import (
     Unauthenticated,
     watch_task,
 )
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.db import Database
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerHarness, builtin_registry, spawn
 from tests.tcp_proxy import TcpProxy
 

@@ -9,10 +9,10 @@ from uuid import UUID
 
 from aiohttp import ClientResponse
 
-from taskstate.accounts import AccountStore, IssuedToken
-from taskstate.db import Database
-from taskstate.store import TaskStore
-from taskstate.tokens import hash_token
+from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.store import TaskStore
+from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import bearer, spawn
 
 SPAWN = "/api/tasks/spawn"

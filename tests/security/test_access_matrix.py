@@ -10,11 +10,11 @@ from uuid import uuid4
 
 import pytest
 
-from gateway.app import create_app
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer
 from tests.security.kit import (
     ENDPOINTS,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.keys import LIMIT_STATS
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import LIMIT_STATS
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer
 from tests.security.kit import assert_refused, cookie, make_scene, task_rows
 

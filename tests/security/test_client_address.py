@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.keys import GATEWAY_STORE, LIMIT_STATS
-from taskstate.settings import Settings, SettingsError
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import GATEWAY_STORE, LIMIT_STATS
+from praxiom_progress.taskstate.settings import Settings, SettingsError
 from tests.conftest import bearer
 from tests.log_capture import captured_logs
 

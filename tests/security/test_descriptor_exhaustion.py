@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from taskstate.settings import Settings
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import REPO, free_port, settings_env
 
 LIMIT = int(os.environ.get("FLOOD_FD_LIMIT", 256))
@@ -64,7 +64,7 @@ async def test_a_flood_of_idle_connections_neither_spins_nor_locks_out_a_probe(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "cli.main",
+            "praxiom_progress.cli.main",
             "gateway",
             cwd=REPO,
             env=env,

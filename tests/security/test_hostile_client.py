@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway
 from tests.log_capture import captured_logs
 from tests.security.kit import make_scene

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from gateway.app import create_app
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, bearer
 from tests.security.kit import assert_refused, make_scene, task_rows
 

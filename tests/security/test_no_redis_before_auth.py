@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from gateway.app import create_app
-from gateway.keys import DISPATCHER
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import DISPATCHER
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer
 from tests.security.kit import make_scene
 

@@ -22,11 +22,11 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from cli.embedded import redis_server_binary
-from gateway.keys import DISPATCHER, PUBLISHER
-from taskstate.accounts import IssuedToken
-from taskstate.publisher import PublishStats, connect_redis
-from taskstate.settings import Settings
+from praxiom_progress.cli.embedded import redis_server_binary
+from praxiom_progress.gateway.keys import DISPATCHER, PUBLISHER
+from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.publisher import PublishStats, connect_redis
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import (
     REPO,
     LiveGateway,

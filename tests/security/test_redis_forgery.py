@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.keys import DISPATCHER, STREAM_STATS
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.payloads import encode_payload, task_payload
-from taskstate.settings import Settings
-from taskstate.status import TaskStatus
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.keys import DISPATCHER, STREAM_STATS
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.status import TaskStatus
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, bearer, spawn, wait_for
 from tests.security.kit import make_scene
 from tests.sse_client import events, stream_timeout

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.app import create_app
-from gateway.keys import ACCESS_CHANGES, LIMIT_STATS
-from taskstate.accounts import AccountStore
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.payloads import encode_payload, task_payload
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import ACCESS_CHANGES, LIMIT_STATS
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer, wait_for
 from tests.security.kit import make_scene
 from tests.sse_client import events

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from taskstate.accounts import AccountStore
-from taskstate.db import Database
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import REPO, LiveGateway, bearer
 from tests.log_capture import CapturedLogs, captured_logs
 from tests.security.kit import ENDPOINTS, call, cookie, expire, make_scene
@@ -124,7 +124,7 @@ def test_the_cli_never_echoes_a_token(database_url: str) -> None:
     forged = "pxp_" + "Z" * 43
     env = {"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "token", "revoke", forged],
+        [sys.executable, "-m", "praxiom_progress.cli.main", "token", "revoke", forged],
         cwd=REPO,
         env=env,
         capture_output=True,

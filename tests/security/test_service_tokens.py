@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.store import GatewayStore
-from taskstate.accounts import AccountStore
-from taskstate.db import Database, apply_schema
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
-from taskstate.tokens import hash_token
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.db import Database, apply_schema
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
+from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import REPO, bearer
 from tests.security.kit import assert_refused, make_scene
 
@@ -25,7 +25,7 @@ from tests.security.kit import assert_refused, make_scene
 def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "praxiom_progress.cli.main", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

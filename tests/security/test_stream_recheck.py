@@ -13,15 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import create_app
-from gateway.keys import DISPATCHER, LIMIT_STATS
-from taskstate.accounts import AccountStore
-from taskstate.channels import progress_channel
-from taskstate.db import Database
-from taskstate.payloads import encode_payload, task_payload
-from taskstate.settings import Settings
-from taskstate.store import TaskStore
-from taskstate.tokens import hash_token
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.gateway.keys import DISPATCHER, LIMIT_STATS
+from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
+from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import LiveGateway, ThrowawayRedis, bearer, wait_for
 from tests.security.kit import assert_refused, expire, make_scene
 from tests.sse_client import events, stream_timeout

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
+from importlib.metadata import version
 
 import pytest
 
-import cli.main
-from cli.main import EXIT_USAGE, build_parser, main
+import praxiom_progress.cli.main
+from praxiom_progress.cli.main import EXIT_USAGE, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +22,8 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
         coro.close()
         raise AssertionError("the CLI got past argument parsing")
 
-    monkeypatch.setattr(cli.main.Database, "connect", refuse)
-    monkeypatch.setattr(cli.main.asyncio, "run", refuse_run)
+    monkeypatch.setattr(praxiom_progress.cli.main.Database, "connect", refuse)
+    monkeypatch.setattr(praxiom_progress.cli.main.asyncio, "run", refuse_run)
     # Settings must not be the reason for an exit 2.
     for name in ("LOG_LEVEL", "DATABASE_URL", "GATEWAY_PORT", "TASK_TIMEOUTS"):
         monkeypatch.delenv(name, raising=False)
@@ -147,3 +148,10 @@ def test_parser_accepts_valid_arguments() -> None:
 def test_parser_names_with_unicode_are_fine() -> None:
     args = build_parser().parse_args(["member", "remove", "--workspace", "Café—Ω", "--user", "zoë"])
     assert (args.workspace, args.user) == ("Café—Ω", "zoë")
+
+
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"praxiom-progress {version('praxiom-progress')}"

@@ -10,16 +10,22 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from cli.client import (
+from praxiom_client import LineSplitter, RetryPolicy, SseEvent, SseParser
+from praxiom_progress.cli.client import (
     DEFAULT_URL,
     CommandError,
     client_defaults,
     http_error_line,
     resolve_target,
 )
-from cli.main import build_parser
-from cli.watch import JsonRenderer, PlainRenderer, RichRenderer, exit_code_for, plain_line
-from praxiom_client import LineSplitter, RetryPolicy, SseEvent, SseParser
+from praxiom_progress.cli.main import build_parser
+from praxiom_progress.cli.watch import (
+    JsonRenderer,
+    PlainRenderer,
+    RichRenderer,
+    exit_code_for,
+    plain_line,
+)
 
 
 def parse(text: str, chunks: int = 1) -> tuple[list[SseEvent], SseParser]:

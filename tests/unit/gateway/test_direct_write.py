@@ -12,7 +12,7 @@ from aiohttp.http import HttpVersion, HttpVersion10, HttpVersion11
 from aiohttp.test_utils import make_mocked_request
 from aiohttp_sse import EventSourceResponse
 
-from gateway.direct_write import DirectWrite
+from praxiom_progress.gateway.direct_write import DirectWrite
 
 Prepared = tuple[web.Request, web.StreamResponse]
 Prepare = Callable[..., Awaitable[Prepared]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from gateway.frames import Update, snapshot
-from taskstate.models import Task
+from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.taskstate.models import Task
 
 
 def update(version: int, terminal: bool = False) -> Update:

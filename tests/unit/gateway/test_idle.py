@@ -10,12 +10,12 @@ from uuid import UUID
 
 import pytest
 
-from gateway.decision import Decision
-from gateway.idle import IdleSweeper
-from gateway.limits import LimitStats
-from gateway.store import StreamRereads
-from gateway.stream import ProgressStream, StreamStats
-from taskstate.errors import StoreUnavailable
+from praxiom_progress.gateway.decision import Decision
+from praxiom_progress.gateway.idle import IdleSweeper
+from praxiom_progress.gateway.limits import LimitStats
+from praxiom_progress.gateway.store import StreamRereads
+from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+from praxiom_progress.taskstate.errors import StoreUnavailable
 from tests.unit.gateway.test_progress_stream import Running, new_stream, update
 
 IDLE_S = 10.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.lag import LagHistogram, LagSampler
+from praxiom_progress.gateway.lag import LagHistogram, LagSampler
 
 
 def test_the_sampler_stamps_at_most_one_message_per_interval() -> None:

@@ -8,10 +8,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from marshmallow import Schema, fields, validate
 
-from gateway import openapi
-from gateway.catalogue import TaskType
-from runner.catalogue import params_json_schema
-from taskstate.settings import Settings
+from praxiom_progress.gateway import openapi
+from praxiom_progress.gateway.catalogue import TaskType
+from praxiom_progress.runner.catalogue import params_json_schema
+from praxiom_progress.taskstate.settings import Settings
 
 
 class Target(Schema):

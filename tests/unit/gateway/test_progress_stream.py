@@ -20,10 +20,10 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.frames import Update
-from gateway.stream import ProgressStream, StreamStats
-from taskstate.models import Task
-from taskstate.settings import Settings
+from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.settings import Settings
 
 NOW = 100.0
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from gateway.schemas import MAX_PARAMS_BYTES, spawn_request_schema
+from praxiom_progress.gateway.schemas import MAX_PARAMS_BYTES, spawn_request_schema
 
 TYPES = ("validation_kit", "research")
 

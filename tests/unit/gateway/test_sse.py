@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sse import parse_version
+from praxiom_progress.gateway.sse import parse_version
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("7", 7), (" 12 ", 12), ("0", 0)])

@@ -17,15 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from runner.batch import Report
-from runner.catalogue import CatalogueEntry
-from runner.store import StaleTask
-from taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
-from taskstate.db import Notification
-from taskstate.errors import StoreUnavailable
-from taskstate.models import Task
-from taskstate.publisher import PublishStats
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.batch import Report
+from praxiom_progress.runner.catalogue import CatalogueEntry
+from praxiom_progress.runner.store import StaleTask
+from praxiom_progress.taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
+from praxiom_progress.taskstate.db import Notification
+from praxiom_progress.taskstate.errors import StoreUnavailable
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.publisher import PublishStats
+from praxiom_progress.taskstate.status import TaskStatus
 
 _UNAVAILABLE = "unavailable"
 _LOST_ANSWER = "lost answer"

@@ -9,11 +9,11 @@ from collections.abc import MutableMapping
 from typing import Any
 from uuid import UUID
 
-from runner.batch import ProgressBatcher
-from runner.execution import HeldTask, RunnerStats, TaskExecutor
-from runner.throttle import ProgressThrottle
-from runner.writer import TaskWriter
-from taskstate.models import Task
+from praxiom_progress.runner.batch import ProgressBatcher
+from praxiom_progress.runner.execution import HeldTask, RunnerStats, TaskExecutor
+from praxiom_progress.runner.throttle import ProgressThrottle
+from praxiom_progress.runner.writer import TaskWriter
+from praxiom_progress.taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 
 
@@ -52,7 +52,7 @@ class HandlerKit:
         spawned_by: str | None = None,
         **options: Any,
     ) -> HeldTask:
-        from runner.handlers import HandlerRegistry
+        from praxiom_progress.runner.handlers import HandlerRegistry
 
         registry = HandlerRegistry()
         registry.register("sample", run, **options)

@@ -8,7 +8,7 @@ import os
 import signal
 from typing import Any
 
-from runner.handlers import SyncTaskContext, TaskContext, TaskFailed, TaskResult
+from praxiom_progress.runner.handlers import SyncTaskContext, TaskContext, TaskFailed, TaskResult
 
 
 def counts(task: SyncTaskContext) -> TaskResult:

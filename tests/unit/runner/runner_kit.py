@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from runner.handlers import HandlerRegistry
-from runner.worker import Runner
-from taskstate.settings import Settings
+from praxiom_progress.runner.handlers import HandlerRegistry
+from praxiom_progress.runner.worker import Runner
+from praxiom_progress.taskstate.settings import Settings
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 
 #: Every interval shrunk; no server is named because none is reached.

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from runner.backoff import Backoff
-from taskstate.errors import InvalidData, StoreUnavailable
+from praxiom_progress.runner.backoff import Backoff
+from praxiom_progress.taskstate.errors import InvalidData, StoreUnavailable
 
 
 def test_delays_double_from_the_first_up_to_the_cap_and_reset_starts_over() -> None:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from runner.batch import ProgressBatcher, Report
-from runner.writer import TaskWriter
-from taskstate.errors import StoreUnavailable
-from taskstate.models import Task
+from praxiom_progress.runner.batch import ProgressBatcher, Report
+from praxiom_progress.runner.writer import TaskWriter
+from praxiom_progress.taskstate.errors import StoreUnavailable
+from praxiom_progress.taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 
 

@@ -10,8 +10,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from runner import builtin
-from runner.builtin import (
+from praxiom_progress.runner import builtin
+from praxiom_progress.runner.builtin import (
     DEFAULT_STEP_SECONDS,
     FS_RESEARCH_STEPS,
     RESEARCH_STEPS,
@@ -22,7 +22,7 @@ from runner.builtin import (
     synthesis,
     validation_kit,
 )
-from runner.handlers import HandlerRegistry, TaskContext, TaskFailed, TaskResult
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext, TaskFailed, TaskResult
 
 Handler = Callable[[TaskContext], Awaitable[TaskResult]]
 

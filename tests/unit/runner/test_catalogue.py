@@ -8,10 +8,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from marshmallow import Schema, fields, validate
 
-from runner.builtin import FS_RESEARCH_STEPS
-from runner.catalogue import catalogue_entries, params_json_schema
-from runner.handlers import HandlerRegistry, TaskContext, load_registry
-from taskstate.settings import Settings
+from praxiom_progress.runner.builtin import FS_RESEARCH_STEPS
+from praxiom_progress.runner.catalogue import catalogue_entries, params_json_schema
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext, load_registry
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import wait_for
 from tests.unit.runner.fake_store import FakeRunnerStore
 from tests.unit.runner.runner_kit import RunnerKit, registry_of
@@ -63,7 +63,7 @@ def test_entries_carry_what_the_registry_and_settings_resolve() -> None:
 
 
 def test_the_builtin_types_describe_their_params() -> None:
-    registry = load_registry(("runner.builtin",))
+    registry = load_registry(("praxiom_progress.runner.builtin",))
     entries = {e.name: e for e in catalogue_entries(registry, registry.timeouts(Settings()))}
     schema = entries["fs_research"].params_schema
     assert schema["properties"]["fail_at"]["enum"] == [s.name for s in FS_RESEARCH_STEPS]

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from runner.execution import (
+from praxiom_progress.runner.execution import (
     REQUEUED_MESSAGE,
     StopReason,
 )
-from runner.handlers import TaskContext, TaskFailed, TaskLost
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.handlers import TaskContext, TaskFailed, TaskLost
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.handler_kit import HandlerKit
 

@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 from uuid import uuid4
 
-from runner.handlers import TaskContext
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.handlers import TaskContext
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.conftest import wait_for
 from tests.unit.runner.fake_store import FakeRunnerStore
 from tests.unit.runner.runner_kit import RunnerKit, registry_of

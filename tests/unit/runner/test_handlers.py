@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 
-from runner.handlers import (
+from praxiom_progress.runner.handlers import (
     HandlerRegistry,
     TaskContext,
     TaskModuleError,
@@ -20,7 +20,7 @@ from runner.handlers import (
     task_label,
     timeout_error,
 )
-from taskstate.settings import Settings
+from praxiom_progress.taskstate.settings import Settings
 
 
 class RecordingSink:
@@ -145,7 +145,7 @@ def test_the_spec_labels_are_registered_by_the_builtin_module_only() -> None:
     """`FS-Research` is not a title-cased name: runner/builtin.py registers it, and nothing
     else in the runner knows it (the catalogue carries it to the gateway)."""
     assert task_label("fs_research") == "Fs Research"
-    builtin = load_registry(("runner.builtin",))
+    builtin = load_registry(("praxiom_progress.runner.builtin",))
     assert builtin.label_for("fs_research") == "FS-Research"
     assert builtin.label_for("validation_kit") == "Validation Kit"
 
@@ -277,7 +277,7 @@ def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs: Any) -> No
 
 
 def test_load_registry_builtin() -> None:
-    registry = load_registry(("runner.builtin",))
+    registry = load_registry(("praxiom_progress.runner.builtin",))
     assert set(registry) == {"validation_kit", "fs_research", "research", "synthesis"}
     assert registry.label_for("validation_kit") == "Validation Kit"
     assert registry.label_for("fs_research") == "FS-Research"
@@ -288,7 +288,7 @@ def test_load_registry_combines_modules(monkeypatch: pytest.MonkeyPatch) -> None
         registry.register("deep_dive", noop)
 
     _fake_module(monkeypatch, "praxiom_unit_extra_tasks", register=register)
-    registry = load_registry(("runner.builtin", "praxiom_unit_extra_tasks"))
+    registry = load_registry(("praxiom_progress.runner.builtin", "praxiom_unit_extra_tasks"))
     assert set(registry) == {"validation_kit", "fs_research", "research", "synthesis", "deep_dive"}
 
 
@@ -300,8 +300,10 @@ def test_missing_module_raises() -> None:
 
 
 def test_missing_submodule_raises() -> None:
-    with pytest.raises(TaskModuleError, match=r"cannot import 'runner\.builtin\.nope'"):
-        load_registry(("runner.builtin.nope",))
+    with pytest.raises(
+        TaskModuleError, match=r"cannot import 'praxiom_progress\.runner\.builtin\.nope'"
+    ):
+        load_registry(("praxiom_progress.runner.builtin.nope",))
 
 
 def test_module_raising_on_import_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -360,4 +362,4 @@ def test_the_same_type_from_two_modules_raises(monkeypatch: pytest.MonkeyPatch) 
 
     _fake_module(monkeypatch, "praxiom_unit_dup_tasks", register=register)
     with pytest.raises(TaskModuleError, match="already registered"):
-        load_registry(("runner.builtin", "praxiom_unit_dup_tasks"))
+        load_registry(("praxiom_progress.runner.builtin", "praxiom_unit_dup_tasks"))

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runner.execution import HeldTask
-from runner.handlers import HandlerRegistry, TaskContext
-from taskstate.models import Task
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.execution import HeldTask
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner import process_handlers as handlers
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.handler_kit import HandlerKit

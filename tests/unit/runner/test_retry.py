@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from runner.handlers import HandlerFn, HandlerRegistry, TaskContext, TaskFailed
-from runner.retry import JITTER, MAX_RETRY_DELAY_S, RetryPolicy
-from taskstate.models import Task
+from praxiom_progress.runner.handlers import HandlerFn, HandlerRegistry, TaskContext, TaskFailed
+from praxiom_progress.runner.retry import JITTER, MAX_RETRY_DELAY_S, RetryPolicy
+from praxiom_progress.taskstate.models import Task
 from tests.conftest import wait_for
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.runner_kit import RunnerKit

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runner.handlers import HandlerRegistry, TaskContext
-from runner.metrics import RunnerMetrics
-from runner.worker import Runner
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
+from praxiom_progress.runner.metrics import RunnerMetrics
+from praxiom_progress.runner.worker import Runner
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.runner_kit import FAST, RunnerKit
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from marshmallow import Schema, fields
 
-from runner.handlers import SyncTaskContext, TaskContext, TaskLost, TaskResult
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.handlers import SyncTaskContext, TaskContext, TaskLost, TaskResult
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.handler_kit import HandlerKit
 

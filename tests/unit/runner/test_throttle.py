@@ -8,11 +8,11 @@ import asyncio
 import time
 from typing import Any
 
-from runner.batch import ProgressBatcher, Report
-from runner.handlers import TaskContext, TaskFailed, TaskLost
-from runner.throttle import ProgressThrottle
-from runner.writer import TaskWriter
-from taskstate.models import Task
+from praxiom_progress.runner.batch import ProgressBatcher, Report
+from praxiom_progress.runner.handlers import TaskContext, TaskFailed, TaskLost
+from praxiom_progress.runner.throttle import ProgressThrottle
+from praxiom_progress.runner.writer import TaskWriter
+from praxiom_progress.taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.handler_kit import HandlerKit
 

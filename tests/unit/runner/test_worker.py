@@ -11,12 +11,12 @@ from uuid import UUID
 
 import pytest
 
-from runner.execution import REQUEUED_MESSAGE
-from runner.handlers import TaskContext
-from runner.worker import runner_lost_error
-from taskstate.errors import StoreUnavailable
-from taskstate.models import Task
-from taskstate.status import TaskStatus
+from praxiom_progress.runner.execution import REQUEUED_MESSAGE
+from praxiom_progress.runner.handlers import TaskContext
+from praxiom_progress.runner.worker import runner_lost_error
+from praxiom_progress.taskstate.errors import StoreUnavailable
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.status import TaskStatus
 from tests.conftest import wait_for
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.runner_kit import RunnerKit, registry_of

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from runner.execution import Failure, _as_result, describe_failure
-from runner.handlers import TaskFailed, TaskResult
-from runner.worker import runner_lost_error
+from praxiom_progress.runner.execution import Failure, _as_result, describe_failure
+from praxiom_progress.runner.handlers import TaskFailed, TaskResult
+from praxiom_progress.runner.worker import runner_lost_error
 
 
 class CustomError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.writer import TaskWriter
+from praxiom_progress.runner.writer import TaskWriter
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 
 

@@ -10,8 +10,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from taskstate.models import Task
-from taskstate.payloads import (
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import (
     PAYLOAD_FIELDS,
     TaskPayloadSchema,
     ValidationError,

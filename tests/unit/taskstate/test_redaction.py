@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from taskstate.redaction import hide_password
-from taskstate.settings import Settings, SettingsError
+from praxiom_progress.taskstate.redaction import hide_password
+from praxiom_progress.taskstate.settings import Settings, SettingsError
 
 
 @pytest.mark.parametrize(

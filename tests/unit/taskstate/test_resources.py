@@ -8,10 +8,10 @@ import resource
 import subprocess
 import sys
 
-from taskstate.resources import LoopComplaints
+from praxiom_progress.taskstate.resources import LoopComplaints
 from tests.log_capture import captured_logs
 
-PROBE = "from taskstate.resources import raise_open_files_limit as r; print(*r())"
+PROBE = "from praxiom_progress.taskstate.resources import raise_open_files_limit as r; print(*r())"
 
 
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskstate.settings import DEFAULT_TASK_TIMEOUTS, Settings, SettingsError
+from praxiom_progress.taskstate.settings import DEFAULT_TASK_TIMEOUTS, Settings, SettingsError
 
 
 def test_defaults_match_the_spec() -> None:
@@ -26,7 +26,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.runner_metrics_port == 9108
     assert settings.gateway_port == 8080
     assert settings.session_cookie_name == "praxiom_session"
-    assert settings.runner_task_modules == ("runner.builtin",)
+    assert settings.runner_task_modules == ("praxiom_progress.runner.builtin",)
     assert settings.runner_loop_stall_s == 0.1
     assert settings.runner_kill_grace_s == 2
     assert settings.log_level == "INFO"

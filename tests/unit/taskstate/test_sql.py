@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from taskstate.sql import load_queries, parse_queries
+from praxiom_progress.taskstate.sql import load_queries, parse_queries
 
 TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task"}
 ACCOUNT_QUERIES = {"create_token", "create_service_token", "revoke_token", "remove_member"}
@@ -91,9 +91,9 @@ def test_parsed_queries_are_read_only() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("taskstate",), TASKSTATE_QUERIES),
-        (("taskstate", "accounts.sql"), ACCOUNT_QUERIES),
-        (("runner",), RUNNER_QUERIES),
+        (("praxiom_progress.taskstate",), TASKSTATE_QUERIES),
+        (("praxiom_progress.taskstate", "accounts.sql"), ACCOUNT_QUERIES),
+        (("praxiom_progress.runner",), RUNNER_QUERIES),
     ],
 )
 def test_shipped_query_files(args: tuple[str, ...], expected: set[str]) -> None:
@@ -111,13 +111,16 @@ def test_shipped_query_files(args: tuple[str, ...], expected: set[str]) -> None:
 
 
 def test_queries_use_named_parameters() -> None:
-    assert "%(task_id)s" in load_queries("taskstate")["get_task"]
-    runner = load_queries("runner")
+    assert "%(task_id)s" in load_queries("praxiom_progress.taskstate")["get_task"]
+    runner = load_queries("praxiom_progress.runner")
     assert "%(claim_tokens)s" in runner["report_progress"]
     assert "%(claim_token)s" in runner["complete_task"]
-    assert "%(token_hash)s" in load_queries("taskstate", "accounts.sql")["revoke_token"]
+    assert (
+        "%(token_hash)s"
+        in load_queries("praxiom_progress.taskstate", "accounts.sql")["revoke_token"]
+    )
 
 
 def test_missing_query_file_raises() -> None:
     with pytest.raises(FileNotFoundError):
-        load_queries("taskstate", "no_such_file.sql")
+        load_queries("praxiom_progress.taskstate", "no_such_file.sql")

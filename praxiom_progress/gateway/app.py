@@ -1,0 +1,178 @@
+"""`create_app(settings)`: the gateway, with each resource set up and torn down in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+
+from praxiom_progress.gateway import (
+    access,
+    browsers,
+    cors,
+    health,
+    limits,
+    malformed,
+    metrics,
+    openapi,
+    sse,
+    views,
+)
+from praxiom_progress.gateway.access_log import access_log_middleware, echo_request_id
+from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
+from praxiom_progress.gateway.cluster import ClusterDispatcher
+from praxiom_progress.gateway.dependencies import DependencyWatch
+from praxiom_progress.gateway.direct_write import DirectWrite
+from praxiom_progress.gateway.dispatcher import Dispatcher, ProgressDispatcher
+from praxiom_progress.gateway.errors import error_middleware
+from praxiom_progress.gateway.idle import IdleSweeper
+from praxiom_progress.gateway.keys import (
+    ACCESS_CHANGES,
+    CATALOGUE,
+    CLIENT_ADDRESSES,
+    DIRECT_WRITE,
+    DISPATCHER,
+    GATEWAY_STORE,
+    IDLE_SWEEPER,
+    LIMIT_STATS,
+    METRICS,
+    PUBLISHER,
+    REDIS,
+    SETTINGS,
+    STREAM_ACCESS,
+    STREAM_STATS,
+    STREAMS,
+    TASK_STORE,
+)
+from praxiom_progress.gateway.remote import ClientAddresses
+from praxiom_progress.gateway.revocation import AccessChanges
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.taskstate.cancellation import cancel_and_wait
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.publisher import (
+    ProgressPublisher,
+    connect_redis,
+    connect_redis_cluster,
+)
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.slotmap import SlotMap
+from praxiom_progress.taskstate.store import TaskStore
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    # minsize=0: start while PostgreSQL is down; requests get 503 until it is back.
+    db = await Database.connect(
+        settings,
+        minsize=0,
+        maxsize=settings.database_pool_size,
+        name="praxiom-gateway",
+        on_query=app[METRICS].observe_query,
+    )
+    app[TASK_STORE] = TaskStore(db)
+    app[GATEWAY_STORE] = GatewayStore(db)
+    app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
+    app[CATALOGUE] = TaskTypeCatalogue(
+        db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
+    )
+    yield
+    await db.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    lag = app[STREAM_STATS].lag
+    dispatcher: Dispatcher
+    if settings.redis_cluster:
+        cluster = connect_redis_cluster(settings.redis_url)
+        slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
+        client: aioredis.Redis | RedisCluster = cluster
+        dispatcher = ClusterDispatcher(slots, lag=lag)
+        publisher = ProgressPublisher(slots)
+    else:
+        redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
+        client = redis
+        dispatcher = ProgressDispatcher(redis, lag=lag)
+        publisher = ProgressPublisher(redis)
+    app[REDIS] = client
+    app[PUBLISHER] = publisher
+    app[DISPATCHER] = dispatcher
+    await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
+    await publisher.start()
+    yield
+    await dispatcher.close()
+    await publisher.aclose()
+    await client.aclose()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The tasks that run beside the requests: the idle sweeper, the access-change LISTEN,
+    and the dependency watch."""
+    sweeper = IdleSweeper(
+        app[STREAMS],
+        app[GATEWAY_STORE],
+        app[STREAM_STATS],
+        app[LIMIT_STATS],
+        idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
+    )
+    app[IDLE_SWEEPER] = sweeper
+    db, redis = app[GATEWAY_STORE].db, app[REDIS]
+    changes = AccessChanges(db, sweeper)
+    app[ACCESS_CHANGES] = changes
+    watch = DependencyWatch(
+        {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
+    )
+    running = [
+        asyncio.create_task(sweeper.run(), name="idle-sweeper"),
+        asyncio.create_task(changes.run(), name="access-changes"),
+        asyncio.create_task(watch.run(), name="dependency-watch"),
+    ]
+    yield
+    await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
+
+
+def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
+    """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
+    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
+    app = web.Application(
+        middlewares=[
+            access_log_middleware,
+            error_middleware,
+            limits.auth_failure_guard,
+            browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
+        ],
+        client_max_size=settings.gateway_max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
+    limits.setup(app, settings)
+    app[STREAMS] = weakref.WeakSet()
+    app[STREAM_STATS] = StreamStats()
+    app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    metrics.setup(app)
+    app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(browsers.add_security_headers)
+    app.on_response_prepare.append(malformed.name_the_server)
+    app.cleanup_ctx.extend([_database, _redis, _background])
+    app.on_shutdown.append(sse.close_all_streams)
+    app.router.add_post("/api/tasks/spawn", views.spawn)
+    app.router.add_get("/api/task-types", views.task_types, allow_head=False)
+    app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
+    app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
+    app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
+    # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
+    app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    openapi.setup(app, settings)
+    cors.setup(app, settings.cors_allowed_origins)
+    if demo:
+        from praxiom_progress.gateway import demo as demo_page
+
+        demo_page.setup(app)
+    return app

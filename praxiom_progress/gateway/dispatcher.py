@@ -1,0 +1,394 @@
+"""One Redis subscription per gateway process, shared by every stream.
+
+redis-py gives each PubSub its own connection (the pool stops at 100), so a
+connection per stream cannot scale. The dispatcher owns a single PubSub:
+a channel is subscribed when its first stream arrives and unsubscribed when
+its last one leaves. Each message is decoded and encoded once (gateway.frames)
+and delivered to every stream of its task in one pass (gateway.stream: each
+keeps only the newest state, and never drops the terminal one).
+
+The dispatcher also owns reconnection: when Redis goes away it wakes every
+stream (they fall back to polling PostgreSQL), reconnects with backoff,
+subscribes every live channel again, and wakes them again once it is back.
+
+With `sharded=True` it speaks sharded pub/sub (SSUBSCRIBE) to one node of a
+Redis Cluster; gateway.cluster runs one such dispatcher per shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.lag import LagHistogram, LagSampler
+from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.taskstate.cancellation import cancel_and_wait
+from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX
+from praxiom_progress.taskstate.status import TERMINAL_STATUSES
+
+log = logging.getLogger("gateway.dispatcher")
+
+#: How long `get_message` blocks; also the longest delay before an unsubscribe is sent.
+READ_TIMEOUT_S = 1.0
+#: The longest wait between reconnect attempts while Redis is down (each shard's, in cluster
+#: mode). Streams must be back on pub/sub within 5 s of Redis returning (issue 6): the wait,
+#: plus connecting and resubscribing every live channel, has to fit in that.
+RECONNECT_MAX_S = 2.0
+#: How long a new stream waits for Redis to confirm its subscription.
+CONFIRM_TIMEOUT_S = 2.0
+#: Where the task id starts in a channel's name.
+_TASK_ID_AT = len(PROGRESS_CHANNEL_PREFIX)
+
+
+@dataclass
+class DispatcherStats:
+    messages: int = 0
+    delivered: int = 0
+    written: int = 0  # of those, written straight to the socket by the dispatcher
+    undecodable: int = 0
+    mismatched: int = 0  # a payload whose task id is not its channel's: forged, dropped
+    coalesced: int = 0  # updates that replaced one a slow stream had not sent yet
+    connections: int = 0  # times the subscription came up
+
+
+class Dispatcher(Protocol):
+    """A single-Redis dispatcher or a cluster's (gateway.cluster), as streams and tests see it."""
+
+    @property
+    def stats(self) -> DispatcherStats: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def channel_count(self) -> int: ...
+
+    @property
+    def watch_count(self) -> int: ...
+
+    @property
+    def subscribed_channels(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def watch(self, stream: ProgressStream) -> None: ...
+
+    def unwatch(self, stream: ProgressStream) -> None: ...
+
+    def available_for(self, stream: ProgressStream) -> bool: ...
+
+
+class ProgressDispatcher:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        sharded: bool = False,
+        max_backoff_s: float = RECONNECT_MAX_S,
+        on_lost: Callable[[], None] | None = None,
+        on_dropped: Callable[[str], None] | None = None,
+        lag: LagHistogram | None = None,
+    ) -> None:
+        self._redis = redis
+        self._lag = lag  # where direct writes record the sampled publish-to-send lag
+        self._loop_time = time.monotonic  # the event loop's clock, without a lookup per call
+        self._sharded = sharded
+        # The cluster re-reads its slot map when the connection fails, or when the node drops
+        # a watched channel (its slot moved to another node).
+        self._on_lost = on_lost
+        self._on_dropped = on_dropped
+        self._max_backoff_s = max_backoff_s
+        self._watches: dict[str, set[ProgressStream]] = {}  # channel -> its streams
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._to_unsubscribe: set[str] = set()
+        self._to_subscribe: set[str] = set()
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+        self.available = False
+        self.stats = DispatcherStats()
+        self.lag_sampler = LagSampler()  # see gateway.lag
+
+    # -- counters the tests and metrics read -----------------------------------------------
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._watches)
+
+    @property
+    def watch_count(self) -> int:
+        return sum(len(watches) for watches in self._watches.values())
+
+    @property
+    def subscribed_channels(self) -> int:
+        if self._pubsub is None:
+            return 0
+        return len(self._pubsub.shard_channels if self._sharded else self._pubsub.channels)
+
+    def available_for(self, stream: ProgressStream) -> bool:
+        return self.available
+
+    def watching(self, channel: str) -> bool:
+        return channel in self._watches
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    def begin(self) -> None:
+        """Start reading without waiting for Redis."""
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_forever(), name="progress-dispatcher")
+
+    async def start(self) -> None:
+        self.begin()
+        # Give Redis a moment, so the first streams can use pub/sub if it is there.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                await self._started.wait()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await cancel_and_wait([self._reader])
+        await self._drop_pubsub()
+
+    # -- watching ----------------------------------------------------------------------------
+
+    async def watch(self, stream: ProgressStream) -> None:
+        """Register a stream; when it is the channel's first, wait until Redis confirms the
+        subscription, so that nothing published after this returns can be missed."""
+        channel = stream.channel
+        watches = self._watches.setdefault(channel, set())
+        watches.add(stream)
+        self._to_unsubscribe.discard(channel)
+        try:
+            if len(watches) == 1 and self.available and self._pubsub is not None:
+                await self._subscribe(self._pubsub, channel)
+            elif channel in self._confirmations:
+                await self._await_confirmation(channel)  # a subscribe is under way
+        except BaseException:
+            self.unwatch(stream)  # cancelled (the client left): the caller will not unwatch
+            raise
+
+    def unwatch(self, stream: ProgressStream) -> None:
+        watches = self._watches.get(stream.channel)
+        if watches is None:
+            return
+        watches.discard(stream)
+        if not watches:
+            del self._watches[stream.channel]
+            self._to_unsubscribe.add(stream.channel)  # sent by the reader, within a second
+
+    def release(self, channel: str) -> set[ProgressStream]:
+        """Hand a channel's streams over to another shard (its hash slot moved)."""
+        watches = self._watches.pop(channel, set())
+        self._to_unsubscribe.add(channel)
+        future = self._confirmations.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        return watches
+
+    def adopt(self, channel: str, streams: Iterable[ProgressStream]) -> None:
+        """Take over streams from another shard; they re-read the row once subscribed here."""
+        self._watches.setdefault(channel, set()).update(streams)
+        self._to_unsubscribe.discard(channel)
+        self._to_subscribe.add(channel)
+        for stream in self._watches[channel]:
+            stream.wake()
+
+    async def _subscribe(self, pubsub: aioredis.client.PubSub, channel: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = future
+        try:
+            await self._send_subscribe(pubsub, [channel])
+        except (RedisError, OSError) as exc:
+            self._confirmations.pop(channel, None)
+            self._to_subscribe.add(channel)  # the reader tries again (or reconnects) shortly
+            log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
+            return
+        await self._await_confirmation(channel)
+
+    async def _await_confirmation(self, channel: str) -> None:
+        future = self._confirmations.get(channel)
+        if future is None:
+            return
+        try:
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                await asyncio.shield(future)
+        except TimeoutError:
+            log.warning(
+                "Redis did not confirm a subscription within %gs",
+                CONFIRM_TIMEOUT_S,
+                extra={"action": "subscribe_unconfirmed"},
+            )
+
+    # -- the reader --------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        delay = 0.0
+        while True:
+            try:
+                pubsub = await self._connect()
+                delay = 0.0
+                while True:
+                    await self._flush_pending(pubsub)
+                    message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
+                    if message is not None:
+                        self._handle(message)
+            except (RedisError, OSError) as exc:
+                self._set_available(False, reason=str(exc))
+                if self._on_lost is not None:
+                    self._on_lost()
+                await self._drop_pubsub()
+                self._started.set()
+                delay = min(self._max_backoff_s, delay * 2 or 0.1)
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> aioredis.client.PubSub:
+        pubsub = self._redis.pubsub()
+        self._pubsub = pubsub
+        await pubsub.connect()
+        self._to_unsubscribe.clear()
+        self._to_subscribe.clear()
+        subscribed: set[str] = set()
+        # Streams that arrive meanwhile are not subscribed by `watch` (Redis is not
+        # available yet), so loop until every watched channel is confirmed.
+        while missing := [channel for channel in self._watches if channel not in subscribed]:
+            loop = asyncio.get_running_loop()
+            futures = [loop.create_future() for _ in missing]
+            self._confirmations.update(zip(missing, futures, strict=True))
+            await self._send_subscribe(pubsub, missing)
+            while not all(future.done() for future in futures):
+                message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
+                if message is not None:
+                    self._handle(message)
+            subscribed.update(missing)
+        self._set_available(True)
+        self._started.set()
+        return pubsub
+
+    async def _flush_pending(self, pubsub: aioredis.client.PubSub) -> None:
+        """Send what streams left to the reader: unsubscribes, and subscribes that failed."""
+        if self._to_unsubscribe:
+            gone = [c for c in self._to_unsubscribe if c not in self._watches]
+            self._to_unsubscribe.clear()
+            if gone:
+                await self._send_unsubscribe(pubsub, gone)
+        if self._to_subscribe:
+            retry = [c for c in self._to_subscribe if c in self._watches]
+            self._to_subscribe.clear()
+            if retry:
+                await self._send_subscribe(pubsub, retry)
+
+    async def _send_subscribe(self, pubsub: aioredis.client.PubSub, channels: list[str]) -> None:
+        if not self._sharded:
+            await pubsub.subscribe(*channels)
+            return
+        for channel in channels:  # one SSUBSCRIBE may not span hash slots (CROSSSLOT)
+            await pubsub.ssubscribe(channel)
+
+    async def _send_unsubscribe(self, pubsub: aioredis.client.PubSub, channels: list[str]) -> None:
+        if not self._sharded:
+            await pubsub.unsubscribe(*channels)
+            return
+        for channel in channels:
+            await pubsub.sunsubscribe(channel)
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind in ("subscribe", "ssubscribe"):
+            future = self._confirmations.pop(channel, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind == "sunsubscribe" and channel in self._watches and self._on_dropped is not None:
+            self._on_dropped(channel)  # the node gave the channel's slot away
+            return
+        if kind not in ("message", "smessage"):
+            return
+        self.stats.messages += 1
+        watches = self._watches.get(channel)
+        if not watches:
+            return
+        data = message["data"]
+        if not isinstance(data, bytes):
+            data = str(data).encode()
+        try:
+            decoded = json.loads(data)
+            if decoded["id"] != channel[_TASK_ID_AT:]:
+                self.stats.mismatched += 1
+                log.warning(
+                    "dropped a message on %s for another task", channel,
+                    extra={"action": "message_mismatched"},
+                )  # fmt: skip
+                return
+            update = Update.of(
+                int(decoded["version"]),
+                data,
+                decoded["status"] in TERMINAL_STATUSES,
+                received=self.lag_sampler.stamp(),
+            )
+        except (ValueError, KeyError, TypeError):
+            self.stats.undecodable += 1
+            log.warning("ignored an undecodable message on %s", channel)
+            return
+        now = self._loop_time()
+        written = coalesced = 0
+        for stream in watches:  # one pass, the frame encoded once, no task woken per stream
+            outcome = stream.deliver(update, now)
+            if outcome > 0:
+                written += 1
+            elif outcome < 0:
+                coalesced += 1
+        stats = self.stats
+        stats.delivered += len(watches)
+        stats.written += written
+        stats.coalesced += coalesced
+        if written and update.received and self._lag is not None:
+            self._lag.record_since(update.received)  # the last socket written: the largest lag
+
+    def _set_available(self, available: bool, reason: str = "") -> None:
+        if available == self.available:
+            return
+        self.available = available
+        if available:
+            log.info("Redis subscription up", extra={"action": "redis_up"})
+            self.stats.connections += 1
+        else:
+            log.warning(
+                "Redis subscription lost, streams poll PostgreSQL until it returns: %s",
+                reason,
+                extra={"action": "redis_down"},
+            )
+            for future in self._confirmations.values():
+                if not future.done():
+                    future.set_result(None)  # release waiting streams: they will poll
+            self._confirmations.clear()
+        for watches in self._watches.values():
+            for stream in watches:
+                stream.wake()
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,46 @@
+"""An update as a stream sends it: the SSE event, and the same event as one HTTP/1.1 chunk.
+
+One message fans out to every stream of its task, so its bytes are built once per update,
+not once per stream: `frame` for `StreamResponse.write`, `chunk` for writing straight to a
+socket (gateway.direct_write says when that is allowed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    version: int
+    frame: bytes  # the whole SSE event, encoded once however many streams send it
+    terminal: bool
+    received: float = 0.0  # monotonic arrival time of a lag-sampled message; 0.0 otherwise
+    chunk: bytes = b""  # `frame` as one HTTP/1.1 chunk, for writing straight to a socket
+
+    @classmethod
+    def of(
+        cls,
+        version: int,
+        data: bytes,
+        terminal: bool,
+        retry_ms: int | None = None,
+        received: float = 0.0,
+    ) -> Update:
+        """The event for one payload (as published: compact JSON, so one `data:` line)."""
+        lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
+        retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
+        frame = b"id: %d\r\n%s%s\r\n" % (version, lines, retry)
+        return cls(version, frame, terminal, received, b"%x\r\n%s\r\n" % (len(frame), frame))
+
+
+def snapshot(task: Task, retry_ms: int | None = None) -> Update:
+    """The event for a task read from PostgreSQL."""
+    data = encode_payload(task_payload(task)).encode()
+    return Update.of(task.version, data, task.is_terminal, retry_ms)

@@ -1,0 +1,135 @@
+"""The idle re-emit: every stream quiet for SSE_IDLE_TIMEOUT gets its task's row again.
+
+One sweeper per gateway process does it for all streams, reading every due row
+in one query per tick, instead of a timer and a query per stream: ten thousand
+idle streams cost a thousand row reads a second either way, but here they are a
+few statements a second rather than a thousand, and an idle stream holds no
+timer. The re-read state goes to the stream like any update (`reemit`), so a
+state newer than the stream has sent wins, and a terminal one ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from uuid import UUID
+
+from praxiom_progress.gateway.access import note_access_lost
+from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.gateway.limits import LimitStats
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+from praxiom_progress.taskstate.errors import StoreUnavailable
+
+log = logging.getLogger("gateway.idle")
+
+#: Rows per query; a sweep reads every due stream's row in as few queries as this allows.
+BATCH = 1000
+#: A sweep takes at least this many due streams, however few streams are open.
+MIN_PER_SWEEP = 100
+
+
+class IdleSweeper:
+    def __init__(
+        self,
+        streams: weakref.WeakSet[ProgressStream],
+        store: GatewayStore,
+        stats: StreamStats,
+        limit_stats: LimitStats,
+        *,
+        idle_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._streams = streams
+        self._store = store  # its re-read also re-checks each stream's caller (security)
+        self._stats = stats
+        self._limit_stats = limit_stats
+        self._idle_timeout_s = idle_timeout_s
+        # A due stream is found within a tenth of the timeout (at most a second) of it.
+        self.tick_s = min(1.0, idle_timeout_s / 10)
+        self.clock = clock  # the streams' clock (time.monotonic); a test may move it on
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.sweep()
+            except StoreUnavailable:
+                pass  # the streams are due again next time round; PostgreSQL may be back
+
+    async def sweep(self) -> int:
+        """Re-emit every quiet stream's row, and re-check the caller of every stream whose
+        last check is a timeout old (a busy stream too); how many streams got a re-emit."""
+        now = self.clock()
+        cutoff = now - self._idle_timeout_s
+        due = [s for s in self._streams if s.overdue_since <= cutoff]
+        # Streams opened together fall due together: take the most overdue, at most twice the
+        # steady rate (every stream once per timeout), so a sweep never stalls the loop long.
+        budget = max(
+            MIN_PER_SWEEP, 2 * math.ceil(len(self._streams) * self.tick_s / self._idle_timeout_s)
+        )
+        if len(due) > budget:
+            due = heapq.nsmallest(budget, due, key=_overdue_since)
+        sent = 0
+        for batch in _batches(due, BATCH):
+            # A batch whose query fails (PostgreSQL down) stays due: its callers are checked
+            # on the next tick that reaches the database, not a whole timeout later.
+            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
+            tasks = reread.tasks
+            updates: dict[UUID, Update] = {}
+            for stream in batch:
+                quiet = stream.note_checked(now, cutoff)
+                task_id = stream.task_id
+                lost = reread.refused.get((task_id, stream.digest))
+                if lost is not None:  # token expired or revoked, or access removed: 401/403
+                    note_access_lost(self._limit_stats, task_id, lost)
+                    stream.close()
+                    continue
+                task = tasks.get(task_id)
+                if task is None:
+                    stream.close()  # deleted under us: nothing more will come
+                    continue
+                if not quiet:
+                    continue  # busy: its caller is checked, its updates flow anyway
+                if task_id not in updates:
+                    updates[task_id] = snapshot(task)  # encoded once per task, not per stream
+                if stream.reemit(updates[task_id], now):
+                    self._stats.events += 1  # written at once (else the stream's task sends it)
+                sent += 1
+        self._stats.idle_reemits += sent
+        return sent
+
+    async def recheck_all(self) -> int:
+        """Access was taken away somewhere: re-check every open stream's caller now, each
+        stream sending nothing until its own check has answered; how many were closed.
+        Raises StoreUnavailable with the streams still held (the caller tries again)."""
+        streams = list(self._streams)
+        for stream in streams:
+            stream.hold()
+        closed = 0
+        for batch in _batches(streams, BATCH):
+            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
+            for stream in batch:
+                lost = reread.refused.get((stream.task_id, stream.digest))
+                if lost is not None:
+                    note_access_lost(self._limit_stats, stream.task_id, lost)
+                if lost is not None or stream.task_id not in reread.tasks:
+                    stream.close()
+                    closed += 1
+                else:
+                    stream.release()
+        return closed
+
+
+def _overdue_since(stream: ProgressStream) -> float:
+    return stream.overdue_since
+
+
+def _batches(items: list[ProgressStream], size: int) -> Iterable[list[ProgressStream]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

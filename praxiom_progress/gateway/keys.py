@@ -1,0 +1,63 @@
+"""Every piece of the gateway's shared state, as a typed AppKey, in one place.
+
+The types are imported for the checker only: the modules that own them import this one, so a
+runtime import here would make a cycle.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.taskstate.publisher import ProgressPublisher
+from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.store import TaskStore
+
+if TYPE_CHECKING:
+    from praxiom_progress.gateway.access import StreamAccess
+    from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
+    from praxiom_progress.gateway.direct_write import DirectWrite
+    from praxiom_progress.gateway.dispatcher import Dispatcher
+    from praxiom_progress.gateway.idle import IdleSweeper
+    from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
+    from praxiom_progress.gateway.metrics import GatewayMetrics
+    from praxiom_progress.gateway.openapi import OpenApiDocument
+    from praxiom_progress.gateway.remote import ClientAddresses
+    from praxiom_progress.gateway.revocation import AccessChanges
+    from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+
+SETTINGS = web.AppKey("settings", Settings)
+TASK_STORE = web.AppKey("task_store", TaskStore)
+GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
+PUBLISHER = web.AppKey("publisher", ProgressPublisher)
+#: The client the publisher uses; /readyz pings it.
+REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+
+# -- streams ------------------------------------------------------------------------------------
+STREAMS: web.AppKey[weakref.WeakSet[ProgressStream]] = web.AppKey("streams")
+STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
+#: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
+DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
+STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
+IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
+#: Revocation at once: the LISTEN for access changes (gateway.revocation).
+ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
+
+# -- limits, metrics, documents -----------------------------------------------------------------
+LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")
+STREAM_SLOTS: web.AppKey[StreamSlots] = web.AppKey("stream_slots")
+SPAWN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("spawn_limiter")
+AUTH_FAILURE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("auth_failure_limiter")
+#: GATEWAY_TRUSTED_PROXIES, parsed: who the client is behind a proxy (gateway.remote).
+CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
+#: The task types spawn accepts, with their params schemas (the runners' catalogue).
+CATALOGUE: web.AppKey[TaskTypeCatalogue] = web.AppKey("catalogue")
+METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+OPENAPI_DOCUMENT: web.AppKey[OpenApiDocument] = web.AppKey("openapi_document")
+DEMO_TEMPLATE = web.AppKey("demo_template", str)

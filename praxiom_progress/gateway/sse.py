@@ -1,0 +1,113 @@
+"""`GET /api/tasks/{task_id}/progress`: the live Server-Sent Events stream.
+
+Subscribe, then snapshot, so no update can slip between the two; then the
+stream (gateway.stream) emits every newer state from pub/sub, re-emits the row
+when Redis is quiet for `SSE_IDLE_TIMEOUT` (gateway.idle), polls the row every
+`SSE_POLL_INTERVAL` while Redis is down (at most `SSE_POLL_LIMIT` times), and
+closes after a terminal state. A stream never sends a version lower than one it
+already sent.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import weakref
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from praxiom_progress.gateway.auth import authorize, parse_task_id, token_hash
+from praxiom_progress.gateway.errors import not_found
+from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.gateway.keys import (
+    DIRECT_WRITE,
+    DISPATCHER,
+    GATEWAY_STORE,
+    SETTINGS,
+    STREAM_ACCESS,
+    STREAM_SLOTS,
+    STREAM_STATS,
+    STREAMS,
+)
+from praxiom_progress.gateway.stream import ProgressStream
+
+#: A version is a PostgreSQL bigint: at most 19 ASCII digits (`isdigit` would let `²` through).
+_VERSION = re.compile(r"[0-9]{1,19}")
+
+
+def last_event_id(request: web.Request) -> int | None:
+    """`Last-Event-ID` (sent by browsers on reconnect) or `?last_event_id=`; junk is ignored."""
+    return parse_version(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+
+
+def parse_version(raw: str | None) -> int | None:
+    """A version as a client sends it back, or None for anything but ASCII digits."""
+    if raw is None or _VERSION.fullmatch(raw.strip()) is None:
+        return None
+    return int(raw.strip())
+
+
+async def progress(request: web.Request) -> web.StreamResponse:
+    """Authorize, subscribe, snapshot: 401, 404 and 403 cost no Redis command (one grouped
+    query answers them), and the task is read again once the subscription is confirmed, so no
+    update can slip between the snapshot and the subscription."""
+    app = request.app
+    settings, dispatcher, store = app[SETTINGS], app[DISPATCHER], app[GATEWAY_STORE]
+    digest = token_hash(request, settings.session_cookie_name)
+    task_id = parse_task_id(request.match_info["task_id"])
+    if task_id is None:
+        await authorize(store, digest, None)  # 401 for a bad token, else 404
+        raise not_found()
+    caller, task = await authorize(store, digest, task_id)
+    seen = last_event_id(request)
+    if task.is_terminal and seen is not None and seen >= task.version:
+        return web.Response(status=204)  # tells the browser to stop reconnecting
+    with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
+        stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, app[STREAM_STATS])
+        live = not task.is_terminal  # a finished task changes no more: nothing to listen for
+        if live:
+            await dispatcher.watch(stream)  # subscribe, confirmed ...
+        try:
+            if live:
+                _, task = await authorize(store, digest, task_id)  # ... then the snapshot
+            # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
+            retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
+            first = snapshot(task, retry_ms)
+            del task  # an open stream keeps nothing it does not need: memory per stream counts
+            streaming = _stream(request, stream, first)
+            del first  # held by the stream only as long as it needs it
+            return await streaming
+        finally:
+            dispatcher.unwatch(stream)
+
+
+async def _stream(
+    request: web.Request, stream: ProgressStream, first: Update
+) -> web.StreamResponse:
+    """Send `first`, then the task's every newer state, until it ends or the client leaves."""
+    app = request.app
+    stats = app[STREAM_STATS]
+    response = EventSourceResponse(ping_interval=app[SETTINGS].sse_ping_interval_s)
+    await response.prepare(request)
+    transport = app[DIRECT_WRITE].transport_for(request, response)
+    app[STREAMS].add(stream)
+    stats.opened += 1
+    running = stream.run(first, response, transport, app[DISPATCHER])
+    del first  # held by the stream only as long as it needs it
+    try:
+        await running
+    except ConnectionResetError:
+        pass  # the client went away (or stopped reading and was dropped): a normal end
+    finally:
+        response.stop_streaming()  # its ping task would outlive a cancelled handler
+        app[STREAMS].discard(stream)
+        stats.closed += 1
+    return response
+
+
+async def close_all_streams(app: web.Application) -> None:
+    """`on_shutdown`: end every open stream now, so clients reconnect to another gateway."""
+    streams: weakref.WeakSet[ProgressStream] = app[STREAMS]
+    for stream in list(streams):
+        stream.close()

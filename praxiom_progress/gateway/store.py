@@ -1,0 +1,170 @@
+"""The gateway's reads, one method per named query in `gateway/queries.sql`.
+
+Each answers with typed values: a `Task`, and a `Decision` for what the caller may do with it;
+nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from praxiom_progress.gateway.decision import Decision, decide
+from praxiom_progress.taskstate.batching import GroupedCalls
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.sql import load_queries
+
+QUERIES = load_queries("praxiom_progress.gateway")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a valid token acts for: a user (through memberships) or a service (through grants)."""
+
+    token_id: UUID
+    user_id: UUID | None
+    service_name: str | None
+    read_only: bool
+
+    @property
+    def key(self) -> str:
+        """The principal as logs and per-principal limits name it (never the token)."""
+        if self.user_id is not None:
+            return str(self.user_id)
+        return f"service:{self.service_name}"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Caller | None:
+        """The caller a query's token columns name; None for a missing or invalid token."""
+        if row["token_id"] is None:
+            return None
+        return cls(row["token_id"], row["user_id"], row["service_name"], bool(row["read_only"]))
+
+
+@dataclass(frozen=True)
+class TaskAccess:
+    """What one request may do with one task: the decision, and the task only when allowed."""
+
+    caller: Caller | None  # None: the token is missing, unknown, expired or revoked
+    decision: Decision
+    task: Task | None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One answer of `authorize_task`, before the write flag is applied."""
+
+    caller: Caller | None
+    may_see: bool
+    task: Task | None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A valid token's principal and the workspaces it may act in (for spawning)."""
+
+    caller: Caller
+    workspace_ids: frozenset[UUID]
+    all_workspaces: bool
+
+    def workspace_for(self, requested: UUID | None) -> tuple[Decision, UUID | None]:
+        """Where a spawn goes: the workspace asked for, if the caller may act in it; without
+        one, the caller's only workspace. A service granted every workspace may name any: the
+        insert refuses one that does not exist."""
+        if requested is None:
+            if self.all_workspaces or len(self.workspace_ids) != 1:
+                return Decision.WORKSPACE_REQUIRED, None
+            (only,) = self.workspace_ids
+            return Decision.ALLOWED, only
+        if self.all_workspaces or requested in self.workspace_ids:
+            return Decision.ALLOWED, requested
+        return Decision.FORBIDDEN, None
+
+
+@dataclass(frozen=True)
+class StreamRereads:
+    """The idle re-read of many streams: tasks by id, and the (task id, token digest) pairs
+    refused now, with the decision their reconnect would get."""
+
+    tasks: dict[UUID, Task]
+    refused: dict[tuple[UUID, bytes], Decision]
+
+
+class GatewayStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # A reconnect storm authorizes thousands of streams at once: one statement answers
+        # all that arrive while the previous one runs, instead of one statement each.
+        self._authorize: GroupedCalls[tuple[bytes, UUID | None], _Found] = GroupedCalls(
+            self._authorize_many, in_flight=2, max_batch=500
+        )
+
+    async def authorize_task(
+        self, token_hash: bytes, task_id: UUID | None, *, write: bool = False
+    ) -> TaskAccess:
+        """May this token see (with `write`: change) this task? No task id: only the token
+        is checked, and a valid one is told NOT_FOUND."""
+        found = await self._authorize.call((token_hash, task_id))
+        caller = found.caller
+        decision = decide(
+            authenticated=caller is not None,
+            exists=found.task is not None,
+            may_see=found.may_see,
+            read_only=caller is not None and caller.read_only,
+            write=write,
+        )
+        return TaskAccess(caller, decision, found.task if decision is Decision.ALLOWED else None)
+
+    async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[_Found]:
+        rows = await self.db.fetch_all(
+            QUERIES["authorize_task"],
+            {
+                "token_hashes": [token_hash for token_hash, _ in requests],
+                "task_ids": [task_id for _, task_id in requests],
+            },
+        )
+        assert len(rows) == len(requests)  # the query answers every pair, in order
+        return [
+            _Found(
+                Caller.from_row(row),
+                bool(row["may_see"]),
+                Task.from_row(row) if row["task_exists"] else None,
+            )
+            for row in rows
+        ]
+
+    async def principal(self, token_hash: bytes) -> Principal | None:
+        """The token's principal; None for a missing, expired or revoked token."""
+        row = await self.db.fetch_one(QUERIES["principal_workspaces"], {"token_hash": token_hash})
+        caller = Caller.from_row(row) if row is not None else None
+        if row is None or caller is None:
+            return None
+        return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
+
+    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
+        """Many streams' tasks and callers' access in one round trip (`reread_streams`)."""
+        task_ids, digests = [], []
+        for task_id, digest in pairs:
+            task_ids.append(task_id)
+            digests.append(digest)
+        found = await self.db.fetch_all(
+            QUERIES["reread_streams"], {"task_ids": task_ids, "token_hashes": digests}
+        )
+        tasks: dict[UUID, Task] = {}
+        refused: dict[tuple[UUID, bytes], Decision] = {}
+        for row in found:
+            task = Task.from_row(row)
+            for column, decision in _REFUSALS:
+                for digest in row[column]:
+                    refused[(task.id, bytes(digest))] = decision
+            tasks[task.id] = task
+        return StreamRereads(tasks, refused)
+
+
+_REFUSALS = (
+    ("refused_unauthenticated", Decision.UNAUTHENTICATED),
+    ("refused_forbidden", Decision.FORBIDDEN),
+)

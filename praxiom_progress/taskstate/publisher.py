@@ -1,0 +1,169 @@
+"""Rings the doorbell: publishes committed payloads to the task's Redis channel.
+
+Redis holds nothing that matters, so a failed publish is counted and logged,
+never raised: readers fall back to PostgreSQL. After a failure, publishes are
+skipped for `retry_after_s` so a dead Redis costs no time per write, and
+resume by themselves once it answers again. On a Redis Cluster (REDIS_CLUSTER=1)
+each shard has its own connection and back-off (taskstate.shards), so one dead
+primary costs only its own channels their publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.models import Task
+from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.settings import Settings, redis_seed_urls
+from praxiom_progress.taskstate.shards import PublishStats, ShardSender
+from praxiom_progress.taskstate.slotmap import SlotMap
+
+__all__ = ["ProgressPublisher", "PublishStats", "connect_redis", "connect_redis_cluster"]
+
+log = logging.getLogger(__name__)
+
+
+def connect_redis(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
+    """A client that fails fast: no retry storm while Redis is down."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def connect_redis_cluster(url: str, *, timeout_s: float = 2.0) -> RedisCluster:
+    """A cluster client that fails fast, like `connect_redis`. `url` names one node or several
+    (comma-separated seeds): the slot map is read from whichever answers."""
+    first, *others = redis_seed_urls(url)
+    seeds = [urlsplit(other) for other in others]
+    return RedisCluster.from_url(
+        first,
+        startup_nodes=[ClusterNode(seed.hostname or "", seed.port or 6379) for seed in seeds],
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def redis_client(settings: Settings) -> aioredis.Redis | RedisCluster:
+    """The client REDIS_URL and REDIS_CLUSTER ask for."""
+    if settings.redis_cluster:
+        return connect_redis_cluster(settings.redis_url)
+    return connect_redis(settings.redis_url)
+
+
+def progress_publisher(
+    redis: aioredis.Redis | RedisCluster, settings: Settings
+) -> ProgressPublisher:
+    """The publisher for `redis_client(settings)`: shard by shard on a cluster."""
+    if isinstance(redis, RedisCluster):
+        return ProgressPublisher(SlotMap(redis, settings.redis_url))
+    return ProgressPublisher(redis)
+
+
+class ProgressPublisher:
+    """On a `SlotMap` (a Redis Cluster): SPUBLISH on the shard that owns each channel's hash
+    slot (plain PUBLISH would be broadcast to every node of a cluster), shard by shard."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | SlotMap,
+        *,
+        retry_after_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._down_since: float | None = None
+        self._last_failure = 0.0
+        self.stats = PublishStats()
+        self._target: aioredis.Redis | ShardSender = (
+            ShardSender(redis, self.stats, connect_redis, retry_after_s=retry_after_s, clock=clock)
+            if isinstance(redis, SlotMap)
+            else redis
+        )
+
+    @property
+    def by_shard(self) -> dict[str, PublishStats]:
+        """On a cluster, the counts per shard (node name); empty otherwise."""
+        return self._target.by_shard if isinstance(self._target, ShardSender) else {}
+
+    async def start(self) -> None:
+        """On a cluster, read the slot map before the first publish needs it (the process
+        reports ready only after this); elsewhere nothing."""
+        if isinstance(self._target, ShardSender):
+            await self._target.start()
+
+    async def aclose(self) -> None:
+        """Close what the publisher opened itself (a cluster's per-shard connections)."""
+        if isinstance(self._target, ShardSender):
+            await self._target.aclose()
+
+    async def publish_tasks(self, tasks: Sequence[Task]) -> int:
+        """Persist, then publish: every writer hands its committed tasks here, and nowhere else
+        is a task's payload published. How many Redis took (all or none)."""
+        if not tasks:
+            return 0
+        return await self.publish_many([task_payload(task) for task in tasks])
+
+    async def publish(self, payload: Mapping[str, Any]) -> bool:
+        """Publish one payload; True when Redis took it."""
+        return await self.publish_many([payload]) == 1
+
+    async def publish_many(self, payloads: Sequence[Mapping[str, Any]]) -> int:
+        """Publish payloads in one round trip (one per shard on a cluster); how many Redis
+        took (all or none, except on a cluster: all but those of shards that are down)."""
+        messages = [(progress_channel(p["id"]), encode_payload(p)) for p in payloads]
+        target = self._target
+        if isinstance(target, ShardSender):
+            return await target.send(messages)
+        now = self._clock()
+        if self._down_since is not None and now - self._last_failure < self._retry_after_s:
+            self.stats.skipped += len(payloads)
+            return 0
+        try:
+            await _send(target, messages)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.stats.failed += len(payloads)
+            self._last_failure = now
+            if self._down_since is None:
+                self._down_since = now
+                log.warning(
+                    "Redis publish failed; progress goes to PostgreSQL only until it returns: %s",
+                    exc,
+                    extra={"action": "publish_failed"},
+                )
+            return 0
+        if self._down_since is not None:
+            log.info(
+                "Redis is back after %.1fs; publishing resumed",
+                now - self._down_since,
+                extra={"action": "publish_resumed"},
+            )
+            self._down_since = None
+        self.stats.published += len(payloads)
+        return len(payloads)
+
+
+async def _send(redis: aioredis.Redis, messages: list[tuple[str, str]]) -> None:
+    if len(messages) == 1:
+        channel, data = messages[0]
+        await redis.publish(channel, data)
+        return
+    pipe = redis.pipeline(transaction=False)
+    for channel, data in messages:
+        pipe.publish(channel, data)
+    await pipe.execute()
