@@ -47,11 +47,16 @@ from praxiom_progress.gateway.keys import (
     STREAM_STATS,
     STREAMS,
     TASK_STORE,
+    WORKSPACE_READS,
+    WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.workspace import recheck_workspace_streams
+from praxiom_progress.gateway.workspace_reads import WorkspaceReads
+from praxiom_progress.gateway.workspace_sse import workspace_progress
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.publisher import (
@@ -77,6 +82,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[TASK_STORE] = TaskStore(db)
     app[GATEWAY_STORE] = GatewayStore(db)
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
+    app[WORKSPACE_READS] = WorkspaceReads(
+        db, recent_s=settings.sse_workspace_recent_s, max_tasks=settings.sse_workspace_max_tasks
+    )
     app[CATALOGUE] = TaskTypeCatalogue(
         db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
     )
@@ -113,12 +121,14 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run beside the requests: the idle sweeper, the access-change LISTEN,
     and the dependency watch."""
+    workspaces, reads = app[WORKSPACE_STREAMS], app[WORKSPACE_READS]
     sweeper = IdleSweeper(
         app[STREAMS],
         app[GATEWAY_STORE],
         app[STREAM_STATS],
         app[LIMIT_STATS],
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
+        recheck_more=lambda: recheck_workspace_streams(workspaces, reads, app[LIMIT_STATS]),
     )
     app[IDLE_SWEEPER] = sweeper
     db, redis = app[GATEWAY_STORE].db, app[REDIS]
@@ -152,6 +162,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
     limits.setup(app, settings)
     app[STREAMS] = weakref.WeakSet()
+    app[WORKSPACE_STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
     metrics.setup(app)
@@ -164,6 +175,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
+    app.router.add_get(
+        "/api/workspaces/{workspace_id}/progress", workspace_progress, allow_head=False
+    )
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)

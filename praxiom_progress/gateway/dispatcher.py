@@ -31,9 +31,9 @@ from redis.exceptions import RedisError
 
 from praxiom_progress.gateway.frames import Update
 from praxiom_progress.gateway.lag import LagHistogram, LagSampler
-from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.gateway.stream import Watcher
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
-from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX
+from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX, WORKSPACE_CHANNEL_PREFIX
 from praxiom_progress.taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.dispatcher")
@@ -47,7 +47,7 @@ RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
 #: Where the task id starts in a channel's name.
-_TASK_ID_AT = len(PROGRESS_CHANNEL_PREFIX)
+_TASK_ID_AT, _WORKSPACES = len(PROGRESS_CHANNEL_PREFIX), WORKSPACE_CHANNEL_PREFIX
 
 
 @dataclass
@@ -83,11 +83,11 @@ class Dispatcher(Protocol):
 
     async def close(self) -> None: ...
 
-    async def watch(self, stream: ProgressStream) -> None: ...
+    async def watch(self, stream: Watcher) -> None: ...
 
-    def unwatch(self, stream: ProgressStream) -> None: ...
+    def unwatch(self, stream: Watcher) -> None: ...
 
-    def available_for(self, stream: ProgressStream) -> bool: ...
+    def available_for(self, stream: Watcher) -> bool: ...
 
 
 class ProgressDispatcher:
@@ -110,7 +110,7 @@ class ProgressDispatcher:
         self._on_lost = on_lost
         self._on_dropped = on_dropped
         self._max_backoff_s = max_backoff_s
-        self._watches: dict[str, set[ProgressStream]] = {}  # channel -> its streams
+        self._watches: dict[str, set[Watcher]] = {}  # channel -> its streams
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._to_unsubscribe: set[str] = set()
         self._to_subscribe: set[str] = set()
@@ -137,7 +137,7 @@ class ProgressDispatcher:
             return 0
         return len(self._pubsub.shard_channels if self._sharded else self._pubsub.channels)
 
-    def available_for(self, stream: ProgressStream) -> bool:
+    def available_for(self, stream: Watcher) -> bool:
         return self.available
 
     def watching(self, channel: str) -> bool:
@@ -168,7 +168,7 @@ class ProgressDispatcher:
 
     # -- watching ----------------------------------------------------------------------------
 
-    async def watch(self, stream: ProgressStream) -> None:
+    async def watch(self, stream: Watcher) -> None:
         """Register a stream; when it is the channel's first, wait until Redis confirms the
         subscription, so that nothing published after this returns can be missed."""
         channel = stream.channel
@@ -184,7 +184,7 @@ class ProgressDispatcher:
             self.unwatch(stream)  # cancelled (the client left): the caller will not unwatch
             raise
 
-    def unwatch(self, stream: ProgressStream) -> None:
+    def unwatch(self, stream: Watcher) -> None:
         watches = self._watches.get(stream.channel)
         if watches is None:
             return
@@ -193,7 +193,7 @@ class ProgressDispatcher:
             del self._watches[stream.channel]
             self._to_unsubscribe.add(stream.channel)  # sent by the reader, within a second
 
-    def release(self, channel: str) -> set[ProgressStream]:
+    def release(self, channel: str) -> set[Watcher]:
         """Hand a channel's streams over to another shard (its hash slot moved)."""
         watches = self._watches.pop(channel, set())
         self._to_unsubscribe.add(channel)
@@ -202,7 +202,7 @@ class ProgressDispatcher:
             future.set_result(None)
         return watches
 
-    def adopt(self, channel: str, streams: Iterable[ProgressStream]) -> None:
+    def adopt(self, channel: str, streams: Iterable[Watcher]) -> None:
         """Take over streams from another shard; they re-read the row once subscribed here."""
         self._watches.setdefault(channel, set()).update(streams)
         self._to_unsubscribe.discard(channel)
@@ -330,7 +330,8 @@ class ProgressDispatcher:
             data = str(data).encode()
         try:
             decoded = json.loads(data)
-            if decoded["id"] != channel[_TASK_ID_AT:]:
+            task_id = decoded["id"]  # a workspace's streams check theirs (gateway.workspace)
+            if task_id != channel[_TASK_ID_AT:] and not channel.startswith(_WORKSPACES):
                 self.stats.mismatched += 1
                 log.warning(
                     "dropped a message on %s for another task", channel,
@@ -342,6 +343,7 @@ class ProgressDispatcher:
                 data,
                 decoded["status"] in TERMINAL_STATUSES,
                 received=self.lag_sampler.stamp(),
+                task_id=str(task_id),
             )
         except (ValueError, KeyError, TypeError):
             self.stats.undecodable += 1

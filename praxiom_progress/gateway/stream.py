@@ -40,6 +40,7 @@ class StreamStats:
     polls: int = 0
     poll_limit_closes: int = 0
     suspect_jumps: int = 0  # messages too far ahead, checked against PostgreSQL instead
+    foreign_tasks: int = 0  # on a workspace's channel, a task not of that workspace: dropped
     lag: LagHistogram = field(default_factory=LagHistogram)  # sampled publish-to-send lag
 
     @property
@@ -47,10 +48,22 @@ class StreamStats:
         return self.opened - self.closed
 
 
+class Watcher(Protocol):
+    """What the dispatcher holds for a channel: a task's stream (here) or a workspace's
+    (gateway.workspace). `deliver` answers 1 (written at once), 0 (queued, or stale) or -1
+    (it replaced an update not sent yet)."""
+
+    channel: str
+
+    def deliver(self, update: Update, now: float) -> int: ...
+
+    def wake(self) -> None: ...
+
+
 class Subscription(Protocol):
     """What a stream asks of the dispatcher (gateway.dispatcher): is pub/sub up for it?"""
 
-    def available_for(self, stream: ProgressStream) -> bool: ...
+    def available_for(self, stream: Watcher) -> bool: ...
 
 
 class ProgressStream:

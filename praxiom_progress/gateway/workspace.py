@@ -1,0 +1,336 @@
+"""One open workspace stream (`GET /api/workspaces/{id}/progress`): every task of a workspace
+on one connection, owned by one object, `WorkspaceStream`.
+
+It rides the task stream's machinery: the dispatcher's one shared subscription hands it every
+payload published on `praxiom:workspace_progress:{id}` (`deliver`, `wake`), decoded once with
+its SSE `data:` lines built once (gateway.frames), and it sends each task's payload as exactly
+those bytes. Its rules, held here alone:
+
+- **Per task, versions never go down** (`_sent`): a state is sent only when newer than the
+  one that task last sent.
+- **A slow client** gets the newest state of each task (`_mailbox` keeps one per task, so a
+  terminal state, always a task's newest, is never dropped).
+- **The event id** is not a task's version (one id cannot order many tasks) but a *mark*:
+  the snapshot xmin of the stream's last read of PostgreSQL (gateway.workspace_reads). Every
+  transaction below it had finished when that read ran, so its writes are in that read, which
+  this stream sent before any event carrying the mark. A reconnect with `Last-Event-ID: M`
+  therefore gets every task whose last write's transaction is not below M (`changed_xid >= M`,
+  schema.sql): nothing is lost, even when two writes commit in another order than they began,
+  and repeats are harmless (clients keep the highest version per task). Within a read's
+  batch only the last event carries the new mark, so a connection cut mid-batch resumes from
+  the old one; a read that sends nothing moves the client's mark with an `id:`-only block
+  (no `data:`, so no event fires).
+- **Re-checked while open**: every `SSE_IDLE_TIMEOUT` the stream reads what changed since its
+  mark (which re-checks its caller, and moves the mark on); revocation re-checks it at once
+  (gateway.revocation, through `recheck_workspace_streams`). No access: the stream ends.
+- **Redis down**: the same read every `SSE_POLL_INTERVAL` (at most `SSE_POLL_LIMIT` times,
+  then it closes), and once more when the subscription is back.
+- **Trust**: a workspace channel's payload does not say its workspace, so a task this stream
+  has not sent yet is read from PostgreSQL first (`authorize_task`, grouped), and sent only if
+  it is this workspace's; a version too far ahead triggers a read too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from praxiom_progress.gateway.decision import Decision
+from praxiom_progress.gateway.errors import refusal
+from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.gateway.limits import LimitStats
+from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.gateway.stream import StreamStats, Subscription
+from praxiom_progress.gateway.workspace_reads import WorkspaceRead, WorkspaceReads
+from praxiom_progress.taskstate.channels import workspace_channel
+from praxiom_progress.taskstate.errors import StoreUnavailable
+from praxiom_progress.taskstate.settings import Settings
+
+log = logging.getLogger("gateway.workspace")
+
+
+class WorkspaceStream:
+    __slots__ = (
+        "__weakref__", "_closing", "_held", "_limit_stats", "_mailbox", "_mark", "_reads",
+        "_recheck", "_sent", "_settings", "_stats", "_store", "_unverified", "_waiter",
+        "_woken", "channel", "digest", "workspace_id",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        workspace_id: UUID,
+        digest: bytes,
+        reads: WorkspaceReads,
+        store: GatewayStore,
+        settings: Settings,
+        stats: StreamStats,
+        limit_stats: LimitStats,
+    ) -> None:
+        self.workspace_id = workspace_id
+        self.channel = workspace_channel(workspace_id)
+        self.digest = digest  # every read re-checks the caller's token (security)
+        self._reads = reads
+        self._store = store
+        self._settings = settings
+        self._stats = stats
+        self._limit_stats = limit_stats
+        self._mark = 0  # the event id: see the module's docstring
+        self._sent: dict[str, int] = {}  # task id -> the highest version sent
+        self._mailbox: dict[str, Update] = {}  # task id -> its newest update not sent yet
+        self._unverified: dict[str, Update] = {}  # tasks not sent yet: checked in PostgreSQL
+        self._recheck = False  # read PostgreSQL before sending more (a jump too far ahead)
+        self._closing = False
+        self._held = False  # access changed somewhere: send nothing until re-checked
+        self._waiter: asyncio.Future[bool] | None = None
+        self._woken = False
+
+    # -- the dispatcher's ------------------------------------------------------------------
+
+    def deliver(self, update: Update, now: float) -> int:
+        """Queue `update` if it is newer than what its task sent: 0, or -1 when it replaced
+        one not sent yet (a slow client). Never writes itself: the stream's task does."""
+        task_id = update.task_id
+        sent = self._sent.get(task_id)
+        if sent is None:  # a new task (a spawn), or a forged id: PostgreSQL says which
+            if len(self._unverified) < self._settings.sse_workspace_max_tasks:
+                self._unverified[task_id] = update
+            else:
+                self._recheck = True
+            self.wake()
+            return 0
+        if update.version <= sent:
+            return 0
+        if update.version - sent > self._settings.sse_max_version_jump:
+            self._recheck = True
+            self.wake()
+            return 0
+        queued = self._mailbox.get(task_id)
+        if queued is not None and queued.version >= update.version:
+            return 0
+        self._mailbox[task_id] = update
+        if not self._held:
+            self.wake()
+        return 0 if queued is None else -1
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+        else:
+            self._woken = True
+
+    # -- revocation's ----------------------------------------------------------------------
+
+    def hold(self) -> None:
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+        self.wake()
+
+    def close(self) -> None:
+        self._closing = True
+        self.wake()
+
+    # -- its own task's --------------------------------------------------------------------
+
+    async def run(
+        self,
+        first: WorkspaceRead,
+        retry_ms: int,
+        response: web.StreamResponse,
+        dispatcher: Subscription,
+    ) -> None:
+        """Send the first read (with the reconnect hint), then every change until the client
+        leaves, the caller loses access, or polling reaches SSE_POLL_LIMIT."""
+        await self._send_read(first, response, b"retry: %d\r\n" % retry_ms)
+        settings = self._settings
+        checked_at = time.monotonic()
+        polls = 0
+        polling = False
+        while not self._closing:
+            if dispatcher.available_for(self):
+                if polling:  # back from polling: anything published meanwhile was lost
+                    polling, polls = False, 0
+                    if not await self._catch_up(response):
+                        return
+                    checked_at = time.monotonic()
+                    continue
+                due = checked_at + settings.sse_idle_timeout_s - time.monotonic()
+                woken = due > 0 and await self.wait(due)
+                if self._held or self._closing:
+                    continue
+                if not woken or self._recheck:  # the periodic re-check, or a jump to verify
+                    self._recheck = False
+                    if not await self._catch_up(response):
+                        return
+                    checked_at = time.monotonic()
+                    continue
+                if self._unverified:
+                    await self._verify(response)
+                await self._flush(response)
+            else:
+                polling = True
+                if polls >= settings.sse_poll_limit:
+                    self._stats.poll_limit_closes += 1
+                    return
+                await self.wait(settings.sse_poll_interval_s)
+                if self._closing or dispatcher.available_for(self):
+                    continue
+                polls += 1
+                self._stats.polls += 1
+                if not await self._catch_up(response):
+                    return
+
+    def wait(self, timeout_s: float) -> asyncio.Future[bool]:
+        """A future for the next wake: True, or False when `timeout_s` passed quietly."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if self._woken:
+            self._woken = False
+            waiter.set_result(True)
+            return waiter
+        self._waiter = waiter
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        waiter.add_done_callback(lambda _: timer.cancel())
+        waiter.add_done_callback(self._waited)
+        return waiter
+
+    def _waited(self, waiter: asyncio.Future[bool]) -> None:
+        if self._waiter is waiter:
+            self._waiter = None
+        if not waiter.cancelled() and waiter.result():
+            self._woken = False
+
+    async def _catch_up(self, response: web.StreamResponse) -> bool:
+        """Read what changed since the mark and send it; False when the stream should end
+        (the caller lost access). PostgreSQL away: nothing happens, the next try comes."""
+        try:
+            read = await self._reads.changes(self.digest, self.workspace_id, self._mark)
+        except StoreUnavailable:
+            return True
+        if not read.allowed:  # a lost membership or grant, or a token expired or revoked
+            self.lost(Decision.FORBIDDEN)
+            return False
+        await self._send_read(read, response)
+        return True
+
+    async def _verify(self, response: web.StreamResponse) -> None:
+        """Tasks this stream has not sent yet: read each (with its caller's access), and send
+        it if it is this workspace's; a payload for any other task is dropped."""
+        unverified, self._unverified = self._unverified, {}
+        checks = []
+        for task_id in unverified:
+            try:
+                checks.append(self._store.authorize_task(self.digest, UUID(task_id)))
+            except ValueError:
+                self._stats.foreign_tasks += 1
+        try:
+            found = await asyncio.gather(*checks)
+        except StoreUnavailable:
+            self._recheck = True  # the next pass reads the whole workspace's changes instead
+            return
+        updates = []
+        for access in found:
+            task = access.task
+            if task is None or task.workspace_id != self.workspace_id:
+                self._stats.foreign_tasks += 1
+                continue
+            # Its task is this workspace's: the published state, then the row if newer.
+            updates += [unverified[str(task.id)], snapshot(task)]
+        await self._send(updates, None, response)
+        for task_id in [t for t in self._unverified if t in self._sent]:  # came meanwhile
+            self.deliver(self._unverified.pop(task_id), 0.0)
+
+    async def _flush(self, response: web.StreamResponse) -> None:
+        mailbox, self._mailbox = self._mailbox, {}
+        await self._send(mailbox.values(), None, response)
+
+    async def _send_read(
+        self, read: WorkspaceRead, response: web.StreamResponse, opener: bytes = b""
+    ) -> None:
+        """A read's tasks, newest first, the last event carrying the read's mark (or an
+        `id:`-only block when nothing was new, so the client's mark moves on)."""
+        updates = [snapshot(task) for task in read.tasks]
+        if not await self._send(updates, read.mark, response, opener) and (
+            read.mark > self._mark or opener
+        ):
+            self._mark = max(self._mark, read.mark)
+            await response.write(b"%sid: %d\r\n\r\n" % (opener, self._mark))
+
+    async def _send(
+        self,
+        updates: Iterable[Update],
+        mark: int | None,
+        response: web.StreamResponse,
+        opener: bytes = b"",
+    ) -> int:
+        """Send every update newer than its task's last, in one write; the last event carries
+        `mark` (when given), the others the current one. How many events went out."""
+        fresh = []
+        for update in updates:
+            if update.version > self._sent.get(update.task_id, 0):
+                self._sent[update.task_id] = update.version  # before the write yields
+                fresh.append(update)
+        if not fresh:
+            return 0
+        old = self._mark
+        last = len(fresh) - 1
+        if mark is not None:
+            self._mark = max(old, mark)
+        chunk = b"".join(
+            b"id: %d\r\n%s\r\n" % (self._mark if i == last else old, update.lines)
+            for i, update in enumerate(fresh)
+        )
+        await response.write(opener + chunk)
+        self._stats.events += len(fresh)
+        for update in fresh:
+            if update.received:
+                self._stats.lag.record_since(update.received)
+        return len(fresh)
+
+    def lost(self, decision: Decision) -> None:
+        """Count and log the end of a stream whose caller lost access (never the token)."""
+        self._limit_stats.streams_access_lost += 1
+        status = refusal(decision).status
+        log.info(
+            "workspace stream of %s ended: the caller lost access (%d)",
+            self.workspace_id,
+            status,
+            extra={"action": "stream_access_lost", "workspace_id": str(self.workspace_id)},
+        )
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+def recheck_workspace_streams(
+    streams: Iterable[WorkspaceStream], reads: WorkspaceReads, limit_stats: LimitStats
+) -> Coroutine[Any, Any, int]:
+    """Access was taken away somewhere: hold every workspace stream now (each sends nothing
+    until its check has answered), and return the check of them all (one statement), which
+    closes the streams of callers who lost the workspace and says how many. It raises
+    StoreUnavailable with the streams still held (the caller tries again)."""
+    held = list(streams)
+    for stream in held:
+        stream.hold()
+    return _recheck(held, reads)
+
+
+async def _recheck(held: list[WorkspaceStream], reads: WorkspaceReads) -> int:
+    refused = await reads.refused([(s.workspace_id, s.digest) for s in held])
+    for stream, decision in zip(held, refused, strict=True):
+        if decision is None:
+            stream.release()
+        else:
+            stream.lost(decision)
+            stream.close()
+    return sum(1 for decision in refused if decision is not None)
