@@ -40,6 +40,7 @@ class WorkspaceClient:
         self.body: dict[str, Any] | None = None  # the error body of a refusal
         self._reader: asyncio.Task[None] | None = None
         self._answered = asyncio.Event()
+        self._progress = asyncio.Event()  # set whenever bytes arrive or the stream ends
 
     async def __aenter__(self) -> WorkspaceClient:
         self._reader = asyncio.create_task(self._read())
@@ -72,11 +73,13 @@ class WorkspaceClient:
                         event = self.parser.feed(line)
                         if event is not None:
                             self.events.append(event)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+                    self._progress.set()
+        except (TimeoutError, aiohttp.ClientError):
             pass
         finally:
             self._answered.set()
             self.ended.set()
+            self._progress.set()
 
     @property
     def last_event_id(self) -> str | None:
@@ -99,4 +102,5 @@ class WorkspaceClient:
         """Until `check(self)` is true (fails the test after `timeout_s`)."""
         async with asyncio.timeout(timeout_s):
             while not check(self):
-                await asyncio.sleep(0.02)
+                self._progress.clear()
+                await self._progress.wait()

@@ -196,7 +196,14 @@ async def test_a_reconnect_with_last_event_id_gets_every_task_changed_meanwhile(
     async with WorkspaceClient(
         session, live_gateway.url, ws, member.token, last_event_id=mark
     ) as second:
-        await second.wait_for(lambda c: c.last_event_id not in (None, mark))
+
+        def caught_up(c: WorkspaceClient) -> bool:
+            newest = c.newest()
+            return str(born) in newest and newest.get(str(ending), {}).get("version") == (
+                ended.version
+            )
+
+        await second.wait_for(caught_up)
         newest = second.newest()
     assert newest[str(busy)]["version"] == newest_busy.version
     assert newest[str(busy)]["progress_pct"] == 30
