@@ -383,6 +383,6 @@ async def test_a_spawn_is_a_gateways_first_request(
             ) as response:
                 assert response.status == 202, await response.text()
         stats = gateway.app[PUBLISHER].stats
-        assert (stats.published, stats.failed, stats.skipped) == (1, 0, 0)
+        assert (stats.published, stats.failed, stats.skipped) == (2, 0, 0)  # task, workspace
     finally:
         await gateway.stop()

@@ -163,7 +163,8 @@ def assert_worked(outcome: Outcome, passwords: Iterable[str]) -> None:
     # The runner's progress arrived over Redis while the task ran (the idle re-read is 10 s off).
     assert any(0 < p["progress_pct"] < 100 for p in payloads), payloads
     assert outcome.received >= 2
-    assert (outcome.published.published, outcome.published.failed) == (1, 0)  # its own spawn
+    # Its own spawn, on the task's channel and the workspace's.
+    assert (outcome.published.published, outcome.published.failed) == (2, 0)
     gateway_redis = outcome.readiness["redis"]
     assert gateway_redis["status"] == "up", outcome.readiness
     assert gateway_redis["subscription"] == "up", outcome.readiness
@@ -253,7 +254,7 @@ async def test_the_gateway_user_rings_for_its_own_cancel(
     finally:
         await gateway.stop()
     assert [p["status"] for p in rest] == ["cancelled"]
-    assert (published.published, published.failed) == (2, 0)
+    assert (published.published, published.failed) == (4, 0)  # spawn, cancel: two channels each
 
 
 async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: AclRedis) -> None:
