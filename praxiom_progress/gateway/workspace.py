@@ -57,9 +57,9 @@ log = logging.getLogger("gateway.workspace")
 
 class WorkspaceStream:
     __slots__ = (
-        "__weakref__", "_closing", "_held", "_limit_stats", "_mailbox", "_mark", "_reads",
-        "_recheck", "_sent", "_settings", "_stats", "_store", "_unverified", "_waiter",
-        "_woken", "channel", "digest", "workspace_id",
+        "__weakref__", "_closing", "_ended", "_held", "_limit_stats", "_mailbox", "_mark",
+        "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_unverified",
+        "_waiter", "_woken", "channel", "digest", "workspace_id",
     )  # fmt: skip
 
     def __init__(
@@ -82,6 +82,7 @@ class WorkspaceStream:
         self._limit_stats = limit_stats
         self._mark = 0  # the event id: see the module's docstring
         self._sent: dict[str, int] = {}  # task id -> the highest version sent
+        self._ended: set[str] = set()  # tasks whose terminal state was sent: forgotten later
         self._mailbox: dict[str, Update] = {}  # task id -> its newest update not sent yet
         self._unverified: dict[str, Update] = {}  # tasks not sent yet: checked in PostgreSQL
         self._recheck = False  # read PostgreSQL before sending more (a jump too far ahead)
@@ -280,6 +281,7 @@ class WorkspaceStream:
                 fresh.append(update)
         if not fresh:
             return 0
+        self._forget_ended(fresh)
         old = self._mark
         last = len(fresh) - 1
         if mark is not None:
@@ -294,6 +296,16 @@ class WorkspaceStream:
             if update.received:
                 self._stats.lag.record_since(update.received)
         return len(fresh)
+
+    def _forget_ended(self, fresh: list[Update]) -> None:
+        """A long-lived stream must not remember every task it ever sent: once the finished
+        ones outnumber SSE_WORKSPACE_MAX_TASKS they are forgotten (a late copy of one is then
+        read from PostgreSQL again, and sent again at most: a repeat, never an older state)."""
+        self._ended.update(update.task_id for update in fresh if update.terminal)
+        if len(self._ended) > self._settings.sse_workspace_max_tasks:
+            for task_id in self._ended:
+                self._sent.pop(task_id, None)
+            self._ended.clear()
 
     def lost(self, decision: Decision) -> None:
         """Count and log the end of a stream whose caller lost access (never the token)."""
