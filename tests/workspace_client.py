@@ -38,6 +38,7 @@ class WorkspaceClient:
         self.parser = SseParser()
         self.ended = asyncio.Event()
         self.body: dict[str, Any] | None = None  # the error body of a refusal
+        self.error: Exception | None = None  # why reading ended, when not cleanly
         self._reader: asyncio.Task[None] | None = None
         self._answered = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever bytes arrive or the stream ends
