@@ -25,8 +25,12 @@ class WorkspaceClient:
         token: str,
         *,
         last_event_id: str | None = None,
+        in_query: bool = False,
     ) -> None:
         self.url = f"{base_url}/api/workspaces/{workspace_id}/progress"
+        if last_event_id is not None and in_query:  # as a client that cannot set headers
+            self.url += f"?last_event_id={last_event_id}"
+            last_event_id = None
         self._session = session
         self._headers = bearer(token)
         if last_event_id is not None:

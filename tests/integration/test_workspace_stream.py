@@ -173,7 +173,9 @@ async def test_live_spawns_progress_and_terminal_states_on_one_connection(
     assert all(e.event == "message" and (e.id or "").isdigit() for e in client.events)
 
 
+@pytest.mark.parametrize("in_query", [False, True], ids=["header", "query"])
 async def test_a_reconnect_with_last_event_id_gets_every_task_changed_meanwhile(
+    in_query: bool,
     live_gateway: LiveGateway,
     member: IssuedToken,
     db: Database,
@@ -194,7 +196,7 @@ async def test_a_reconnect_with_last_event_id_gets_every_task_changed_meanwhile(
     born = await spawn(task_store, ws, "fs_research")
 
     async with WorkspaceClient(
-        session, live_gateway.url, ws, member.token, last_event_id=mark
+        session, live_gateway.url, ws, member.token, last_event_id=mark, in_query=in_query
     ) as second:
 
         def caught_up(c: WorkspaceClient) -> bool:
