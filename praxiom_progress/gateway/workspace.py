@@ -58,8 +58,8 @@ log = logging.getLogger("gateway.workspace")
 class WorkspaceStream:
     __slots__ = (
         "__weakref__", "_closing", "_ended", "_held", "_limit_stats", "_mailbox", "_mark",
-        "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_unverified",
-        "_waiter", "_woken", "channel", "digest", "workspace_id",
+        "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_transport",
+        "_unverified", "_waiter", "_woken", "channel", "digest", "workspace_id",
     )  # fmt: skip
 
     def __init__(
@@ -88,14 +88,17 @@ class WorkspaceStream:
         self._recheck = False  # read PostgreSQL before sending more (a jump too far ahead)
         self._closing = False
         self._held = False  # access changed somewhere: send nothing until re-checked
+        self._transport: asyncio.Transport | None = None  # set while `deliver` may write
         self._waiter: asyncio.Future[bool] | None = None
         self._woken = False
 
     # -- the dispatcher's ------------------------------------------------------------------
 
     def deliver(self, update: Update, now: float) -> int:
-        """Queue `update` if it is newer than what its task sent: 0, or -1 when it replaced
-        one not sent yet (a slow client). Never writes itself: the stream's task does."""
+        """Hand the stream `update` if it is newer than what its task sent. 1: written to the
+        socket at once (live, nothing waiting, the socket empty: gateway.direct_write); 0:
+        queued for the stream's task, or stale; -1: it replaced one not sent yet (a slow
+        client)."""
         task_id = update.task_id
         sent = self._sent.get(task_id)
         if sent is None:  # a new task (a spawn), or a forged id: PostgreSQL says which
@@ -114,6 +117,20 @@ class WorkspaceStream:
         queued = self._mailbox.get(task_id)
         if queued is not None and queued.version >= update.version:
             return 0
+        transport = self._transport
+        if (
+            transport is not None
+            and not self._mailbox
+            and not self._held
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        ):
+            self._sent[task_id] = update.version
+            if update.terminal:
+                self._ended.add(task_id)
+            frame = b"id: %d\r\n%s\r\n" % (self._mark, update.lines)
+            transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            return 1
         self._mailbox[task_id] = update
         if not self._held:
             self.wake()
@@ -147,10 +164,23 @@ class WorkspaceStream:
         retry_ms: int,
         response: web.StreamResponse,
         dispatcher: Subscription,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         """Send the first read (with the reconnect hint), then every change until the client
-        leaves, the caller loses access, or polling reaches SSE_POLL_LIMIT."""
+        leaves, the caller loses access, or polling reaches SSE_POLL_LIMIT. `transport`:
+        where `deliver` may write chunks itself, or None (gateway.direct_write)."""
         await self._send_read(first, response, b"retry: %d\r\n" % retry_ms)
+        try:
+            await self._follow(response, dispatcher, transport)
+        finally:
+            self._transport = None
+
+    async def _follow(
+        self,
+        response: web.StreamResponse,
+        dispatcher: Subscription,
+        transport: asyncio.Transport | None,
+    ) -> None:
         settings = self._settings
         checked_at = time.monotonic()
         polls = 0
@@ -164,7 +194,9 @@ class WorkspaceStream:
                     checked_at = time.monotonic()
                     continue
                 due = checked_at + settings.sse_idle_timeout_s - time.monotonic()
+                self._transport = transport  # the first write sent the headers: chunks follow
                 woken = due > 0 and await self.wait(due)
+                self._transport = None  # this task writes now: `deliver` must not interleave
                 if self._held or self._closing:
                     continue
                 if not woken or self._recheck:  # the periodic re-check, or a jump to verify
@@ -178,6 +210,7 @@ class WorkspaceStream:
                 await self._flush(response)
             else:
                 polling = True
+                self._transport = None
                 if polls >= settings.sse_poll_limit:
                     self._stats.poll_limit_closes += 1
                     return

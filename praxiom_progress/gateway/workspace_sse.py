@@ -21,6 +21,7 @@ from praxiom_progress.gateway.auth import parse_task_id, token_hash
 from praxiom_progress.gateway.decision import Decision
 from praxiom_progress.gateway.errors import ApiError, not_found, refusal
 from praxiom_progress.gateway.keys import (
+    DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
     LIMIT_STATS,
@@ -104,8 +105,9 @@ async def _stream(
     stats.opened += 1
     # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
     retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
+    transport = app[DIRECT_WRITE].transport_for(request, response)
     try:
-        await stream.run(first, retry_ms, response, app[DISPATCHER])
+        await stream.run(first, retry_ms, response, app[DISPATCHER], transport)
     except ConnectionResetError:
         pass  # the client went away (or stopped reading and was dropped): a normal end
     finally:

@@ -15,7 +15,7 @@ import aiohttp
 import psycopg2
 import pytest
 
-from praxiom_progress.gateway.keys import LIMIT_STATS, PUBLISHER, STREAM_STATS
+from praxiom_progress.gateway.keys import DISPATCHER, LIMIT_STATS, PUBLISHER, STREAM_STATS
 from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
@@ -42,9 +42,10 @@ SPEC_HEADERS = {
 }
 
 
-@pytest.fixture
-def settings(clean_database: str) -> Settings:
-    return fast_settings(clean_database, sse_idle_timeout_s=1.0)
+@pytest.fixture(params=[True, False], ids=["direct-write", "response-write"])
+def settings(clean_database: str, request: pytest.FixtureRequest) -> Settings:
+    """Every test here runs twice: SSE_DIRECT_WRITE on (the default) and off."""
+    return fast_settings(clean_database, sse_idle_timeout_s=1.0, sse_direct_write=request.param)
 
 
 @pytest.fixture
@@ -163,6 +164,8 @@ async def test_live_spawns_progress_and_terminal_states_on_one_connection(
 
         await client.wait_for(all_completed, 20)
         assert not client.ended.is_set()  # a terminal state does not close this stream
+    written = live_gateway.app[DISPATCHER].stats.written  # straight to the socket
+    assert written > 0 if live_gateway.settings.sse_direct_write else written == 0
     for task_id in spawned:
         seen = [p for p in client.payloads if p["id"] == task_id]
         versions = [p["version"] for p in seen]
