@@ -8,6 +8,9 @@ those bytes. Its rules, held here alone:
 
 - **Per task, versions never go down** (`_sent`): a state is sent only when newer than the
   one that task last sent.
+- **Writes**: while the stream is live and nothing waits, `deliver` writes an update its
+  socket can take at once itself, in the dispatcher's pass (as a task stream does:
+  gateway.direct_write); anything else goes to the mailbox and wakes the stream's task.
 - **A slow client** gets the newest state of each task (`_mailbox` keeps one per task, so a
   terminal state, always a task's newest, is never dropped).
 - **The event id** is not a task's version (one id cannot order many tasks) but a *mark*:
