@@ -154,6 +154,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                 if name == OURS:
                     step(f"{name}: {cfg.workspaces} workspace streams against task streams")
                     results.workspaces = await workspaces.measure(server, ws_fixture, redis, cfg)
+                    if results.workspaces.profile is not None:
+                        results.profiles.append(results.workspaces.profile)
             finally:
                 stop(process)
     finally:
@@ -264,6 +266,8 @@ async def workspaces_only() -> None:
     finally:
         await drop_bench_database(base)
     print(workspaces.render(load))
+    if load.profile is not None:
+        print(report._profile_section([load.profile]))
 
 
 def write(results: Results) -> None:

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from bench.config import Config
 from bench.fixtures import HOLDER_RUNNER_ID, Publisher, insert_tasks
 from bench.procs import LoadGens, Server
+from bench.profile import Profile
 from bench.scenarios import Delivery, GatewayBench
 from praxiom_progress.runner.store import RunnerStore
 from praxiom_progress.taskstate.accounts import AccountStore
@@ -44,6 +45,7 @@ class WorkspaceLoad:
     tasks_per_workspace: int
     workspace_streams: Delivery
     task_streams: Delivery
+    profile: Profile | None = None  # BENCH_PROFILE=1: the workspace streams' pass again
 
 
 async def prepare_workspaces(settings: Settings, workspaces: int, per: int) -> WorkspaceFixture:
@@ -75,9 +77,10 @@ async def prepare_workspaces(settings: Settings, workspaces: int, per: int) -> W
 
 async def compare(
     server: Server, loadgens: LoadGens, fixture: WorkspaceFixture, publisher: Publisher,
-    seconds: float,
+    seconds: float, profile: bool = False,
 ) -> WorkspaceLoad:  # fmt: skip
-    """The same updates, watched by one stream per workspace, then by one per task."""
+    """The same updates, watched by one stream per workspace, then by one per task (with
+    `profile`, the workspace streams' pass again under py-spy)."""
     task_ids = [task_id for ids in fixture.tasks.values() for task_id in ids]
     bench = GatewayBench(server, loadgens, task_ids, publisher, first_is_event=True)
     await bench.warm_up(min(200, len(task_ids)))
@@ -85,7 +88,12 @@ async def compare(
     by_workspace = await bench.deliver(task_ids, 1, 1.0, seconds, paths=paths)
     by_task = await bench.deliver(task_ids, 1, 1.0, seconds)
     per = max(len(ids) for ids in fixture.tasks.values())
-    return WorkspaceLoad(len(fixture.tasks), per, by_workspace, by_task)
+    load = WorkspaceLoad(len(fixture.tasks), per, by_workspace, by_task)
+    if profile:
+        what = f"gateway during {len(paths)} workspace streams"
+        profiled = await bench.deliver(task_ids, 1, 1.0, seconds, paths=paths, profile_what=what)
+        load.profile = profiled.profile
+    return load
 
 
 async def measure(
@@ -95,7 +103,7 @@ async def measure(
     loadgens = await LoadGens.start(cfg.loadgens, server.port, fixture.token)
     try:
         publisher = Publisher(redis, fixture.payloads, fixture.workspace_of)
-        return await compare(server, loadgens, fixture, publisher, cfg.seconds)
+        return await compare(server, loadgens, fixture, publisher, cfg.seconds, cfg.profile)
     finally:
         await loadgens.stop()
 
