@@ -61,7 +61,7 @@ log = logging.getLogger("gateway.workspace")
 class WorkspaceStream:
     __slots__ = (
         "__weakref__", "_closing", "_ended", "_held", "_limit_stats", "_mailbox", "_mark",
-        "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_transport",
+        "_outbox", "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_transport",
         "_unverified", "_waiter", "_woken", "channel", "digest", "workspace_id",
     )  # fmt: skip
 
@@ -92,6 +92,7 @@ class WorkspaceStream:
         self._closing = False
         self._held = False  # access changed somewhere: send nothing until re-checked
         self._transport: asyncio.Transport | None = None  # set while `deliver` may write
+        self._outbox: list[Update] = []  # what `deliver` wrote in this pass of the loop
         self._waiter: asyncio.Future[bool] | None = None
         self._woken = False
 
@@ -131,13 +132,24 @@ class WorkspaceStream:
             self._sent[task_id] = update.version
             if update.terminal:
                 self._ended.add(task_id)
-            frame = b"id: %d\r\n%s\r\n" % (self._mark, update.lines)
-            transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            if not self._outbox:  # a burst of one workspace's updates: one write, one syscall
+                asyncio.get_running_loop().call_soon(self._write_outbox)
+            self._outbox.append(update)
             return 1
         self._mailbox[task_id] = update
         if not self._held:
             self.wake()
         return 0 if queued is None else -1
+
+    def _write_outbox(self) -> None:
+        """Write what `deliver` took in this pass of the event loop, as one chunk. The stream's
+        task calls it too before it writes anything itself, so the socket keeps the order."""
+        outbox, self._outbox = self._outbox, []
+        transport = self._transport
+        if not outbox or transport is None or transport.is_closing():
+            return
+        frames = b"".join(b"id: %d\r\n%s\r\n" % (self._mark, u.lines) for u in outbox)
+        transport.write(b"%x\r\n%s\r\n" % (len(frames), frames))
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -176,7 +188,7 @@ class WorkspaceStream:
         try:
             await self._follow(response, dispatcher, transport)
         finally:
-            self._transport = None
+            self._transport, self._outbox = None, []
 
     async def _follow(
         self,
@@ -199,7 +211,8 @@ class WorkspaceStream:
                 due = checked_at + settings.sse_idle_timeout_s - time.monotonic()
                 self._transport = transport  # the first write sent the headers: chunks follow
                 woken = due > 0 and await self.wait(due)
-                self._transport = None  # this task writes now: `deliver` must not interleave
+                self._write_outbox()  # this task writes now: `deliver`'s go first, and it
+                self._transport = None  # must not interleave
                 if self._held or self._closing:
                     continue
                 if not woken or self._recheck:  # the periodic re-check, or a jump to verify
@@ -213,7 +226,6 @@ class WorkspaceStream:
                 await self._flush(response)
             else:
                 polling = True
-                self._transport = None
                 if polls >= settings.sse_poll_limit:
                     self._stats.poll_limit_closes += 1
                     return

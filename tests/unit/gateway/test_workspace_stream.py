@@ -205,3 +205,45 @@ async def test_the_periodic_re_read_ends_the_stream_when_access_is_gone() -> Non
             WorkspaceRead(True, 50, []), 1000, cast(web.StreamResponse, response), Up()
         )
     assert limit_stats.streams_access_lost == 1
+
+
+class Transport:
+    """Stands in for the socket `deliver` writes chunks to (gateway.direct_write)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+async def test_a_burst_of_updates_is_written_straight_to_the_socket_as_one_chunk(
+    running: list[asyncio.Task[None]],
+) -> None:
+    a, b = uuid4(), uuid4()
+    stream, _ = make(Reads(), Store())
+    response, transport = Response(), Transport()
+    run = stream.run(
+        WorkspaceRead(True, 9, [task(a, 1), task(b, 1)]), 1000,
+        cast(web.StreamResponse, response), Up(), cast(asyncio.Transport, transport),
+    )  # fmt: skip
+    running.append(asyncio.create_task(run))
+    await response.until(lambda: response.writes == 1)
+    await asyncio.sleep(0.01)  # the stream's task waits: `deliver` may write
+    outcomes = [stream.deliver(published(t, v), 0.0) for v in (2, 3) for t in (a, b)]
+    assert outcomes == [1, 1, 1, 1] and transport.chunks == []  # gathered in this pass ...
+    await asyncio.sleep(0)
+    [chunk] = transport.chunks  # ... and written as one chunk, in order
+    size, _, body = chunk.partition(b"\r\n")
+    assert int(size, 16) == len(body) - 2
+    sent = [json.loads(lines[len(b"data: ") : -2]) for _, lines in _EVENT.findall(body)]
+    assert [(p["id"], p["version"]) for p in sent] == [
+        (str(a), 2), (str(b), 2), (str(a), 3), (str(b), 3),
+    ]  # fmt: skip
+    assert response.writes == 1  # the stream's task wrote nothing of it
