@@ -160,6 +160,7 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                 stop(process)
     finally:
         await redis.aclose()
+    await workspaces.discard(settings)
 
     db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
     try:

@@ -75,6 +75,19 @@ async def prepare_workspaces(settings: Settings, workspaces: int, per: int) -> W
     return WorkspaceFixture(token, tasks, payloads, workspace_of)
 
 
+async def discard(settings: Settings) -> None:
+    """Delete the scenario's tasks, so the runner scenarios after it claim among as many
+    running tasks as they always did."""
+    db = await Database.connect(settings, maxsize=1, name="praxiom-bench")
+    try:
+        await db.fetch_all(
+            "DELETE FROM background_tasks WHERE task_type = %(type)s RETURNING id",
+            {"type": WORKSPACE_TASK_TYPE},
+        )
+    finally:
+        await db.close()
+
+
 async def compare(
     server: Server, loadgens: LoadGens, fixture: WorkspaceFixture, publisher: Publisher,
     seconds: float, profile: bool = False,
