@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -184,21 +185,13 @@ async def busy_front(live_gateway: LiveGateway) -> AsyncIterator[BusyOnce]:
     await runner.cleanup()
 
 
-SERVICE = """
-import asyncio, json, sys
-from praxiom_client import Client
-
-
-async def main(url: str, token: str) -> None:
-    async with Client(url, token) as client:
-        task = await client.spawn("validation_kit", params={"step_seconds": 0.05})
-        seen = [(p["version"], p["status"]) async for p in client.watch(task["id"])]
-        record = await client.record(task["id"])
-    print(json.dumps({"seen": seen, "record": record}))
-
-
-asyncio.run(main(sys.argv[1], sys.argv[2]))
-"""
+def readme_client_script() -> str:
+    """The README's client example (the first Python block of its client section)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## The client (Python)")
+    block = re.search(r"^```python\n(.*?)^```", readme[start:], re.M | re.S)
+    assert block is not None
+    return block[1]
 
 
 @pytest.fixture(scope="module")
@@ -214,21 +207,23 @@ async def test_the_client_alone_waits_out_a_503_and_follows_a_task_to_completion
     tmp_path: Path,
 ) -> None:
     assert installed(client_python) - PIP_TOOLS <= AIOHTTP_AND_ITS_DEPENDENCIES | {"praxiom-client"}
-    script = tmp_path / "service.py"
-    script.write_text(SERVICE)
+    script = tmp_path / "follow.py"
+    script.write_text(readme_client_script())
     runners.start(builtin_registry())
+    env = {**os.environ, "PRAXIOM_URL": busy_front.url, "PRAXIOM_TOKEN": member.token}
     process = await asyncio.create_subprocess_exec(
-        client_python, script, busy_front.url, member.token,
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        client_python, script, cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
-    result = json.loads(out)
+    *progress, result = out.decode().splitlines()
 
     (first, _, _), (second, method, path), *_ = busy_front.arrivals
     assert (method, path) == ("POST", "/api/tasks/spawn")  # the spawn, tried again...
     assert second - first >= 1.0  # ...no sooner than Retry-After said
-    versions = [version for version, _ in result["seen"]]
-    assert versions == sorted(set(versions)) and result["seen"][-1][1] == "completed"
-    assert result["record"]["status"] == "completed"
-    assert result["record"]["workspace_id"] == str(member.workspace_id)
+    seen = [line.split() for line in progress]
+    versions = [int(version) for version, _, _ in seen]
+    assert versions == sorted(set(versions)) and len(versions) >= 3
+    assert seen[-1][1:] == ["completed", "100"]
+    assert result == "result: ['document_ids', 'summary']", result
