@@ -330,8 +330,7 @@ class ProgressDispatcher:
         self.offer(channel, data if isinstance(data, bytes) else str(data).encode())
 
     def offer(self, channel: str, data: bytes) -> None:
-        """A payload for a channel's streams, from Redis or from gateway.written: decoded
-        once, checked, and handed to each of them in one pass."""
+        """A payload (from Redis, or gateway.written) checked, then handed to every stream."""
         watches = self._watches.get(channel)
         if not watches:
             return
