@@ -138,6 +138,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
     await writes.close()
+    await app[GATEWAY_STORE].token_use.close()
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:

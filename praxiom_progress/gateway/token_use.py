@@ -45,6 +45,13 @@ class TokenUse:
             raise
         return len(rows)
 
+    async def close(self) -> None:
+        """The last write, at shutdown, so a stopping gateway loses no use it saw."""
+        try:
+            await self.write()
+        except StoreUnavailable as exc:
+            log.debug("token use not written: %s", exc, extra={"action": "token_use"})
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)

@@ -209,3 +209,21 @@ async def test_the_gateway_notes_each_valid_token_it_sees(settings: Settings, db
     finally:
         await gateway.stop()
     assert last_used["bob"] is None
+
+
+async def test_a_stopping_gateway_writes_the_use_it_saw(settings: Settings, db: Database) -> None:
+    accounts = AccountStore(db)
+    used = await accounts.create_token(workspace="acme", user="ann")
+    gateway = LiveGateway(settings)  # the default interval: no periodic write in this test
+    await gateway.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{gateway.url}/api/task-types", headers=bearer(used.token)) as response,
+        ):
+            assert response.status == 200
+        assert [t.last_used_at for t in await accounts.list_tokens()] == [None]
+    finally:
+        await gateway.stop()
+    (listed,) = await accounts.list_tokens()
+    assert listed.last_used_at is not None
