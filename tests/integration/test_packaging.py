@@ -194,6 +194,20 @@ def readme_client_script() -> str:
     return block[1]
 
 
+def test_the_readme_client_script_passes_mypy_strict_against_the_installed_client(
+    client_python: Path, tmp_path: Path
+) -> None:
+    """The client's types (py.typed, the payload TypedDicts) as an application sees them:
+    mypy --strict reads the client from the client-only environment."""
+    script = tmp_path / "follow.py"
+    script.write_text(readme_client_script())
+    checked = run(
+        sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+        "--python-executable", client_python, script, cwd=tmp_path,
+    )  # fmt: skip
+    assert "Success" in checked.stdout
+
+
 @pytest.fixture(scope="module")
 def client_python(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fresh_venv(tmp_path_factory.mktemp("client") / "venv", wheels["praxiom_client"])
