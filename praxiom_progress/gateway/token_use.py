@@ -59,3 +59,5 @@ class TokenUse:
                 await self.write()
             except StoreUnavailable as exc:  # the dependency watch says so already
                 log.debug("token use not written: %s", exc, extra={"action": "token_use"})
+            except Exception:  # a bookkeeping write must never end the loop
+                log.exception("token use not written", extra={"action": "token_use"})
