@@ -8,6 +8,7 @@ or settings.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
@@ -15,7 +16,6 @@ from typing import Any, NoReturn
 from praxiom_progress import __version__
 from praxiom_progress.cli import client, tokens
 from praxiom_progress.cli.arguments import CommandFailed, UsageError, name
-from praxiom_progress.taskstate import loop
 from praxiom_progress.taskstate.accounts import AccountStore
 from praxiom_progress.taskstate.db import Database, migrate
 from praxiom_progress.taskstate.errors import SchemaMissing, StoreUnavailable
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return client.run(args)  # over HTTP: no database, settings of its own
         settings = Settings.from_env()
         configure_logging(settings.log_level, log_format_for(args.command, settings))
-        return loop.run(_dispatch(args, settings), settings.event_loop)
+        return asyncio.run(_dispatch(args, settings))
     except (UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

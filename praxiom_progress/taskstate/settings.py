@@ -16,7 +16,6 @@ from praxiom_progress.taskstate.parsing import (
     DEFAULT_TASK_TIMEOUTS,
     SettingsError,
     _database_url,
-    _event_loop,
     _flag,
     _log_format,
     _log_level,
@@ -116,7 +115,6 @@ class Settings:
     gateway_max_connections: int = 0
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
-    event_loop: str = "uvloop"
 
     def __post_init__(self) -> None:
         seeds = self.redis_seed_urls
@@ -202,7 +200,6 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
-    "event_loop": ("EVENT_LOOP", _event_loop),
 }
 
 
