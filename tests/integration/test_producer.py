@@ -14,17 +14,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
+import aiohttp
 import aiopg
 import psycopg2
 import pytest
 
 import praxiom_progress
 from praxiom_progress import HandlerRegistry, TaskContext
+from praxiom_progress.taskstate.accounts import IssuedToken
 from praxiom_progress.taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
-from tests.conftest import RunnerHarness, bearer, wait_for, wait_for_status
+from tests.conftest import (
+    LiveGateway,
+    ProgressRecorder,
+    RunnerHarness,
+    bearer,
+    wait_for,
+    wait_for_status,
+)
+from tests.sse_client import events, stream_timeout
 
 HOUR_S = 3600.0
 
@@ -445,3 +455,34 @@ def test_a_psycopg2_cursor_of_tuples(settings: Settings, workspace_id: UUID) -> 
             assert cur.fetchone() == ("cancelled",)
     finally:
         conn.close()
+
+
+async def test_a_committed_cancel_reaches_an_open_stream_without_a_publish(
+    producer: Producer,
+    settings: Settings,
+    member: IssuedToken,
+    workspace_id: UUID,
+    task_store: TaskStore,
+    recorder: ProgressRecorder,
+) -> None:
+    """The stream's idle re-read is minutes away: only the commit's NOTIFY, which every
+    gateway hears, can bring it the cancelled state; nothing is published to Redis."""
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=300))
+    await gateway.start()
+    task = await task_store.insert_task(workspace_id=workspace_id, task_type="research", params={})
+    try:
+        async with aiohttp.ClientSession(timeout=stream_timeout(10)) as session:
+            url = f"{gateway.url}/api/tasks/{task.id}/progress"
+            async with session.get(url, headers=bearer(member.token)) as response:
+                stream = events(response)
+                first = await anext(stream)
+                await producer.begin()
+                await producer.cancel(task.id)
+                still = await task_store.get_task(task.id)
+                assert still is not None and still.status == "pending"  # not yet committed
+                await producer.commit()
+                rest = [event.payload["status"] async for event in stream]
+    finally:
+        await gateway.stop()
+    assert [first.payload["status"], *rest] == ["pending", "cancelled"]
+    assert recorder.of(task.id) == []
