@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from praxiom_progress.taskstate.params import ParamsCheck
 
-#: DESIGN.md, Clarifications: params over this many bytes of compact JSON are refused.
+#: docs/design.md, Clarifications: params over this many bytes of compact JSON are refused.
 MAX_PARAMS_BYTES = 65_536
 # json.dumps writes NUL as \u0000; an even run of backslashes before it is escaped text.
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
