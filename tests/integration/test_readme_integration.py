@@ -52,6 +52,7 @@ from praxiom_client import TaskPayload
 async def mistakes(conn: Any) -> int:
     payload: TaskPayload = await praxiom_progress.spawn(conn, "export_csv")
     praxiom_progress.spawn_sync(conn, "export_csv", workspace_id="w", params=[1])
+    praxiom_progress.spawn_later(conn)
     return payload["nope"]
 """
 
@@ -91,6 +92,7 @@ def test_the_section_and_a_small_application_pass_mypy_strict(tmp_path: Path) ->
     assert 'Missing named argument "workspace_id" for "spawn"' in output
     assert 'Argument "params" to "spawn_sync" has incompatible type "list[int]"' in output
     assert 'TypedDict "TaskPayload" has no key "nope"' in output
+    assert 'Module has no attribute "spawn_later"' in output  # names load lazily, typos fail
 
 
 @pytest.fixture
