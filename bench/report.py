@@ -24,7 +24,7 @@ from praxiom_progress.taskstate.settings import Settings
 
 __all__ = ["REPO", "render"]
 
-#: issue 5's references for idle memory (KiB per stream at 10,000).
+#: The references for idle memory, measured when the targets were set (KiB per stream at 10,000).
 BARE_AIOHTTP_SSE_KIB = 14.5
 NAIVE_REFERENCE_KIB = 57
 
@@ -247,7 +247,7 @@ Each stream watches a distinct running task (one browser tab per task). KiB per 
 the server's RSS growth over the same process empty but warmed up (200 streams opened and
 closed; ours {ours.idle.baseline_mib:.0f} MiB, naive {naive.idle.baseline_mib:.0f} MiB),
 divided by the streams open, read {1.5:g} s after the last one opened; levels are cumulative.
-References from issue 5: bare aiohttp + aiohttp-sse ~{BARE_AIOHTTP_SSE_KIB} KiB, naive
+References: bare aiohttp + aiohttp-sse ~{BARE_AIOHTTP_SSE_KIB} KiB, naive
 baseline ~{NAIVE_REFERENCE_KIB} KiB per stream at 10,000. Our gateway keeps its real settings,
 so every idle stream re-reads its row every `SSE_IDLE_TIMEOUT` (10 s) and re-emits it.
 

@@ -1,5 +1,6 @@
-"""The README and docs/ stand alone: every link stays inside the repository and leads to a
-file (and a heading) that exists, and no internal issue number is left in the text."""
+"""The README, docs/ and BENCHMARKS.md (which they link to) stand alone: every link stays
+inside the repository and leads to a file (and a heading) that exists, and no internal issue
+number is left in the text."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 _ISSUE = re.compile(r"\bissues?\s+#?\d+|(?<![\w&/])#\d+\b", re.I)
