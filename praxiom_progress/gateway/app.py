@@ -53,6 +53,7 @@ from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database
@@ -76,7 +77,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         on_query=app[METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
-    app[GATEWAY_STORE] = GatewayStore(db)
+    app[GATEWAY_STORE] = GatewayStore(
+        db, TokenUse(db, interval_s=settings.token_last_used_interval_s)
+    )
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
     app[CATALOGUE] = TaskTypeCatalogue(
         db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
@@ -130,10 +133,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(sweeper.run(), name="idle-sweeper"),
         asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
+        asyncio.create_task(app[GATEWAY_STORE].token_use.run(), name="token-use"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
     await writes.close()
+    await app[GATEWAY_STORE].token_use.close()
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:

@@ -100,6 +100,9 @@ class Settings:
     # Requests answered 401 a minute per client address (a burst of as many); past it every
     # request from that address gets 429 before any database lookup.
     auth_failures_per_minute: int = 60
+    # A token's last use is written at most this often (each gateway notes the tokens it saw
+    # and writes them in one statement per interval), so `token list` is this fresh.
+    token_last_used_interval_s: float = 60.0
     # Proxies (addresses or networks) whose X-Forwarded-For names the real client, for the
     # logs and the limits; empty: the peer's address, and the header is ignored.
     gateway_trusted_proxies: tuple[str, ...] = ()
@@ -192,6 +195,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_max_body_bytes": ("GATEWAY_MAX_BODY_BYTES", _positive_int),
     "spawn_rate_limit": ("SPAWN_RATE_LIMIT", _positive_int),
     "auth_failures_per_minute": ("AUTH_FAILURES_PER_MINUTE", _positive_int),
+    "token_last_used_interval_s": ("TOKEN_LAST_USED_INTERVAL", _positive_float),
     "gateway_trusted_proxies": ("GATEWAY_TRUSTED_PROXIES", _networks),
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
