@@ -1,8 +1,35 @@
-"""A service that follows tasks with the client alone."""
+"""A service that spawns over HTTP and follows tasks with the client alone."""
 
 import asyncio
 
-from praxiom_client import StreamRefused, TaskPayload, watch_task
+from praxiom_client import (
+    Client,
+    Conflict,
+    Invalid,
+    Refused,
+    SpawnedTask,
+    TaskPayload,
+    TaskRecord,
+    watch_task,
+)
+
+
+async def run_and_follow(url: str, token: str) -> TaskRecord | None:
+    async with Client(url, token) as client:
+        try:
+            task: SpawnedTask = await client.spawn("import_feed", params={"url": "https://x.y"})
+        except Invalid as invalid:
+            print(invalid.fields)
+            return None
+        async for payload in client.watch(task["task_id"]):
+            pct: int = payload["progress_pct"]
+            print(f"{pct}% {payload['message']}")
+        try:
+            await client.cancel(task["id"])
+        except Conflict as conflict:
+            if conflict.task is not None:
+                print("already", conflict.task["status"])
+        return await client.record(task["id"])
 
 
 async def last_state(url: str, token: str, task_id: str) -> TaskPayload | None:
@@ -10,9 +37,7 @@ async def last_state(url: str, token: str, task_id: str) -> TaskPayload | None:
     try:
         async for payload in watch_task(url, task_id, token):
             last = payload
-            pct: int = payload["progress_pct"]
-            print(f"{pct}% {payload['message']}")
-    except StreamRefused as refused:
+    except Refused as refused:
         print(refused.status, refused.code)
     return last
 
