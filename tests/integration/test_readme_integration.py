@@ -77,11 +77,16 @@ def _mypy(root: Path, *targets: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def test_the_section_and_a_small_application_pass_mypy_strict(tmp_path: Path) -> None:
-    shutil.copytree(APP / "acme", tmp_path / "acme")
-    shutil.copy(APP / "mypy.ini", tmp_path / "mypy.ini")
-    written = _write_section(SECTION, tmp_path)
+def write_application(root: Path) -> None:
+    """The small application (`acme`), the section's blocks (`shop`) and their mypy.ini."""
+    shutil.copytree(APP / "acme", root / "acme")
+    shutil.copy(APP / "mypy.ini", root / "mypy.ini")
+    written = _write_section(SECTION, root)
     assert written == ["shop.orders", "shop.follow", "shop.refunds"]
+
+
+def test_the_section_and_a_small_application_pass_mypy_strict(tmp_path: Path) -> None:
+    write_application(tmp_path)
     code, output = _mypy(tmp_path, "acme", "shop")
     assert code == 0, output
     assert "Success: no issues found in 8 source files" in output, output
