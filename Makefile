@@ -29,7 +29,7 @@ $(TEST_STAMP): $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
-## Every failure of issue 6 injected into real processes: Redis killed, PostgreSQL restarted,
+## Every failure mode injected into real processes: Redis killed, PostgreSQL restarted,
 ## a runner or a gateway killed, rolling restarts, a stalled client, connection churn, a
 ## stuck handler. Starts its own PostgreSQL (Debian's initdb/pg_ctl) and Redis on private
 ## ports, never the shared ones; `--confcutdir` keeps tests/conftest.py (which embeds or
@@ -45,7 +45,7 @@ SOAK_EVERY ?= 30
 soak: $(TEST_STAMP)
 	$(BIN)/python -m tests.faults.soak --seconds $(SOAK_SECONDS) --every $(SOAK_EVERY)
 
-## Every scenario of issue 5 side by side with a naive baseline and this machine's limits
+## Every benchmark scenario side by side with a naive baseline and this machine's limits
 ## (pgbench, redis-benchmark); rewrites BENCHMARKS.md. Not part of `make test`. Needs
 ## DATABASE_URL and REDIS_URL; works in its own database, praxiom_bench, dropped at the end.
 ## Knobs: BENCH_QUICK=1 (a short smoke run), BENCH_PROFILE=1 (py-spy: "Where the time goes"),

@@ -143,7 +143,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
-    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
+    # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
     app = web.Application(
         middlewares=[
             access_log_middleware,

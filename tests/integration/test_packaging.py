@@ -29,6 +29,7 @@ from aiohttp import web
 
 from praxiom_progress.taskstate.accounts import IssuedToken
 from tests.conftest import LiveGateway, RunnerHarness, builtin_registry
+from tests.integration.test_readme_integration import write_application
 
 REPO = Path(__file__).resolve().parents[2]
 #: What aiohttp 3 brings along; the client's environment may hold these and nothing else.
@@ -95,6 +96,7 @@ APPLICATION = """
 import cli.main, gateway, runner, bench
 import praxiom_progress, praxiom_progress.cli.main, praxiom_progress.gateway.app
 from praxiom_client import Client
+from praxiom_progress import HandlerRegistry, TaskContext, spawn, spawn_sync, SpawnRejected
 
 assert cli.main.__file__.startswith(APP), cli.main.__file__
 assert praxiom_progress.cli.main.__file__.startswith(SITE), praxiom_progress.cli.main.__file__
@@ -102,30 +104,35 @@ print(cli.main.hello(), gateway.NAME, runner.NAME, bench.NAME, praxiom_progress.
 """
 
 
-def application(root: Path) -> Path:
+def application(root: Path, site: Path) -> Path:
     """An application with its own `cli`, `gateway`, `runner` and `bench` packages."""
     app = root / "shop"
     for name in ("cli", "gateway", "runner", "bench"):
         (app / name).mkdir(parents=True)
         (app / name / "__init__.py").write_text(f"NAME = 'shop-{name}'\n")
     (app / "cli" / "main.py").write_text("def hello() -> str:\n    return 'shop-cli'\n")
-    (app / "shop.py").write_text(
-        f"APP = {str(app)!r}\nSITE = {str(root / 'venv')!r}\n" + APPLICATION
-    )
+    (app / "shop.py").write_text(f"APP = {str(app)!r}\nSITE = {str(site)!r}\n" + APPLICATION)
     return app
 
 
+@pytest.fixture(scope="module")
+def server_python(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment holding the two wheels and what they depend on."""
+    venv_dir = tmp_path_factory.mktemp("server") / "venv"
+    return fresh_venv(venv_dir, wheels["praxiom_client"], wheels["praxiom_progress"])
+
+
 def test_the_server_beside_an_application_with_its_own_cli_gateway_runner_and_bench(
-    wheels: dict[str, Path], tmp_path: Path
+    server_python: Path, tmp_path: Path
 ) -> None:
-    python = fresh_venv(tmp_path / "venv", wheels["praxiom_client"], wheels["praxiom_progress"])
-    app = application(tmp_path)
+    python = server_python
+    app = application(tmp_path, python.parents[1])
     env = {**os.environ, "PYTHONPATH": str(app)}
     env.pop("DATABASE_URL", None)
     ran = run(python, "shop.py", cwd=app, env=env)
     assert ran.stdout.split() == ["shop-cli", "shop-gateway", "shop-runner", "shop-bench", "0.1.0"]
 
-    script = tmp_path / "venv" / "bin" / "praxiom-progress"
+    script = python.parent / "praxiom-progress"
     helped = run(script, "--help", cwd=app, env=env)
     for command in ("migrate", "runner", "gateway", "token", "spawn", "watch"):
         assert command in helped.stdout
@@ -192,6 +199,21 @@ def readme_client_script() -> str:
     block = re.search(r"^```python\n(.*?)^```", readme[start:], re.M | re.S)
     assert block is not None
     return block[1]
+
+
+def test_an_application_of_the_public_api_passes_mypy_strict_against_the_installed_wheels(
+    server_python: Path, tmp_path: Path
+) -> None:
+    """`py.typed` as shipped: the README's integration blocks and `tests/app`, checked with
+    the application's own mypy.ini against the environment the wheels were installed in."""
+    write_application(tmp_path)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--python-executable", server_python,
+         "acme", "shop"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Success: no issues found in 8 source files" in checked.stdout
 
 
 def test_the_readme_client_script_passes_mypy_strict_against_the_installed_client(

@@ -8,7 +8,7 @@ import pytest
 
 from praxiom_progress.taskstate.sql import load_queries, parse_queries
 
-TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task"}
+TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task", "task_types"}
 ACCOUNT_QUERIES = {
     "create_token",
     "create_service_token",
