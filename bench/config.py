@@ -37,6 +37,7 @@ class Config:
     backlog: int = 5000  # no-op tasks one runner drains
     spawn_rate: float = 50.0
     spawn_seconds: float = 5.0
+    tx_spawns: int = 200  # spawns in the application's own transactions, per driver
     report_seconds: float = 5.0
     loadgens: int = 3
     workspaces: int = 200  # workspace streams, one per workspace ...
@@ -73,6 +74,7 @@ class Config:
             workspaces=_int("BENCH_WORKSPACES", base.workspaces),
             workspace_tasks=_int("BENCH_WORKSPACE_TASKS", base.workspace_tasks),
             naive_max=_int("BENCH_NAIVE_MAX", base.naive_max),
+            tx_spawns=_int("BENCH_TX_SPAWNS", base.tx_spawns),
             profile=_flag("BENCH_PROFILE"),
             knobs=" ".join(
                 f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")

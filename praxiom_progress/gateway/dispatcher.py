@@ -89,6 +89,10 @@ class Dispatcher(Protocol):
 
     def available_for(self, stream: Watcher) -> bool: ...
 
+    def watching(self, channel: str) -> bool: ...
+
+    def offer(self, channel: str, data: bytes) -> None: ...
+
 
 class ProgressDispatcher:
     def __init__(
@@ -322,12 +326,14 @@ class ProgressDispatcher:
         if kind not in ("message", "smessage"):
             return
         self.stats.messages += 1
+        data = message["data"]
+        self.offer(channel, data if isinstance(data, bytes) else str(data).encode())
+
+    def offer(self, channel: str, data: bytes) -> None:
+        """A payload (from Redis, or gateway.written) checked, then handed to every stream."""
         watches = self._watches.get(channel)
         if not watches:
             return
-        data = message["data"]
-        if not isinstance(data, bytes):
-            data = str(data).encode()
         try:
             decoded = json.loads(data)
             task_id = decoded["id"]  # a workspace's streams check theirs (gateway.workspace)
@@ -338,13 +344,9 @@ class ProgressDispatcher:
                     extra={"action": "message_mismatched"},
                 )  # fmt: skip
                 return
-            update = Update.of(
-                int(decoded["version"]),
-                data,
-                decoded["status"] in TERMINAL_STATUSES,
-                received=self.lag_sampler.stamp(),
-                task_id=str(task_id),
-            )
+            terminal = decoded["status"] in TERMINAL_STATUSES
+            stamp = self.lag_sampler.stamp()
+            update = Update.of(int(decoded["version"]), data, terminal, None, stamp, str(task_id))
         except (ValueError, KeyError, TypeError):
             self.stats.undecodable += 1
             log.warning("ignored an undecodable message on %s", channel)

@@ -155,3 +155,7 @@ SELECT req.n, caller.token_id IS NOT NULL AS token_ok,
           AND (expires_at IS NULL OR expires_at > now())
   ) AS caller ON true
  ORDER BY req.n;
+-- tasks_by_id --
+-- The tasks a gateway's streams watch among those spawned or cancelled without a publish
+-- (gateway.written); a missing id has no row.
+SELECT * FROM background_tasks WHERE id = ANY(%(task_ids)s::uuid[]);

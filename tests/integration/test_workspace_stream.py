@@ -14,8 +14,9 @@ from uuid import UUID
 import aiohttp
 import psycopg2
 import pytest
+import redis.asyncio as aioredis
 
-from praxiom_progress.gateway.keys import DISPATCHER, LIMIT_STATS, PUBLISHER, STREAM_STATS
+from praxiom_progress.gateway.keys import DISPATCHER, LIMIT_STATS, STREAM_STATS
 from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
@@ -325,6 +326,7 @@ async def test_a_token_that_runs_out_mid_stream_is_found_by_the_periodic_recheck
 
 
 async def test_a_published_payload_for_another_workspaces_task_is_dropped(
+    redis_client: aioredis.Redis,
     live_gateway: LiveGateway,
     member: IssuedToken,
     db: Database,
@@ -335,7 +337,7 @@ async def test_a_published_payload_for_another_workspaces_task_is_dropped(
     other = await AccountStore(db).create_token(workspace="elsewhere", user="bob")
     theirs = await spawn(task_store, other.workspace_id, "validation_kit")
     mine = await spawn(task_store, ws, "validation_kit")
-    publisher: ProgressPublisher = live_gateway.app[PUBLISHER]
+    publisher = ProgressPublisher(redis_client)  # a runner's publisher
     async with WorkspaceClient(session, live_gateway.url, ws, member.token) as client:
         await client.wait_for(lambda c: len(c.events) == 1)
         foreign = await write(db, theirs, "message = 'secret'")

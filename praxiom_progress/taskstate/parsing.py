@@ -1,10 +1,11 @@
-"""The parsers behind `Settings.from_env`: each turns one environment variable's text into its
-value, or raises `SettingsError` naming the variable (never a password: taskstate.redaction)."""
+"""How each environment variable's text becomes a setting's value: one parser per kind, each
+naming the variable in its error, so a bad value stops the process with a line that says
+which one and why."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import ip_network
 from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +25,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def parse_positive_float(name: str, raw: str) -> float:
+def _positive_float(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -34,7 +35,7 @@ def parse_positive_float(name: str, raw: str) -> float:
     return value
 
 
-def parse_non_negative_float(name: str, raw: str) -> float:
+def _non_negative_float(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -54,16 +55,16 @@ def _whole(name: str, raw: str, minimum: int) -> int:
     return value
 
 
-def parse_positive_int(name: str, raw: str) -> int:
+def _positive_int(name: str, raw: str) -> int:
     return _whole(name, raw, 1)
 
 
-def parse_non_negative_int(name: str, raw: str) -> int:
+def _non_negative_int(name: str, raw: str) -> int:
     """A whole number where 0 means "not set: work it out" (or "no cap")."""
     return _whole(name, raw, 0)
 
 
-def parse_port(name: str, raw: str) -> int:
+def _port(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -73,7 +74,7 @@ def parse_port(name: str, raw: str) -> int:
     return value
 
 
-def parse_text(name: str, raw: str) -> str:
+def _text(name: str, raw: str) -> str:
     if not raw.strip():
         raise SettingsError(f"{name} must not be empty")
     return raw.strip()
@@ -96,19 +97,19 @@ def parse_task_timeouts(raw: str, name: str = "TASK_TIMEOUTS") -> Mapping[str, f
         if task_type in seen:
             raise SettingsError(f"{name} names {task_type!r} twice")
         seen.add(task_type)
-        timeouts[task_type] = parse_positive_float(f"{name} entry {task_type!r}", seconds.strip())
+        timeouts[task_type] = _positive_float(f"{name} entry {task_type!r}", seconds.strip())
     return MappingProxyType(timeouts)
 
 
-def parse_modules(name: str, raw: str) -> tuple[str, ...]:
+def _modules(name: str, raw: str) -> tuple[str, ...]:
     modules = tuple(m.strip() for m in raw.split(",") if m.strip())
     if not modules:
         raise SettingsError(f"{name} must name at least one module")
     return modules
 
 
-def parse_database_url(name: str, raw: str) -> str:
-    url = parse_text(name, raw)
+def _database_url(name: str, raw: str) -> str:
+    url = _text(name, raw)
     if not (url.startswith(("postgresql://", "postgres://")) or "=" in url):
         raise SettingsError(
             f"{name} must be a postgresql:// URL or a key=value connection string, "
@@ -135,8 +136,8 @@ def redis_seed_urls(raw: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def parse_redis_url(name: str, raw: str) -> str:
-    urls = redis_seed_urls(parse_text(name, raw))
+def _redis_url(name: str, raw: str) -> str:
+    urls = redis_seed_urls(_text(name, raw))
     for url in urls:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
@@ -149,7 +150,7 @@ def parse_redis_url(name: str, raw: str) -> str:
     return ",".join(urls)
 
 
-def parse_flag(name: str, raw: str) -> bool:
+def _flag(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -158,21 +159,29 @@ def parse_flag(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
 
 
-def parse_log_level(name: str, raw: str) -> str:
+def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in _LOG_LEVELS:
         raise SettingsError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
     return level
 
 
-def parse_log_format(name: str, raw: str) -> str:
-    fmt = raw.strip().lower()
-    if fmt not in _LOG_FORMATS:
-        raise SettingsError(f"{name} must be one of {', '.join(_LOG_FORMATS)}, got {raw!r}")
-    return fmt
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A parser accepting one of `choices`, in any case."""
+
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
 
 
-def parse_task_types(name: str, raw: str) -> tuple[str, ...]:
+_log_format = _one_of(_LOG_FORMATS)
+
+
+def _task_types(name: str, raw: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in raw.split(",") if t.strip())
     bad = [t for t in types if not _TASK_TYPE.match(t)]
     if not types or bad:
@@ -182,7 +191,7 @@ def parse_task_types(name: str, raw: str) -> tuple[str, ...]:
     return types
 
 
-def parse_networks(name: str, raw: str) -> tuple[str, ...]:
+def _networks(name: str, raw: str) -> tuple[str, ...]:
     """Addresses or networks (`10.0.0.0/8`, `::1`), comma-separated."""
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     for item in items:
@@ -195,7 +204,7 @@ def parse_networks(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
-def parse_origins(name: str, raw: str) -> tuple[str, ...]:
+def _origins(name: str, raw: str) -> tuple[str, ...]:
     """Browser origins (`scheme://host[:port]`), exactly as a browser sends them in `Origin`.
 
     `*` is refused: a wildcard cannot go with credentials (the session cookie).
