@@ -358,3 +358,37 @@ def _async(check: Any) -> Any:
         return check()
 
     return run
+
+
+async def test_a_spawn_and_a_cancel_reach_the_workspace_stream_with_no_runner_alive(
+    settings: Settings, member: IssuedToken, session: aiohttp.ClientSession
+) -> None:
+    """Nobody publishes them (the gateway's NOTIFY, gateway.written): the stream hears them
+    anyway, not at a re-read (none comes within the test: SSE_IDLE_TIMEOUT is a minute)."""
+    live_gateway = LiveGateway(settings.replace(sse_idle_timeout_s=60.0))
+    await live_gateway.start()
+    try:
+        await _spawn_and_cancel(live_gateway, member, session)
+    finally:
+        await live_gateway.stop()
+
+
+async def _spawn_and_cancel(
+    live_gateway: LiveGateway, member: IssuedToken, session: aiohttp.ClientSession
+) -> None:
+    async with WorkspaceClient(
+        session, live_gateway.url, member.workspace_id, member.token
+    ) as client:
+        await client.wait_for(lambda c: c.last_event_id is not None)
+        async with session.post(
+            f"{live_gateway.url}/api/tasks/spawn",
+            json={"task_type": "validation_kit"},
+            headers=bearer(member.token),
+        ) as response:
+            assert response.status == 202
+            task_id = (await response.json())["task_id"]
+        await client.wait_for(lambda c: c.newest().get(task_id, {}).get("status") == "pending")
+        cancel = f"{live_gateway.url}/api/tasks/{task_id}/cancel"
+        async with session.post(cancel, headers=bearer(member.token)) as response:
+            assert response.status == 202
+        await client.wait_for(lambda c: c.newest()[task_id]["status"] == "cancelled")
