@@ -56,9 +56,8 @@ from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
 from praxiom_progress.gateway.token_use import TokenUse
-from praxiom_progress.gateway.workspace import recheck_workspace_streams
 from praxiom_progress.gateway.workspace_reads import WorkspaceReads
-from praxiom_progress.gateway.workspace_sse import workspace_progress
+from praxiom_progress.gateway.workspace_sse import recheck_workspace_streams, workspace_progress
 from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database

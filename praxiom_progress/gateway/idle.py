@@ -55,7 +55,7 @@ class IdleSweeper:
         # A due stream is found within a tenth of the timeout (at most a second) of it.
         self.tick_s = min(1.0, idle_timeout_s / 10)
         self.clock = clock  # the streams' clock (time.monotonic); a test may move it on
-        # The workspace streams' re-check (gateway.workspace): calling it holds them, awaiting
+        # The workspace streams' re-check (gateway.workspace_sse): calling it holds them, awaiting
         # it checks them. They re-read by themselves, so the sweep leaves them alone.
         self._recheck_more = recheck_more
 

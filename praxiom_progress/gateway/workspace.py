@@ -25,7 +25,7 @@ those bytes. Its rules, held here alone:
   (no `data:`, so no event fires).
 - **Re-checked while open**: every `SSE_IDLE_TIMEOUT` the stream reads what changed since its
   mark (which re-checks its caller, and moves the mark on); revocation re-checks it at once
-  (gateway.revocation, through `recheck_workspace_streams`). No access: the stream ends.
+  (gateway.revocation, through gateway.workspace_sse). No access: the stream ends.
 - **Redis down**: the same read every `SSE_POLL_INTERVAL` (at most `SSE_POLL_LIMIT` times,
   then it closes), and once more when the subscription is back.
 - **Trust**: a workspace channel's payload does not say its workspace, so a task this stream
@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 from uuid import UUID
 
 from aiohttp import web
@@ -56,13 +57,14 @@ from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.settings import Settings
 
 log = logging.getLogger("gateway.workspace")
+T = TypeVar("T")
 
 
 class WorkspaceStream:
     __slots__ = (
         "__weakref__", "_closing", "_ended", "_held", "_limit_stats", "_mailbox", "_mark",
-        "_outbox", "_reads", "_recheck", "_sent", "_settings", "_stats", "_store", "_transport",
-        "_unverified", "_waiter", "_woken", "channel", "digest", "workspace_id",
+        "_outbox", "_reads", "_recheck", "_sent", "_settings", "_socket", "_stats", "_store",
+        "_transport", "_unverified", "_waiter", "_woken", "channel", "digest", "workspace_id",
     )  # fmt: skip
 
     def __init__(
@@ -92,6 +94,7 @@ class WorkspaceStream:
         self._closing = False
         self._held = False  # access changed somewhere: send nothing until re-checked
         self._transport: asyncio.Transport | None = None  # set while `deliver` may write
+        self._socket: asyncio.Transport | None = None  # where it may (gateway.direct_write)
         self._outbox: list[Update] = []  # what `deliver` wrote in this pass of the loop
         self._waiter: asyncio.Future[bool] | None = None
         self._woken = False
@@ -185,19 +188,17 @@ class WorkspaceStream:
         leaves, the caller loses access, or polling reaches SSE_POLL_LIMIT. `transport`:
         where `deliver` may write chunks itself, or None (gateway.direct_write)."""
         await self._send_read(first, response, b"retry: %d\r\n" % retry_ms)
+        self._socket = transport
         try:
-            await self._follow(response, dispatcher, transport)
+            await self._follow(response, dispatcher)
         finally:
-            self._transport, self._outbox = None, []
+            self._socket = self._transport = None
+            self._outbox = []
 
-    async def _follow(
-        self,
-        response: web.StreamResponse,
-        dispatcher: Subscription,
-        transport: asyncio.Transport | None,
-    ) -> None:
+    async def _follow(self, response: web.StreamResponse, dispatcher: Subscription) -> None:
         settings = self._settings
-        checked_at = time.monotonic()
+        # Streams opened together re-read at different times, not all in the same instant.
+        checked_at = time.monotonic() - random.uniform(0, settings.sse_idle_timeout_s / 2)
         polls = 0
         polling = False
         while not self._closing:
@@ -209,7 +210,7 @@ class WorkspaceStream:
                     checked_at = time.monotonic()
                     continue
                 due = checked_at + settings.sse_idle_timeout_s - time.monotonic()
-                self._transport = transport  # the first write sent the headers: chunks follow
+                self._transport = self._socket  # the headers are out: chunks may follow
                 woken = due > 0 and await self.wait(due)
                 self._write_outbox()  # this task writes now: `deliver`'s go first, and it
                 self._transport = None  # must not interleave
@@ -261,7 +262,9 @@ class WorkspaceStream:
         """Read what changed since the mark and send it; False when the stream should end
         (the caller lost access). PostgreSQL away: nothing happens, the next try comes."""
         try:
-            read = await self._reads.changes(self.digest, self.workspace_id, self._mark)
+            read = await self._reading(
+                self._reads.changes(self.digest, self.workspace_id, self._mark)
+            )
         except StoreUnavailable:
             return True
         if not read.allowed:  # a lost membership or grant, or a token expired or revoked
@@ -281,7 +284,7 @@ class WorkspaceStream:
             except ValueError:
                 self._stats.foreign_tasks += 1
         try:
-            found = await asyncio.gather(*checks)
+            found = await self._reading(asyncio.gather(*checks))
         except StoreUnavailable:
             self._recheck = True  # the next pass reads the whole workspace's changes instead
             return
@@ -296,6 +299,16 @@ class WorkspaceStream:
         await self._send(updates, None, response)
         for task_id in [t for t in self._unverified if t in self._sent]:  # came meanwhile
             self.deliver(self._unverified.pop(task_id), 0.0)
+
+    async def _reading(self, read: Awaitable[T]) -> T:
+        """Await a read of PostgreSQL while `deliver` goes on writing live updates (under the
+        mark as it was): a query must not hold a busy workspace's stream back."""
+        self._transport = self._socket
+        try:
+            return await read
+        finally:
+            self._write_outbox()
+            self._transport = None
 
     async def _flush(self, response: web.StreamResponse) -> None:
         mailbox, self._mailbox = self._mailbox, {}
@@ -370,27 +383,3 @@ class WorkspaceStream:
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
-
-
-def recheck_workspace_streams(
-    streams: Iterable[WorkspaceStream], reads: WorkspaceReads, limit_stats: LimitStats
-) -> Coroutine[Any, Any, int]:
-    """Access was taken away somewhere: hold every workspace stream now (each sends nothing
-    until its check has answered), and return the check of them all (one statement), which
-    closes the streams of callers who lost the workspace and says how many. It raises
-    StoreUnavailable with the streams still held (the caller tries again)."""
-    held = list(streams)
-    for stream in held:
-        stream.hold()
-    return _recheck(held, reads)
-
-
-async def _recheck(held: list[WorkspaceStream], reads: WorkspaceReads) -> int:
-    refused = await reads.refused([(s.workspace_id, s.digest) for s in held])
-    for stream, decision in zip(held, refused, strict=True):
-        if decision is None:
-            stream.release()
-        else:
-            stream.lost(decision)
-            stream.close()
-    return sum(1 for decision in refused if decision is not None)

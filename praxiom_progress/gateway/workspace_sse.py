@@ -11,6 +11,8 @@ newest first. What follows is gateway.workspace's.
 from __future__ import annotations
 
 import random
+from collections.abc import Coroutine, Iterable
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -31,6 +33,7 @@ from praxiom_progress.gateway.keys import (
     WORKSPACE_READS,
     WORKSPACE_STREAMS,
 )
+from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.sse import last_event_id
 from praxiom_progress.gateway.workspace import WorkspaceStream
 from praxiom_progress.gateway.workspace_reads import WorkspaceRead, WorkspaceReads
@@ -115,3 +118,27 @@ async def _stream(
         app[WORKSPACE_STREAMS].discard(stream)
         stats.closed += 1
     return response
+
+
+def recheck_workspace_streams(
+    streams: Iterable[WorkspaceStream], reads: WorkspaceReads, limit_stats: LimitStats
+) -> Coroutine[Any, Any, int]:
+    """Access was taken away somewhere: hold every workspace stream now (each sends nothing
+    until its check has answered), and return the check of them all (one statement), which
+    closes the streams of callers who lost the workspace and says how many. It raises
+    StoreUnavailable with the streams still held (the caller tries again)."""
+    held = list(streams)
+    for stream in held:
+        stream.hold()
+    return _recheck(held, reads)
+
+
+async def _recheck(held: list[WorkspaceStream], reads: WorkspaceReads) -> int:
+    refused = await reads.refused([(s.workspace_id, s.digest) for s in held])
+    for stream, decision in zip(held, refused, strict=True):
+        if decision is None:
+            stream.release()
+        else:
+            stream.lost(decision)
+            stream.close()
+    return sum(1 for decision in refused if decision is not None)
