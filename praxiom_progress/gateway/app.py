@@ -27,7 +27,8 @@ from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
 from praxiom_progress.gateway.cluster import ClusterDispatcher
 from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
-from praxiom_progress.gateway.dispatcher import Dispatcher, ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.errors import error_middleware
 from praxiom_progress.gateway.idle import IdleSweeper
 from praxiom_progress.gateway.keys import (

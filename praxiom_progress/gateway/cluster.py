@@ -22,7 +22,8 @@ import contextlib
 import dataclasses
 import logging
 
-from praxiom_progress.gateway.dispatcher import DispatcherStats, ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.lag import LagHistogram
 from praxiom_progress.gateway.stream import Watcher
 from praxiom_progress.taskstate.publisher import connect_redis

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.access import StreamAccess
     from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
     from praxiom_progress.gateway.direct_write import DirectWrite
-    from praxiom_progress.gateway.dispatcher import Dispatcher
+    from praxiom_progress.gateway.dispatching import Dispatcher
     from praxiom_progress.gateway.idle import IdleSweeper
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.metrics import GatewayMetrics

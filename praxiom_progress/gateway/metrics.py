@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from praxiom_progress.gateway import keys
 from praxiom_progress.gateway.catalogue import UnservedType
 from praxiom_progress.gateway.cluster import ClusterDispatcher
-from praxiom_progress.gateway.dispatcher import Dispatcher
+from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.stream import ProgressStream

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sized
 from uuid import UUID
 
-from praxiom_progress.gateway.dispatcher import Dispatcher
+from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
