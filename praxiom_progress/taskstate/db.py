@@ -94,10 +94,12 @@ class Database:
         maxsize: int = 10,
         name: str = "praxiom",
         on_query: QueryObserver | None = None,
+        url: str | None = None,
     ) -> Database:
+        """A pool on `url` (default: DATABASE_URL); LISTEN always goes to DATABASE_URL."""
         async with translate_errors():
             pool = await aiopg.create_pool(
-                settings.database_url,
+                url or settings.database_url,
                 minsize=minsize,
                 maxsize=maxsize,
                 timeout=settings.database_timeout_s,

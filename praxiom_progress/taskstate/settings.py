@@ -89,6 +89,18 @@ class Settings:
     runner_loop_stall_s: float = 0.1
     # A process-isolated handler's child gets this long after SIGTERM before SIGKILL.
     runner_kill_grace_s: float = 2.0
+    # Gateways read (authorize, snapshots, re-reads, lists) from this hot standby while it is
+    # no further behind the primary than DATABASE_READ_MAX_LAG, else from DATABASE_URL (the
+    # primary), which spawn, cancel, token bookkeeping and the LISTEN always use. None: no
+    # standby, every read goes to DATABASE_URL.
+    database_read_url: str | None = None
+    # A stream's state is re-read within SSE_IDLE_TIMEOUT: must not exceed it (a terminal state
+    # the standby had not replayed at the connect is then found by the first re-read).
+    database_read_max_lag_s: float = 2.0
+    # How often the gateway compares the standby's replayed WAL with the primary's.
+    database_read_check_interval_s: float = 0.5
+    # Off: spawn and cancel answer 404 and the gateway writes nothing (a SELECT-only role).
+    gateway_writes: bool = True
     # Both.
     database_timeout_s: float = 30.0
     database_pool_size: int = 10
@@ -126,6 +138,12 @@ class Settings:
             raise SettingsError("REDIS_CLUSTER=1 needs redis:// or rediss:// URLs of nodes")
         if not self.redis_cluster and len(seeds) > 1:
             raise SettingsError("REDIS_URL names several nodes: only REDIS_CLUSTER=1 takes a list")
+        if self.database_read_max_lag_s > self.sse_idle_timeout_s:
+            raise SettingsError(
+                f"DATABASE_READ_MAX_LAG ({self.database_read_max_lag_s:g} s) must not exceed "
+                f"SSE_IDLE_TIMEOUT ({self.sse_idle_timeout_s:g} s): the idle re-read is what "
+                "finds a state the standby had not replayed when a stream connected"
+            )
 
     @property
     def redis_seed_urls(self) -> tuple[str, ...]:
@@ -152,6 +170,8 @@ class Settings:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["database_url"] = hide_password(self.database_url)
+        if self.database_read_url is not None:
+            shown["database_read_url"] = hide_password(self.database_read_url)
         shown["redis_url"] = ",".join(hide_password(url) for url in self.redis_seed_urls)
         shown["task_timeouts"] = dict(self.task_timeouts)
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
@@ -190,6 +210,10 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
     "runner_loop_stall_s": ("RUNNER_LOOP_STALL", _positive_float),
     "runner_kill_grace_s": ("RUNNER_KILL_GRACE", _positive_float),
+    "database_read_url": ("DATABASE_READ_URL", _database_url),
+    "database_read_max_lag_s": ("DATABASE_READ_MAX_LAG", _non_negative_float),
+    "database_read_check_interval_s": ("DATABASE_READ_CHECK_INTERVAL", _positive_float),
+    "gateway_writes": ("GATEWAY_WRITES", _flag),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
