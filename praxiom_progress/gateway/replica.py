@@ -74,8 +74,10 @@ class ReadRouting:
 
     async def check(self) -> bool:
         """One comparison; True when the standby had replayed all the primary had written."""
-        sampled = self._clock()  # before the primary's position: commits before it are in it
-        row = await self.primary.fetch_one("SELECT pg_current_wal_lsn()::text AS lsn")
+        # Before the primary's position: commits before it are in it. The insert position, not
+        # the write one: with synchronous_commit=off a commit may not be written out yet.
+        sampled = self._clock()
+        row = await self.primary.fetch_one("SELECT pg_current_wal_insert_lsn()::text AS lsn")
         assert row is not None
         replayed = await self.standby.fetch_one(
             "SELECT coalesce(pg_last_wal_replay_lsn() >= %(lsn)s::pg_lsn, false) AS caught_up",

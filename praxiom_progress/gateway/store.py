@@ -175,8 +175,9 @@ class GatewayStore:
         return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
 
     async def tasks(self, task_ids: Sequence[UUID]) -> list[Task]:
-        """Several tasks in one round trip; a missing id is left out."""
-        rows = await self.reads.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
+        """Several tasks in one round trip; a missing id is left out. From the primary: the
+        caller just heard of their write, which a standby may not have replayed yet."""
+        rows = await self.db.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
         return [Task.from_row(row) for row in rows]
 
     async def reread_streams(

@@ -138,7 +138,8 @@ class Settings:
             raise SettingsError("REDIS_CLUSTER=1 needs redis:// or rediss:// URLs of nodes")
         if not self.redis_cluster and len(seeds) > 1:
             raise SettingsError("REDIS_URL names several nodes: only REDIS_CLUSTER=1 takes a list")
-        if self.database_read_max_lag_s > self.sse_idle_timeout_s:
+        standby = self.database_read_url is not None
+        if standby and self.database_read_max_lag_s > self.sse_idle_timeout_s:
             raise SettingsError(
                 f"DATABASE_READ_MAX_LAG ({self.database_read_max_lag_s:g} s) must not exceed "
                 f"SSE_IDLE_TIMEOUT ({self.sse_idle_timeout_s:g} s): the idle re-read is what "
