@@ -160,6 +160,9 @@ async def test_a_standby_left_behind_loses_the_reads_to_the_primary(
     await wait_for(from_primary)
     routing = client.server.app[READ_ROUTING]
     assert not routing.fresh() and routing.primary_reads > 0
+    scraped = await (await client.get("/metrics")).text()
+    assert "praxiom_gateway_standby_fresh 0.0" in scraped
+    assert 'praxiom_gateway_database_reads_total{server="primary"}' in scraped
     servers.resume()  # replayed again: the reads go back to the standby
     await wait_for(lambda: asyncio.sleep(0, routing.fresh()))
 
