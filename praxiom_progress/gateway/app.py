@@ -166,7 +166,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     app[ACCESS_CHANGES] = changes
     writes = TaskWrites(app[GATEWAY_STORE], app[DISPATCHER], workspaces)
     app[TASK_WRITES] = writes
-    events = DatabaseEvents(db, changes, writes)
+    events = DatabaseEvents(db, changes, writes, retry_s=app[SETTINGS].database_listen_retry_s)
     watch = DependencyWatch(
         {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
     )

@@ -101,6 +101,13 @@ class Settings:
     database_read_check_interval_s: float = 0.5
     # Off: spawn and cancel answer 404 and the gateway writes nothing (a SELECT-only role).
     gateway_writes: bool = True
+    # A direct connection (not through PgBouncer in transaction pooling) for each process's one
+    # LISTEN; None: DATABASE_URL. A LISTEN that does not hear its own probe NOTIFY within
+    # DATABASE_LISTEN_PROBE_TIMEOUT is given up (a warning; both processes poll instead) and
+    # tried again after DATABASE_LISTEN_RETRY.
+    database_listen_url: str | None = None
+    database_listen_probe_timeout_s: float = 5.0
+    database_listen_retry_s: float = 60.0
     # Both.
     database_timeout_s: float = 30.0
     database_pool_size: int = 10
@@ -171,8 +178,9 @@ class Settings:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["database_url"] = hide_password(self.database_url)
-        if self.database_read_url is not None:
-            shown["database_read_url"] = hide_password(self.database_read_url)
+        for name in ("database_read_url", "database_listen_url"):
+            if shown[name] is not None:
+                shown[name] = hide_password(shown[name])
         shown["redis_url"] = ",".join(hide_password(url) for url in self.redis_seed_urls)
         shown["task_timeouts"] = dict(self.task_timeouts)
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
@@ -215,6 +223,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "database_read_max_lag_s": ("DATABASE_READ_MAX_LAG", _non_negative_float),
     "database_read_check_interval_s": ("DATABASE_READ_CHECK_INTERVAL", _positive_float),
     "gateway_writes": ("GATEWAY_WRITES", _flag),
+    "database_listen_url": ("DATABASE_LISTEN_URL", _database_url),
+    "database_listen_probe_timeout_s": ("DATABASE_LISTEN_PROBE_TIMEOUT", _positive_float),
+    "database_listen_retry_s": ("DATABASE_LISTEN_RETRY", _positive_float),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
