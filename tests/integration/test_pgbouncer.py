@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -33,35 +34,38 @@ def bouncer(clean_database: str) -> Iterator[PgBouncer]:
 
 @pytest.fixture
 async def bounced_db(bouncer: PgBouncer) -> AsyncIterator[Database]:
+    """A pool through PgBouncer; its LISTEN too (no DATABASE_LISTEN_URL)."""
     db = await Database.connect(Settings(database_url=bouncer.url), maxsize=5, name="test")
     yield db
     await db.close()
 
 
 async def listening(direct_db: Database, application: str) -> bool:
+    """A LISTEN connection of `application` straight from a client (not PgBouncer's own)."""
     rows = await direct_db.fetch_all(
         "SELECT 1 FROM pg_stat_activity WHERE application_name = %(name)s "
-        "AND query LIKE 'LISTEN%%'",
+        "AND query LIKE 'LISTEN%%' AND state = 'idle'",
         {"name": application},
     )
     return bool(rows)
 
 
 async def test_with_a_direct_listen_url_runner_and_gateway_hear_at_once(
-    aiohttp_client: Any, bouncer: PgBouncer, bounced_db: Database, db: Database,
-    clean_database: str,
-) -> None:  # fmt: skip
-    """RUNNER_POLL_INTERVAL is a minute: only the LISTEN can wake the runner in time."""
+    aiohttp_client: Any, bouncer: PgBouncer, db: Database, clean_database: str
+) -> None:
+    """RUNNER_POLL_INTERVAL is a minute: only the LISTEN can wake the runner in time
+    (everything but the LISTEN goes through PgBouncer)."""
     settings = fast_settings(
         bouncer.url, database_listen_url=clean_database, runner_poll_interval_s=60.0
     )
     client = await aiohttp_client(create_app(settings))
-    harness = RunnerHarness(settings, bounced_db, settings.redis_url)
+    runner_db = await Database.connect(settings, maxsize=5, name="praxiom-runner")
+    harness = RunnerHarness(settings, runner_db, settings.redis_url)
     harness.start(builtin_registry())
     try:
         await wait_for(lambda: listening(db, "praxiom-runner"))
         await wait_for(lambda: listening(db, "praxiom-gateway-events"))
-        member = await AccountStore(bounced_db).create_token(workspace="acme", user="ann")
+        member = await AccountStore(runner_db).create_token(workspace="acme", user="ann")
         resp = await client.post(
             "/api/tasks/spawn",
             json={"task_type": "validation_kit", "params": {"step_seconds": 0.05}},
@@ -69,6 +73,12 @@ async def test_with_a_direct_listen_url_runner_and_gateway_hear_at_once(
         )
         assert resp.status == 202, await resp.text()
         task_id = (await resp.json())["id"]
+
+        async def claimed() -> bool:
+            task = await TaskStore(db).get_task(UUID(task_id))
+            return task is not None and task.status != "pending"
+
+        await wait_for(claimed, timeout_s=15)  # well before the minute's poll
         async with client.get(
             f"/api/tasks/{task_id}/progress", headers=bearer(member.token),
             timeout=stream_timeout(20),
@@ -77,6 +87,7 @@ async def test_with_a_direct_listen_url_runner_and_gateway_hear_at_once(
         assert seen[-1] == "completed"
     finally:
         await harness.stop_all()
+        await runner_db.close()
 
 
 async def test_without_a_listen_url_both_warn_and_poll(
