@@ -1,4 +1,5 @@
-"""The settings of a gateway on a hot standby: DATABASE_READ_URL and its lag, GATEWAY_WRITES."""
+"""The settings of PostgreSQL beyond one server: DATABASE_READ_URL and its lag, GATEWAY_WRITES,
+DATABASE_LISTEN_URL and its probe."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ def test_defaults_read_and_write_on_database_url() -> None:
     assert settings.gateway_writes is True
     assert settings.database_read_max_lag_s == 2.0
     assert settings.database_read_check_interval_s == 0.5
+    assert settings.database_listen_url is None
+    assert settings.database_listen_probe_timeout_s == 5.0
+    assert settings.database_listen_retry_s == 60.0
 
 
 @pytest.mark.parametrize(
@@ -26,6 +30,9 @@ def test_defaults_read_and_write_on_database_url() -> None:
         ("DATABASE_READ_CHECK_INTERVAL", "0.1", "database_read_check_interval_s", 0.1),
         ("GATEWAY_WRITES", "0", "gateway_writes", False),
         ("GATEWAY_WRITES", "1", "gateway_writes", True),
+        ("DATABASE_LISTEN_URL", STANDBY, "database_listen_url", STANDBY),
+        ("DATABASE_LISTEN_PROBE_TIMEOUT", "0.5", "database_listen_probe_timeout_s", 0.5),
+        ("DATABASE_LISTEN_RETRY", "30", "database_listen_retry_s", 30.0),
     ],
 )
 def test_each_variable_sets_its_field(variable: str, raw: str, attr: str, expected: object) -> None:
@@ -39,6 +46,9 @@ def test_each_variable_sets_its_field(variable: str, raw: str, attr: str, expect
         ("DATABASE_READ_MAX_LAG", "-1"),
         ("DATABASE_READ_CHECK_INTERVAL", "0"),
         ("GATEWAY_WRITES", "maybe"),
+        ("DATABASE_LISTEN_URL", "db:5432"),
+        ("DATABASE_LISTEN_PROBE_TIMEOUT", "0"),
+        ("DATABASE_LISTEN_RETRY", "-5"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, raw: str) -> None:
@@ -58,7 +68,9 @@ def test_a_standby_may_lag_no_more_than_the_idle_re_read_interval() -> None:
     Settings.from_env({"SSE_IDLE_TIMEOUT": "0.5"})
 
 
-def test_repr_hides_the_standby_password() -> None:
-    text = repr(Settings.from_env({"DATABASE_READ_URL": STANDBY}))
-    assert "s3cret-ro" not in text
+def test_repr_hides_the_standby_and_listen_passwords() -> None:
+    direct = "postgresql://app:s3cret-direct@db.internal:5432/praxiom"
+    text = repr(Settings.from_env({"DATABASE_READ_URL": STANDBY, "DATABASE_LISTEN_URL": direct}))
+    assert "s3cret-ro" not in text and "s3cret-direct" not in text
     assert "postgresql://reader:***@standby.internal:5432/praxiom" in text
+    assert "postgresql://app:***@db.internal:5432/praxiom" in text
