@@ -67,10 +67,25 @@ class ReadRouting:
         return self.primary
 
     async def fetch_all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        return await self.choose().fetch_all(sql, params)
+        """From the chosen server; a standby that fails (gone, or a recovery conflict
+        cancelled the statement) hands the read, and those after it, to the primary until
+        a check finds it caught up again."""
+        chosen = self.choose()
+        if chosen is self.primary:
+            return await chosen.fetch_all(sql, params)
+        try:
+            return await chosen.fetch_all(sql, params)
+        except StoreUnavailable as exc:
+            if self.fresh():
+                log.warning("standby failed, reads go to the primary: %s", exc,
+                            extra={"action": "standby_failed"})  # fmt: skip
+            self.caught_up_to = float("-inf")
+            self.primary_reads += 1
+            return await self.primary.fetch_all(sql, params)
 
     async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        return await self.choose().fetch_one(sql, params)
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def check(self) -> bool:
         """One comparison; True when the standby had replayed all the primary had written."""

@@ -282,3 +282,23 @@ async def test_a_read_only_gateway_on_the_standby(
     await asyncio.sleep(0.3)  # several token-use intervals: nothing is written
     (row,) = servers.on_primary("SELECT last_used_at FROM api_tokens")
     assert row["last_used_at"] is None
+
+
+async def test_a_standby_gone_hands_its_reads_to_the_primary_at_once(
+    aiohttp_client: Any, servers: Replicated, primary: Database
+) -> None:
+    """Within DATABASE_READ_MAX_LAG (a minute here) of its last check: the first read that
+    fails on the standby is answered by the primary, and so are the reads after it."""
+    member, task_id = await setup_task(primary, servers)
+    client = await fresh_gateway(
+        aiohttp_client,
+        standby_settings(servers, database_read_max_lag_s=60.0, sse_idle_timeout_s=60.0),
+    )
+    servers.standby.stop()
+    try:
+        assert (await status(client, member.token, task_id))[0] == 200
+        assert (await status(client, member.token, task_id))[0] == 200
+        routing = client.server.app[READ_ROUTING]
+        assert routing is not None and not routing.fresh() and routing.primary_reads >= 2
+    finally:
+        servers.standby.start()
