@@ -192,6 +192,36 @@ async def test_a_stream_never_misses_the_terminal_state_a_lagging_standby_lacks(
     assert seen[0]["version"] < seen[1]["version"]
 
 
+async def test_a_reconnect_never_starts_below_its_last_event_id(
+    aiohttp_client: Any, servers: Replicated, primary: Database
+) -> None:
+    """The browser saw version n+1 (from the primary, through Redis); it reconnects to a
+    gateway whose standby still has n: the snapshot comes from the primary."""
+    member, task_id = await setup_task(primary, servers)
+    client = await fresh_gateway(
+        aiohttp_client,
+        standby_settings(servers, database_read_max_lag_s=60.0, sse_idle_timeout_s=60.0),
+    )
+    await paused(servers)
+    (row,) = servers.on_primary(
+        "UPDATE background_tasks SET message = 'newer', version = version + 1 "
+        "WHERE id = %(id)s RETURNING version",
+        {"id": task_id},
+    )
+    headers = {**bearer(member.token), "Last-Event-ID": str(row["version"])}
+    async with client.get(
+        f"/api/tasks/{task_id}/progress", headers=headers, timeout=stream_timeout(20)
+    ) as resp:
+        assert resp.status == 200
+        first = await anext(events(resp))
+    assert (first.payload["version"], first.payload["message"]) == (row["version"], "newer")
+    # The standby itself still has the older row: the gateway did not read it for this.
+    (old,) = servers.on_standby(
+        "SELECT version FROM background_tasks WHERE id = %(id)s", {"id": task_id}
+    )
+    assert old["version"] < row["version"]
+
+
 async def test_a_stream_on_a_paused_standby_goes_forward_only(
     aiohttp_client: Any, servers: Replicated, primary: Database
 ) -> None:
