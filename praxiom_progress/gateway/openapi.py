@@ -337,6 +337,8 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         **workspace_operations(_errors, _AUTH),
         **_service_operations(),
     }
+    if not settings.gateway_writes:  # GATEWAY_WRITES=0: spawn and cancel are 404 here
+        del paths["/api/tasks/spawn"], paths["/api/tasks/{task_id}/cancel"]
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
