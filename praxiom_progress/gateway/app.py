@@ -16,6 +16,7 @@ from praxiom_progress.gateway import (
     cors,
     health,
     limits,
+    listing,
     malformed,
     metrics,
     openapi,
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.on_shutdown.append(sse.close_all_streams)
     app.router.add_post("/api/tasks/spawn", views.spawn)
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)
+    app.router.add_get("/api/tasks", listing.list_tasks, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)

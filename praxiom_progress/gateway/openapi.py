@@ -21,7 +21,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from praxiom_progress.gateway.catalogue import TaskType
 from praxiom_progress.gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
+from praxiom_progress.gateway.listing import TaskListQuerySchema, TaskListSchema
 from praxiom_progress.gateway.openapi_params import add_task_params
+from praxiom_progress.gateway.openapi_storable import add_storable_json
 from praxiom_progress.gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
@@ -29,7 +31,6 @@ from praxiom_progress.gateway.schemas import (
     ReadinessSchema,
     SpawnedTaskSchema,
     SpawnRequestSchema,
-    StorableJsonObject,
     TaskRecordSchema,
     TaskTypesSchema,
     spawn_request_schema,
@@ -62,15 +63,19 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     ),
     403: (
-        "The caller may not act in the task's workspace, its token is read-only (spawn, "
-        "cancel), or a cookie-authenticated request came from an origin not allowed "
+        "The caller may not act in the task's (or the named) workspace, its token is read-only "
+        "(spawn, cancel), or a cookie-authenticated request came from an origin not allowed "
         "(FORBIDDEN).",
         {},
     ),
     404: ("No such task (NOT_FOUND).", {}),
     408: ("The request body did not arrive within GATEWAY_BODY_TIMEOUT (REQUEST_TIMEOUT).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
-    422: ("The body does not match the schema; `fields` says where (VALIDATION_ERROR).", {}),
+    422: (
+        "The body (or the query string) does not match the schema; `fields` says where "
+        "(VALIDATION_ERROR).",
+        {},
+    ),
     429: (
         "Over a limit: SPAWN_RATE_LIMIT spawns a minute or STREAMS_PER_PRINCIPAL open streams "
         "per caller, or AUTH_FAILURES_PER_MINUTE refusals per client address; retry after "
@@ -142,6 +147,19 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                         "content": _json("SpawnedTask"),
                     },
                     **_errors(400, 401, 403, 408, 413, 422, 429, 503),
+                },
+            }
+        },
+        "/api/tasks": {
+            "get": {
+                "operationId": "listTasks",
+                "summary": "The tasks you may see, newest first, a page at a time (keyset: pass "
+                "`next_cursor` back as `cursor`); each filter is optional.",
+                "security": _AUTH,
+                "parameters": [{"in": "query", "schema": TaskListQuerySchema}],
+                "responses": {
+                    "200": {"description": "A page of task records.", "content": _json("TaskList")},
+                    **_errors(401, 403, 422, 429, 503),
                 },
             }
         },
@@ -270,36 +288,6 @@ def _service_operations() -> dict[str, dict[str, Any]]:
     }
 
 
-#: Any JSON value jsonb can store: no NUL character in any string or key (the byte limit of
-#: `StorableJsonObject` is past what JSON Schema can say, so it is in the description).
-_STORABLE_JSON_VALUE = {
-    "description": "Any JSON value without the NUL character (PostgreSQL's jsonb has none).",
-    "anyOf": [
-        {"type": ["null", "boolean", "number"]},
-        {"type": "string", "pattern": "^[^\\x00]*$"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/StorableJsonValue"}},
-        {"$ref": "#/components/schemas/StorableJsonObject"},
-    ],
-}
-_STORABLE_JSON_OBJECT = {
-    "type": "object",
-    "propertyNames": {"pattern": "^[^\\x00]*$"},
-    "additionalProperties": {"$ref": "#/components/schemas/StorableJsonValue"},
-}
-
-
-def _storable_json(
-    converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any
-) -> dict[str, Any]:
-    """apispec attribute function: a `StorableJsonObject` is the object schema above."""
-    if isinstance(field, StorableJsonObject):
-        ret.pop("type", None)
-        ret.pop("additionalProperties", None)
-        ret["allOf"] = [{"$ref": "#/components/schemas/StorableJsonObject"}]
-        ret["description"] = "A JSON object of at most 65,536 bytes as compact JSON."
-    return {}
-
-
 def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, Any]:
     """The document for a gateway with these settings accepting these catalogued types."""
     marshmallow = MarshmallowPlugin()
@@ -311,9 +299,7 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         info={"description": "Live progress of background tasks, as JSON and Server-Sent Events."},
     )
     assert marshmallow.converter is not None  # set by APISpec
-    marshmallow.converter.add_attribute_function(_storable_json)
-    spec.components.schema("StorableJsonValue", component=_STORABLE_JSON_VALUE)
-    spec.components.schema("StorableJsonObject", component=_STORABLE_JSON_OBJECT)
+    add_storable_json(spec, marshmallow.converter)
     spec.components.security_scheme("bearerToken", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme(
         "sessionCookie",
@@ -324,6 +310,7 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         ("TaskRecord", TaskRecordSchema),
         ("SpawnRequest", _spawn_request(task_types)),
         ("TaskTypes", TaskTypesSchema),
+        ("TaskList", TaskListSchema),
         ("SpawnedTask", SpawnedTaskSchema),
         ("Error", ErrorSchema),
         ("Conflict", ConflictSchema),
