@@ -200,8 +200,8 @@ async def test_only_workspaces_the_caller_may_see(
         ("task_type=Not-A-Type", "task_type"),
         ("workspace_id=acme", "workspace_id"),
         ("cursor=garbage!", "cursor"),
-        ("cursor=bm90IGEgY3Vyc29y", "cursor"),  # base64 of "not a cursor"
-        ("cursor=MS4xLnh5eg", "cursor"),  # "1.1.xyz"
+        ("cursor=1.2.3", "cursor"),
+        ("cursor=" + "9" * 18 + "." + "0" * 32, "cursor"),
         ("offset=10", "offset"),
         ("limit=5&limit=6", "limit"),
     ],
