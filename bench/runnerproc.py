@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import tasks
 from praxiom_progress.runner.daemon import connected_runner
+from praxiom_progress.taskstate import loop
 from praxiom_progress.taskstate.settings import Settings
 
 
@@ -81,7 +82,8 @@ def main() -> None:
     parser.add_argument("--until-ns", type=int, default=0)
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--timeout-s", type=float, default=60.0)
-    asyncio.run(run(parser.parse_args()))
+    # The runner's own loop, as `praxiom-progress runner` picks it (EVENT_LOOP).
+    loop.run(run(parser.parse_args()), Settings.from_env().event_loop)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ or settings.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys
@@ -17,6 +16,7 @@ from typing import Any, NoReturn
 
 from praxiom_progress import __version__
 from praxiom_progress.cli import client
+from praxiom_progress.taskstate import loop
 from praxiom_progress.taskstate.accounts import AccountStore
 from praxiom_progress.taskstate.db import Database, migrate
 from praxiom_progress.taskstate.errors import SchemaMissing, StoreUnavailable
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return client.run(args)  # over HTTP: no database, settings of its own
         settings = Settings.from_env()
         configure_logging(settings.log_level, log_format_for(args.command, settings))
-        return asyncio.run(_dispatch(args, settings))
+        return loop.run(_dispatch(args, settings), settings.event_loop)
     except (UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

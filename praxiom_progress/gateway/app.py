@@ -42,22 +42,23 @@ from praxiom_progress.gateway.keys import (
     IDLE_SWEEPER,
     LIMIT_STATS,
     METRICS,
-    PUBLISHER,
     REDIS,
     SETTINGS,
     STREAM_ACCESS,
     STREAM_STATS,
     STREAMS,
     TASK_STORE,
+    TASK_WRITES,
 )
+from praxiom_progress.gateway.listener import DatabaseEvents
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.publisher import (
-    ProgressPublisher,
     connect_redis,
     connect_redis_cluster,
 )
@@ -95,26 +96,21 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
         client: aioredis.Redis | RedisCluster = cluster
         dispatcher = ClusterDispatcher(slots, lag=lag)
-        publisher = ProgressPublisher(slots)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
         dispatcher = ProgressDispatcher(redis, lag=lag)
-        publisher = ProgressPublisher(redis)
     app[REDIS] = client
-    app[PUBLISHER] = publisher
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
-    await publisher.start()
     yield
     await dispatcher.close()
-    await publisher.aclose()
     await client.aclose()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The tasks that run beside the requests: the idle sweeper, the access-change LISTEN,
-    and the dependency watch."""
+    """The tasks that run beside the requests: the idle sweeper, the LISTEN for access
+    changes and unpublished task writes, and the dependency watch."""
     sweeper = IdleSweeper(
         app[STREAMS],
         app[GATEWAY_STORE],
@@ -124,18 +120,22 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     )
     app[IDLE_SWEEPER] = sweeper
     db, redis = app[GATEWAY_STORE].db, app[REDIS]
-    changes = AccessChanges(db, sweeper)
+    changes = AccessChanges(sweeper)
     app[ACCESS_CHANGES] = changes
+    writes = TaskWrites(app[GATEWAY_STORE], app[DISPATCHER])
+    app[TASK_WRITES] = writes
+    events = DatabaseEvents(db, changes, writes)
     watch = DependencyWatch(
         {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
     )
     running = [
         asyncio.create_task(sweeper.run(), name="idle-sweeper"),
-        asyncio.create_task(changes.run(), name="access-changes"),
+        asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
+    await writes.close()
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:

@@ -142,6 +142,16 @@ class ClusterDispatcher:
         shard = self._homes.get(stream.channel)
         return shard is not None and shard.available
 
+    def watching(self, channel: str) -> bool:
+        return channel in self._homes or channel in self._homeless
+
+    def offer(self, channel: str, data: bytes) -> None:
+        """A payload that did not come through Redis (gateway.written); a homeless channel's
+        streams poll, so they need nothing."""
+        shard = self._homes.get(channel)
+        if shard is not None:
+            shard.offer(channel, data)
+
     # -- the slot map ------------------------------------------------------------------------
 
     def _owner(self, channel: str) -> ProgressDispatcher | None:

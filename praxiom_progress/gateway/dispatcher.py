@@ -89,6 +89,10 @@ class Dispatcher(Protocol):
 
     def available_for(self, stream: ProgressStream) -> bool: ...
 
+    def watching(self, channel: str) -> bool: ...
+
+    def offer(self, channel: str, data: bytes) -> None: ...
+
 
 class ProgressDispatcher:
     def __init__(
@@ -322,12 +326,14 @@ class ProgressDispatcher:
         if kind not in ("message", "smessage"):
             return
         self.stats.messages += 1
+        data = message["data"]
+        self.offer(channel, data if isinstance(data, bytes) else str(data).encode())
+
+    def offer(self, channel: str, data: bytes) -> None:
+        """A payload (from Redis, or gateway.written) checked, then handed to every stream."""
         watches = self._watches.get(channel)
         if not watches:
             return
-        data = message["data"]
-        if not isinstance(data, bytes):
-            data = str(data).encode()
         try:
             decoded = json.loads(data)
             if decoded["id"] != channel[_TASK_ID_AT:]:

@@ -14,7 +14,6 @@ from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
 from praxiom_progress.gateway.store import GatewayStore
-from praxiom_progress.taskstate.publisher import ProgressPublisher
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 
@@ -30,12 +29,12 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.remote import ClientAddresses
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+    from praxiom_progress.gateway.written import TaskWrites
 
 SETTINGS = web.AppKey("settings", Settings)
 TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
-PUBLISHER = web.AppKey("publisher", ProgressPublisher)
-#: The client the publisher uses; /readyz pings it.
+#: The client the subscription uses; /readyz pings it.
 REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 
@@ -46,8 +45,10 @@ STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
-#: Revocation at once: the LISTEN for access changes (gateway.revocation).
+#: Revocation at once: every stream re-checked when PostgreSQL announces an access change.
 ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
+#: Spawns and cancels nobody published, handed to this gateway's streams (gateway.written).
+TASK_WRITES: web.AppKey[TaskWrites] = web.AppKey("task_writes")
 
 # -- limits, metrics, documents -----------------------------------------------------------------
 LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")

@@ -72,3 +72,8 @@ SELECT t.*,
                 '{}') AS refused_forbidden
   FROM background_tasks t
  WHERE t.id IN (SELECT task_id FROM pairs);
+
+-- tasks_by_id --
+-- The tasks a gateway's streams watch among those spawned or cancelled without a publish
+-- (gateway.written); a missing id has no row.
+SELECT * FROM background_tasks WHERE id = ANY(%(task_ids)s::uuid[]);

@@ -6,7 +6,7 @@ nothing here knows HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -143,6 +143,11 @@ class GatewayStore:
         if row is None or caller is None:
             return None
         return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
+
+    async def tasks(self, task_ids: Sequence[UUID]) -> list[Task]:
+        """Several tasks in one round trip; a missing id is left out."""
+        rows = await self.db.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
+        return [Task.from_row(row) for row in rows]
 
     async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
         """Many streams' tasks and callers' access in one round trip (`reread_streams`)."""

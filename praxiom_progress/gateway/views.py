@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from uuid import UUID
 
 from aiohttp import web
 from marshmallow import ValidationError
@@ -16,7 +15,6 @@ from praxiom_progress.gateway.errors import ApiError, json_response, refusal
 from praxiom_progress.gateway.keys import (
     CATALOGUE,
     GATEWAY_STORE,
-    PUBLISHER,
     SETTINGS,
     SPAWN_LIMITER,
     TASK_STORE,
@@ -47,8 +45,8 @@ async def record(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     task = await _task_for_caller(request, write=True)
     try:
-        # Shielded: a client that hangs up must not split the write from its publish.
-        cancelled = await asyncio.shield(_cancel_and_publish(request.app, task.id))
+        # No PUBLISH: every gateway hears the cancel's NOTIFY (gateway.written).
+        cancelled = await request.app[TASK_STORE].cancel_task(task.id)
     except TaskAlreadyFinished as exc:
         raise ApiError(
             409,
@@ -59,12 +57,6 @@ async def cancel(request: web.Request) -> web.Response:
     except NotFound as exc:
         raise refusal(Decision.NOT_FOUND) from exc
     return json_response(task_payload(cancelled), status=202)
-
-
-async def _cancel_and_publish(app: web.Application, task_id: UUID) -> Task:
-    task = await app[TASK_STORE].cancel_task(task_id)
-    await app[PUBLISHER].publish_tasks([task])
-    return task
 
 
 async def spawn(request: web.Request) -> web.Response:
@@ -79,10 +71,11 @@ async def spawn(request: web.Request) -> web.Response:
     if decision is not Decision.ALLOWED or workspace_id is None:
         raise refusal(decision)
     try:
-        task = await asyncio.shield(
-            _insert_and_publish(
-                app, workspace_id, spec["task_type"], spec["params"], principal.caller.key
-            )
+        task = await app[TASK_STORE].insert_task(
+            workspace_id=workspace_id,
+            task_type=spec["task_type"],
+            params=spec["params"],
+            spawned_by=principal.caller.key,
         )
     except NotFound as exc:  # a service granted every workspace named one that does not exist
         raise refusal(Decision.FORBIDDEN) from exc
@@ -123,20 +116,6 @@ async def task_types(request: web.Request) -> web.Response:
     await authenticate(app[GATEWAY_STORE], token_hash(request, app[SETTINGS].session_cookie_name))
     catalogue = await app[CATALOGUE].current()
     return json_response({"task_types": [t.listing() for t in catalogue.types.values()]})
-
-
-async def _insert_and_publish(
-    app: web.Application,
-    workspace_id: UUID,
-    task_type: str,
-    params: dict[str, Any],
-    spawned_by: str,
-) -> Task:
-    task = await app[TASK_STORE].insert_task(
-        workspace_id=workspace_id, task_type=task_type, params=params, spawned_by=spawned_by
-    )
-    await app[PUBLISHER].publish_tasks([task])
-    return task
 
 
 def _reject_constant(name: str) -> None:
