@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 from praxiom_progress.gateway.keys import GATEWAY_STORE
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.tokens import hash_token
-from tests.conftest import LiveGateway, RunnerHarness, bearer, builtin_registry, free_port
+from tests.conftest import (
+    LiveGateway,
+    RunnerHarness,
+    bearer,
+    builtin_registry,
+    free_port,
+    wait_for,
+)
 from tests.integration.test_demo_page import (  # noqa: F401 (fixtures)
     BROWSER_TEST_TIMEOUT_S,
     browser,
@@ -167,6 +174,16 @@ async def _spawn(system: System, count: int, step_seconds: float) -> list[str]:
     return spawned
 
 
+def _logged(system: System, **least: int) -> Callable[[], Awaitable[dict[str, int] | None]]:
+    """A check for `wait_for`: the stream counts, once nginx has logged at least `least`."""
+
+    async def check() -> dict[str, int] | None:
+        counts = system.stream_requests()
+        return counts if all(counts[kind] >= n for kind, n in least.items()) else None
+
+    return check
+
+
 def _wait(driver: webdriver.Chrome, what: str, script: str, expected: Any) -> None:
     try:
         WebDriverWait(driver, WAIT_S, 0.1).until(lambda d: d.execute_script(script) == expected)
@@ -199,6 +216,7 @@ def _shared_page(driver: webdriver.Chrome, system: System, task_ids: list[str]) 
         "return {seen: window.seen, errors: window.errors, role: bar.getAttribute('role'),"
         " now: bar.getAttribute('aria-valuenow'), text: bar.getAttribute('aria-valuetext')}"
     )
+    driver.get("about:blank")  # leave: nginx logs the page's streams once they end
     return result
 
 
@@ -234,9 +252,9 @@ async def test_twenty_bars_on_one_workspace_stream_reach_100_while_twenty_task_s
     shared = await _spawn(system, 20, step_seconds=1.5)
     before = system.stream_requests()
     seen = await asyncio.to_thread(_shared_page, browser, system, shared)
-    after = system.stream_requests()
+    after = await wait_for(_logged(system, workspace=before["workspace"] + 1), timeout_s=WAIT_S)
     assert after["task"] == before["task"], "no task stream of its own"
-    assert after["workspace"] - before["workspace"] == 1, "one workspace stream for the 20"
+    assert after["workspace"] == before["workspace"] + 1, "one workspace stream for the 20"
     assert seen["errors"] == []
     for task_id in shared:
         pcts = seen["seen"][task_id]

@@ -336,6 +336,7 @@ export class PraxiomTask extends HTMLElement {
     this._payload = null;
     this._stop = null;
     this._done = false;
+    this._connected = false;
   }
 
   /** The newest state shown (null before the first). */
@@ -351,15 +352,19 @@ export class PraxiomTask extends HTMLElement {
   }
 
   connectedCallback() {
+    this._connected = true;
     this._follow();
   }
 
   disconnectedCallback() {
+    this._connected = false;
     this._unfollow();
   }
 
+  // Called for each attribute at the upgrade too, before connectedCallback: only a change
+  // after that restarts anything.
   attributeChangedCallback(name, before, after) {
-    if (before === after || !this.isConnected) {
+    if (before === after || !this._connected) {
       return;
     }
     if (name === "label") {
@@ -517,18 +522,21 @@ export class PraxiomWorkspaceTasks extends HTMLElement {
     this._rows = new Map();
     this._stop = null;
     this._generation = 0;
+    this._connected = false;
   }
 
   connectedCallback() {
+    this._connected = true;
     this._follow();
   }
 
   disconnectedCallback() {
+    this._connected = false;
     this._unfollow();
   }
 
   attributeChangedCallback(name, before, after) {
-    if (before !== after && this.isConnected) {
+    if (before !== after && this._connected) {
       this._unfollow();
       this._follow();
     }
@@ -605,6 +613,9 @@ export class PraxiomWorkspaceTasks extends HTMLElement {
         return; // finished long enough ago to have faded already
       }
       row = this._addRow(payload, createdAt);
+    } else if (Number.isFinite(createdAt) && row.key !== createdAt) {
+      row.key = createdAt; // the list's order wins over the stream's guess
+      this._place(row);
     }
     row.task.payload = payload;
     if (TERMINAL.has(payload.status) && !row.finishing) {
@@ -617,8 +628,9 @@ export class PraxiomWorkspaceTasks extends HTMLElement {
     }
   }
 
-  /** Newest first: by `created_at` when the list gave it, else by when it was first seen
-   * (a spawn after the page loaded is the newest there is). */
+  /** Newest first: by `created_at` when the list gave it, else (the stream's payload has no
+   * `created_at`) by when it started, else by when it was first seen: a spawn after the page
+   * loaded is the newest there is. */
   _addRow(payload, createdAt) {
     const el = document.createElement("li");
     el.setAttribute("part", "row");
@@ -633,12 +645,24 @@ export class PraxiomWorkspaceTasks extends HTMLElement {
     }
     task.setAttribute("task-id", payload.id);
     el.append(task);
-    const row = { el, task, key: createdAt ?? Date.now(), finishing: false, timer: null };
+    const started = Date.parse(payload.started_at);
+    const seen = Number.isFinite(started) ? started : Date.now();
+    const key = Number.isFinite(createdAt) ? createdAt : seen;
+    const row = { el, task, key, finishing: false, timer: null };
     this._rows.set(payload.id, row);
-    const after = [...this._rows.values()].find((other) => other !== row && other.key < row.key);
-    this.$.list.insertBefore(el, after ? after.el : null);
+    this._place(row);
     this.$.empty.hidden = true;
     return row;
+  }
+
+  _place(row) {
+    let before = null;
+    for (const other of this._rows.values()) {
+      if (other !== row && other.key < row.key && (!before || other.key > before.key)) {
+        before = other;
+      }
+    }
+    this.$.list.insertBefore(row.el, before ? before.el : null);
   }
 
   _fadeRemainingMs(payload) {
