@@ -5,6 +5,8 @@
     async for payload in watch_task("http://gateway:8080", task_id, token):
         print(payload["status"], payload["progress_pct"], payload["message"])
 
+`watch_workspace` follows every task of a workspace on one stream, the same way.
+
 Needs only aiohttp. See `watch_task` for the exceptions it raises.
 """
 
@@ -28,6 +30,7 @@ from praxiom_client.stream import (
     follow,
     watch_task,
 )
+from praxiom_client.workspace import watch_workspace
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -48,4 +51,5 @@ __all__ = [
     "connection_reason",
     "follow",
     "watch_task",
+    "watch_workspace",
 ]

@@ -121,13 +121,14 @@ async def watch_task(
             await session.close()
 
 
-def _payload(data: str) -> TaskPayload:
+def parse_payload(data: str) -> TaskPayload:
     try:
         payload = json.loads(data)
     except ValueError:
         payload = None
     if (
         not isinstance(payload, dict)
+        or not isinstance(payload.get("id"), str)
         or not isinstance(payload.get("status"), str)
         or not isinstance(payload.get("version"), int)
         or isinstance(payload.get("version"), bool)
@@ -136,12 +137,12 @@ def _payload(data: str) -> TaskPayload:
     return cast(TaskPayload, payload)
 
 
-async def _error_body(response: aiohttp.ClientResponse) -> str:
+async def error_body(response: aiohttp.ClientResponse) -> str:
     raw = await response.content.read(_MAX_ERROR_BODY)
     return raw.decode("utf-8", errors="replace")
 
 
-def _retryable(status: int) -> bool:
+def retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
 
@@ -169,7 +170,7 @@ class _Position:
             return None
         self.got_event = True
         self.last_id = event.id
-        payload = _payload(event.data)
+        payload = parse_payload(event.data)
         if payload["version"] <= self.last_version:
             return None  # a reconnection's snapshot of a state already seen
         self.last_version = payload["version"]
@@ -233,8 +234,8 @@ async def _attempt(
             position.finished = True
             return
         if response.status != 200:
-            body = await _error_body(response)
-            if not (position.connected_once and _retryable(response.status)):
+            body = await error_body(response)
+            if not (position.connected_once and retryable(response.status)):
                 raise refused(response.status, response.reason or "", body)
             position.reason = f"{response.status} {response.reason or ''}".strip()
             return
@@ -261,8 +262,8 @@ async def _final_status(
     (a 204 to a reconnection): ask for it."""
     async with session.get(status_url, headers=headers) as response:
         if response.status != 200:
-            raise refused(response.status, response.reason or "", await _error_body(response))
-        payload = _payload(await response.text())
+            raise refused(response.status, response.reason or "", await error_body(response))
+        payload = parse_payload(await response.text())
     if payload["status"] not in TERMINAL_STATUSES or payload["version"] < seen:
         raise StreamBroken(f"the stream ended but the task is {payload['status']}")
     return payload
