@@ -227,9 +227,10 @@ async def follow_workspace(
     tasks: WorkspaceTasks,
     renderer: WorkspaceRenderer,
 ) -> None:
-    """Show the listed tasks, then every payload of the stream, redrawing at least every
-    `REDRAW_INTERVAL_S` (finished rows leave on time); runs until cancelled (Ctrl-C) or the
-    stream fails. The renderer is closed either way."""
+    """Show the listed tasks, then every payload of the stream, and redraw every
+    `REDRAW_INTERVAL_S` besides (finished rows leave on time); runs until cancelled (Ctrl-C)
+    or the stream fails. The renderer is closed either way."""
+    ticker = asyncio.create_task(_redraw(tasks, renderer), name="workspace-redraw")
     try:
         for record in listed:
             payload = cast(TaskPayload, {key: record[key] for key in _PAYLOAD_KEYS})
@@ -237,17 +238,18 @@ async def follow_workspace(
                 renderer.show(tasks, payload)
         renderer.show(tasks, None)
         async with contextlib.aclosing(payloads):
-            iterator = aiter(payloads)
-            while True:
-                try:
-                    payload = await asyncio.wait_for(anext(iterator), REDRAW_INTERVAL_S)
-                except TimeoutError:
-                    renderer.show(tasks, None)
-                    continue
+            async for payload in payloads:
                 if tasks.update(payload):
                     renderer.show(tasks, payload)
     finally:
+        ticker.cancel()
         renderer.close()
+
+
+async def _redraw(tasks: WorkspaceTasks, renderer: WorkspaceRenderer) -> None:
+    while True:
+        await asyncio.sleep(REDRAW_INTERVAL_S)
+        renderer.show(tasks, None)
 
 
 async def until_interrupted(work: asyncio.Task[None]) -> bool:
