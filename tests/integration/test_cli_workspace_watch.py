@@ -5,13 +5,20 @@ refusals as one line. stdout is a pipe, so it prints plain lines."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import pty
+import select
 import signal
+import struct
+import sys
+import termios
 from uuid import UUID
 
 from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.store import TaskStore
-from tests.conftest import RunnerHarness, builtin_registry, spawn, wait_for_status
+from tests.conftest import REPO, RunnerHarness, builtin_registry, spawn, wait_for_status
 from tests.integration.test_cli_client import Cli, cli, finish, read_line  # noqa: F401
 
 
@@ -76,3 +83,56 @@ async def test_watch_workspace_refusals_are_one_line(
     unreachable = await cli("watch", "--workspace", str(UUID(int=1)), "--url", "http://127.0.0.1:9")
     assert unreachable.code == 1
     assert unreachable.error_line().startswith("error: cannot reach http://127.0.0.1:9: ")
+
+
+async def _read_until(master: int, wanted: list[str], timeout_s: float = 20) -> str:
+    """What the terminal got until every one of `wanted` is in it."""
+    seen = b""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not all(w.encode() in seen for w in wanted):
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"not on the terminal within {timeout_s}s: {wanted}\n{seen!r}"
+        ready, _, _ = await asyncio.to_thread(select.select, [master], [], [], remaining)
+        if ready:
+            seen += os.read(master, 65536)
+    return seen.decode(errors="replace")
+
+
+async def test_on_a_terminal_it_draws_a_live_table(
+    cli: Cli,  # noqa: F811 (the fixture imported above)
+    member: IssuedToken,
+    task_store: TaskStore,
+) -> None:
+    task_id = str(await spawn(task_store, member.workspace_id, "research"))
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 140, 0, 0))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "praxiom_progress.cli.main",
+            "watch",
+            "--workspace",
+            str(member.workspace_id),
+            cwd=REPO,
+            env={**cli.env, "TERM": "xterm-256color", "COLUMNS": "140"},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        cli.started.append(process)
+        os.close(terminal)
+        shown = await _read_until(master, [f"workspace {member.workspace_id}", task_id[:8]])
+        assert "1 task · Ctrl-C to stop" in shown and "pending" in shown and "Queued" in shown
+
+        # A spawn afterwards appears in the table, above the first.
+        later = str(await spawn(task_store, member.workspace_id, "synthesis"))
+        shown = await _read_until(master, [later[:8], "2 tasks"])
+        last = shown[shown.rindex(f"workspace {member.workspace_id}") :]
+        assert last.index(later[:8]) < last.index(task_id[:8])
+
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert process.stderr is not None and await process.stderr.read() == b""
+    finally:
+        os.close(master)
