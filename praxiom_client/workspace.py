@@ -120,10 +120,12 @@ async def _attempt(
         async for chunk in response.content.iter_any():
             for line in splitter.feed(chunk):
                 event = parser.feed(line)
+                # An `id:` line alone moves the resume point too (the gateway sends one when a
+                # read brought nothing new).
+                place.last_id = parser.last_event_id
                 if event is None or event.event != "message":
                     continue
                 place.got_event = True
-                place.last_id = event.id
                 payload = parse_payload(event.data)
                 if place.newer(payload):
                     yield payload

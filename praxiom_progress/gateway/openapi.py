@@ -63,8 +63,8 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     ),
     403: (
-        "The caller may not act in the task's (or the named) workspace, its token is read-only "
-        "(spawn, cancel), or a cookie-authenticated request came from an origin not allowed "
+        "The caller may not act in the task's workspace, its token is read-only (spawn, "
+        "cancel), or a cookie-authenticated request came from an origin not allowed "
         "(FORBIDDEN).",
         {},
     ),

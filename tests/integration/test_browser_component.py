@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from praxiom_progress.gateway.keys import GATEWAY_STORE
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import (
+    REPO,
     LiveGateway,
     RunnerHarness,
     bearer,
@@ -74,6 +76,7 @@ class PageServer:
         self.origin = f"http://127.0.0.1:{self.port}"
         self.api = api
         self.pages: dict[str, str] = {}
+        self.documents: dict[str, str] = {}  # whole pages, served as they are
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -84,7 +87,10 @@ class PageServer:
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def _page(self, request: web.Request) -> web.Response:
-        body = self.pages.get(request.match_info["name"])
+        name = request.match_info["name"]
+        if name in self.documents:
+            return web.Response(text=self.documents[name], content_type="text/html")
+        body = self.pages.get(name)
         if body is None:
             raise web.HTTPNotFound()
         page = _PAGE.replace("API", self.api).replace("BODY", body)
@@ -326,3 +332,53 @@ async def test_the_workspace_list_shows_a_spawn_live_and_a_reload_finds_the_runn
     statuses = await asyncio.to_thread(browser.execute_script, _LISTED_STATUS)
     assert {statuses[t] for t in everything} <= {"pending", "running"}, statuses
     assert await asyncio.to_thread(browser.execute_script, "return window.errors") == []
+
+
+# -- the README's example, as written ------------------------------------------------------
+
+README_API = "https://api.example.com"
+
+
+def readme_example() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## The browser component")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    block = re.search(r"^```html\n(.*?)^```", section, re.M | re.S)
+    assert block is not None, "the README shows the elements in an html block"
+    return block.group(1)
+
+
+def _readme_page(driver: webdriver.Chrome, system: System, task_id: str) -> dict[str, Any]:
+    example = readme_example()
+    assert example.count(README_API) == 3
+    page = (
+        example.replace(README_API, system.api)
+        .replace("TASK_ID", task_id)
+        .replace("WORKSPACE_ID", system.workspace_id)
+    )
+    system.pages.documents["readme"] = f"<!doctype html><meta charset=utf-8>{page}"
+    driver.get(f"{system.pages.origin}/readme.html")
+    outcome = "return document.getElementById('outcome').textContent"
+    _wait(driver, "the README's praxiom-done handler ran", outcome, "validation_kit completed")
+    listed = "return document.querySelector('praxiom-workspace-tasks').taskIds.length > 0"
+    _wait(driver, "the README's list shows the task", listed, True)
+    looks: dict[str, Any] = driver.execute_script(
+        "const root = document.querySelector('praxiom-task').shadowRoot;"
+        "const style = (part) => getComputedStyle(root.querySelector(`[part~=${part}]`));"
+        "return {fill: style('fill').backgroundColor, height: style('bar').height,"
+        " message: style('message').fontStyle};"
+    )
+    driver.get("about:blank")
+    return looks
+
+
+@pytest.mark.timeout(BROWSER_TEST_TIMEOUT_S)
+async def test_the_readme_example_runs_as_written(
+    system: System,
+    browser: webdriver.Chrome,  # noqa: F811 (the fixture imported above)
+    settings: Settings,
+) -> None:
+    await _sign_in(system, browser, settings)
+    (task_id,) = await _spawn(system, 1, step_seconds=0.3)
+    looks = await asyncio.to_thread(_readme_page, browser, system, task_id)
+    assert looks == {"fill": "rgb(102, 51, 153)", "height": "8px", "message": "italic"}
