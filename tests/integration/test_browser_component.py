@@ -28,6 +28,7 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from praxiom_progress.gateway.keys import GATEWAY_STORE
+from praxiom_progress.taskstate.accounts import AccountStore
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import (
@@ -382,3 +383,48 @@ async def test_the_readme_example_runs_as_written(
     (task_id,) = await _spawn(system, 1, step_seconds=0.3)
     looks = await asyncio.to_thread(_readme_page, browser, system, task_id)
     assert looks == {"fill": "rgb(102, 51, 153)", "height": "8px", "message": "italic"}
+
+
+# -- access lost while the page is open ----------------------------------------------------
+
+_NOT_A_MEMBER = "You may not see this workspace's tasks"
+_LOST = """
+const tasks = [...document.querySelectorAll('praxiom-task')];
+const list = document.querySelector('praxiom-workspace-tasks');
+const error = list.shadowRoot.querySelector('[part~=error]');
+return {
+  statuses: tasks.map((t) => t.getAttribute('status')),
+  errors: window.errors.map((e) => e.status),
+  list: error.hidden ? null : error.textContent,
+};
+"""
+
+
+def _open_lost_page(driver: webdriver.Chrome, system: System, task_id: str) -> None:
+    attributes = system.attributes()
+    system.pages.pages["lost"] = (
+        f'<praxiom-task task-id="{task_id}" workspace-id="{system.workspace_id}" {attributes}>'
+        f'</praxiom-task><praxiom-task task-id="{task_id}" {attributes}></praxiom-task>'
+        f'<praxiom-workspace-tasks workspace-id="{system.workspace_id}" {attributes}>'
+        "</praxiom-workspace-tasks>"
+    )
+    driver.get(f"{system.pages.origin}/lost.html")
+    _wait(driver, "both bars running", _STATES.replace("progress", "status"), ["running"] * 2)
+
+
+@pytest.mark.timeout(BROWSER_TEST_TIMEOUT_S)
+async def test_losing_access_mid_task_is_shown_and_told_as_an_event(
+    system: System,
+    browser: webdriver.Chrome,  # noqa: F811 (the fixture imported above)
+    settings: Settings,
+) -> None:
+    await _sign_in(system, browser, settings)
+    (task_id,) = await _spawn(system, 1, step_seconds=10)
+    await asyncio.to_thread(_open_lost_page, browser, system, task_id)
+
+    # The demo user leaves the workspace: both streams end, their reconnections get 403, and
+    # each element says so: the two bars, the list and the bar of its row.
+    accounts = AccountStore(system.gateway.app[GATEWAY_STORE].db)
+    assert await accounts.remove_member(workspace="demo", user="demo")
+    expected = {"statuses": ["lost", "lost"], "errors": [403] * 4, "list": _NOT_A_MEMBER}
+    await asyncio.to_thread(_wait, browser, "access lost everywhere", _LOST, expected)
