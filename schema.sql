@@ -51,6 +51,13 @@ BEGIN
 END;
 $$;
 
+-- What `token list` shows of a token without its secret: the first characters (the `pxp_`
+-- marker and four of the 43 random ones, enough to tell tokens apart and far too few to guess
+-- the rest; NULL for tokens made before it), and when a gateway last saw it (written at most
+-- once per TOKEN_LAST_USED_INTERVAL, a minute by default).
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS token_prefix text;
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS last_used_at timestamptz;
+
 CREATE TABLE IF NOT EXISTS api_token_workspaces (
     token_id     uuid NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
     workspace_id uuid NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,

@@ -37,6 +37,7 @@ class Config:
     backlog: int = 5000  # no-op tasks one runner drains
     spawn_rate: float = 50.0
     spawn_seconds: float = 5.0
+    tx_spawns: int = 200  # spawns in the application's own transactions, per driver
     report_seconds: float = 5.0
     loadgens: int = 3
     naive_max: int = 5000  # streams, hence Redis connections, the naive baseline may open
@@ -69,6 +70,7 @@ class Config:
             backlog=_int("BENCH_BACKLOG", base.backlog),
             loadgens=_int("BENCH_LOADGENS", base.loadgens),
             naive_max=_int("BENCH_NAIVE_MAX", base.naive_max),
+            tx_spawns=_int("BENCH_TX_SPAWNS", base.tx_spawns),
             profile=_flag("BENCH_PROFILE"),
             knobs=" ".join(
                 f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")

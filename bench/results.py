@@ -9,6 +9,7 @@ from bench.config import Config
 from bench.profile import Profile
 from bench.runnerbench import Drain, ReportRate, SpawnLatency
 from bench.scenarios import Delivery, Idle, Storm
+from bench.transactions import CommitToClaim
 
 OURS, NAIVE = "praxiom-progress", "naive baseline"
 
@@ -31,6 +32,8 @@ class Results:
     throttled: ReportRate | None = None  # at the default RUNNER_PROGRESS_MIN_INTERVAL
     drain: Drain | None = None
     spawn: SpawnLatency | None = None
+    # Spawned inside the application's own transaction: spawn (aiopg), spawn_sync (psycopg2).
+    transaction_spawns: list[CommitToClaim] = field(default_factory=list)
     pgbench: limits.Pgbench | None = None
     pgbench_one: limits.Pgbench | None = None
     publish_per_s: float = 0.0

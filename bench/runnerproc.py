@@ -26,7 +26,6 @@ from typing import Any
 
 from bench import tasks
 from praxiom_progress.runner.daemon import connected_runner
-from praxiom_progress.taskstate import loop
 from praxiom_progress.taskstate.settings import Settings
 
 
@@ -82,8 +81,7 @@ def main() -> None:
     parser.add_argument("--until-ns", type=int, default=0)
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--timeout-s", type=float, default=60.0)
-    # The runner's own loop, as `praxiom-progress runner` picks it (EVENT_LOOP).
-    loop.run(run(parser.parse_args()), Settings.from_env().event_loop)
+    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -14,22 +14,12 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
-import aiohttp
-
-from praxiom_client import (
-    TERMINAL_STATUSES,
-    StreamUnreachable,
-    TaskPayload,
-    connection_reason,
-    watch_workspace,
-)
-from praxiom_client.errors import refused
-from praxiom_client.stream import STREAM_TIMEOUT
+from praxiom_client import TERMINAL_STATUSES, Client, TaskPayload, TaskRecord
 from praxiom_progress.cli.watch import one_line, plain_line
 
 if TYPE_CHECKING:
@@ -222,7 +212,7 @@ def make_workspace_renderer(out: TextIO, workspace_id: str, *, as_json: bool) ->
 
 
 async def follow_workspace(
-    listed: list[dict[str, Any]],
+    listed: Sequence[Mapping[str, Any]],
     payloads: AsyncGenerator[TaskPayload, None],
     tasks: WorkspaceTasks,
     renderer: WorkspaceRenderer,
@@ -276,23 +266,18 @@ async def until_interrupted(work: asyncio.Task[None]) -> bool:
     return True
 
 
-async def running_tasks(
-    session: aiohttp.ClientSession, url: str, workspace_id: str
-) -> list[dict[str, Any]]:
-    """The workspace's tasks still going, newest first (`GET /api/tasks`, page by page);
-    a refusal raises as the stream's would (`StreamRefused`)."""
-    tasks: list[dict[str, Any]] = []
-    query = {"workspace_id": workspace_id, "status": "pending,running", "limit": str(LIST_PAGE)}
+async def running_tasks(client: Client, workspace_id: str) -> list[TaskRecord]:
+    """The workspace's tasks still going, newest first (`GET /api/tasks`, page by page)."""
+    tasks: list[TaskRecord] = []
+    cursor = None
     for _ in range(MAX_LIST_PAGES):
-        async with session.get(f"{url}/api/tasks", params=query) as response:
-            body = await response.text(errors="replace")
-            if response.status != 200:
-                raise refused(response.status, response.reason or "", body)
-            page = json.loads(body)
+        page = await client.list_tasks(
+            workspace_id=workspace_id, status=("pending", "running"), limit=LIST_PAGE, cursor=cursor
+        )
         tasks.extend(page["tasks"])
-        if page["next_cursor"] is None:
+        cursor = page["next_cursor"]
+        if cursor is None:
             break
-        query["cursor"] = page["next_cursor"]
     return tasks
 
 
@@ -306,16 +291,12 @@ async def run(
     finished_for_s: float,
     user_agent: str,
 ) -> None:
-    """List, then follow, until Ctrl-C; `praxiom_client`'s errors when the gateway refuses
-    (401, 403, 404: no such workspace), cannot be reached, or the stream is lost."""
-    headers = {"Authorization": f"Bearer {token}", "User-Agent": user_agent}
-    async with aiohttp.ClientSession(timeout=STREAM_TIMEOUT, headers=headers) as session:
-        try:
-            listed = await running_tasks(session, url, workspace_id)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise StreamUnreachable(connection_reason(exc)) from exc
+    """List, then follow, until Ctrl-C; the client's errors when the gateway refuses (401,
+    403, 404: no such workspace), cannot be reached, or the stream is lost."""
+    async with Client(url, token, user_agent=user_agent) as client:
+        listed = await running_tasks(client, workspace_id)
         renderer = make_workspace_renderer(out, workspace_id, as_json=as_json)
-        payloads = watch_workspace(url, workspace_id, token, session=session, user_agent=user_agent)
         tasks = WorkspaceTasks(finished_for_s)
+        payloads = client.watch_workspace(workspace_id)
         work = asyncio.create_task(follow_workspace(listed, payloads, tasks, renderer))
         await until_interrupted(work)

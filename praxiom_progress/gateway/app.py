@@ -55,6 +55,7 @@ from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database
@@ -78,7 +79,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         on_query=app[METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
-    app[GATEWAY_STORE] = GatewayStore(db)
+    app[GATEWAY_STORE] = GatewayStore(
+        db, TokenUse(db, interval_s=settings.token_last_used_interval_s)
+    )
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
     app[CATALOGUE] = TaskTypeCatalogue(
         db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
@@ -132,15 +135,17 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(sweeper.run(), name="idle-sweeper"),
         asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
+        asyncio.create_task(app[GATEWAY_STORE].token_use.run(), name="token-use"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
     await writes.close()
+    await app[GATEWAY_STORE].token_use.close()
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
-    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
+    # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
     app = web.Application(
         middlewares=[
             access_log_middleware,

@@ -19,7 +19,6 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from praxiom_progress.gateway.catalogue import TaskType
 from praxiom_progress.gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
 from praxiom_progress.gateway.listing import TaskListQuerySchema, TaskListSchema
 from praxiom_progress.gateway.openapi_params import add_task_params
@@ -38,6 +37,7 @@ from praxiom_progress.gateway.schemas import (
 from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.payloads import TaskPayloadSchema
 from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.spawning import TaskType
 
 PATH = "/api/openapi.json"
 

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from aiohttp import web
-from marshmallow import ValidationError
 
 from praxiom_progress.gateway.auth import authenticate, authorize, parse_task_id, token_hash
 from praxiom_progress.gateway.decision import Decision
@@ -23,6 +22,7 @@ from praxiom_progress.gateway.schemas import task_record
 from praxiom_progress.taskstate.errors import NotFound
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import task_payload
+from praxiom_progress.taskstate.spawning import SpawnRejected
 from praxiom_progress.taskstate.store import TaskAlreadyFinished
 
 
@@ -93,20 +93,9 @@ async def _spawn_spec(app: web.Application, body: Any) -> dict[str, Any]:
     requested = body.get("task_type") if isinstance(body, dict) else None
     catalogue = await app[CATALOGUE].current(requested if isinstance(requested, str) else None)
     try:
-        spec: dict[str, Any] = catalogue.spawn_schema.load(body)
-    except ValidationError as exc:
-        raise ApiError(
-            422, "VALIDATION_ERROR", "The request body is not valid", fields=exc.messages
-        ) from exc
-    errors = catalogue.params_errors(spec["task_type"], spec["params"])
-    if errors:
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"The params are not valid for task type {spec['task_type']}",
-            fields=errors,
-        )
-    return spec
+        return catalogue.check_spawn(body)
+    except SpawnRejected as exc:
+        raise ApiError(422, "VALIDATION_ERROR", exc.message, fields=exc.fields) from exc
 
 
 async def task_types(request: web.Request) -> web.Response:

@@ -18,8 +18,6 @@ DEFAULT_TASK_TIMEOUTS: Mapping[str, float] = MappingProxyType(
 )
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("json", "text")
-#: uvloop (the default) or the standard library's loop (taskstate.loop).
-EVENT_LOOPS = ("uvloop", "asyncio")
 _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -181,7 +179,6 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
 
 
 _log_format = _one_of(_LOG_FORMATS)
-_event_loop = _one_of(EVENT_LOOPS)
 
 
 def _task_types(name: str, raw: str) -> tuple[str, ...]:

@@ -48,7 +48,8 @@ class UtcTimestamp(fields.DateTime):
 
 
 class TaskPayloadSchema(Schema):
-    """The spec's eleven fields plus `version` (DESIGN.md, Clarifications), in the spec's order."""
+    """The spec's eleven fields plus `version` (docs/design.md, Clarifications), in the
+    spec's order."""
 
     id = fields.UUID(required=True)
     status = fields.String(

@@ -16,7 +16,6 @@ from praxiom_progress.taskstate.parsing import (
     DEFAULT_TASK_TIMEOUTS,
     SettingsError,
     _database_url,
-    _event_loop,
     _flag,
     _log_format,
     _log_level,
@@ -100,6 +99,9 @@ class Settings:
     # Requests answered 401 a minute per client address (a burst of as many); past it every
     # request from that address gets 429 before any database lookup.
     auth_failures_per_minute: int = 60
+    # A token's last use is written at most this often (each gateway notes the tokens it saw
+    # and writes them in one statement per interval), so `token list` is this fresh.
+    token_last_used_interval_s: float = 60.0
     # Proxies (addresses or networks) whose X-Forwarded-For names the real client, for the
     # logs and the limits; empty: the peer's address, and the header is ignored.
     gateway_trusted_proxies: tuple[str, ...] = ()
@@ -113,7 +115,6 @@ class Settings:
     gateway_max_connections: int = 0
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
-    event_loop: str = "uvloop"
 
     def __post_init__(self) -> None:
         seeds = self.redis_seed_urls
@@ -192,13 +193,13 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_max_body_bytes": ("GATEWAY_MAX_BODY_BYTES", _positive_int),
     "spawn_rate_limit": ("SPAWN_RATE_LIMIT", _positive_int),
     "auth_failures_per_minute": ("AUTH_FAILURES_PER_MINUTE", _positive_int),
+    "token_last_used_interval_s": ("TOKEN_LAST_USED_INTERVAL", _positive_float),
     "gateway_trusted_proxies": ("GATEWAY_TRUSTED_PROXIES", _networks),
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
     "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
-    "event_loop": ("EVENT_LOOP", _event_loop),
 }
 
 

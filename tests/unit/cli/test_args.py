@@ -23,7 +23,7 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the CLI got past argument parsing")
 
     monkeypatch.setattr(praxiom_progress.cli.main.Database, "connect", refuse)
-    monkeypatch.setattr(praxiom_progress.cli.main.loop, "run", refuse_run)
+    monkeypatch.setattr(praxiom_progress.cli.main.asyncio, "run", refuse_run)
     # Settings must not be the reason for an exit 2.
     for name in ("LOG_LEVEL", "DATABASE_URL", "GATEWAY_PORT", "TASK_TIMEOUTS"):
         monkeypatch.delenv(name, raising=False)

@@ -294,10 +294,3 @@ def test_a_list_of_redis_nodes_is_for_a_cluster_of_tcp_nodes(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(environ)
-
-
-def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
-    assert Settings.from_env({}).event_loop == "uvloop"
-    assert Settings.from_env({"EVENT_LOOP": " AsyncIO "}).event_loop == "asyncio"
-    with pytest.raises(SettingsError, match="EVENT_LOOP must be one of uvloop, asyncio"):
-        Settings.from_env({"EVENT_LOOP": "trio"})
