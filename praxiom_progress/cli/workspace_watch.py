@@ -91,6 +91,9 @@ class WorkspaceRenderer(Protocol):
     def show(self, tasks: WorkspaceTasks, changed: TaskPayload | None) -> None:
         """Show the tasks; `changed` is the state just taken (None: only time passed)."""
 
+    def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
+        """The stream dropped; the next attempt is in `delay_s` seconds."""
+
     def close(self) -> None:
         """Leave the last state on screen."""
 
@@ -112,6 +115,9 @@ class LineRenderer:
         task = f"{one_line(changed['id'])[:8]}  {one_line(changed['task_type'])}"
         print(f"{task}  {line}", file=self.out, flush=True)
 
+    def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
+        pass  # stdout carries the tasks' states only; a final failure is reported on stderr
+
     def close(self) -> None:
         pass
 
@@ -126,6 +132,9 @@ class JsonLinesRenderer:
         if changed is not None:
             print(json.dumps(changed, ensure_ascii=False), file=self.out, flush=True)
 
+    def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -139,15 +148,15 @@ _STYLES = {
 }
 
 
-def workspace_table(workspace_id: str, rows: list[TaskPayload]) -> Table:
-    """The table as drawn: one row per task, newest first."""
+def workspace_table(workspace_id: str, rows: list[TaskPayload], note: str = "") -> Table:
+    """The table as drawn: one row per task, newest first; `note` says why it may be stale."""
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
     table = Table(
         title=f"workspace {workspace_id}",
-        caption=f"{len(rows)} task{'s' if len(rows) != 1 else ''} · Ctrl-C to stop",
+        caption=note or f"{len(rows)} task{'s' if len(rows) != 1 else ''} · Ctrl-C to stop",
         expand=True,
     )
     table.add_column("task", style="dim", no_wrap=True)
@@ -184,12 +193,19 @@ class TableRenderer:
         self.workspace_id = workspace_id
         self._live: Live = Live(console=console, auto_refresh=False, transient=False)
         self._started = False
+        self._note = ""  # while the stream is down: why, and when it is tried again
 
     def show(self, tasks: WorkspaceTasks, changed: TaskPayload | None) -> None:
+        if changed is not None:
+            self._note = ""
         if not self._started:
             self._started = True
             self._live.start()
-        self._live.update(workspace_table(self.workspace_id, tasks.rows()), refresh=True)
+        table = workspace_table(self.workspace_id, tasks.rows(), self._note)
+        self._live.update(table, refresh=True)
+
+    def reconnecting(self, failures: int, delay_s: float, reason: str) -> None:
+        self._note = f"reconnecting: {one_line(reason)}; retrying in {delay_s:.1f}s"
 
     def close(self) -> None:
         if self._started:
@@ -297,6 +313,6 @@ async def run(
         listed = await running_tasks(client, workspace_id)
         renderer = make_workspace_renderer(out, workspace_id, as_json=as_json)
         tasks = WorkspaceTasks(finished_for_s)
-        payloads = client.watch_workspace(workspace_id)
+        payloads = client.watch_workspace(workspace_id, on_retry=renderer.reconnecting)
         work = asyncio.create_task(follow_workspace(listed, payloads, tasks, renderer))
         await until_interrupted(work)

@@ -126,3 +126,12 @@ def test_a_pipe_gets_plain_lines_and_json_when_asked() -> None:
     )
     renderer = make_workspace_renderer(io.StringIO(), WORKSPACE, as_json=True)
     assert isinstance(renderer, JsonLinesRenderer)
+
+
+def test_the_table_says_when_it_reconnects_until_the_next_state() -> None:
+    console = Console(file=io.StringIO(), width=140, color_system=None, force_terminal=False)
+    console.print(
+        workspace_table(WORKSPACE, [payload(1)], "reconnecting: timed out; retrying in 1.0s")
+    )
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "reconnecting: timed out; retrying in 1.0s" in text and "Ctrl-C" not in text
