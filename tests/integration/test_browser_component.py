@@ -256,7 +256,7 @@ async def test_twenty_bars_on_one_workspace_stream_reach_100_while_twenty_task_s
     await _sign_in(system, browser, settings)
 
     # 20 running tasks, each bar its own <praxiom-task workspace-id=…>: all reach 100 %, live.
-    shared = await _spawn(system, 20, step_seconds=1.5)
+    shared = await _spawn(system, 20, step_seconds=2.5)
     before = system.stream_requests()
     seen = await asyncio.to_thread(_shared_page, browser, system, shared)
     after = await wait_for(_logged(system, workspace=before["workspace"] + 1), timeout_s=WAIT_S)
@@ -271,7 +271,7 @@ async def test_twenty_bars_on_one_workspace_stream_reach_100_while_twenty_task_s
     assert seen["text"].startswith("100% (completed), complete: ")
 
     # The control: the same, as 20 separate per-task streams. Six connect; the others stall.
-    control = await _spawn(system, 20, step_seconds=4)
+    control = await _spawn(system, 20, step_seconds=8)
     states = await asyncio.to_thread(_control_page, browser, system, control)
     assert sum(1 for s in states if s is not None) == CONNECTIONS_PER_ORIGIN
     assert states.count(None) == 20 - CONNECTIONS_PER_ORIGIN
