@@ -33,7 +33,7 @@ QUERIES = load_queries("praxiom_progress.gateway", "listing.sql")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: A cursor: microseconds since 1970 (at most 17 digits: before the year 5000) and the task id.
+#: A cursor: microseconds since 1970 (at most 17 digits: until the year 5138) and the task id.
 CURSOR = re.compile(r"([0-9]{1,17})\.([0-9a-f]{32})")
 _STATUSES = "|".join(s.value for s in TaskStatus)
 _TASK_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # schema.sql's CHECK on task_type
