@@ -428,3 +428,44 @@ async def test_losing_access_mid_task_is_shown_and_told_as_an_event(
     assert await accounts.remove_member(workspace="demo", user="demo")
     expected = {"statuses": ["lost", "lost"], "errors": [403] * 4, "list": _NOT_A_MEMBER}
     await asyncio.to_thread(_wait, browser, "access lost everywhere", _LOST, expected)
+
+
+# -- a dropped connection ------------------------------------------------------------------
+
+
+def _open_resume_page(driver: webdriver.Chrome, system: System, task_id: str) -> None:
+    attributes = system.attributes()
+    system.pages.pages["resume"] = (
+        f'<praxiom-task task-id="{task_id}" workspace-id="{system.workspace_id}" {attributes}>'
+        f'</praxiom-task><praxiom-task task-id="{task_id}" {attributes}></praxiom-task>'
+        "<script>window.each = [[], []]; document.querySelectorAll('praxiom-task').forEach("
+        "(t, i) => t.addEventListener('praxiom-progress', (e) => "
+        "window.each[i].push(e.detail.progress_pct)));</script>"
+    )
+    driver.get(f"{system.pages.origin}/resume.html")
+    _wait(driver, "both bars running", _STATES.replace("progress", "status"), ["running"] * 2)
+
+
+@pytest.mark.timeout(BROWSER_TEST_TIMEOUT_S)
+async def test_both_kinds_of_stream_resume_after_the_connection_drops(
+    system: System,
+    browser: webdriver.Chrome,  # noqa: F811 (the fixture imported above)
+    settings: Settings,
+) -> None:
+    await _sign_in(system, browser, settings)
+    (task_id,) = await _spawn(system, 1, step_seconds=3)
+    await asyncio.to_thread(_open_resume_page, browser, system, task_id)
+
+    # nginx goes away and comes back on the same address: the browser reconnects each stream
+    # by itself, with Last-Event-ID, and both bars go on to the end.
+    system.nginx.stop()
+    await asyncio.sleep(1)
+    system.nginx.start()
+    await asyncio.to_thread(_wait, browser, "both bars at 100 %", _STATES, ["100", "100"])
+    each, errors = await asyncio.to_thread(
+        browser.execute_script, "return [window.each, window.errors]"
+    )
+    assert errors == []
+    for pcts in each:  # the shared stream's element, then the one with its own
+        assert pcts == sorted(pcts) and pcts[-1] == 100, each
+        assert len(set(pcts)) >= 3, each  # live before the drop and after it
