@@ -14,6 +14,7 @@ from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import bearer, spawn
+from tests.security.kit import expire
 
 
 async def _list(api: Any, token: str, **query: Any) -> dict[str, Any]:
@@ -181,10 +182,27 @@ async def test_only_workspaces_the_caller_may_see(
         assert body["error"]["code"] == "FORBIDDEN"
         assert str(theirs) not in str(body) and str(mine) not in str(body)
 
-    for headers in ({}, bearer("pxp_not-a-token")):
+    expired = await accounts.create_token(workspace="acme", user="dan")
+    await expire(db, expired.token)
+    revoked = await accounts.create_token(workspace="acme", user="eve")
+    assert await accounts.revoke_token(revoked.token)
+    for headers in (
+        {},
+        bearer("pxp_not-a-token"),
+        {"Authorization": "Basic eHl6OnB3"},
+        bearer(expired.token),
+        bearer(revoked.token),
+        {"Cookie": f"praxiom_session={revoked.token}"},
+    ):
         response = await api.get("/api/tasks", headers=headers)
-        assert response.status == 401
-        assert (await response.json())["error"]["code"] == "UNAUTHENTICATED"
+        assert response.status == 401, headers
+        body = await response.json()
+        assert body["error"]["code"] == "UNAUTHENTICATED"
+        assert str(mine) not in str(body)
+
+    # The session cookie is a credential like the header.
+    by_cookie = await api.get("/api/tasks", headers={"Cookie": f"praxiom_session={member.token}"})
+    assert [task["id"] for task in (await by_cookie.json())["tasks"]] == [str(mine)]
 
 
 @pytest.mark.parametrize(
