@@ -178,7 +178,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     openapi.setup(app, settings)
-    assets.setup(app)
+    assets.setup(app, settings)
     cors.setup(app, settings.cors_allowed_origins)
     if demo:
         from praxiom_progress.gateway import demo as demo_page

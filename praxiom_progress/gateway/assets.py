@@ -1,8 +1,10 @@
 """`GET /static/praxiom-progress.js`: the browser component, for pages on any origin.
 
 The file (`gateway/static/`, beside the `package.json` that publishes it) is read once at
-start; browsers may keep it `STATIC_MAX_AGE_S` and then revalidate with its ETag (a 304 costs
-no body). It is public code, so any origin may load it as a module (`*`, no credentials).
+start; browsers may keep it GATEWAY_STATIC_MAX_AGE seconds (the URL carries no version: a
+gateway upgrade reaches every page within that time) and then revalidate it with its ETag (a
+304 costs no body). It is public code, so any origin may load it as a module (`*`, no
+credentials).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from praxiom_progress.taskstate.settings import Settings
+
 STATIC_DIR = Path(__file__).with_name("static")
 COMPONENT = "praxiom-progress.js"
 PATH = f"/static/{COMPONENT}"
-#: An hour: a gateway upgrade reaches every page within it (the URL carries no version).
-STATIC_MAX_AGE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -26,18 +28,19 @@ class StaticFile:
 
     body: bytes
     content_type: str
+    max_age_s: int
 
     @property
     def etag(self) -> str:
         return '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
     @classmethod
-    def read(cls, path: Path, content_type: str) -> StaticFile:
-        return cls(path.read_bytes(), content_type)
+    def read(cls, path: Path, content_type: str, max_age_s: int) -> StaticFile:
+        return cls(path.read_bytes(), content_type, max_age_s)
 
     async def serve(self, request: web.Request) -> web.Response:
         headers = {
-            "Cache-Control": f"public, max-age={STATIC_MAX_AGE_S}",
+            "Cache-Control": f"public, max-age={self.max_age_s}",
             "ETag": self.etag,
             "Access-Control-Allow-Origin": "*",
             "Cross-Origin-Resource-Policy": "cross-origin",
@@ -48,6 +51,8 @@ class StaticFile:
         return web.Response(body=self.body, headers={**headers, "Content-Type": self.content_type})
 
 
-def setup(app: web.Application) -> None:
-    component = StaticFile.read(STATIC_DIR / COMPONENT, "text/javascript; charset=utf-8")
+def setup(app: web.Application, settings: Settings) -> None:
+    component = StaticFile.read(
+        STATIC_DIR / COMPONENT, "text/javascript; charset=utf-8", settings.gateway_static_max_age_s
+    )
     app.router.add_get(PATH, component.serve)

@@ -113,6 +113,8 @@ class Settings:
     # Client connections held at once; past it a new one replaces the oldest that has not
     # sent a request yet. 0: the open-files limit less 128 (gateway.connections).
     gateway_max_connections: int = 0
+    # How long browsers may keep /static/praxiom-progress.js before revalidating it (seconds).
+    gateway_static_max_age_s: int = 3600
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -198,6 +200,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
     "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
+    "gateway_static_max_age_s": ("GATEWAY_STATIC_MAX_AGE", _positive_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }

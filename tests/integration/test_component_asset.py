@@ -10,17 +10,21 @@ import tomllib
 from typing import Any
 
 from praxiom_progress.gateway import assets
+from praxiom_progress.gateway.app import create_app
+from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import REPO
 
 PACKAGE = assets.STATIC_DIR / "package.json"
 
 
-async def test_the_component_is_served_with_caching_headers_from_any_origin(api: Any) -> None:
+async def test_the_component_is_served_with_caching_headers_from_any_origin(
+    api: Any, aiohttp_client: Any, settings: Settings
+) -> None:
     response = await api.get("/static/praxiom-progress.js", headers={"Origin": "https://a.example"})
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert await response.read() == (assets.STATIC_DIR / "praxiom-progress.js").read_bytes()
-    assert response.headers["Cache-Control"] == f"public, max-age={assets.STATIC_MAX_AGE_S}"
+    assert response.headers["Cache-Control"] == "public, max-age=3600"  # GATEWAY_STATIC_MAX_AGE
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in response.headers
     assert response.headers["X-Content-Type-Options"] == "nosniff"  # hence the exact type
@@ -34,6 +38,11 @@ async def test_the_component_is_served_with_caching_headers_from_any_origin(api:
     assert again.headers["ETag"] == etag
     stale = await api.get("/static/praxiom-progress.js", headers={"If-None-Match": '"old"'})
     assert stale.status == 200
+
+    # GATEWAY_STATIC_MAX_AGE sets how long.
+    shorter = await aiohttp_client(create_app(settings.replace(gateway_static_max_age_s=60)))
+    again = await shorter.get("/static/praxiom-progress.js")
+    assert again.headers["Cache-Control"] == "public, max-age=60"
 
     # Nothing else under /static, and no demo assets there.
     for path in ("/static/package.json", "/static/demo.js", "/static/../app.py"):
