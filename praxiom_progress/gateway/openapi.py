@@ -21,7 +21,10 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from praxiom_progress.gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
 from praxiom_progress.gateway.openapi_params import add_task_params
-from praxiom_progress.gateway.openapi_workspaces import workspace_operations
+from praxiom_progress.gateway.openapi_workspaces import (
+    last_event_id_parameters,
+    workspace_operations,
+)
 from praxiom_progress.gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
@@ -165,18 +168,9 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                 "security": _AUTH,
                 "parameters": [
                     _TASK_ID,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "description": "The last `id:` received (browsers send it on reconnect).",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "description": "The same, for clients that cannot set headers.",
-                        "schema": {"type": "string"},
-                    },
+                    *last_event_id_parameters(
+                        "The last `id:` received (browsers send it on reconnect)."
+                    ),
                 ],
                 "responses": {
                     "200": {
