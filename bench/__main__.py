@@ -27,12 +27,15 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
     BENCH_BACKLOG=5000       no-op tasks one runner drains
     BENCH_LOADGENS=3         load-generator processes
     BENCH_NAIVE_MAX=5000     most streams (= Redis connections) the naive baseline opens
+    BENCH_WORKSPACES=200     workspace streams (one per workspace) in the workspace scenario
+    BENCH_WORKSPACE_TASKS=50 running tasks per workspace there, each updated once a second
     BENCH_TX_SPAWNS=200      spawns in the application's own transactions, per driver
     BENCH_PROFILE=1          also py-spy the gateway (fan-out) and the runner
                              (report_progress) in extra passes: "Where the time goes"
 
-`python -m bench --throttle` runs the throttling scenario alone and prints its figure;
-`python -m bench --transactions` does the same for the spawns in a transaction.
+`python -m bench --throttle` runs the throttling scenario alone and prints its figure.
+`python -m bench --transactions` does the same for the spawns in a transaction, and
+`python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
-from bench import limits, report
+from bench import limits, report, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
@@ -127,6 +130,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
     await migrate(settings)
     step(f"creating {cfg.stream_tasks} running tasks")
     fixture = await prepare(settings, cfg.stream_tasks)
+    step(f"creating {cfg.workspaces} workspaces of {cfg.workspace_tasks} running tasks")
+    ws_fixture = await workspaces.prepare_workspaces(settings, cfg.workspaces, cfg.workspace_tasks)
     redis = connect_redis(settings.redis_url)
     publisher = Publisher(redis, fixture.payloads)
     cap, results.naive_cap_note = await naive_cap(settings, cfg)
@@ -152,10 +157,16 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                     name, server, token, fixture, publisher, cfg,
                     None if name == OURS else cap, results.naive_cap_note, results,
                 )  # fmt: skip
+                if name == OURS:
+                    step(f"{name}: {cfg.workspaces} workspace streams against task streams")
+                    results.workspaces = await workspaces.measure(server, ws_fixture, redis, cfg)
+                    if results.workspaces.profile is not None:
+                        results.profiles.append(results.workspaces.profile)
             finally:
                 stop(process)
     finally:
         await redis.aclose()
+    await workspaces.discard(settings)
 
     db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
     try:
@@ -249,6 +260,37 @@ async def alone(scenario: Callable[[RunnerBench], Awaitable[T]]) -> T:
         await drop_bench_database(base)
 
 
+async def workspaces_only() -> None:
+    """The workspace-stream scenario alone, against our gateway in the bench's database."""
+    cfg = Config.from_env()
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+        await migrate(settings)
+        step(f"creating {cfg.workspaces} workspaces of {cfg.workspace_tasks} running tasks")
+        fixture = await workspaces.prepare_workspaces(settings, cfg.workspaces, cfg.workspace_tasks)
+        env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+                   LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
+                   STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+        port = free_port()
+        process = start(["-m", "praxiom_progress.cli.main", "gateway"],
+                        dict(env, GATEWAY_PORT=str(port)))  # fmt: skip
+        redis = connect_redis(settings.redis_url)
+        try:
+            await wait_listening(port, process)
+            step(f"{cfg.workspaces} workspace streams against task streams")
+            load = await workspaces.measure(Server(OURS, port, process), fixture, redis, cfg)
+        finally:
+            stop(process)
+            await redis.aclose()
+    finally:
+        await drop_bench_database(base)
+    print(workspaces.render(load))
+    if load.profile is not None:
+        print(report._profile_section([load.profile]))
+
+
 def write(results: Results) -> None:
     text = report.render(results)
     (report.REPO / "BENCHMARKS.md").write_text(text, encoding="utf-8")
@@ -260,6 +302,8 @@ if __name__ == "__main__":
         write(pickle.loads(SAVED.read_bytes()))
     elif sys.argv[1:] == ["--throttle"]:
         asyncio.run(throttle_only())
+    elif sys.argv[1:] == ["--workspaces"]:
+        asyncio.run(workspaces_only())
     elif sys.argv[1:] == ["--transactions"]:
         asyncio.run(transactions_only())
     else:

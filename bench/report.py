@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import limits
+from bench import limits, workspaces
 from bench.procs import REPO
 from bench.profile import Profile
 from bench.results import NAIVE, OURS, Results
@@ -459,6 +459,7 @@ is {results.reports.statements if results.reports else "—"}):
 | pgbench single-row UPDATE, 1 client | {fmt(pg1.tps)} | {latency(pg1)} |
 | redis-benchmark PUBLISH (400 bytes), {pg.clients} clients | {fmt(results.publish_per_s)} | |
 """)
+    out.append(workspaces.render(getattr(results, "workspaces", None)))
     out.append(_profile_section(results.profiles))
     out.append(_missed(results))
     out.append(_reading(results))

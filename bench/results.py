@@ -10,6 +10,7 @@ from bench.profile import Profile
 from bench.runnerbench import Drain, ReportRate, SpawnLatency
 from bench.scenarios import Delivery, Idle, Storm
 from bench.transactions import CommitToClaim
+from bench.workspaces import WorkspaceLoad
 
 OURS, NAIVE = "praxiom-progress", "naive baseline"
 
@@ -38,5 +39,6 @@ class Results:
     pgbench_one: limits.Pgbench | None = None
     publish_per_s: float = 0.0
     profiles: list[Profile] = field(default_factory=list)
+    workspaces: WorkspaceLoad | None = None  # workspace streams against task streams
     seconds: float = 0.0
     date: str = ""  # when the run started, UTC

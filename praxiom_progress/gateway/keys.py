@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.access import StreamAccess
     from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
     from praxiom_progress.gateway.direct_write import DirectWrite
-    from praxiom_progress.gateway.dispatcher import Dispatcher
+    from praxiom_progress.gateway.dispatching import Dispatcher
     from praxiom_progress.gateway.idle import IdleSweeper
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.metrics import GatewayMetrics
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.remote import ClientAddresses
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+    from praxiom_progress.gateway.workspace import WorkspaceStream
+    from praxiom_progress.gateway.workspace_reads import WorkspaceReads
     from praxiom_progress.gateway.written import TaskWrites
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -41,6 +43,9 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 # -- streams ------------------------------------------------------------------------------------
 STREAMS: web.AppKey[weakref.WeakSet[ProgressStream]] = web.AppKey("streams")
 STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
+#: Workspace streams (gateway.workspace), and their reads (gateway.workspace_reads).
+WORKSPACE_STREAMS: web.AppKey[weakref.WeakSet[WorkspaceStream]] = web.AppKey("workspace_streams")
+WORKSPACE_READS: web.AppKey[WorkspaceReads] = web.AppKey("workspace_reads")
 #: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")

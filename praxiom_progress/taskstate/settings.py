@@ -60,6 +60,10 @@ class Settings:
     # A message more versions ahead of what a stream has sent than this is checked against
     # PostgreSQL before anything is sent (a forged publish must not end or block a stream).
     sse_max_version_jump: int = 10_000
+    # The workspace stream's snapshot: every task not finished, plus those that finished this
+    # recently, at most this many (the most recent first).
+    sse_workspace_recent_s: float = 60.0
+    sse_workspace_max_tasks: int = 500
     # An allow-list of the catalogued task types spawn accepts; empty: every catalogued type.
     task_types: tuple[str, ...] = ()
     # The runner.
@@ -170,6 +174,8 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_retry_s": ("SSE_RETRY", _positive_float),
     "sse_direct_write": ("SSE_DIRECT_WRITE", _flag),
     "sse_max_version_jump": ("SSE_MAX_VERSION_JUMP", _positive_int),
+    "sse_workspace_recent_s": ("SSE_WORKSPACE_RECENT", _non_negative_float),
+    "sse_workspace_max_tasks": ("SSE_WORKSPACE_MAX_TASKS", _positive_int),
     "task_types": ("TASK_TYPES", _task_types),
     "task_timeouts": ("TASK_TIMEOUTS", lambda name, raw: parse_task_timeouts(raw, name)),
     "runner_concurrency": ("RUNNER_CONCURRENCY", _positive_int),
