@@ -85,17 +85,27 @@ async def test_watch_workspace_refusals_are_one_line(
     assert unreachable.error_line().startswith("error: cannot reach http://127.0.0.1:9: ")
 
 
-async def _read_until(master: int, wanted: list[str], timeout_s: float = 20) -> str:
-    """What the terminal got until every one of `wanted` is in it."""
-    seen = b""
+ONE, TWO = "1 task · Ctrl-C to stop", "2 tasks · Ctrl-C to stop"
+
+
+def _last_frame(seen: bytes, title: str, caption: str) -> str:
+    """The last whole table drawn: from its title to its caption."""
+    shown = seen.decode(errors="replace")
+    end = shown.rindex(caption)
+    return shown[shown.rindex(title, 0, end) : end]
+
+
+async def _read_until(master: int, seen: bytes, wanted: list[str], timeout_s: float = 20) -> bytes:
+    """All the terminal got (`seen` and more), once `wanted` is in what came after `seen`."""
+    start = len(seen)
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while not all(w.encode() in seen for w in wanted):
+    while not all(w.encode() in seen[start:] for w in wanted):
         remaining = deadline - asyncio.get_running_loop().time()
         assert remaining > 0, f"not on the terminal within {timeout_s}s: {wanted}\n{seen!r}"
         ready, _, _ = await asyncio.to_thread(select.select, [master], [], [], remaining)
         if ready:
             seen += os.read(master, 65536)
-    return seen.decode(errors="replace")
+    return seen
 
 
 async def test_on_a_terminal_it_draws_a_live_table(
@@ -122,14 +132,16 @@ async def test_on_a_terminal_it_draws_a_live_table(
         )
         cli.started.append(process)
         os.close(terminal)
-        shown = await _read_until(master, [f"workspace {member.workspace_id}", task_id[:8]])
-        assert "1 task · Ctrl-C to stop" in shown and "pending" in shown and "Queued" in shown
+        title = f"workspace {member.workspace_id}"
+        seen = await _read_until(master, b"", [title, task_id[:8], ONE])
+        frame = _last_frame(seen, title, ONE)
+        assert task_id[:8] in frame and "pending" in frame and "Queued" in frame
 
         # A spawn afterwards appears in the table, above the first.
         later = str(await spawn(task_store, member.workspace_id, "synthesis"))
-        shown = await _read_until(master, [later[:8], "2 tasks"])
-        last = shown[shown.rindex(f"workspace {member.workspace_id}") :]
-        assert last.index(later[:8]) < last.index(task_id[:8])
+        seen = await _read_until(master, seen, [later[:8], TWO])
+        frame = _last_frame(seen, title, TWO)
+        assert frame.index(later[:8]) < frame.index(task_id[:8])
 
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 10) == 0
