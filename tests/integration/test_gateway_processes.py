@@ -47,6 +47,10 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if os.path.exists(f"/proc/{pid}")}
+
+
 def sockets_on_port(pid: int, port: int, state: str) -> int:
     """How many of `pid`'s sockets have local port `port` in TCP state `state`."""
     inodes = set()
@@ -253,7 +257,7 @@ async def test_sigterm_drains_every_process_and_the_command_exits_0(
 
     assert await gateway.wait(STOP_TIMEOUT_S) == 0, gateway.log()
     assert time.monotonic() - started < STOP_TIMEOUT_S
-    assert not children(gateway.proc.pid) and not any(Path(f"/proc/{p}").exists() for p in workers)
+    assert not children(gateway.proc.pid) and not alive(workers)
     log = gateway.log()
     assert log.count("stopping: ending open streams") == 2, log
     assert "Traceback" not in log and "exited with" not in log, log
@@ -267,7 +271,7 @@ async def test_processes_stop_when_their_supervisor_is_killed(
     gateway.proc.kill()
     gateway.proc.wait(10)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+    while alive(workers):
         assert time.monotonic() < deadline, f"orphans {workers} still running"
         await asyncio.sleep(0.05)
     with pytest.raises(OSError):  # nobody listens any more
