@@ -126,7 +126,7 @@ class Supervisor:
             if time.monotonic() - started >= self.restart_max_delay_s:
                 delay = self.restart_delay_s  # it ran a good while: not a crash loop
             log.warning(
-                "gateway process %d (pid %d) exited with %d: starting another in %.1f s",
+                "gateway process %d (pid %d) exited with %d: starting another in %g s",
                 index,
                 process.pid,
                 code,
@@ -149,7 +149,7 @@ class Supervisor:
         for index, process in self._processes.items():
             if process.returncode is None:
                 log.warning(
-                    "gateway process %d (pid %d) still running after %.1f s: killed",
+                    "gateway process %d (pid %d) still running after %g s: killed",
                     index,
                     process.pid,
                     self.stop_grace_s,
