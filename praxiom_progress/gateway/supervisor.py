@@ -105,33 +105,18 @@ class Supervisor:
         """One process slot: start, wait for the exit, back off, start again."""
         delay = self.restart_delay_s
         while True:
-            process = await asyncio.create_subprocess_exec(
-                *self.command, env=self.env, stdin=asyncio.subprocess.PIPE
-            )
-            self._processes[index] = process
-            if self._stop.is_set():  # the stop came while it was starting
-                process.send_signal(signal.SIGTERM)
-            log.info(
-                "gateway process %d started (pid %d)",
-                index,
-                process.pid,
-                extra={"action": "gateway_process_started", "pid": process.pid},
-            )
             started = time.monotonic()
-            code = await process.wait()
-            assert process.stdin is not None
-            process.stdin.close()
+            ended = await self._run_once(index)
             if self._stop.is_set():
                 return
             if time.monotonic() - started >= self.restart_max_delay_s:
                 delay = self.restart_delay_s  # it ran a good while: not a crash loop
             log.warning(
-                "gateway process %d (pid %d) exited with %d: starting another in %g s",
+                "gateway process %d %s: starting another in %g s",
                 index,
-                process.pid,
-                code,
+                ended,
                 delay,
-                extra={"action": "gateway_process_exited", "pid": process.pid, "code": code},
+                extra={"action": "gateway_process_exited"},
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
@@ -139,6 +124,28 @@ class Supervisor:
                 return
             self.restarts += 1
             delay = min(delay * 2, self.restart_max_delay_s)
+
+    async def _run_once(self, index: int) -> str:
+        """Start one process and wait for it to end; says how it ended."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command, env=self.env, stdin=asyncio.subprocess.PIPE
+            )
+        except OSError as exc:  # out of processes or memory for now: the back-off retries
+            return f"could not start ({exc})"
+        self._processes[index] = process
+        if self._stop.is_set():  # the stop came while it was starting
+            process.send_signal(signal.SIGTERM)
+        log.info(
+            "gateway process %d started (pid %d)",
+            index,
+            process.pid,
+            extra={"action": "gateway_process_started", "pid": process.pid},
+        )
+        code = await process.wait()
+        assert process.stdin is not None
+        process.stdin.close()
+        return f"(pid {process.pid}) exited with {code}"
 
     async def _drain(self, keepers: list[asyncio.Task[None]]) -> None:
         """SIGTERM to every process; any still running after the grace is killed."""

@@ -19,6 +19,21 @@ from praxiom_progress.taskstate.settings import Settings
 EXITS_AT_ONCE = [sys.executable, "-c", "raise SystemExit(3)"]
 
 
+async def test_a_command_that_cannot_start_is_retried_with_the_back_off(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
+    missing = str(tmp_path / "no-such-program")
+    supervisor = Supervisor([missing], {}, 1, settings(gateway_restart_delay_s=0.05))
+    running = asyncio.create_task(supervisor.run())
+    await until(lambda: supervisor.restarts >= 2)
+    supervisor.stop()
+    await running
+    exits = messages(caplog, "gateway_process_exited")
+    assert exits[0].startswith("gateway process 0 could not start ([Errno 2] No such file")
+    assert exits[0].endswith(": starting another in 0.05 s")
+
+
 def deaf(ready: Path) -> list[str]:
     """A process that ignores SIGTERM, says so by creating a file, then sleeps."""
     return [
