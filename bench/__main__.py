@@ -14,8 +14,9 @@ spawn-to-running latency, and commit-to-claim of tasks spawned inside an applica
 transaction (`praxiom_progress.spawn` and `spawn_sync`); and in the same run this machine's
 limits: pgbench single-row UPDATE and redis-benchmark PUBLISH.
 
-It works in a database of its own, `praxiom_bench`, dropped at the end, and needs
-DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variables):
+It works in a database of its own, `praxiom_bench` (BENCH_DATABASE names another: two runs at
+once on one PostgreSQL need one each), dropped at the end, and needs DATABASE_URL, REDIS_URL,
+pgbench and redis-benchmark. Knobs (environment variables):
 
     BENCH_QUICK=1            a short smoke run (small sizes, 3 s windows), under a minute
     BENCH_IDLE=1000,5000,10000   idle stream counts
@@ -66,7 +67,7 @@ from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 
 T = TypeVar("T")
-BENCH_DATABASE = "praxiom_bench"
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "").strip() or "praxiom_bench"
 #: The last run's results, for `python -m bench --render` after a change to the report only.
 SAVED = report.REPO / ".run" / "bench-results.pickle"
 
