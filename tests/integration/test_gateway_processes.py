@@ -24,54 +24,17 @@ from praxiom_progress.taskstate.parsing import cores
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import REPO, bearer, free_port, spawn
+from tests.process_sockets import (
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    alive,
+    children,
+    sockets_on_port,
+)
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 STREAMS = 40  # all on one process by chance: 2 in 2**40
-TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"
-
-
-def children(pid: int) -> set[int]:
-    """The live processes whose parent is `pid`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if os.path.exists(f"/proc/{pid}")}
-
-
-def sockets_on_port(pid: int, port: int, state: str) -> int:
-    """How many of `pid`'s sockets have local port `port` in TCP state `state`."""
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        return 0
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rpartition(":")[2], 16)
-            if local_port == port and fields[3] == state and fields[9] in inodes:
-                count += 1
-    return count
 
 
 class Supervised:
