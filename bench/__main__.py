@@ -24,6 +24,7 @@ pgbench and redis-benchmark. Knobs (environment variables):
     BENCH_WATCHERS=1000      watchers of the one task in the fan-out
     BENCH_TASKS=2000         tasks in N tasks x 1 watcher
     BENCH_STORM=2000         streams in the reconnect storm
+    BENCH_STORM_REPEATS=3    storms on 1 and on 2 gateway processes, alternated (median shown)
     BENCH_SECONDS=10         each publishing window
     BENCH_BACKLOG=5000       no-op tasks one runner drains
     BENCH_LOADGENS=3         load-generator processes
