@@ -149,4 +149,4 @@ def _met(storm: Storm, target: float) -> str:
         return "no (not measured)"
     if storm.all_ready_s <= target:
         return "yes"
-    return f"**no**: {storm.all_ready_s / target:.1f}x the target"
+    return f"**no**: {storm.all_ready_s:.2f} s, {storm.all_ready_s / target:.2f}x the target"
