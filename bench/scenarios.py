@@ -104,7 +104,7 @@ class GatewayBench:
         """Wait until the server uses under 5 % of a core (closed streams cleaned up)."""
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            meter = CpuMeter([self.server.pid])
+            meter = CpuMeter(self.server.pids())
             await asyncio.sleep(0.25)
             if meter.percent() < 5:
                 return
@@ -139,7 +139,7 @@ class GatewayBench:
             result.levels.append(IdleLevel(level, kib, open_s, opened.failed))
         if open_now and hold_s > 0:
             await self.loadgens.reset()
-            meter = CpuMeter([self.server.pid])
+            meter = CpuMeter(self.server.pids())
             await asyncio.sleep(hold_s)
             result.hold_cpu_pct = meter.percent()
             _, events, _ = await self.loadgens.collect()
@@ -162,7 +162,7 @@ class GatewayBench:
         await asyncio.sleep(0.5)
         kib_per_stream = (self.server.rss() - rss_before) / len(paths) / 1024
         await self.loadgens.reset()
-        server = CpuMeter([self.server.pid])
+        server = CpuMeter(self.server.pids())
         loadgens = CpuMeter(self.loadgens.pids)
         publisher = CpuMeter([_own_pid()])
         profiling = (
@@ -199,7 +199,7 @@ class GatewayBench:
         """`streams` connects on distinct tasks, all started at the same instant."""
         task_ids = [self.task_ids[i % len(self.task_ids)] for i in range(streams)]
         at_ns = time.monotonic_ns() + 300_000_000  # every load generator is waiting by then
-        server = CpuMeter([self.server.pid])
+        server = CpuMeter(self.server.pids())
         loadgens = CpuMeter(self.loadgens.pids)
         tcp_before = tcp_counters()
         opened = await self.loadgens.open(

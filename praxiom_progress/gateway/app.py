@@ -12,10 +12,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from praxiom_progress.gateway import (
     access,
+    assets,
     browsers,
     cors,
     health,
     limits,
+    listing,
     malformed,
     metrics,
     openapi,
@@ -210,6 +212,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     writes = settings.gateway_writes
     app.router.add_post("/api/tasks/spawn", views.spawn if writes else views.writes_off)
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)
+    app.router.add_get("/api/tasks", listing.list_tasks, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
     app.router.add_get(
@@ -221,6 +224,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     openapi.setup(app, settings)
+    assets.setup(app, settings)
     cors.setup(app, settings.cors_allowed_origins)
     if demo:
         from praxiom_progress.gateway import demo as demo_page

@@ -4,6 +4,7 @@ which one and why."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from ipaddress import ip_network
@@ -62,6 +63,34 @@ def _positive_int(name: str, raw: str) -> int:
 def _non_negative_int(name: str, raw: str) -> int:
     """A whole number where 0 means "not set: work it out" (or "no cap")."""
     return _whole(name, raw, 0)
+
+
+#: The most gateway processes GATEWAY_PROCESSES may ask for (a typo must not fork a thousand).
+MAX_GATEWAY_PROCESSES = 256
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _processes(name: str, raw: str) -> int:
+    """A count of processes, or `auto`: one per core this process may use."""
+    if raw.strip().lower() == "auto":
+        return cores()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_GATEWAY_PROCESSES:
+        raise SettingsError(
+            f"{name} must be auto (one per core) or a whole number from 1 to "
+            f"{MAX_GATEWAY_PROCESSES}, got {raw!r}"
+        )
+    return value
 
 
 def _port(name: str, raw: str) -> int:

@@ -27,6 +27,7 @@ from praxiom_progress.taskstate.parsing import (
     _port,
     _positive_float,
     _positive_int,
+    _processes,
     _redis_url,
     _task_types,
     _text,
@@ -48,6 +49,15 @@ class Settings:
     # Pending connections the kernel queues for the gateway (capped by net.core.somaxconn):
     # aiohttp's 128 drops SYNs when a fleet of browsers reconnects at once after a deploy.
     gateway_backlog: int = 4096
+    # Gateway processes the `gateway` command runs on that one port (SO_REUSEPORT), each with
+    # its own subscription and limits; `auto`: one per core. A process that exits is started
+    # again after GATEWAY_RESTART_DELAY, doubled for each exit in a row up to the maximum (one
+    # that lived that long starts over); on SIGTERM all drain, and one still running after
+    # GATEWAY_STOP_GRACE is killed.
+    gateway_processes: int = 1
+    gateway_restart_delay_s: float = 1.0
+    gateway_restart_max_delay_s: float = 30.0
+    gateway_stop_grace_s: float = 30.0
     # The stream (spec: "Timeouts and reconnection").
     sse_poll_interval_s: float = 3.0
     sse_idle_timeout_s: float = 10.0
@@ -136,6 +146,8 @@ class Settings:
     # Client connections held at once; past it a new one replaces the oldest that has not
     # sent a request yet. 0: the open-files limit less 128 (gateway.connections).
     gateway_max_connections: int = 0
+    # How long browsers may keep /static/praxiom-progress.js before revalidating it (seconds).
+    gateway_static_max_age_s: int = 3600
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -194,6 +206,10 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
     "gateway_backlog": ("GATEWAY_BACKLOG", _positive_int),
+    "gateway_processes": ("GATEWAY_PROCESSES", _processes),
+    "gateway_restart_delay_s": ("GATEWAY_RESTART_DELAY", _positive_float),
+    "gateway_restart_max_delay_s": ("GATEWAY_RESTART_MAX_DELAY", _positive_float),
+    "gateway_stop_grace_s": ("GATEWAY_STOP_GRACE", _positive_float),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
@@ -240,6 +256,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
     "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
+    "gateway_static_max_age_s": ("GATEWAY_STATIC_MAX_AGE", _positive_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }
