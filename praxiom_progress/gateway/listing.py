@@ -21,9 +21,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 from praxiom_progress.gateway.auth import authenticate, token_hash
 from praxiom_progress.gateway.errors import ApiError, json_response
 from praxiom_progress.gateway.keys import GATEWAY_STORE, SETTINGS
+from praxiom_progress.gateway.replica import Reads
 from praxiom_progress.gateway.schemas import TaskRecordSchema, task_record
 from praxiom_progress.gateway.store import Principal
-from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.sql import load_queries
 from praxiom_progress.taskstate.status import TaskStatus
@@ -170,8 +170,8 @@ class TaskListing:
     """One page of the list, by one of `listing.sql`'s three queries: one workspace, several,
     or all of them."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Reads) -> None:
+        self.db = db  # a Database, or the standby's routing (DATABASE_READ_URL)
 
     async def page(
         self,
@@ -227,7 +227,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     if workspaces == []:
         page = Page([], None)  # a caller in no workspace sees nothing
     else:
-        page = await TaskListing(app[GATEWAY_STORE].db).page(
+        page = await TaskListing(app[GATEWAY_STORE].reads).page(
             workspaces,
             limit=query["limit"],
             after=query.get("cursor"),

@@ -126,6 +126,10 @@ async def test_reads_come_from_a_standby_that_keeps_up_and_refusals_ask_the_prim
     # Within DATABASE_READ_MAX_LAG the standby answers: the state it has replayed.
     code, body = await status(client, member.token, task_id)
     assert (code, body["status"], body["message"]) == (200, "pending", "Queued")
+    listed = await client.get("/api/tasks", headers=bearer(member.token))
+    assert [(t["id"], t["status"]) for t in (await listed.json())["tasks"]] == [
+        (str(task_id), "pending")
+    ]  # the list too
     # A token and a task the standby has not replayed: its refusal is asked of the primary.
     newcomer = await AccountStore(primary).create_token(workspace="beta", user="bob")
     newer = await TaskStore(primary).insert_task(
