@@ -40,6 +40,7 @@ from praxiom_progress.gateway.keys import (
     IDLE_SWEEPER,
     LIMIT_STATS,
     METRICS,
+    OPENING_HOOKS,
     PUBLISHER,
     REDIS,
     SETTINGS,
@@ -48,6 +49,7 @@ from praxiom_progress.gateway.keys import (
     STREAMS,
     TASK_STORE,
 )
+from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
@@ -97,7 +99,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
-        dispatcher = ProgressDispatcher(redis, lag=lag)
+        dispatcher = ProgressDispatcher(redis, lag=lag, hooks=app[OPENING_HOOKS])
         publisher = ProgressPublisher(redis)
     app[REDIS] = client
     app[PUBLISHER] = publisher
@@ -154,6 +156,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    app[OPENING_HOOKS] = OpeningHooks()  # a test may replace it before the app starts
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)

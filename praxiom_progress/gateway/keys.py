@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.metrics import GatewayMetrics
     from praxiom_progress.gateway.openapi import OpenApiDocument
+    from praxiom_progress.gateway.opening import OpeningHooks
     from praxiom_progress.gateway.remote import ClientAddresses
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
@@ -46,6 +47,8 @@ STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
+#: The test seam in the open sequence of a stream (gateway.opening); a no-op in production.
+OPENING_HOOKS: web.AppKey[OpeningHooks] = web.AppKey("opening_hooks")
 #: Revocation at once: the LISTEN for access changes (gateway.revocation).
 ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
 
