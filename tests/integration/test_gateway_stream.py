@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +25,10 @@ from praxiom_progress.gateway.keys import (
 )
 from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
 from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
+from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
@@ -351,6 +355,67 @@ async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub
         assert stats.polls == polls_before, "pub/sub should have carried the second task"
     finally:
         await gateway.stop()
+
+
+async def test_a_stream_that_polled_returns_to_pubsub_when_redis_returns(
+    settings: Settings,
+    db: Database,
+    member: IssuedToken,
+    task_store: TaskStore,
+    throwaway_redis: ThrowawayRedis,
+    session: aiohttp.ClientSession,
+) -> None:
+    """The same stream, not a new one: it polls while Redis is down, then is carried by pub/sub
+    again (it leaves polling), and gets every version, in order, across both switches."""
+    gateway = LiveGateway(settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2))
+    await gateway.start()
+    try:
+        dispatcher, stats = gateway.app[DISPATCHER], gateway.app[STREAM_STATS]
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        url = progress_url(gateway, task_id)
+        async with session.get(url, headers=bearer(member.token)) as r:
+            received = events(r)
+            versions = [int((await anext(received)).payload["version"])]
+            (stream,) = list(gateway.app[STREAMS])
+
+            async def on_pubsub() -> bool:  # the sweeper's view: infinite while it polls
+                return dispatcher.available and stream.overdue_since != math.inf
+
+            await wait_for(on_pubsub)
+            throwaway_redis.stop()
+            await wait_for(lambda: asyncio.sleep(0, result=not dispatcher.available))
+            await touch(db, task_id, "while Redis is down")
+            versions.append(int((await anext(received)).payload["version"]))
+            assert stats.polls > 0, "only polling can have carried that update"
+
+            throwaway_redis.start()
+            await wait_for(on_pubsub)  # this stream left polling
+            polls = stats.polls
+            client = connect_redis(throwaway_redis.url)
+            publisher = ProgressPublisher(client)
+            try:
+                task = await touch(db, task_id, "Redis is back")
+                assert await publisher.publish_tasks([task]) == 1
+                versions.append(int((await anext(received)).payload["version"]))
+                cancelled = await task_store.cancel_task(task_id)
+                assert await publisher.publish_tasks([cancelled]) == 1
+                versions += [int(event.payload["version"]) async for event in received]
+            finally:
+                await client.aclose()
+            assert stats.polls == polls, "pub/sub, not polling, carried the last updates"
+        assert versions == list(range(1, cancelled.version + 1))
+    finally:
+        await gateway.stop()
+
+
+async def touch(db: Database, task_id: UUID, message: str) -> Task:
+    """Commit a new version of the task (its message changed), as any writer would."""
+    row = await db.fetch_one(
+        "UPDATE background_tasks SET message = %(m)s WHERE id = %(id)s RETURNING *",
+        {"id": task_id, "m": message},
+    )
+    assert row is not None
+    return Task.from_row(row)
 
 
 async def test_polling_stops_after_the_poll_limit(
