@@ -125,24 +125,49 @@ async def test_fifty_clients_connecting_mid_run_each_see_increasing_versions_to_
     runners: RunnerHarness,
     session: aiohttp.ClientSession,
 ) -> None:
+    """Every client joins while the task runs (its first event is a running state): half of
+    them while the handler waits, half while it reports; the handler finishes only once all
+    fifty have joined."""
+    half_joined, all_joined = asyncio.Event(), asyncio.Event()
+    joined = 0
+
     async def hurried(task: TaskContext) -> dict[str, Any]:
-        for step in range(300):
+        await task.report_progress("running", 1, "step 0")
+        await half_joined.wait()
+        for step in range(1, 300):
             await task.report_progress("running", step // 3, f"step {step}")
+        await all_joined.wait()
         return {"steps": 300}
 
     registry = HandlerRegistry()
     registry.register("hurried", hurried)
     runners.start(registry)
     task_id = await spawn(task_store, member.workspace_id, "hurried")
+    await wait_for_status(task_store, task_id, {"running"})
 
-    async def late_client(delay_s: float) -> list[dict[str, Any]]:
-        await asyncio.sleep(delay_s)
-        _, received = await collect(session, progress_url(live_gateway, task_id), member.token)
-        return [event.payload for event in received]
+    async def client() -> list[dict[str, Any]]:
+        nonlocal joined
+        url = progress_url(live_gateway, task_id)
+        payloads: list[dict[str, Any]] = []
+        async with session.get(url, headers=bearer(member.token)) as response:
+            async for event in events(response):
+                payloads.append(event.payload)
+                if len(payloads) == 1:
+                    joined += 1
+                    if joined == 25:
+                        half_joined.set()
+                    if joined == 50:
+                        all_joined.set()
+        return payloads
 
-    results = await asyncio.gather(*(late_client(i * 0.01) for i in range(50)))
+    async with asyncio.timeout(30):  # a client that never joins fails the test, not hangs it
+        first_half = [asyncio.create_task(client()) for _ in range(25)]
+        await half_joined.wait()
+        results = [*await asyncio.gather(*first_half, *(client() for _ in range(25)))]
     final = await task_store.get_task(task_id)
+    assert final is not None and final.status == "completed"
     for payloads in results:
+        assert payloads[0]["status"] == "running", "a client joined before or after the run"
         versions = [p["version"] for p in payloads]
         assert versions == sorted(set(versions)), "a client saw a version twice or go back"
         assert payloads[-1]["status"] == "completed"
@@ -296,65 +321,33 @@ async def test_last_event_id_at_the_terminal_version_gets_204(
 
 async def test_last_event_id_on_a_running_task_starts_with_the_current_state(
     live_gateway: LiveGateway,
+    db: Database,
     member: IssuedToken,
     task_store: TaskStore,
+    redis_client: Any,
     session: aiohttp.ClientSession,
 ) -> None:
+    """A running task is no reason for 204, whatever id the client saw last (its own current
+    version included): the stream starts with the current state, and follows the task."""
     task_id = await spawn(task_store, member.workspace_id, "validation_kit")
-    headers = {**bearer(member.token), "Last-Event-ID": "1"}
-    async with session.get(progress_url(live_gateway, task_id), headers=headers) as r:
-        assert r.status == 200
-        async for event in events(r):
-            assert event.payload["status"] == "pending" and event.id == "1"
-            break
-
-
-async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub(
-    settings: Settings,
-    member: IssuedToken,
-    task_store: TaskStore,
-    runners: RunnerHarness,
-    throwaway_redis: ThrowawayRedis,
-    session: aiohttp.ClientSession,
-) -> None:
-    own = settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2)
-    gateway = LiveGateway(own)
-    await gateway.start()
-    try:
-        dispatcher = gateway.app[DISPATCHER]
-        stats = gateway.app[STREAM_STATS]
-        runners.start(builtin_registry(), redis_url=throwaway_redis.url)
-        task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.8)
-        received: list[dict[str, Any]] = []
-        async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
-            async for event in events(r):
-                received.append(event.payload)
-                phases_seen = [p["phase"] for p in received]
-                # Heartbeats re-send a phase with a newer version: act on its first event only.
-                if phases_seen.count(event.payload["phase"]) > 1:
-                    continue
-                if event.payload["phase"] == "assumption_map":
-                    throwaway_redis.stop()  # mid-stream
-                if event.payload["phase"] == "research_plan":
-                    assert not dispatcher.available
-                    assert stats.polls > 0, "this update can only have come from polling"
-                    throwaway_redis.start()
-        assert received[-1]["status"] == "completed"
-        versions = [p["version"] for p in received]
-        assert versions == sorted(set(versions))
-        phases = [p["phase"] for p in received]
-        assert {"research_plan", "interview_guide", "complete"} <= set(phases)
-
-        # Redis is back: the subscription reconnected and a new stream is served by pub/sub.
-        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=10)
-        assert dispatcher.stats.connections >= 2
-        polls_before = stats.polls
-        second = await spawn(task_store, member.workspace_id, "research", step_seconds=0.3)
-        _, later = await collect(session, progress_url(gateway, second), member.token)
-        assert later[-1].payload["status"] == "completed"
-        assert stats.polls == polls_before, "pub/sub should have carried the second task"
-    finally:
-        await gateway.stop()
+    await claim_by_hand(
+        db, task_id, runner_id="elsewhere", started_ago_s=1, beat_ago_s=0, timeout_s=600
+    )
+    running = await task_store.get_task(task_id)
+    assert running is not None and running.status == "running" and running.version > 1
+    for seen_current in (False, True):  # an older id, then the very version it is at
+        seen = str(running.version) if seen_current else "1"
+        headers = {**bearer(member.token), "Last-Event-ID": seen}
+        async with session.get(progress_url(live_gateway, task_id), headers=headers) as r:
+            assert r.status == 200
+            received = events(r)
+            first = await anext(received)
+            assert first.payload["status"] == "running"
+            assert first.id == str(running.version)
+            task = await touch(db, task_id, f"after Last-Event-ID {seen}")
+            assert await ProgressPublisher(redis_client).publish_tasks([task]) == 1
+            assert (await anext(received)).id == str(task.version)
+            running = task
 
 
 async def test_a_stream_that_polled_returns_to_pubsub_when_redis_returns(
