@@ -217,3 +217,78 @@ async def test_callers_that_call_again_at_once_join_the_next_statement() -> None
     results = await asyncio.gather(twice("a"), twice("b"))
     assert results == [["A", "AA"], ["B", "BB"]]
     assert statements.batches == [["a", "b"], ["aa", "bb"]]
+
+
+async def test_calls_queued_behind_a_failed_statement_are_still_answered() -> None:
+    statements = Statements(fail_on="a")
+    calls = GroupedCalls(statements, in_flight=1)
+    failing = asyncio.create_task(calls.call("a"))
+    await statements.started(1)
+    queued = asyncio.create_task(calls.call("b"))
+    await asyncio.sleep(0)
+    statements.release(0)
+    await statements.started(2)
+    statements.release(1)
+    with pytest.raises(LookupError):
+        await failing
+    assert await queued == "B"
+
+
+async def test_a_key_stays_busy_while_its_statement_runs_even_when_another_ends() -> None:
+    """Two statements in flight: the one that ends first frees only its own keys."""
+    statements = Statements()
+    calls = GroupedCalls(statements, in_flight=2, key=first_letter)
+    x1 = asyncio.create_task(calls.call("x1"))
+    await statements.started(1)
+    y1 = asyncio.create_task(calls.call("y1"))
+    await statements.started(2)
+    later = [asyncio.create_task(calls.call(item)) for item in ("x2", "y2")]
+    await asyncio.sleep(0)
+    statements.release(1)  # y1 ends; x1 is still in its statement
+    assert await y1 == "Y1"
+    await statements.started(3)
+    assert statements.batches[2] == ["y2"]  # not x2: x is still busy
+    statements.release(0)
+    statements.release(2)
+    await statements.started(4)
+    statements.release(3)
+    assert await x1 == "X1"
+    assert await asyncio.gather(*later) == ["X2", "Y2"]
+
+
+async def test_the_defaults_one_statement_at_a_time_of_at_most_200() -> None:
+    statements = Statements()
+    calls = GroupedCalls(statements)
+    first = asyncio.create_task(calls.call("first"))
+    await statements.started(1)
+    queued = [asyncio.create_task(calls.call(f"q{i}")) for i in range(201)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(statements.batches) == 1  # a second statement waits for the first
+    statements.release(0)
+    await statements.started(2)
+    assert len(statements.batches[1]) == 200
+    statements.release(1)
+    await statements.started(3)
+    assert statements.batches[2] == ["q200"]
+    statements.release(2)
+    await first
+    await asyncio.gather(*queued)
+
+
+async def test_a_call_leaves_nothing_in_the_loop_s_error_log() -> None:
+    """Each ended flusher is forgotten quietly (no failing done-callback)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        statements = Statements()
+        statements.auto = True
+        calls = GroupedCalls(statements)
+        assert await calls.call("a") == "A"
+        for _ in range(5):
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == []
