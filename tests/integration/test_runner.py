@@ -23,6 +23,7 @@ from tests.conftest import (
     builtin_registry,
     claim_by_hand,
     spawn,
+    until_idle_and_listening,
     wait_for,
     wait_for_status,
 )
@@ -387,8 +388,7 @@ async def test_runner_runs_at_most_its_concurrency(
 async def test_a_task_inserted_without_notification_is_claimed_by_the_slow_poll(
     db: Database, task_store: TaskStore, workspace_id: UUID, runners: RunnerHarness
 ) -> None:
-    runners.start(builtin_registry(), runner_poll_interval_s=0.3)
-    await asyncio.sleep(0.3)  # the runner is idle, parked on LISTEN
+    await until_idle_and_listening(runners.start(builtin_registry(), runner_poll_interval_s=0.3))
     row = await db.fetch_one(
         "INSERT INTO background_tasks (workspace_id, task_type, params) "
         "VALUES (%(ws)s, 'research', '{\"step_seconds\": 0}') RETURNING id",
