@@ -15,7 +15,7 @@ REAPER_INTERVAL_S = float(FAST_ENV["RUNNER_REAPER_INTERVAL"])
 DELIVERY_S = 1.0
 #: A busy shared machine delays the reaper's cadence and the clients' reads by a second at
 #: worst; a real regression (reaping at twice RUNNER_STALE_AFTER, or clients left to the idle
-#: re-read) costs seconds more than that. Not a speed promise: `make bench` measures speed.
+#: re-read) costs seconds more than that. The test prints what it measured.
 SCHEDULING_SLACK_S = 1.0
 
 
