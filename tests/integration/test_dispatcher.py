@@ -89,7 +89,7 @@ async def dispatcher(sharded: bool) -> AsyncIterator[ProgressDispatcher]:
     client = connect_redis(redis_url())
     started = ProgressDispatcher(client, sharded=sharded)
     await started.start()
-    assert started.available
+    await wait_for(lambda: asyncio.sleep(0, result=started.available))
     yield started
     await started.close()
     await client.aclose()
