@@ -328,3 +328,45 @@ async def test_a_dispatcher_that_never_started_has_nothing() -> None:
     assert (fresh.channel_count, fresh.watch_count, fresh.subscribed_channels) == (0, 0, 0)
     assert not fresh.available and fresh.stats.connections == 0
     await client.aclose()
+
+
+async def test_a_channel_handed_over_to_another_dispatcher(
+    dispatcher: ProgressDispatcher, redis: Redis, sharded: bool
+) -> None:
+    """What a cluster does when a channel's slot moves to another shard: the old dispatcher
+    lets go of the channel and its streams, the new one subscribes it and wakes them (each
+    re-reads its row), and carries their updates from then on."""
+    client = connect_redis(redis_url())
+    other = ProgressDispatcher(client, sharded=sharded)
+    await other.start()
+    try:
+        task_id = uuid4()
+        first, second = Watcher(task_id), Watcher(task_id)
+        await dispatcher.watch(first)
+        await dispatcher.watch(second)
+        moved = dispatcher.release(first.channel)
+        assert moved == {first, second}
+        assert (dispatcher.channel_count, dispatcher.watch_count) == (0, 0)
+        wakes = (first.wakes, second.wakes)
+        other.adopt(first.channel, moved)
+        assert (first.wakes, second.wakes) == (wakes[0] + 1, wakes[1] + 1)
+        assert (other.channel_count, other.watch_count) == (1, 2)
+
+        async def moved_over() -> bool:
+            return (other.subscribed_channels, dispatcher.subscribed_channels) == (1, 0)
+
+        await wait_for(moved_over, timeout_s=5)
+        assert await redis.subscribers(task_id) == 1
+        await redis.publish(task_id, payload(task_id, 4))
+        assert await received(first, 1) == [4] and await received(second, 1) == [4]
+        assert (other.stats.delivered, dispatcher.stats.delivered) == (2, 0)
+    finally:
+        await other.close()
+        await client.aclose()
+
+
+async def test_releasing_a_channel_nobody_watches_gives_nothing(
+    dispatcher: ProgressDispatcher,
+) -> None:
+    assert dispatcher.release(progress_channel(uuid4())) == set()
+    assert dispatcher.channel_count == 0
