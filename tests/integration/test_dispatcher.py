@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import pytest
 import redis.asyncio as aioredis
 
-from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import CONFIRM_TIMEOUT_S, ProgressDispatcher
 from praxiom_progress.gateway.frames import Update
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.stream import ProgressStream, StreamStats
@@ -25,6 +28,7 @@ from praxiom_progress.taskstate.channels import progress_channel
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import ThrowawayRedis, redis_url, wait_for
+from tests.tcp_proxy import GatedProxy
 
 
 class Watcher(ProgressStream):
@@ -370,3 +374,46 @@ async def test_releasing_a_channel_nobody_watches_gives_nothing(
 ) -> None:
     assert dispatcher.release(progress_channel(uuid4())) == set()
     assert dispatcher.channel_count == 0
+
+
+async def test_a_subscription_redis_does_not_confirm_in_time_is_given_up_waiting_for(
+    sharded: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis (here: a proxy holding the SUBSCRIBE back) does not answer within
+    CONFIRM_TIMEOUT_S: `watch` returns all the same and says so, and the stream is served
+    once the answer comes."""
+    target = urlsplit(redis_url())
+    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
+    dispatcher = ProgressDispatcher(client, sharded=sharded)
+    await dispatcher.start()
+    direct = connect_redis(redis_url())
+    try:
+        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available))
+        watcher = Watcher()
+        proxy.open.clear()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+            await dispatcher.watch(watcher)
+        assert time.monotonic() - started >= CONFIRM_TIMEOUT_S
+        (record,) = [r for r in caplog.records if r.name == "gateway.dispatcher"]
+        assert record.getMessage() == (
+            f"Redis did not confirm a subscription within {CONFIRM_TIMEOUT_S:g}s"
+        )
+        assert record.action == "subscribe_unconfirmed"  # type: ignore[attr-defined]
+        proxy.open.set()
+        other = Redis(direct, sharded)
+
+        async def subscribed() -> bool:
+            return await other.subscribers(watcher.task_id) == 1
+
+        await wait_for(subscribed)
+        await other.publish(watcher.task_id, payload(watcher.task_id, 2))
+        assert await received(watcher, 1) == [2]
+    finally:
+        proxy.open.set()
+        await dispatcher.close()
+        await client.aclose()
+        await direct.aclose()
+        await proxy.cut()
