@@ -15,7 +15,6 @@ from `watch` without waiting for the confirmation.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 from uuid import UUID
