@@ -158,34 +158,42 @@ async def test_the_last_stream_leaving_unsubscribes_and_an_early_one_does_not(
     dispatcher: ProgressDispatcher, redis: Redis
 ) -> None:
     task_id = uuid4()
-    first, second = Watcher(task_id), Watcher(task_id)
+    first, second, staying = Watcher(task_id), Watcher(task_id), Watcher()
+    await dispatcher.watch(staying)
     await dispatcher.watch(first)
     await dispatcher.watch(second)
     dispatcher.unwatch(first)
-    assert (dispatcher.channel_count, dispatcher.watch_count) == (1, 1)
+    assert (dispatcher.channel_count, dispatcher.watch_count) == (2, 2)
     await redis.publish(task_id, payload(task_id, 2))
     assert await received(second, 1) == [2]
     assert first.updates == []
     dispatcher.unwatch(second)
     dispatcher.unwatch(second)  # twice: harmless
-    assert (dispatcher.channel_count, dispatcher.watch_count) == (0, 0)
+    assert (dispatcher.channel_count, dispatcher.watch_count) == (1, 1)
 
     async def unsubscribed() -> bool:  # the reader sends it, then reads Redis' answer
-        return await redis.subscribers(task_id) == 0 and dispatcher.subscribed_channels == 0
+        return await redis.subscribers(task_id) == 0 and dispatcher.subscribed_channels == 1
 
     await wait_for(unsubscribed, timeout_s=5)
+    assert await redis.subscribers(staying.task_id) == 1  # only that channel was dropped
+    await redis.publish(staying.task_id, payload(staying.task_id, 2))
+    assert await received(staying, 1) == [2]
 
 
 async def test_a_stream_returning_before_the_unsubscribe_keeps_the_subscription(
     dispatcher: ProgressDispatcher, redis: Redis
 ) -> None:
     task_id = uuid4()
-    leaving = Watcher(task_id)
+    leaving, pacer = Watcher(task_id), Watcher()
+    await dispatcher.watch(pacer)
     await dispatcher.watch(leaving)
     dispatcher.unwatch(leaving)
     back = Watcher(task_id)
     await dispatcher.watch(back)  # within the reader's second: the unsubscribe is withdrawn
-    await asyncio.sleep(0)
+    # Two messages read on another channel: the reader has sent what it had to in between.
+    for version in (2, 3):
+        await redis.publish(pacer.task_id, payload(pacer.task_id, version))
+        await received(pacer, version - 1)
     assert await redis.subscribers(task_id) == 1
     await redis.publish(task_id, payload(task_id, 2))
     assert await received(back, 1) == [2]
@@ -256,8 +264,10 @@ class Stuck(OpeningHooks):
 
     def __init__(self) -> None:
         self.reached = asyncio.Event()
+        self.channels: list[str] = []
 
     async def confirming(self, channel: str) -> None:
+        self.channels.append(channel)
         self.reached.set()
         await asyncio.Event().wait()
 
@@ -275,6 +285,7 @@ async def test_a_watch_cancelled_while_confirming_leaves_nothing_behind(
         watcher = Watcher()
         watching = asyncio.create_task(dispatcher.watch(watcher))
         await stuck.reached.wait()
+        assert stuck.channels == [watcher.channel]
         watching.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watching
@@ -417,3 +428,47 @@ async def test_a_subscription_redis_does_not_confirm_in_time_is_given_up_waiting
         await client.aclose()
         await direct.aclose()
         await proxy.cut()
+
+
+async def test_close_stops_the_reader_and_lets_go_of_its_connection(
+    sharded: bool, throwaway_redis: ThrowawayRedis
+) -> None:
+    def readers() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "progress-dispatcher"]
+
+    admin = connect_redis(throwaway_redis.url)
+    client = connect_redis(throwaway_redis.url)
+    try:
+        before = len(await admin.client_list())
+        dispatcher = ProgressDispatcher(client, sharded=sharded)
+        await dispatcher.start()
+        await dispatcher.watch(Watcher())
+        assert len(readers()) == 1
+        assert len(await admin.client_list()) == before + 1  # the subscription's connection
+        await dispatcher.close()
+        assert readers() == []
+
+        async def let_go() -> bool:
+            return len(await admin.client_list()) == before
+
+        await wait_for(let_go, timeout_s=5)
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_a_dispatcher_started_while_redis_is_down_connects_when_it_comes(
+    sharded: bool, throwaway_redis: ThrowawayRedis
+) -> None:
+    throwaway_redis.stop()
+    client = connect_redis(throwaway_redis.url)
+    dispatcher = ProgressDispatcher(client, sharded=sharded, max_backoff_s=0.2)
+    try:
+        await dispatcher.start()  # gives up waiting after CONFIRM_TIMEOUT_S: nothing there
+        assert not dispatcher.available
+        throwaway_redis.start()
+        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available))
+        assert dispatcher.stats.connections == 1
+    finally:
+        await dispatcher.close()
+        await client.aclose()
