@@ -93,7 +93,7 @@ async def dispatcher(sharded: bool) -> AsyncIterator[ProgressDispatcher]:
     client = connect_redis(redis_url())
     started = ProgressDispatcher(client, sharded=sharded)
     await started.start()
-    await wait_for(lambda: asyncio.sleep(0, result=started.available))
+    await wait_for(lambda: asyncio.sleep(0, result=started.available), timeout_s=5)
     yield started
     await started.close()
     await client.aclose()
@@ -103,7 +103,7 @@ async def received(watcher: Watcher, count: int) -> list[int]:
     async def enough() -> bool:
         return len(watcher.updates) >= count
 
-    await wait_for(enough, timeout_s=5, interval_s=0.01)
+    await wait_for(enough, timeout_s=3, interval_s=0.01)  # milliseconds on loopback
     return watcher.versions
 
 
