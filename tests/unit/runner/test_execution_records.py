@@ -334,3 +334,41 @@ async def test_a_task_cancelled_before_its_retry_is_recorded_is_left_alone(
     assert record.getMessage() == (
         f"task {task_id} was cancelled or reaped before its retry was recorded"
     )
+
+
+async def test_a_timeout_raised_by_the_handler_itself_is_an_error_not_the_task_s_timeout(
+    bench: HandlerKit,
+) -> None:
+    async def run(task: TaskContext) -> dict[str, Any]:
+        raise TimeoutError("upstream took too long")
+
+    ended = await bench.ended(await bench.start(run, timeout_s=60))
+    assert (ended.status, ended.error) == ("failed", "TimeoutError: upstream took too long")
+    assert (bench.stats.failed, bench.stats.timed_out) == (1, 0)
+
+
+async def test_a_stop_while_the_end_is_being_written_does_not_interrupt_it(
+    bench: HandlerKit,
+) -> None:
+    """Once the handler has returned, its end is written whatever comes: a shutdown arriving
+    while the write waits out PostgreSQL is too late to hand the task back."""
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        return {"done": True}
+
+    bench.store.fail_next("complete_task")  # the first end write fails: it is retried
+    held = await bench.start(run)
+    await wait_for(lambda: asyncio.sleep(0, result=bench.store.called("complete_task")))
+    held.withdraw(StopReason.SHUTDOWN)
+    ended = await bench.ended(held)
+    assert (ended.status, ended.result_data) == ("completed", {"done": True})
+    assert held.stop_reason is None
+
+
+def test_the_kill_grace_reaches_the_handler_processes(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    assert (
+        HandlerKit(store, publisher, kill_grace_s=0.25).executor.invoker.processes.kill_grace_s
+        == 0.25
+    )  # noqa: E501
