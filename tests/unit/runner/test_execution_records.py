@@ -371,4 +371,28 @@ def test_the_kill_grace_reaches_the_handler_processes(
     assert (
         HandlerKit(store, publisher, kill_grace_s=0.25).executor.invoker.processes.kill_grace_s
         == 0.25
-    )  # noqa: E501
+    )
+
+
+async def test_an_end_that_cannot_be_recorded_is_logged_and_left_to_the_reaper(
+    bench: HandlerKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug, or a write PostgreSQL rejects: the row stays running (the reaper ends it), the
+    error is logged with its traceback, and the runner carries on."""
+
+    async def rejected(**kwargs: Any) -> Task | None:
+        raise RuntimeError("value too long for type character varying")
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        return {}
+
+    bench.store.complete_task = rejected  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        held = await bench.start(run)
+        ended = await bench.ended(held)
+    assert ended.status == "running"
+    (record,) = records(caplog, "record_error")
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == f"task {held.task_id}: recording its end failed"
+    assert record.task_id == str(held.task_id)  # type: ignore[attr-defined]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
