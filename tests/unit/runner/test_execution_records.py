@@ -296,6 +296,7 @@ async def test_a_retry_whose_answer_was_lost_still_counts_and_runs_again(
         return {}
 
     store.lose_answer("retry_task")
+    store.fail_next("get_task")  # and the read that checks the retry fails once too
     with caplog.at_level(logging.INFO, logger=LOGGER):
         # The retry is due after the write's own back-off (0.1 s) has re-sent it: a retry
         # due sooner is claimed again while the lost answer is still being retried, and the
@@ -310,6 +311,8 @@ async def test_a_retry_whose_answer_was_lost_still_counts_and_runs_again(
     (record,) = records(caplog, "retrying")
     assert record.getMessage() == f"task {task_id}: {pending[0].message}"
     assert record.task_id == str(task_id)  # type: ignore[attr-defined]
+    warned = [r.getMessage().split(" in ")[0] for r in records(caplog, "write_retry")]
+    assert warned == ["retry_task failed, retrying", "get_task failed, retrying"]
 
 
 async def test_a_task_cancelled_before_its_retry_is_recorded_is_left_alone(
@@ -396,3 +399,41 @@ async def test_an_end_that_cannot_be_recorded_is_logged_and_left_to_the_reaper(
     assert record.getMessage() == f"task {held.task_id}: recording its end failed"
     assert record.task_id == str(held.task_id)  # type: ignore[attr-defined]
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+async def test_a_hand_back_retried_while_postgresql_is_down_names_its_query(
+    bench: HandlerKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = asyncio.Event()
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        started.set()
+        await asyncio.sleep(3600)
+        return {}
+
+    bench.store.fail_next("requeue_task")
+    with caplog.at_level(logging.WARNING):
+        held = await bench.start(run)
+        await started.wait()
+        held.withdraw(StopReason.SHUTDOWN)
+        ended = await bench.ended(held)
+    assert ended.status == "pending"
+    (record,) = records(caplog, "write_retry")
+    assert record.getMessage().startswith("requeue_task failed, retrying in ")
+
+
+async def test_an_end_whose_answer_was_lost_is_checked_by_a_read_that_is_retried_too(
+    bench: HandlerKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run(task: TaskContext) -> dict[str, Any]:
+        raise TaskFailed("no")
+
+    bench.store.lose_answer("fail_task")
+    bench.store.fail_next("get_task")
+    with caplog.at_level(logging.WARNING):
+        held = await bench.start(run)
+        ended = await bench.ended(held)
+    assert (ended.status, ended.error) == ("failed", "no")
+    assert bench.publisher.of(held.task_id)[-1] == ended  # ours: published
+    warned = [r.getMessage().split(" in ")[0] for r in records(caplog, "write_retry")]
+    assert warned == ["fail_task failed, retrying", "get_task failed, retrying"]
