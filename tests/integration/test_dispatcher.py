@@ -472,3 +472,49 @@ async def test_a_dispatcher_started_while_redis_is_down_connects_when_it_comes(
     finally:
         await dispatcher.close()
         await client.aclose()
+
+
+class Noting(OpeningHooks):
+    def __init__(self) -> None:
+        self.channels: list[str] = []
+
+    async def confirming(self, channel: str) -> None:
+        self.channels.append(channel)
+
+
+async def test_a_second_stream_arriving_mid_subscribe_waits_for_the_same_confirmation(
+    sharded: bool,
+) -> None:
+    """Its channel's subscribe is on its way (held at a proxy): the second stream sends none
+    of its own, but must not return before Redis has confirmed the first one either."""
+    target = urlsplit(redis_url())
+    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
+    hooks = Noting()
+    dispatcher = ProgressDispatcher(client, sharded=sharded, hooks=hooks)
+    direct = Redis(connect_redis(redis_url()), sharded)
+    try:
+        await dispatcher.start()
+        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available))
+        task_id = uuid4()
+        first, second = Watcher(task_id), Watcher(task_id)
+        proxy.open.clear()
+        watching = [asyncio.create_task(dispatcher.watch(first))]
+        await wait_for(lambda: asyncio.sleep(0, result=len(hooks.channels) == 1))
+        watching.append(asyncio.create_task(dispatcher.watch(second)))
+        await wait_for(lambda: asyncio.sleep(0, result=len(hooks.channels) == 2))
+        assert hooks.channels == [first.channel, first.channel]
+        assert not any(w.done() for w in watching)
+        proxy.open.set()
+        async with asyncio.timeout(5):
+            await asyncio.gather(*watching)
+        assert await direct.subscribers(task_id) == 1
+        await direct.publish(task_id, payload(task_id, 2))
+        assert await received(first, 1) == [2] and await received(second, 1) == [2]
+    finally:
+        proxy.open.set()
+        await dispatcher.close()
+        await client.aclose()
+        await direct.client.aclose()
+        await proxy.cut()
