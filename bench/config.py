@@ -37,8 +37,11 @@ class Config:
     backlog: int = 5000  # no-op tasks one runner drains
     spawn_rate: float = 50.0
     spawn_seconds: float = 5.0
+    tx_spawns: int = 200  # spawns in the application's own transactions, per driver
     report_seconds: float = 5.0
     loadgens: int = 3
+    workspaces: int = 200  # workspace streams, one per workspace ...
+    workspace_tasks: int = 50  # ... of this many running tasks each, 1 update/s per task
     naive_max: int = 5000  # streams, hence Redis connections, the naive baseline may open
     profile: bool = False
     quick: bool = False
@@ -56,7 +59,7 @@ class Config:
             base = replace(
                 base, idle_levels=(200, 500), idle_hold_s=3.0, watchers=200, tasks=200,
                 storm=200, seconds=3.0, backlog=500, spawn_seconds=2.0, report_seconds=2.0,
-                loadgens=2, quick=True,
+                loadgens=2, workspaces=20, quick=True,
             )  # fmt: skip
         return replace(
             base,
@@ -68,7 +71,10 @@ class Config:
             seconds=_float("BENCH_SECONDS", base.seconds),
             backlog=_int("BENCH_BACKLOG", base.backlog),
             loadgens=_int("BENCH_LOADGENS", base.loadgens),
+            workspaces=_int("BENCH_WORKSPACES", base.workspaces),
+            workspace_tasks=_int("BENCH_WORKSPACE_TASKS", base.workspace_tasks),
             naive_max=_int("BENCH_NAIVE_MAX", base.naive_max),
+            tx_spawns=_int("BENCH_TX_SPAWNS", base.tx_spawns),
             profile=_flag("BENCH_PROFILE"),
             knobs=" ".join(
                 f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")

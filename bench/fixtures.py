@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from praxiom_progress.runner.store import RunnerStore
 from praxiom_progress.taskstate.accounts import AccountStore
-from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import task_payload
@@ -75,12 +75,22 @@ async def prepare(settings: Settings, tasks: int) -> Fixture:
 
 
 class Publisher:
-    """Publishes benchmark updates, each a full payload with a higher version and `sent_ns`."""
+    """Publishes benchmark updates, each a full payload with a higher version and `sent_ns`;
+    with `workspace_of`, on each task's workspace channel too, as the runner's publisher does."""
 
-    def __init__(self, redis: aioredis.Redis, payloads: dict[UUID, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        payloads: dict[UUID, dict[str, Any]],
+        workspace_of: dict[UUID, UUID] | None = None,
+    ) -> None:
         self.redis = redis
         self.payloads = {task_id: dict(p) for task_id, p in payloads.items()}
-        self.channels = {task_id: progress_channel(task_id) for task_id in payloads}
+        self.channels = {
+            task_id: (progress_channel(task_id),)
+            + ((workspace_channel(workspace_of[task_id]),) if workspace_of else ())
+            for task_id in payloads
+        }
 
     def _next(self, task_id: UUID) -> str:
         payload = self.payloads[task_id]
@@ -100,12 +110,14 @@ class Publisher:
             due = min(count, int((time.monotonic() - started) * total_rate) + 1)
             if due > sent:
                 batch = [task_ids[k % len(task_ids)] for k in range(sent, due)]
-                if len(batch) == 1:
-                    await self.redis.publish(self.channels[batch[0]], self._next(batch[0]))
+                if len(batch) == 1 and len(self.channels[batch[0]]) == 1:
+                    await self.redis.publish(self.channels[batch[0]][0], self._next(batch[0]))
                 else:
                     pipe = self.redis.pipeline(transaction=False)
                     for task_id in batch:
-                        pipe.publish(self.channels[task_id], self._next(task_id))
+                        data = self._next(task_id)
+                        for channel in self.channels[task_id]:
+                            pipe.publish(channel, data)
                     await pipe.execute()
                 sent = due
             # Wake for the next message, but no more often than every 2 ms: at high rates

@@ -9,6 +9,8 @@ from bench.config import Config
 from bench.profile import Profile
 from bench.runnerbench import Drain, ReportRate, SpawnLatency
 from bench.scenarios import Delivery, Idle, Storm
+from bench.transactions import CommitToClaim
+from bench.workspaces import WorkspaceLoad
 
 OURS, NAIVE = "praxiom-progress", "naive baseline"
 
@@ -31,9 +33,12 @@ class Results:
     throttled: ReportRate | None = None  # at the default RUNNER_PROGRESS_MIN_INTERVAL
     drain: Drain | None = None
     spawn: SpawnLatency | None = None
+    # Spawned inside the application's own transaction: spawn (aiopg), spawn_sync (psycopg2).
+    transaction_spawns: list[CommitToClaim] = field(default_factory=list)
     pgbench: limits.Pgbench | None = None
     pgbench_one: limits.Pgbench | None = None
     publish_per_s: float = 0.0
     profiles: list[Profile] = field(default_factory=list)
+    workspaces: WorkspaceLoad | None = None  # workspace streams against task streams
     seconds: float = 0.0
     date: str = ""  # when the run started, UTC

@@ -19,6 +19,7 @@ from uuid import UUID
 from bench.fixtures import insert_tasks
 from bench.procs import REPO, CpuMeter, percentile
 from bench.profile import Profile, record
+from bench.transactions import CommitToClaim, commit_to_claim
 from praxiom_progress.taskstate.accounts import AccountStore
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.settings import Settings
@@ -182,3 +183,24 @@ class RunnerBench:
             percentile(latencies, 99),
             latencies[-1] if latencies else float("nan"),
         )
+
+    async def transaction_spawns(self, count: int, rate_per_s: float) -> list[CommitToClaim]:
+        """`count` spawns inside the application's own transactions, with `spawn` (aiopg) and
+        then `spawn_sync` (psycopg2), while one runner waits: commit to claim."""
+        workspace_id = await self._workspace()
+        child = await self._child("serve")
+        await self._answer(child, 30)  # ready: its LISTEN is up
+        try:
+            url = self.settings.database_url
+            return [
+                await commit_to_claim(
+                    self.db, url, workspace_id, sync=sync, count=count, rate_per_s=rate_per_s
+                )
+                for sync in (False, True)
+            ]
+        finally:
+            assert child.stdin is not None
+            child.stdin.write(b"stop\n")
+            await child.stdin.drain()
+            await self._answer(child, 30)
+            await child.wait()

@@ -56,6 +56,7 @@ class Delivery:
     publisher_cpu_pct: float
     open_failed: int = 0
     profile: Profile | None = None
+    kib_per_stream: float | None = None  # the server's RSS growth as the streams opened
 
     @property
     def delivered_pct(self) -> float:
@@ -150,12 +151,16 @@ class GatewayBench:
 
     async def deliver(
         self, task_ids: list[UUID], watchers_per_task: int, per_task_per_s: float,
-        seconds: float, *, profile_what: str = "",
+        seconds: float, *, profile_what: str = "", paths: list[str] | None = None,
     ) -> Delivery:  # fmt: skip
-        """`watchers_per_task` streams on each task, then paced publishes straight to Redis."""
-        paths = [p for p in self.paths(task_ids) for _ in range(watchers_per_task)]
+        """`watchers_per_task` streams on each task (or `paths`: streams that each see every
+        publish once, such as workspace streams), then paced publishes straight to Redis."""
+        if paths is None:
+            paths = [p for p in self.paths(task_ids) for _ in range(watchers_per_task)]
+        rss_before = self.server.rss()
         opened = await self.loadgens.open(paths, wait_first=self.first_is_event)
         await asyncio.sleep(0.5)
+        kib_per_stream = (self.server.rss() - rss_before) / len(paths) / 1024
         await self.loadgens.reset()
         server = CpuMeter([self.server.pid])
         loadgens = CpuMeter(self.loadgens.pids)
@@ -185,6 +190,7 @@ class GatewayBench:
             publisher_cpu_pct=publisher_cpu,
             open_failed=opened.failed,
             profile=await profiling if profiling is not None else None,
+            kib_per_stream=kib_per_stream,
         )
         await self.quiet()
         return result

@@ -35,7 +35,6 @@ from aiohttp import web
 
 from praxiom_progress.cli.embedded import embedded_postgres, embedded_redis, redis_server_binary
 from praxiom_progress.gateway.app import create_app
-from praxiom_progress.gateway.catalogue import TaskType as CataloguedType
 from praxiom_progress.gateway.server import make_runner
 from praxiom_progress.runner import builtin
 from praxiom_progress.runner.catalogue import catalogue_entries
@@ -48,6 +47,7 @@ from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX
 from praxiom_progress.taskstate.db import Database, schema_text
 from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis
 from praxiom_progress.taskstate.settings import Settings, explicit_servers
+from praxiom_progress.taskstate.spawning import TaskType as CataloguedType
 from praxiom_progress.taskstate.store import TaskStore
 
 REPO = Path(__file__).resolve().parent.parent

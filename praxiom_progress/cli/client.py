@@ -20,16 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import aiohttp
 from yarl import URL
 
-from praxiom_client import (
-    StreamError,
-    StreamRefused,
-    StreamUnreachable,
-    connection_reason,
-    watch_task,
-)
+from praxiom_client import Client, Conflict, OnRetry, PraxiomError, Refused
 from praxiom_progress.cli import watch
 
 COMMANDS: tuple[str, ...] = ("spawn", "status", "cancel", "watch")
@@ -37,7 +30,6 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 _USER_AGENT = "praxiom-progress-cli"
-_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 _MAX_ERROR_LINE = 500
 
 
@@ -73,13 +65,6 @@ class Target:
 
     url: str  # without a trailing slash
     token: str
-
-    def task_url(self, task_id: str, action: str) -> str:
-        return f"{self.url}/api/tasks/{task_id}/{action}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "User-Agent": _USER_AGENT}
 
 
 def resolve_target(args: argparse.Namespace, defaults: ClientDefaults) -> Target:
@@ -210,40 +195,20 @@ def _already_finished_line(body: str) -> str:
     return "the task has already finished"
 
 
-def _unreachable(target: Target, exc: BaseException) -> CommandError:
-    return CommandError(f"cannot reach {target.url}: {connection_reason(exc)}")
+def _command_error(exc: PraxiomError) -> CommandError:
+    """The one `error:` line for what the client raised."""
+    if isinstance(exc, Conflict):
+        return CommandError(_already_finished_line(exc.body))
+    if isinstance(exc, Refused):
+        return CommandError(http_error_line(exc.status, exc.reason, exc.body))
+    return CommandError(watch.one_line(str(exc)))
 
 
 # -- the commands -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    reason: str
-    body: str
-
-    def payload(self, url: str) -> dict[str, Any]:
-        document = _error_document(self.body)
-        if not document:
-            raise CommandError(f"{url} answered {self.status} with no JSON object")
-        return document
-
-
-async def _call(target: Target, method: str, url: str, body: Any = None) -> Answer:
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=_REQUEST_TIMEOUT, headers=target.headers) as session,
-            session.request(method, url, json=body) as response,
-        ):
-            text = await response.text(errors="replace")
-            return Answer(response.status, response.reason or "", text)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise _unreachable(target, exc) from exc
-
-
-def _refused(answer: Answer) -> CommandError:
-    return CommandError(http_error_line(answer.status, answer.reason, answer.body))
+def _client(target: Target, on_retry: OnRetry | None = None) -> Client:
+    return Client(target.url, target.token, user_agent=_USER_AGENT, on_retry=on_retry)
 
 
 def _print_json(payload: Mapping[str, Any]) -> None:
@@ -251,59 +216,33 @@ def _print_json(payload: Mapping[str, Any]) -> None:
 
 
 async def _spawn(args: argparse.Namespace, target: Target) -> int:
-    body: dict[str, Any] = {"task_type": args.task_type}
-    if args.workspace_id is not None:
-        body["workspace_id"] = args.workspace_id
-    if args.params is not None:
-        body["params"] = args.params
-    url = f"{target.url}/api/tasks/spawn"
-    answer = await _call(target, "POST", url, body)
-    if answer.status >= 400:
-        raise _refused(answer)
-    task_id = answer.payload(url).get("task_id")
+    async with _client(target) as client:
+        task = await client.spawn(
+            args.task_type, workspace_id=args.workspace_id, params=args.params
+        )
+    task_id = task.get("task_id")
     if not isinstance(task_id, str):
-        raise CommandError(f"{url} answered {answer.status} without a task_id")
+        raise CommandError(f"{target.url} answered the spawn without a task_id")
     print(task_id, flush=True)
     return EXIT_OK
 
 
 async def _status(args: argparse.Namespace, target: Target) -> int:
-    url = target.task_url(args.task_id, "status")
-    answer = await _call(target, "GET", url)
-    if answer.status >= 400:
-        raise _refused(answer)
-    _print_json(answer.payload(url))
+    async with _client(target) as client:
+        _print_json(await client.status(args.task_id))
     return EXIT_OK
 
 
 async def _cancel(args: argparse.Namespace, target: Target) -> int:
-    url = target.task_url(args.task_id, "cancel")
-    answer = await _call(target, "POST", url)
-    if answer.status == 409:
-        raise CommandError(_already_finished_line(answer.body))
-    if answer.status >= 400:
-        raise _refused(answer)
-    _print_json(answer.payload(url))
+    async with _client(target) as client:
+        _print_json(await client.cancel(args.task_id))
     return EXIT_OK
 
 
 async def _watch(args: argparse.Namespace, target: Target) -> int:
     renderer = watch.make_renderer(sys.stdout, as_json=args.json, title=f"task {args.task_id[:8]}")
-    try:
-        payloads = watch_task(
-            target.url,
-            args.task_id,
-            target.token,
-            on_retry=renderer.reconnecting,
-            user_agent=_USER_AGENT,
-        )
-        final = await watch.render(payloads, renderer)
-    except StreamRefused as exc:
-        raise CommandError(http_error_line(exc.status, exc.reason, exc.body)) from exc
-    except StreamUnreachable as exc:
-        raise CommandError(f"cannot reach {target.url}: {exc}") from exc
-    except StreamError as exc:
-        raise CommandError(str(exc)) from exc
+    async with _client(target, on_retry=renderer.reconnecting) as client:
+        final = await watch.render(client.watch(args.task_id), renderer)
     status = final["status"]
     if status == "failed":
         error = final.get("error")
@@ -340,7 +279,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     _tolerate_any_encoding()
     try:
         target = resolve_target(args, client_defaults(environ))
-        return asyncio.run(_RUN[args.command](args, target))
+        try:
+            return asyncio.run(_RUN[args.command](args, target))
+        except PraxiomError as exc:
+            raise _command_error(exc) from exc
     except CommandError as exc:
         _print_error(str(exc))
         return exc.exit_code

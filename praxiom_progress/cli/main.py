@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from praxiom_progress import __version__
-from praxiom_progress.cli import client
+from praxiom_progress.cli import client, tokens
+from praxiom_progress.cli.arguments import CommandFailed, UsageError, name
 from praxiom_progress.taskstate.accounts import AccountStore
 from praxiom_progress.taskstate.db import Database, migrate
 from praxiom_progress.taskstate.errors import SchemaMissing, StoreUnavailable
@@ -25,35 +24,6 @@ from praxiom_progress.taskstate.resources import LoopComplaints, raise_open_file
 from praxiom_progress.taskstate.settings import Settings, SettingsError, explicit_servers
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_MAX_NAME_LENGTH = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit 2."""
-
-
-class CommandFailed(Exception):
-    """The command could not do its work: reported on one line, exit 1."""
-
-
-def _name(value: str) -> str:
-    value = value.strip()
-    if not value or len(value) > _MAX_NAME_LENGTH or _CONTROL.search(value):
-        raise argparse.ArgumentTypeError(
-            f"must be 1 to {_MAX_NAME_LENGTH} printable characters, got {value!r}"
-        )
-    return value
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {value!r}") from None
-    if not 0 < seconds < 10 * 365 * 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and ten years, got {value!r}")
-    return seconds
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,39 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("runner", help="run the runner daemon until SIGTERM/SIGINT")
     commands.add_parser("gateway", help="serve the SSE gateway until SIGTERM/SIGINT")
 
-    token = commands.add_parser("token", help="issue and revoke API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser(
-        "create",
-        help="issue a user's token (creating the workspace, user and membership if missing) or, "
-        "with --service, an internal service's",
-    )
-    create.add_argument(
-        "--workspace",
-        action="append",
-        type=_name,
-        default=[],
-        help="workspace name (a user's: exactly one; a service's: repeat to grant several)",
-    )
-    principal = create.add_mutually_exclusive_group(required=True)
-    principal.add_argument("--user", type=_name, help="user name: the token acts as this user")
-    principal.add_argument(
-        "--service", type=_name, help="service name: the token acts only in granted workspaces"
-    )
-    create.add_argument(
-        "--all-workspaces",
-        action="store_true",
-        help="service tokens only: grant every workspace, present and future",
-    )
-    create.add_argument(
-        "--read-only",
-        action="store_true",
-        help="service tokens only: status, record and progress; never spawn or cancel",
-    )
-    create.add_argument("--expires-in", type=_seconds, metavar="SECONDS", help="lifetime")
-    create.add_argument("--json", action="store_true", help="print a JSON object")
-    revoke = token_commands.add_parser("revoke", help="revoke a token")
-    revoke.add_argument("token")
+    tokens.add_commands(commands)
 
     commands.add_parser(
         "dev",
@@ -117,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     member = commands.add_parser("member", help="manage workspace membership")
     member_commands = member.add_subparsers(dest="member_command", required=True)
     remove = member_commands.add_parser("remove", help="remove a user from a workspace")
-    remove.add_argument("--workspace", required=True, type=_name)
-    remove.add_argument("--user", required=True, type=_name)
+    remove.add_argument("--workspace", required=True, type=name)
+    remove.add_argument("--user", required=True, type=name)
     return parser
 
 
@@ -136,88 +74,6 @@ async def _migrate(settings: Settings) -> int:
         print(f"database {created} created")
     print("schema applied")
     return EXIT_OK
-
-
-def _check_token_create(args: argparse.Namespace) -> None:
-    """The option combinations argparse cannot express: one line, exit 2."""
-    if args.user is not None:
-        if args.all_workspaces or args.read_only:
-            raise UsageError("--all-workspaces and --read-only are for --service tokens only")
-        if len(args.workspace) != 1:
-            raise UsageError("a user's token needs exactly one --workspace")
-    elif args.all_workspaces == bool(args.workspace):
-        raise UsageError("a --service token needs --workspace (one or more) or --all-workspaces")
-
-
-def _token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
-    _check_token_create(args)
-    if args.service is not None:
-        return _service_token_create(args)
-
-    async def work(db: Database) -> int:
-        (workspace,) = args.workspace
-        issued = await AccountStore(db).create_token(
-            workspace=workspace, user=args.user, expires_in_s=args.expires_in
-        )
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "token": issued.token,
-                        "user_id": str(issued.user_id),
-                        "workspace_id": str(issued.workspace_id),
-                        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
-                    }
-                )
-            )
-        else:
-            print(f"workspace {workspace} ({issued.workspace_id}), user {args.user}")
-            print(issued.token)
-        return EXIT_OK
-
-    return work
-
-
-def _service_token_create(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
-    async def work(db: Database) -> int:
-        issued = await AccountStore(db).create_service_token(
-            service=args.service,
-            workspaces=args.workspace,
-            all_workspaces=args.all_workspaces,
-            read_only=args.read_only,
-            expires_in_s=args.expires_in,
-        )
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "token": issued.token,
-                        "service": issued.service,
-                        "workspace_ids": sorted(str(w) for w in issued.workspace_ids),
-                        "all_workspaces": issued.all_workspaces,
-                        "read_only": issued.read_only,
-                        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
-                    }
-                )
-            )
-        else:
-            scope = "all workspaces" if issued.all_workspaces else ", ".join(args.workspace)
-            mode = "read-only" if issued.read_only else "read-write"
-            print(f"service {issued.service}: {scope}, {mode}")
-            print(issued.token)
-        return EXIT_OK
-
-    return work
-
-
-def _token_revoke(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
-    async def work(db: Database) -> int:
-        if not await AccountStore(db).revoke_token(args.token):
-            raise CommandFailed("no such token")
-        print("token revoked")
-        return EXIT_OK
-
-    return work
 
 
 def _member_remove(args: argparse.Namespace) -> Callable[[Database], Awaitable[int]]:
@@ -272,8 +128,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, An
 
         return run_dev(settings, explicit_servers())
     if args.command == "token":
-        work = _token_create(args) if args.token_command == "create" else _token_revoke(args)
-        return _with_database(settings, work)
+        return _with_database(settings, tokens.work_for(args))
     return _with_database(settings, _member_remove(args))
 
 

@@ -27,7 +27,8 @@ from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
 from praxiom_progress.gateway.cluster import ClusterDispatcher
 from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
-from praxiom_progress.gateway.dispatcher import Dispatcher, ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.errors import error_middleware
 from praxiom_progress.gateway.idle import IdleSweeper
 from praxiom_progress.gateway.keys import (
@@ -41,23 +42,29 @@ from praxiom_progress.gateway.keys import (
     LIMIT_STATS,
     METRICS,
     OPENING_HOOKS,
-    PUBLISHER,
     REDIS,
     SETTINGS,
     STREAM_ACCESS,
     STREAM_STATS,
     STREAMS,
     TASK_STORE,
+    TASK_WRITES,
+    WORKSPACE_READS,
+    WORKSPACE_STREAMS,
 )
+from praxiom_progress.gateway.listener import DatabaseEvents
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.token_use import TokenUse
+from praxiom_progress.gateway.workspace_reads import WorkspaceReads
+from praxiom_progress.gateway.workspace_sse import recheck_workspace_streams, workspace_progress
+from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.publisher import (
-    ProgressPublisher,
     connect_redis,
     connect_redis_cluster,
 )
@@ -77,8 +84,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         on_query=app[METRICS].observe_query,
     )
     app[TASK_STORE] = TaskStore(db)
-    app[GATEWAY_STORE] = GatewayStore(db)
+    app[GATEWAY_STORE] = GatewayStore(
+        db, TokenUse(db, interval_s=settings.token_last_used_interval_s)
+    )
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
+    app[WORKSPACE_READS] = WorkspaceReads(
+        db, recent_s=settings.sse_workspace_recent_s, max_tasks=settings.sse_workspace_max_tasks
+    )
     app[CATALOGUE] = TaskTypeCatalogue(
         db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
     )
@@ -95,52 +107,55 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
         client: aioredis.Redis | RedisCluster = cluster
         dispatcher = ClusterDispatcher(slots, lag=lag)
-        publisher = ProgressPublisher(slots)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
         dispatcher = ProgressDispatcher(redis, lag=lag, hooks=app[OPENING_HOOKS])
-        publisher = ProgressPublisher(redis)
     app[REDIS] = client
-    app[PUBLISHER] = publisher
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
-    await publisher.start()
     yield
     await dispatcher.close()
-    await publisher.aclose()
     await client.aclose()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The tasks that run beside the requests: the idle sweeper, the access-change LISTEN,
-    and the dependency watch."""
+    """The tasks that run beside the requests: the idle sweeper, the LISTEN for access
+    changes and unpublished task writes, and the dependency watch."""
+    workspaces, reads = app[WORKSPACE_STREAMS], app[WORKSPACE_READS]
     sweeper = IdleSweeper(
         app[STREAMS],
         app[GATEWAY_STORE],
         app[STREAM_STATS],
         app[LIMIT_STATS],
         idle_timeout_s=app[SETTINGS].sse_idle_timeout_s,
+        recheck_more=lambda: recheck_workspace_streams(workspaces, reads, app[LIMIT_STATS]),
     )
     app[IDLE_SWEEPER] = sweeper
     db, redis = app[GATEWAY_STORE].db, app[REDIS]
-    changes = AccessChanges(db, sweeper)
+    changes = AccessChanges(sweeper)
     app[ACCESS_CHANGES] = changes
+    writes = TaskWrites(app[GATEWAY_STORE], app[DISPATCHER], workspaces)
+    app[TASK_WRITES] = writes
+    events = DatabaseEvents(db, changes, writes)
     watch = DependencyWatch(
         {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
     )
     running = [
         asyncio.create_task(sweeper.run(), name="idle-sweeper"),
-        asyncio.create_task(changes.run(), name="access-changes"),
+        asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
+        asyncio.create_task(app[GATEWAY_STORE].token_use.run(), name="token-use"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
+    await writes.close()
+    await app[GATEWAY_STORE].token_use.close()
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
-    # A request body over GATEWAY_MAX_BODY_BYTES (DESIGN.md: 1 MiB) gets 413.
+    # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
     app = web.Application(
         middlewares=[
             access_log_middleware,
@@ -154,6 +169,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
     limits.setup(app, settings)
     app[STREAMS] = weakref.WeakSet()
+    app[WORKSPACE_STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
     app[OPENING_HOOKS] = OpeningHooks()  # a test may replace it before the app starts
@@ -167,6 +183,9 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
+    app.router.add_get(
+        "/api/workspaces/{workspace_id}/progress", workspace_progress, allow_head=False
+    )
     app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)

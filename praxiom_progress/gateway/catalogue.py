@@ -10,52 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from praxiom_progress.gateway.params import ParamsCheck
-from praxiom_progress.gateway.schemas import SpawnRequestSchema, spawn_request_schema
 from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.spawning import CatalogueView
 from praxiom_progress.taskstate.sql import load_queries
 
 QUERIES = load_queries("praxiom_progress.gateway", "catalogue.sql")
+TASKSTATE_QUERIES = load_queries("praxiom_progress.taskstate")
 #: How long a catalogue read is reused.
 CACHE_S = 1.0
-
-
-@dataclass(frozen=True)
-class TaskType:
-    name: str
-    label: str
-    description: str
-    timeout_s: float
-    params_schema: Mapping[str, Any]
-    max_attempts: int
-    served: bool  # a live runner recorded it within RUNNER_STALE_AFTER
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TaskType:
-        return cls(
-            row["name"],
-            row["label"],
-            row["description"],
-            row["timeout_s"],
-            row["params_schema"],
-            row["max_attempts"],
-            bool(row["served"]),
-        )
-
-    def listing(self) -> dict[str, Any]:
-        """One item of `GET /api/task-types`."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "served": self.served,
-            "timeout_s": self.timeout_s,
-            "description": self.description,
-            "params_schema": dict(self.params_schema),
-        }
 
 
 @dataclass(frozen=True)
@@ -74,28 +39,6 @@ class UnservedType:
             "message": f"{self.pending} pending {self.task_type} task(s): no live runner "
             "serves this type",
         }
-
-
-@dataclass
-class CatalogueView:
-    """One read of the catalogue: the accepted types, the spawn body's schema naming them, and
-    each type's params check (built when first needed)."""
-
-    types: Mapping[str, TaskType]
-    read_at: float  # time.monotonic() when the read began
-    spawn_schema: SpawnRequestSchema = field(init=False)
-    _checks: dict[str, ParamsCheck] = field(default_factory=dict, init=False)
-
-    def __post_init__(self) -> None:
-        self.spawn_schema = spawn_request_schema(tuple(self.types))
-
-    def params_errors(self, task_type: str, params: Mapping[str, Any]) -> dict[str, list[str]]:
-        check = self._checks.get(task_type)
-        if check is None:
-            check = self._checks[task_type] = ParamsCheck(
-                task_type, self.types[task_type].params_schema
-            )
-        return check.field_errors(params)
 
 
 class TaskTypeCatalogue:
@@ -136,11 +79,9 @@ class TaskTypeCatalogue:
     async def _read(self) -> CatalogueView:
         started = time.monotonic()  # what a runner recorded before this is in the answer
         rows = await self._db.fetch_all(
-            QUERIES["task_types"], {"stale_after_s": self._stale_after_s}
+            TASKSTATE_QUERIES["task_types"], {"stale_after_s": self._stale_after_s}
         )
-        types = (TaskType.from_row(row) for row in rows)
-        accepted = {t.name: t for t in types if not self._allowed or t.name in self._allowed}
-        return CatalogueView(accepted, started)
+        return CatalogueView.from_rows(rows, started, self._allowed)
 
     async def unserved(self) -> list[UnservedType]:
         """Types with pending tasks that no live runner serves (also kept in `unserved_last`)."""

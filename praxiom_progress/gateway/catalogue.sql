@@ -1,12 +1,5 @@
--- The task-type catalogue, as the gateway reads it (the runners write it: runner/queries.sql).
-
--- task_types --
--- Every catalogued type, in registration order; `served` when a runner recorded it within
--- the stale window.
-SELECT name, label, description, timeout_s, params_schema, max_attempts,
-       last_served_at > now() - make_interval(secs => %(stale_after_s)s) AS served
-  FROM task_types
- ORDER BY position, name;
+-- The task-type catalogue's pending work, as the gateway reports it (the runners write the
+-- catalogue: runner/queries.sql; the spawn check reads it: taskstate/queries.sql).
 
 -- unserved_pending --
 -- Per type whose pending tasks no live runner serves (not catalogued, or not recorded within

@@ -22,9 +22,10 @@ import contextlib
 import dataclasses
 import logging
 
-from praxiom_progress.gateway.dispatcher import DispatcherStats, ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.lag import LagHistogram
-from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.gateway.stream import Watcher
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.slotmap import SlotMap, node_url
 
@@ -46,9 +47,7 @@ class ClusterDispatcher:
         self._lag = lag
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
-        self._homeless: dict[
-            str, set[ProgressStream]
-        ] = {}  # channels of slots no known node serves
+        self._homeless: dict[str, set[Watcher]] = {}  # channels of slots no known node serves
         self._dropped: dict[str, int] = {}  # channels a node unsubscribed -> slot-map reads since
         self._refresh_wanted = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
@@ -115,7 +114,7 @@ class ClusterDispatcher:
 
     # -- watching ----------------------------------------------------------------------------
 
-    async def watch(self, stream: ProgressStream) -> None:
+    async def watch(self, stream: Watcher) -> None:
         channel = stream.channel
         shard = self._homes.get(channel) or self._owner(channel)
         if shard is None:  # no slot map yet: the stream polls until one comes
@@ -124,7 +123,7 @@ class ClusterDispatcher:
         self._homes[channel] = shard
         await shard.watch(stream)
 
-    def unwatch(self, stream: ProgressStream) -> None:
+    def unwatch(self, stream: Watcher) -> None:
         channel = stream.channel
         shard = self._homes.get(channel)
         if shard is not None:
@@ -138,9 +137,19 @@ class ClusterDispatcher:
             if not homeless:
                 del self._homeless[channel]
 
-    def available_for(self, stream: ProgressStream) -> bool:
+    def available_for(self, stream: Watcher) -> bool:
         shard = self._homes.get(stream.channel)
         return shard is not None and shard.available
+
+    def watching(self, channel: str) -> bool:
+        return channel in self._homes or channel in self._homeless
+
+    def offer(self, channel: str, data: bytes) -> None:
+        """A payload that did not come through Redis (gateway.written); a homeless channel's
+        streams poll, so they need nothing."""
+        shard = self._homes.get(channel)
+        if shard is not None:
+            shard.offer(channel, data)
 
     # -- the slot map ------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from uuid import UUID
 
 from aiohttp import web
 
-from praxiom_progress.gateway.catalogue import TaskType
 from praxiom_progress.gateway.keys import (
     CATALOGUE,
     DEMO_TEMPLATE,
@@ -27,6 +26,7 @@ from praxiom_progress.gateway.keys import (
     TASK_STORE,
 )
 from praxiom_progress.taskstate.accounts import AccountStore
+from praxiom_progress.taskstate.spawning import TaskType
 from praxiom_progress.taskstate.tokens import hash_token
 
 STATIC_DIR = Path(__file__).with_name("demo_static")

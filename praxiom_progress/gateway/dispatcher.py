@@ -23,18 +23,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.frames import Update
 from praxiom_progress.gateway.lag import LagHistogram, LagSampler
 from praxiom_progress.gateway.opening import OpeningHooks
-from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.gateway.stream import Watcher
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
-from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX
+from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX, WORKSPACE_CHANNEL_PREFIX
 from praxiom_progress.taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.dispatcher")
@@ -48,47 +47,7 @@ RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
 #: Where the task id starts in a channel's name.
-_TASK_ID_AT = len(PROGRESS_CHANNEL_PREFIX)
-
-
-@dataclass
-class DispatcherStats:
-    messages: int = 0
-    delivered: int = 0
-    written: int = 0  # of those, written straight to the socket by the dispatcher
-    undecodable: int = 0
-    mismatched: int = 0  # a payload whose task id is not its channel's: forged, dropped
-    coalesced: int = 0  # updates that replaced one a slow stream had not sent yet
-    connections: int = 0  # times the subscription came up
-
-
-class Dispatcher(Protocol):
-    """A single-Redis dispatcher or a cluster's (gateway.cluster), as streams and tests see it."""
-
-    @property
-    def stats(self) -> DispatcherStats: ...
-
-    @property
-    def available(self) -> bool: ...
-
-    @property
-    def channel_count(self) -> int: ...
-
-    @property
-    def watch_count(self) -> int: ...
-
-    @property
-    def subscribed_channels(self) -> int: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def watch(self, stream: ProgressStream) -> None: ...
-
-    def unwatch(self, stream: ProgressStream) -> None: ...
-
-    def available_for(self, stream: ProgressStream) -> bool: ...
+_TASK_ID_AT, _WORKSPACES = len(PROGRESS_CHANNEL_PREFIX), WORKSPACE_CHANNEL_PREFIX
 
 
 class ProgressDispatcher:
@@ -113,10 +72,12 @@ class ProgressDispatcher:
         self._on_lost = on_lost
         self._on_dropped = on_dropped
         self._max_backoff_s = max_backoff_s
-        self._watches: dict[str, set[ProgressStream]] = {}  # channel -> its streams
+        self._watches: dict[str, set[Watcher]] = {}  # channel -> its streams
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._to_unsubscribe: set[str] = set()
         self._to_subscribe: set[str] = set()
+        self._batch: list[str] = []  # new channels for the next SUBSCRIBE
+        self._sending: asyncio.Task[None] | None = None
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
@@ -140,7 +101,7 @@ class ProgressDispatcher:
             return 0
         return len(self._pubsub.shard_channels if self._sharded else self._pubsub.channels)
 
-    def available_for(self, stream: ProgressStream) -> bool:
+    def available_for(self, stream: Watcher) -> bool:
         return self.available
 
     def watching(self, channel: str) -> bool:
@@ -165,13 +126,12 @@ class ProgressDispatcher:
                 await self._started.wait()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await cancel_and_wait([self._reader])
+        await cancel_and_wait([t for t in (self._reader, self._sending) if t is not None])
         await self._drop_pubsub()
 
     # -- watching ----------------------------------------------------------------------------
 
-    async def watch(self, stream: ProgressStream) -> None:
+    async def watch(self, stream: Watcher) -> None:
         """Register a stream; when it is the channel's first, wait until Redis confirms the
         subscription, so that nothing published after this returns can be missed."""
         channel = stream.channel
@@ -180,14 +140,15 @@ class ProgressDispatcher:
         self._to_unsubscribe.discard(channel)
         try:
             if len(watches) == 1 and self.available and self._pubsub is not None:
-                await self._subscribe(self._pubsub, channel)
+                self._subscribe_soon(channel)
+                await self._await_confirmation(channel)
             elif channel in self._confirmations:
                 await self._await_confirmation(channel)  # a subscribe is under way
         except BaseException:
             self.unwatch(stream)  # cancelled (the client left): the caller will not unwatch
             raise
 
-    def unwatch(self, stream: ProgressStream) -> None:
+    def unwatch(self, stream: Watcher) -> None:
         watches = self._watches.get(stream.channel)
         if watches is None:
             return
@@ -196,7 +157,7 @@ class ProgressDispatcher:
             del self._watches[stream.channel]
             self._to_unsubscribe.add(stream.channel)  # sent by the reader, within a second
 
-    def release(self, channel: str) -> set[ProgressStream]:
+    def release(self, channel: str) -> set[Watcher]:
         """Hand a channel's streams over to another shard (its hash slot moved)."""
         watches = self._watches.pop(channel, set())
         self._to_unsubscribe.add(channel)
@@ -205,7 +166,7 @@ class ProgressDispatcher:
             future.set_result(None)
         return watches
 
-    def adopt(self, channel: str, streams: Iterable[ProgressStream]) -> None:
+    def adopt(self, channel: str, streams: Iterable[Watcher]) -> None:
         """Take over streams from another shard; they re-read the row once subscribed here."""
         self._watches.setdefault(channel, set()).update(streams)
         self._to_unsubscribe.discard(channel)
@@ -213,17 +174,27 @@ class ProgressDispatcher:
         for stream in self._watches[channel]:
             stream.wake()
 
-    async def _subscribe(self, pubsub: aioredis.client.PubSub, channel: str) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._confirmations[channel] = future
-        try:
-            await self._send_subscribe(pubsub, [channel])
-        except (RedisError, OSError) as exc:
-            self._confirmations.pop(channel, None)
-            self._to_subscribe.add(channel)  # the reader tries again (or reconnects) shortly
-            log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
-            return
-        await self._await_confirmation(channel)
+    def _subscribe_soon(self, channel: str) -> None:
+        """Subscribe with every channel asked for in this turn of the loop: one SUBSCRIBE for a
+        burst of new streams (a deploy's reconnect storm answers its authorizations together),
+        not one round of command packing and socket write each."""
+        self._confirmations[channel] = asyncio.get_running_loop().create_future()
+        self._batch.append(channel)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_batches(), name="subscribe-batch")
+
+    async def _send_batches(self) -> None:
+        await asyncio.sleep(0)  # the other streams this turn let through join the batch
+        while self._batch and self._pubsub is not None:
+            channels = [c for c in self._batch if c in self._watches]  # none left meanwhile
+            self._batch = []
+            try:
+                await self._send_subscribe(self._pubsub, channels)
+            except (RedisError, OSError) as exc:
+                for channel in channels:  # released to poll; the reader tries again shortly
+                    _settle(self._confirmations.pop(channel, None))
+                self._to_subscribe.update(channels)
+                log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
 
     async def _await_confirmation(self, channel: str) -> None:
         future = self._confirmations.get(channel)
@@ -326,27 +297,27 @@ class ProgressDispatcher:
         if kind not in ("message", "smessage"):
             return
         self.stats.messages += 1
+        data = message["data"]
+        self.offer(channel, data if isinstance(data, bytes) else str(data).encode())
+
+    def offer(self, channel: str, data: bytes) -> None:
+        """A payload (from Redis, or gateway.written) checked, then handed to every stream."""
         watches = self._watches.get(channel)
         if not watches:
             return
-        data = message["data"]
-        if not isinstance(data, bytes):
-            data = str(data).encode()
         try:
             decoded = json.loads(data)
-            if decoded["id"] != channel[_TASK_ID_AT:]:
+            task_id = decoded["id"]  # a workspace's streams check theirs (gateway.workspace)
+            if task_id != channel[_TASK_ID_AT:] and not channel.startswith(_WORKSPACES):
                 self.stats.mismatched += 1
                 log.warning(
                     "dropped a message on %s for another task", channel,
                     extra={"action": "message_mismatched"},
                 )  # fmt: skip
                 return
-            update = Update.of(
-                int(decoded["version"]),
-                data,
-                decoded["status"] in TERMINAL_STATUSES,
-                received=self.lag_sampler.stamp(),
-            )
+            terminal = decoded["status"] in TERMINAL_STATUSES
+            stamp = self.lag_sampler.stamp()
+            update = Update.of(int(decoded["version"]), data, terminal, None, stamp, str(task_id))
         except (ValueError, KeyError, TypeError):
             self.stats.undecodable += 1
             log.warning("ignored an undecodable message on %s", channel)
@@ -396,3 +367,8 @@ class ProgressDispatcher:
 
 def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

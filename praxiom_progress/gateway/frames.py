@@ -23,6 +23,10 @@ class Update:
     terminal: bool
     received: float = 0.0  # monotonic arrival time of a lag-sampled message; 0.0 otherwise
     chunk: bytes = b""  # `frame` as one HTTP/1.1 chunk, for writing straight to a socket
+    # A workspace stream's needs (gateway.workspace): whose update it is, and the event's
+    # `data:` lines alone, which it sends under an `id:` of its own.
+    task_id: str = ""
+    lines: bytes = b""
 
     @classmethod
     def of(
@@ -32,15 +36,17 @@ class Update:
         terminal: bool,
         retry_ms: int | None = None,
         received: float = 0.0,
+        task_id: str = "",
     ) -> Update:
         """The event for one payload (as published: compact JSON, so one `data:` line)."""
         lines = b"".join(b"data: %s\r\n" % line for line in _LINE_BREAK.split(data))
         retry = b"retry: %d\r\n" % retry_ms if retry_ms is not None else b""
         frame = b"id: %d\r\n%s%s\r\n" % (version, lines, retry)
-        return cls(version, frame, terminal, received, b"%x\r\n%s\r\n" % (len(frame), frame))
+        chunk = b"%x\r\n%s\r\n" % (len(frame), frame)
+        return cls(version, frame, terminal, received, chunk, task_id, lines)
 
 
 def snapshot(task: Task, retry_ms: int | None = None) -> Update:
     """The event for a task read from PostgreSQL."""
     data = encode_payload(task_payload(task)).encode()
-    return Update.of(task.version, data, task.is_terminal, retry_ms)
+    return Update.of(task.version, data, task.is_terminal, retry_ms, task_id=str(task.id))

@@ -16,7 +16,8 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 from uuid import UUID
 
 from praxiom_progress.gateway.access import note_access_lost
@@ -44,6 +45,7 @@ class IdleSweeper:
         *,
         idle_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        recheck_more: Callable[[], Coroutine[Any, Any, int]] | None = None,
     ) -> None:
         self._streams = streams
         self._store = store  # its re-read also re-checks each stream's caller (security)
@@ -53,6 +55,9 @@ class IdleSweeper:
         # A due stream is found within a tenth of the timeout (at most a second) of it.
         self.tick_s = min(1.0, idle_timeout_s / 10)
         self.clock = clock  # the streams' clock (time.monotonic); a test may move it on
+        # The workspace streams' re-check (gateway.workspace_sse): calling it holds them, awaiting
+        # it checks them. They re-read by themselves, so the sweep leaves them alone.
+        self._recheck_more = recheck_more
 
     async def run(self) -> None:
         while True:
@@ -108,9 +113,18 @@ class IdleSweeper:
         """Access was taken away somewhere: re-check every open stream's caller now, each
         stream sending nothing until its own check has answered; how many were closed.
         Raises StoreUnavailable with the streams still held (the caller tries again)."""
+        more = self._recheck_more() if self._recheck_more is not None else None
         streams = list(self._streams)
         for stream in streams:
             stream.hold()
+        try:
+            closed = await self._recheck_held(streams)
+            return closed + (await more if more is not None else 0)
+        finally:
+            if more is not None:
+                more.close()  # not awaited when the first part failed: no warning
+
+    async def _recheck_held(self, streams: list[ProgressStream]) -> int:
         closed = 0
         for batch in _batches(streams, BATCH):
             reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)

@@ -14,7 +14,6 @@ from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
 from praxiom_progress.gateway.store import GatewayStore
-from praxiom_progress.taskstate.publisher import ProgressPublisher
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.access import StreamAccess
     from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
     from praxiom_progress.gateway.direct_write import DirectWrite
-    from praxiom_progress.gateway.dispatcher import Dispatcher
+    from praxiom_progress.gateway.dispatching import Dispatcher
     from praxiom_progress.gateway.idle import IdleSweeper
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.metrics import GatewayMetrics
@@ -31,26 +30,33 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.remote import ClientAddresses
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+    from praxiom_progress.gateway.workspace import WorkspaceStream
+    from praxiom_progress.gateway.workspace_reads import WorkspaceReads
+    from praxiom_progress.gateway.written import TaskWrites
 
 SETTINGS = web.AppKey("settings", Settings)
 TASK_STORE = web.AppKey("task_store", TaskStore)
 GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
-PUBLISHER = web.AppKey("publisher", ProgressPublisher)
-#: The client the publisher uses; /readyz pings it.
+#: The client the subscription uses; /readyz pings it.
 REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 
 # -- streams ------------------------------------------------------------------------------------
 STREAMS: web.AppKey[weakref.WeakSet[ProgressStream]] = web.AppKey("streams")
 STREAM_STATS: web.AppKey[StreamStats] = web.AppKey("stream_stats")
+#: Workspace streams (gateway.workspace), and their reads (gateway.workspace_reads).
+WORKSPACE_STREAMS: web.AppKey[weakref.WeakSet[WorkspaceStream]] = web.AppKey("workspace_streams")
+WORKSPACE_READS: web.AppKey[WorkspaceReads] = web.AppKey("workspace_reads")
 #: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
 #: The test seam in the open sequence of a stream (gateway.opening); a no-op in production.
 OPENING_HOOKS: web.AppKey[OpeningHooks] = web.AppKey("opening_hooks")
-#: Revocation at once: the LISTEN for access changes (gateway.revocation).
+#: Revocation at once: every stream re-checked when PostgreSQL announces an access change.
 ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
+#: Spawns and cancels nobody published, handed to this gateway's streams (gateway.written).
+TASK_WRITES: web.AppKey[TaskWrites] = web.AppKey("task_writes")
 
 # -- limits, metrics, documents -----------------------------------------------------------------
 LIMIT_STATS: web.AppKey[LimitStats] = web.AppKey("limit_stats")

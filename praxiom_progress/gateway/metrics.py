@@ -35,13 +35,14 @@ from prometheus_client.registry import Collector
 from praxiom_progress.gateway import keys
 from praxiom_progress.gateway.catalogue import UnservedType
 from praxiom_progress.gateway.cluster import ClusterDispatcher
-from praxiom_progress.gateway.dispatcher import Dispatcher
+from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.stream import ProgressStream
 from praxiom_progress.taskstate.metrics import db_query_histogram
 
-_PROGRESS_ROUTE = "/api/tasks/{task_id}/progress"
+#: Stream routes whose answers `stream_opens` counts: a task's, and a workspace's.
+_PROGRESS_ROUTES = ("/api/tasks/{task_id}/progress", "/api/workspaces/{workspace_id}/progress")
 _USUAL_RESULTS = ("200", "204", "401", "403", "404")
 
 
@@ -279,7 +280,7 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
 async def _count_stream_open(request: web.Request, response: web.StreamResponse) -> None:
     """`on_response_prepare`: once per request, as its status goes out."""
     resource = request.match_info.route.resource
-    if resource is not None and resource.canonical == _PROGRESS_ROUTE:
+    if resource is not None and resource.canonical in _PROGRESS_ROUTES:
         request.app[METRICS].stream_opens.labels(str(response.status)).inc()
 
 

@@ -19,9 +19,12 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from praxiom_progress.gateway.catalogue import TaskType
 from praxiom_progress.gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
 from praxiom_progress.gateway.openapi_params import add_task_params
+from praxiom_progress.gateway.openapi_workspaces import (
+    last_event_id_parameters,
+    workspace_operations,
+)
 from praxiom_progress.gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
@@ -37,6 +40,7 @@ from praxiom_progress.gateway.schemas import (
 from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.payloads import TaskPayloadSchema
 from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.spawning import TaskType
 
 PATH = "/api/openapi.json"
 
@@ -62,12 +66,12 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     ),
     403: (
-        "The caller may not act in the task's workspace, its token is read-only (spawn, "
+        "The caller may not act in the (task's) workspace, its token is read-only (spawn, "
         "cancel), or a cookie-authenticated request came from an origin not allowed "
         "(FORBIDDEN).",
         {},
     ),
-    404: ("No such task (NOT_FOUND).", {}),
+    404: ("No such task, or workspace (NOT_FOUND).", {}),
     408: ("The request body did not arrive within GATEWAY_BODY_TIMEOUT (REQUEST_TIMEOUT).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
     422: ("The body does not match the schema; `fields` says where (VALIDATION_ERROR).", {}),
@@ -164,18 +168,9 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                 "security": _AUTH,
                 "parameters": [
                     _TASK_ID,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "description": "The last `id:` received (browsers send it on reconnect).",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "description": "The same, for clients that cannot set headers.",
-                        "schema": {"type": "string"},
-                    },
+                    *last_event_id_parameters(
+                        "The last `id:` received (browsers send it on reconnect)."
+                    ),
                 ],
                 "responses": {
                     "200": {
@@ -331,7 +326,12 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         ("Readiness", ReadinessSchema),
     ):
         spec.components.schema(name, schema=schema)
-    for path, operations in {**_task_operations(), **_service_operations()}.items():
+    paths = {
+        **_task_operations(),
+        **workspace_operations(_errors, _AUTH),
+        **_service_operations(),
+    }
+    for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
     add_task_params(document, task_types)

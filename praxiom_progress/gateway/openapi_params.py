@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from praxiom_progress.gateway.catalogue import TaskType
+from praxiom_progress.taskstate.spawning import TaskType
 
 _PREFIX = "TaskParams."
 

@@ -18,7 +18,8 @@ class OpeningHooks:
         """The caller is authorized; the subscription is not sent yet."""
 
     async def confirming(self, channel: str) -> None:
-        """The subscription is sent; the dispatcher waits for Redis to confirm it next."""
+        """The subscription is asked for (sent, or about to be with the others of this turn
+        of the loop); the dispatcher waits for Redis to confirm it next."""
 
     async def subscribed(self, task_id: UUID) -> None:
         """The subscription is confirmed; the row (the first event) is read next."""

@@ -72,3 +72,90 @@ SELECT t.*,
                 '{}') AS refused_forbidden
   FROM background_tasks t
  WHERE t.id IN (SELECT task_id FROM pairs);
+
+-- authorize_workspace --
+-- May this token see this workspace's tasks? One row: token_id NULL for a missing, expired or
+-- revoked token (then nothing about the workspace is looked up), workspace_exists, may_see.
+SELECT caller.token_id, caller.user_id, caller.service_name, caller.read_only,
+       ws.id IS NOT NULL AS workspace_exists,
+       praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces, ws.id) AS may_see
+  FROM (SELECT 1) AS one
+  LEFT JOIN LATERAL (
+       SELECT id AS token_id, user_id, service_name, all_workspaces, read_only FROM api_tokens
+        WHERE token_hash = %(token_hash)s
+          AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
+  ) AS caller ON true
+  LEFT JOIN workspaces ws ON ws.id = %(workspace_id)s AND caller.token_id IS NOT NULL;
+
+-- workspace_snapshot --
+-- A workspace stream's first read, with its caller re-checked: every task not finished, plus
+-- those finished within `recent_s`, newest first, at most `max_tasks`. At least one row: `mark`
+-- (this statement's snapshot xmin, the stream's next event id), `allowed`, and the task
+-- columns (NULL when there is no task, or no access).
+WITH access AS MATERIALIZED (
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS mark,
+           coalesce((SELECT praxiom_may_see(tok.id, tok.user_id, tok.all_workspaces,
+                                            %(workspace_id)s)
+                       FROM api_tokens tok
+                      WHERE tok.token_hash = %(token_hash)s
+                        AND tok.revoked_at IS NULL
+                        AND (tok.expires_at IS NULL OR tok.expires_at > now())), false)
+               AS allowed
+)
+SELECT access.mark, access.allowed, t.*
+  FROM access
+  LEFT JOIN LATERAL (
+       SELECT b.* FROM background_tasks b
+        WHERE access.allowed AND b.workspace_id = %(workspace_id)s
+          AND (b.completed_at IS NULL
+               OR b.completed_at > now() - make_interval(secs => %(recent_s)s))
+        ORDER BY b.created_at DESC, b.id DESC
+        LIMIT %(max_tasks)s
+  ) AS t ON true;
+
+-- workspace_changes --
+-- A workspace stream's catch-up (a reconnect's Last-Event-ID, a poll, the periodic re-check),
+-- with its caller re-checked: every task whose last write's transaction is not below `since`
+-- (an earlier read's mark), newest first, at most `max_tasks`. Rows as `workspace_snapshot`'s,
+-- plus `known`: false when `since` is past every transaction begun (not a mark of ours).
+WITH access AS MATERIALIZED (
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS mark,
+           %(since)s::bigint::text::xid8 <= pg_snapshot_xmax(pg_current_snapshot()) AS known,
+           coalesce((SELECT praxiom_may_see(tok.id, tok.user_id, tok.all_workspaces,
+                                            %(workspace_id)s)
+                       FROM api_tokens tok
+                      WHERE tok.token_hash = %(token_hash)s
+                        AND tok.revoked_at IS NULL
+                        AND (tok.expires_at IS NULL OR tok.expires_at > now())), false)
+               AS allowed
+)
+SELECT access.mark, access.known, access.allowed, t.*
+  FROM access
+  LEFT JOIN LATERAL (
+       SELECT b.* FROM background_tasks b
+        WHERE access.allowed AND b.workspace_id = %(workspace_id)s
+          AND b.changed_xid >= %(since)s::bigint::text::xid8
+        ORDER BY b.created_at DESC, b.id DESC
+        LIMIT %(max_tasks)s
+  ) AS t ON true;
+
+-- workspace_access --
+-- Many workspace streams' callers re-checked at once (access was taken away somewhere): one
+-- row per (workspace_id, token_hash) pair, in the order given.
+SELECT req.n, caller.token_id IS NOT NULL AS token_ok,
+       praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces,
+                       req.workspace_id) AS may_see
+  FROM unnest(%(workspace_ids)s::uuid[], %(token_hashes)s::bytea[]) WITH ORDINALITY
+       AS req (workspace_id, token_hash, n)
+  LEFT JOIN LATERAL (
+       SELECT id AS token_id, user_id, all_workspaces FROM api_tokens
+        WHERE token_hash = req.token_hash
+          AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
+  ) AS caller ON true
+ ORDER BY req.n;
+-- tasks_by_id --
+-- The tasks a gateway's streams watch among those spawned or cancelled without a publish
+-- (gateway.written); a missing id has no row.
+SELECT * FROM background_tasks WHERE id = ANY(%(task_ids)s::uuid[]);

@@ -1,9 +1,9 @@
 """Revocation at once: when access is taken away (a token revoked, a member removed, a grant
 deleted), PostgreSQL announces it at commit (schema.sql's triggers NOTIFY
-`praxiom_access_changed`), and this gateway re-checks every open stream's caller at once,
-closing the streams of callers who lost the task; until a stream's check has answered it
-sends nothing. The idle sweeper's re-check every SSE_IDLE_TIMEOUT stays as the safety net
-(a gateway whose LISTEN connection is down hears nothing)."""
+`praxiom_access_changed`, heard by gateway.listener), and this gateway re-checks every open
+stream's caller at once, closing the streams of callers who lost the task; until a stream's
+check has answered it sends nothing. The idle sweeper's re-check every SSE_IDLE_TIMEOUT stays
+as the safety net (a gateway whose LISTEN connection is down hears nothing)."""
 
 from __future__ import annotations
 
@@ -11,46 +11,20 @@ import asyncio
 import logging
 
 from praxiom_progress.gateway.idle import IdleSweeper
-from praxiom_progress.taskstate.channels import ACCESS_CHANGED_NOTIFY
-from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.access")
 
-#: The longest wait between LISTEN reconnects, and between re-check attempts.
+#: The longest wait between re-check attempts while PostgreSQL is away.
 RETRY_MAX_S = 2.0
 
 
 class AccessChanges:
-    def __init__(self, db: Database, sweeper: IdleSweeper) -> None:
-        self._db = db
+    def __init__(self, sweeper: IdleSweeper) -> None:
         self._sweeper = sweeper
         self.rechecks = 0  # how many times every stream was re-checked (tests, metrics)
 
-    async def run(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                async with self._db.listen(
-                    [ACCESS_CHANGED_NOTIFY], name="praxiom-gateway-access"
-                ) as changes:
-                    delay = 0.1
-                    await self._recheck()  # anything that changed while nobody listened
-                    while True:
-                        await changes.get()
-                        changes.drain()  # one re-check answers every change so far
-                        await self._recheck()
-            except StoreUnavailable as exc:
-                log.warning(
-                    "access-change LISTEN lost, streams rely on the idle re-check until it "
-                    "is back: %s",
-                    exc,
-                    extra={"action": "access_listen_lost"},
-                )
-                await asyncio.sleep(delay)
-                delay = min(RETRY_MAX_S, delay * 2)
-
-    async def _recheck(self) -> None:
+    async def recheck(self) -> None:
         """Until PostgreSQL answers: while it does not, no runner can write either, so the
         held streams miss nothing."""
         delay = 0.1

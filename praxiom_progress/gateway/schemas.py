@@ -2,64 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Collection
-from typing import Any, cast
+from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import TaskPayloadSchema, UtcTimestamp
 
-#: DESIGN.md, Clarifications: params over this many bytes of compact JSON are refused.
-MAX_PARAMS_BYTES = 65_536
-# json.dumps writes NUL as \u0000; an even run of backslashes before it is escaped text.
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
-class StorableJsonObject(fields.Dict):
-    """A JSON object PostgreSQL's jsonb can store, of at most `MAX_PARAMS_BYTES` as compact JSON.
-
-    What jsonb would refuse (NUL, NaN, lone surrogates) is refused here, with a 422, not a 500.
-    Its own type so the OpenAPI document can say the same (gateway/openapi.py).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(keys=fields.String(), **kwargs)
-
-    def _validate(self, value: Any) -> None:
-        super()._validate(value)
-        try:
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            size = len(text.encode("utf-8"))
-        except ValueError as exc:  # NaN or Infinity; a lone surrogate (UnicodeEncodeError)
-            raise ValidationError(f"Must be storable JSON: {exc}") from exc
-        if _NUL_ESCAPE.search(text):
-            raise ValidationError("Must not contain the NUL character (\\u0000)")
-        if size > MAX_PARAMS_BYTES:
-            raise ValidationError(f"Must be at most {MAX_PARAMS_BYTES} bytes as JSON, got {size}")
-
-
-class SpawnRequestSchema(Schema):
-    """`POST /api/tasks/spawn`; unknown fields are refused (marshmallow's default). Build it
-    with `spawn_request_schema`, which names the accepted task types."""
-
-    task_type = fields.String(required=True)
-    workspace_id = fields.UUID(load_default=None)
-    params = StorableJsonObject(load_default=dict)
-
-
-def spawn_request_schema(task_types: Collection[str]) -> SpawnRequestSchema:
-    """The spawn body's schema for these task types, to build once and reuse: its own class
-    with its own `task_type` field, so no validator is shared with (or added to) another
-    instance's. The OpenAPI document lists the types from it."""
-    error = "Unknown task type; one of: {choices}"
-    if not task_types:
-        error = "Unknown task type; none is catalogued yet (no runner has started)"
-    task_type = fields.String(required=True, validate=validate.OneOf(task_types, error=error))
-    schema_class = type("SpawnRequestSchema", (SpawnRequestSchema,), {"task_type": task_type})
-    return cast(SpawnRequestSchema, schema_class())
+# The spawn's own schema is shared with `praxiom_progress.spawn` (taskstate/spawning.py).
+from praxiom_progress.taskstate.spawning import (
+    MAX_PARAMS_BYTES,
+    SpawnRequestSchema,
+    StorableJsonObject,
+    spawn_request_schema,
+)
 
 
 class TaskRecordSchema(TaskPayloadSchema):
@@ -183,12 +139,14 @@ def task_record(task: Task) -> dict[str, Any]:
 
 
 __all__ = [
+    "MAX_PARAMS_BYTES",
     "ConflictSchema",
     "ErrorSchema",
     "HealthSchema",
     "ReadinessSchema",
     "SpawnRequestSchema",
     "SpawnedTaskSchema",
+    "StorableJsonObject",
     "TaskRecordSchema",
     "TaskTypesSchema",
     "spawn_request_schema",

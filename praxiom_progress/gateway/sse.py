@@ -30,6 +30,7 @@ from praxiom_progress.gateway.keys import (
     STREAM_SLOTS,
     STREAM_STATS,
     STREAMS,
+    WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.stream import ProgressStream
 
@@ -116,3 +117,6 @@ async def close_all_streams(app: web.Application) -> None:
     streams: weakref.WeakSet[ProgressStream] = app[STREAMS]
     for stream in list(streams):
         stream.close()
+    workspaces = app[WORKSPACE_STREAMS]
+    for workspace in list(workspaces):
+        workspace.close()

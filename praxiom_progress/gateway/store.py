@@ -6,12 +6,13 @@ nothing here knows HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from praxiom_progress.gateway.decision import Decision, decide
+from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.taskstate.batching import GroupedCalls
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
@@ -94,8 +95,10 @@ class StreamRereads:
 
 
 class GatewayStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, token_use: TokenUse | None = None) -> None:
         self.db = db
+        # Every valid token a lookup finds is noted here; the gateway writes them periodically.
+        self.token_use = token_use if token_use is not None else TokenUse(db)
         # A reconnect storm authorizes thousands of streams at once: one statement answers
         # all that arrive while the previous one runs, instead of one statement each.
         self._authorize: GroupedCalls[tuple[bytes, UUID | None], _Found] = GroupedCalls(
@@ -109,6 +112,8 @@ class GatewayStore:
         is checked, and a valid one is told NOT_FOUND."""
         found = await self._authorize.call((token_hash, task_id))
         caller = found.caller
+        if caller is not None:
+            self.token_use.note(caller.token_id)
         decision = decide(
             authenticated=caller is not None,
             exists=found.task is not None,
@@ -142,7 +147,13 @@ class GatewayStore:
         caller = Caller.from_row(row) if row is not None else None
         if row is None or caller is None:
             return None
+        self.token_use.note(caller.token_id)
         return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
+
+    async def tasks(self, task_ids: Sequence[UUID]) -> list[Task]:
+        """Several tasks in one round trip; a missing id is left out."""
+        rows = await self.db.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
+        return [Task.from_row(row) for row in rows]
 
     async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
         """Many streams' tasks and callers' access in one round trip (`reread_streams`)."""

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from uuid import UUID
 
 from aiohttp import web
-from marshmallow import ValidationError
 
 from praxiom_progress.gateway.auth import authenticate, authorize, parse_task_id, token_hash
 from praxiom_progress.gateway.decision import Decision
@@ -16,7 +14,6 @@ from praxiom_progress.gateway.errors import ApiError, json_response, refusal
 from praxiom_progress.gateway.keys import (
     CATALOGUE,
     GATEWAY_STORE,
-    PUBLISHER,
     SETTINGS,
     SPAWN_LIMITER,
     TASK_STORE,
@@ -25,6 +22,7 @@ from praxiom_progress.gateway.schemas import task_record
 from praxiom_progress.taskstate.errors import NotFound
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import task_payload
+from praxiom_progress.taskstate.spawning import SpawnRejected
 from praxiom_progress.taskstate.store import TaskAlreadyFinished
 
 
@@ -47,8 +45,8 @@ async def record(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     task = await _task_for_caller(request, write=True)
     try:
-        # Shielded: a client that hangs up must not split the write from its publish.
-        cancelled = await asyncio.shield(_cancel_and_publish(request.app, task.id))
+        # No PUBLISH: every gateway hears the cancel's NOTIFY (gateway.written).
+        cancelled = await request.app[TASK_STORE].cancel_task(task.id)
     except TaskAlreadyFinished as exc:
         raise ApiError(
             409,
@@ -59,12 +57,6 @@ async def cancel(request: web.Request) -> web.Response:
     except NotFound as exc:
         raise refusal(Decision.NOT_FOUND) from exc
     return json_response(task_payload(cancelled), status=202)
-
-
-async def _cancel_and_publish(app: web.Application, task_id: UUID) -> Task:
-    task = await app[TASK_STORE].cancel_task(task_id)
-    await app[PUBLISHER].publish_tasks([task])
-    return task
 
 
 async def spawn(request: web.Request) -> web.Response:
@@ -79,10 +71,11 @@ async def spawn(request: web.Request) -> web.Response:
     if decision is not Decision.ALLOWED or workspace_id is None:
         raise refusal(decision)
     try:
-        task = await asyncio.shield(
-            _insert_and_publish(
-                app, workspace_id, spec["task_type"], spec["params"], principal.caller.key
-            )
+        task = await app[TASK_STORE].insert_task(
+            workspace_id=workspace_id,
+            task_type=spec["task_type"],
+            params=spec["params"],
+            spawned_by=principal.caller.key,
         )
     except NotFound as exc:  # a service granted every workspace named one that does not exist
         raise refusal(Decision.FORBIDDEN) from exc
@@ -100,20 +93,9 @@ async def _spawn_spec(app: web.Application, body: Any) -> dict[str, Any]:
     requested = body.get("task_type") if isinstance(body, dict) else None
     catalogue = await app[CATALOGUE].current(requested if isinstance(requested, str) else None)
     try:
-        spec: dict[str, Any] = catalogue.spawn_schema.load(body)
-    except ValidationError as exc:
-        raise ApiError(
-            422, "VALIDATION_ERROR", "The request body is not valid", fields=exc.messages
-        ) from exc
-    errors = catalogue.params_errors(spec["task_type"], spec["params"])
-    if errors:
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"The params are not valid for task type {spec['task_type']}",
-            fields=errors,
-        )
-    return spec
+        return catalogue.check_spawn(body)
+    except SpawnRejected as exc:
+        raise ApiError(422, "VALIDATION_ERROR", exc.message, fields=exc.fields) from exc
 
 
 async def task_types(request: web.Request) -> web.Response:
@@ -123,20 +105,6 @@ async def task_types(request: web.Request) -> web.Response:
     await authenticate(app[GATEWAY_STORE], token_hash(request, app[SETTINGS].session_cookie_name))
     catalogue = await app[CATALOGUE].current()
     return json_response({"task_types": [t.listing() for t in catalogue.types.values()]})
-
-
-async def _insert_and_publish(
-    app: web.Application,
-    workspace_id: UUID,
-    task_type: str,
-    params: dict[str, Any],
-    spawned_by: str,
-) -> Task:
-    task = await app[TASK_STORE].insert_task(
-        workspace_id=workspace_id, task_type=task_type, params=params, spawned_by=spawned_by
-    )
-    await app[PUBLISHER].publish_tasks([task])
-    return task
 
 
 def _reject_constant(name: str) -> None:

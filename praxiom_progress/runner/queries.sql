@@ -37,7 +37,7 @@ UPDATE background_tasks t
   FROM report r JOIN locked USING (id)
  WHERE t.id = r.id AND t.status = 'running' AND t.claim_token = r.claim_token
 RETURNING t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
-          t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version;
+          t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version, t.workspace_id;
 
 -- complete_task --
 -- Every completed task ends on phase `complete` at 100 %, with the handler's result.

@@ -163,13 +163,14 @@ class Notifications:
             note = await self._queue.get()
         return Notification(note.channel, note.payload)
 
-    def drain(self) -> int:
-        """Drop the notifications already received (one reaction covers them all); how many."""
-        dropped = 0
+    def received(self) -> list[Notification]:
+        """The notifications already received, without waiting (one reaction may answer
+        several of them)."""
+        notes = []
         while not self._queue.empty():
-            self._queue.get_nowait()
-            dropped += 1
-        return dropped
+            note = self._queue.get_nowait()
+            notes.append(Notification(note.channel, note.payload))
+        return notes
 
 
 @asynccontextmanager

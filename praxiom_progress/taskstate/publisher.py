@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from praxiom_progress.taskstate.channels import progress_channel
+from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import encode_payload, task_payload
 from praxiom_progress.taskstate.settings import Settings, redis_seed_urls
@@ -114,30 +114,44 @@ class ProgressPublisher:
 
     async def publish_tasks(self, tasks: Sequence[Task]) -> int:
         """Persist, then publish: every writer hands its committed tasks here, and nowhere else
-        is a task's payload published. How many Redis took (all or none)."""
-        if not tasks:
-            return 0
-        return await self.publish_many([task_payload(task) for task in tasks])
+        is a task's payload published. Each payload goes to its task's channel and to its
+        workspace's (the same bytes, in the same round trip: workspace streams); how many
+        messages Redis took (all or none, but on a cluster per shard)."""
+        messages: list[tuple[str, str]] = []
+        for task in tasks:
+            data = encode_payload(task_payload(task))
+            messages.append((progress_channel(task.id), data))
+            if task.workspace_id is not None:  # every write returns it (report_progress too)
+                messages.append((workspace_channel(task.workspace_id), data))
+        return await self._publish(messages)
 
     async def publish(self, payload: Mapping[str, Any]) -> bool:
-        """Publish one payload; True when Redis took it."""
+        """Publish one payload on its task's channel only; True when Redis took it."""
         return await self.publish_many([payload]) == 1
 
     async def publish_many(self, payloads: Sequence[Mapping[str, Any]]) -> int:
-        """Publish payloads in one round trip (one per shard on a cluster); how many Redis
-        took (all or none, except on a cluster: all but those of shards that are down)."""
-        messages = [(progress_channel(p["id"]), encode_payload(p)) for p in payloads]
+        """Publish payloads on their tasks' channels only, in one round trip (one per shard on
+        a cluster); how many Redis took."""
+        return await self._publish(
+            [(progress_channel(p["id"]), encode_payload(p)) for p in payloads]
+        )
+
+    async def _publish(self, messages: Sequence[tuple[str, str]]) -> int:
+        """All messages in one round trip (one per shard on a cluster); how many Redis took
+        (all or none, except on a cluster: all but those of shards that are down)."""
+        if not messages:
+            return 0
         target = self._target
         if isinstance(target, ShardSender):
             return await target.send(messages)
         now = self._clock()
         if self._down_since is not None and now - self._last_failure < self._retry_after_s:
-            self.stats.skipped += len(payloads)
+            self.stats.skipped += len(messages)
             return 0
         try:
             await _send(target, messages)
         except (RedisError, OSError, TimeoutError) as exc:
-            self.stats.failed += len(payloads)
+            self.stats.failed += len(messages)
             self._last_failure = now
             if self._down_since is None:
                 self._down_since = now
@@ -154,11 +168,11 @@ class ProgressPublisher:
                 extra={"action": "publish_resumed"},
             )
             self._down_since = None
-        self.stats.published += len(payloads)
-        return len(payloads)
+        self.stats.published += len(messages)
+        return len(messages)
 
 
-async def _send(redis: aioredis.Redis, messages: list[tuple[str, str]]) -> None:
+async def _send(redis: aioredis.Redis, messages: Sequence[tuple[str, str]]) -> None:
     if len(messages) == 1:
         channel, data = messages[0]
         await redis.publish(channel, data)

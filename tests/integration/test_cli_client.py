@@ -452,3 +452,32 @@ async def test_usage_errors_exit_2_with_one_line(cli: Cli) -> None:
         assert result.code == 2, (argv, result)
         assert result.out == "", (argv, result)
         assert expected in result.error_line(), (argv, result.err)
+
+
+async def test_the_http_commands_wait_out_a_busy_gateway(cli: Cli) -> None:
+    """The CLI is built on the client: a 503 with `Retry-After: 1` is waited out, then the
+    answer printed as usual."""
+    task_id = str(uuid.uuid4())
+    arrivals: list[float] = []
+    payload = {"id": task_id, "status": "running", "progress_pct": 5, "version": 2}
+
+    async def status(request: web.Request) -> web.Response:
+        arrivals.append(asyncio.get_running_loop().time())
+        if len(arrivals) == 1:
+            busy = {"error": {"code": "UNAVAILABLE", "message": "Busy"}}
+            return web.json_response(busy, status=503, headers={"Retry-After": "1"})
+        return web.json_response(payload)
+
+    app = web.Application()
+    app.router.add_get(f"/api/tasks/{task_id}/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        result = await cli("status", task_id, "--url", f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == payload and result.err == ""
+    assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 1.0

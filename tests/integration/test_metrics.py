@@ -139,7 +139,8 @@ async def test_both_processes_export_their_metrics_after_a_task_ran(
     assert value(runner_samples, "praxiom_runner_progress_reports_total") == 3
     assert value(runner_samples, "praxiom_runner_progress_writes_total") == 3
     assert value(runner_samples, "praxiom_runner_publish_failures_total") == 0
-    assert value(runner_samples, "praxiom_runner_publishes_total") == 5  # claim, 3 phases, end
+    # claim, 3 phases, end: each on the task's channel and on its workspace's
+    assert value(runner_samples, "praxiom_runner_publishes_total") == 10
     assert value(runner_samples, "praxiom_db_query_duration_seconds_count") >= 5
 
 

@@ -27,6 +27,7 @@ from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, RunnerHarness, bearer, spawn
 from tests.nginx_front import SSE_READ_TIMEOUT, NginxFront, ensure_nginx
 from tests.sse_client import events, stream_timeout
+from tests.workspace_client import WorkspaceClient
 
 pytestmark = pytest.mark.timeout(600)  # room for installing nginx on a fresh machine
 
@@ -263,3 +264,32 @@ async def test_the_metrics_are_not_served_through_nginx(
                 assert "praxiom_" not in await proxied.text()
         async with session.get(f"{front.url}/healthz") as probe:
             assert probe.status == 200  # the probes stay reachable for load balancers
+
+
+async def test_a_workspace_stream_through_the_shipped_config_arrives_one_by_one(
+    gateway: LiveGateway,
+    nginx_front: Any,
+    runners: RunnerHarness,
+    task_store: TaskStore,
+    member: IssuedToken,
+) -> None:
+    """The workspace stream's route is a stream's location too (no buffering, the long
+    timeouts): each task's update reaches the client as it is published."""
+    front = nginx_front(gateway)
+    gated = GatedTask()
+    runners.start(gated.registry())
+    task_id = str(await spawn(task_store, member.workspace_id, gated.task_type))
+    async with aiohttp.ClientSession(timeout=stream_timeout(20)) as session:
+        async with WorkspaceClient(session, front.url, member.workspace_id, member.token) as c:
+            assert c.status == 200
+            await c.wait_for(lambda c: c.newest().get(task_id, {}).get("status") == "running")
+            for step in range(1, STEPS + 1):
+                published = time.monotonic()
+                await gated.gate.put(None)
+                await c.wait_for(
+                    lambda c, step=step: c.newest()[task_id]["progress_pct"] == step * 20,
+                    timeout_s=PROMPT_S,
+                )
+                assert time.monotonic() - published < PROMPT_S
+            await gated.gate.put(None)
+            await c.wait_for(lambda c: c.newest()[task_id]["status"] == "completed")

@@ -33,10 +33,11 @@ class Block:
     text: str
 
 
-def readme_blocks() -> list[Block]:
+def readme_blocks(heading: str = SECTION) -> list[Block]:
+    """The fenced blocks of the README's section under `heading`, in order."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
+    start = readme.index(heading)
+    end = readme.find("\n## ", start + len(heading))
     section = readme[start : end if end != -1 else None]
     return [Block(m[1], m[2]) for m in _BLOCK.finditer(section)]
 

@@ -16,8 +16,11 @@ from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import bearer, spawn
 
 SPAWN = "/api/tasks/spawn"
-ENDPOINTS = ("spawn", "progress", "status", "record", "cancel")
-SUCCESS = {"spawn": 202, "progress": 200, "status": 200, "record": 200, "cancel": 202}
+ENDPOINTS = ("spawn", "progress", "status", "record", "cancel", "workspace")
+SUCCESS = {"spawn": 202, "progress": 200, "status": 200, "record": 200, "cancel": 202,
+           "workspace": 200}  # fmt: skip
+#: The endpoints that answer with a stream.
+STREAMS = ("progress", "workspace")
 #: Words only a task's own data would put into a body.
 TASK_WORDS = ("validation_kit", "phase", "result_data", "progress_pct", "Queued", "pending")
 
@@ -54,7 +57,8 @@ async def expire(db: Database, token: str) -> None:
 async def call(
     api: Any, endpoint: str, task_id: UUID, workspace_id: UUID, headers: dict[str, str]
 ) -> ClientResponse:
-    """One request to `endpoint` about `task_id` (spawn: into `workspace_id`)."""
+    """One request to `endpoint` about `task_id` (spawn: into `workspace_id`; workspace: the
+    stream of `workspace_id`, which holds the task)."""
     if endpoint == "spawn":
         body = {"task_type": "validation_kit", "workspace_id": str(workspace_id), "params": {}}
         return await api.post(SPAWN, json=body, headers=headers)
@@ -63,13 +67,14 @@ async def call(
         "status": ("GET", f"/api/tasks/{task_id}/status"),
         "record": ("GET", f"/api/tasks/{task_id}"),
         "cancel": ("POST", f"/api/tasks/{task_id}/cancel"),
+        "workspace": ("GET", f"/api/workspaces/{workspace_id}/progress"),
     }[endpoint]
     return await api.request(method, path, headers=headers)
 
 
 async def assert_allowed(resp: ClientResponse, endpoint: str, task_id: UUID) -> None:
     assert resp.status == SUCCESS[endpoint], (resp.status, await resp.text())
-    if endpoint == "progress":
+    if endpoint in STREAMS:
         assert resp.content_type == "text/event-stream"
         first = await resp.content.readuntil(b"\r\n\r\n")
         assert str(task_id).encode() in first

@@ -27,7 +27,7 @@ from tests.security.kit import (
     task_rows,
 )
 
-READS = {"progress", "status", "record"}
+READS = {"progress", "status", "record", "workspace"}
 ALLOWED = "allowed"
 #: credential kind -> endpoint -> expected answer (a status, or ALLOWED).
 EXPECTED: dict[str, dict[str, Any]] = {

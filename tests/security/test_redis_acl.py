@@ -2,9 +2,9 @@
 password placeholders replaced), the gateway and a runner process each connect as their own
 user through `REDIS_URL`, a task runs end to end, and each user is refused everything else.
 
-The gateway's user may PUBLISH to `praxiom:*` (it rings the doorbell for its own spawn and
-cancel writes; README, "Security model"): what it may not do is anything outside the task
-channels, read or write a key, or administer the server. The runner's user may not subscribe.
+The gateway's user may only subscribe to `praxiom:*`: it may not publish (its spawn and cancel
+writes reach streams through PostgreSQL's NOTIFY instead; README, "Security model"), read or
+write a key, or administer the server. The runner's user may publish and may not subscribe.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from praxiom_progress.cli.embedded import redis_server_binary
-from praxiom_progress.gateway.keys import DISPATCHER, PUBLISHER
+from praxiom_progress.gateway.keys import DISPATCHER, TASK_WRITES
 from praxiom_progress.taskstate.accounts import IssuedToken
-from praxiom_progress.taskstate.publisher import PublishStats, connect_redis
+from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import (
     REPO,
@@ -117,12 +117,11 @@ async def _forbidden_everywhere(client: aioredis.Redis) -> None:
 @dataclass
 class Outcome:
     """What one task run end to end showed: its stream, both processes' readiness, the
-    gateway's publish and receive counts, and every log line of both processes."""
+    gateway's receive count, and every log line of both processes."""
 
     payloads: list[dict[str, Any]]
     readiness: dict[str, Any]
     runner_readiness: dict[str, Any]
-    published: PublishStats
     received: int
     logs: str
 
@@ -141,7 +140,6 @@ async def run_end_to_end(
             async with aiohttp.ClientSession() as session:
                 readiness = await _ready(session, f"{gateway.url}/readyz")
                 runner_readiness = await _ready(session, f"http://127.0.0.1:{runner_port}/readyz")
-            published = gateway.app[PUBLISHER].stats
             received = gateway.app[DISPATCHER].stats.messages
         finally:
             await gateway.stop()
@@ -151,7 +149,6 @@ async def run_end_to_end(
         payloads,
         readiness,
         runner_readiness,
-        published,
         received,
         logs.everything() + runner_log,
     )
@@ -163,7 +160,6 @@ def assert_worked(outcome: Outcome, passwords: Iterable[str]) -> None:
     # The runner's progress arrived over Redis while the task ran (the idle re-read is 10 s off).
     assert any(0 < p["progress_pct"] < 100 for p in payloads), payloads
     assert outcome.received >= 2
-    assert (outcome.published.published, outcome.published.failed) == (1, 0)  # its own spawn
     gateway_redis = outcome.readiness["redis"]
     assert gateway_redis["status"] == "up", outcome.readiness
     assert gateway_redis["subscription"] == "up", outcome.readiness
@@ -226,11 +222,11 @@ def test_the_file_as_shipped_does_not_load(tmp_path: Path) -> None:
     assert "Aborting Redis startup because of ACL errors" in started.stdout
 
 
-async def test_the_gateway_user_rings_for_its_own_cancel(
+async def test_a_cancel_reaches_the_stream_though_the_gateway_user_may_not_publish(
     settings: Settings, member: IssuedToken, acl_redis: AclRedis
 ) -> None:
-    """No runner is alive: the cancel reaches the open stream only through the gateway's own
-    publish (the idle re-read is minutes away), which is why its user may publish."""
+    """No runner is alive and the idle re-read is minutes away: the cancel reaches the open
+    stream through its NOTIFY, which the gateway hears and hands to its streams itself."""
     gateway = LiveGateway(
         settings.replace(redis_url=acl_redis.url(GATEWAY), sse_idle_timeout_s=300)
     )
@@ -249,11 +245,11 @@ async def test_the_gateway_user_rings_for_its_own_cancel(
                 cancel = f"{gateway.url}/api/tasks/{task_id}/cancel"
                 assert (await session.post(cancel, headers=headers)).status == 202
                 rest = [event.payload async for event in stream]
-        published = gateway.app[PUBLISHER].stats
+        offered = gateway.app[TASK_WRITES].offered
     finally:
         await gateway.stop()
     assert [p["status"] for p in rest] == ["cancelled"]
-    assert (published.published, published.failed) == (2, 0)
+    assert offered == 1
 
 
 async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: AclRedis) -> None:
@@ -266,8 +262,9 @@ async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: Ac
         kinds = [(await pubsub.get_message(timeout=2.0) or {}).get("type") for _ in range(2)]
         assert kinds == ["subscribe", "ssubscribe"]
         await pubsub.aclose()
-        # Its own spawn and cancel writes: allowed, on the task channels only.
-        assert await client.publish(CHANNEL, "{}") == 0
+        # Nobody holding the gateway's password can forge progress.
+        await _refused(client.publish(CHANNEL, "{}"))
+        await _refused(client.execute_command("SPUBLISH", CHANNEL, "{}"))
         await _forbidden_everywhere(client)
         await _subscribe_refused(client, "subscribe", "elsewhere")
     finally:

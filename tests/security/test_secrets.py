@@ -17,7 +17,7 @@ from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import REPO, LiveGateway, bearer
 from tests.log_capture import CapturedLogs, captured_logs
-from tests.security.kit import ENDPOINTS, call, cookie, expire, make_scene
+from tests.security.kit import ENDPOINTS, STREAMS, call, cookie, expire, make_scene
 from tests.sse_client import events, stream_timeout
 
 
@@ -94,7 +94,7 @@ async def exercise(
         ):
             for endpoint in ENDPOINTS:
                 resp = await call(api, endpoint, scene.task_id, scene.workspace_id, headers)
-                if endpoint == "progress" and resp.status == 200:
+                if endpoint in STREAMS and resp.status == 200:
                     resp.close()
                     continue
                 bodies.append(await resp.text())

@@ -4,13 +4,15 @@ no import cycle, and the two processes' packages never importing each other."""
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_PACKAGES = ("praxiom_progress", "praxiom_client")
+#: Each app package and the folder it lives in (the client is a distribution of its own).
+APP_PACKAGES = (("praxiom_progress", ROOT), ("praxiom_client", ROOT / "clients" / "python"))
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 #: Functions that are tables rather than logic, allowed past the limit (say why).
@@ -23,9 +25,9 @@ TABLES = {
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
-    for package in APP_PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            relative = path.relative_to(ROOT)
+    for package, home in APP_PACKAGES:
+        for path in sorted((home / package).rglob("*.py")):
+            relative = path.relative_to(home)
             name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
             yield name, path
 
@@ -119,3 +121,23 @@ def test_the_gateway_and_the_runner_never_import_each_other(importer: str, impor
         if name.startswith(importer)
     }
     assert not {name: found for name, found in crossing.items() if found}
+
+
+def test_the_client_needs_nothing_but_the_standard_library_and_aiohttp() -> None:
+    """praxiom-client's one dependency is aiohttp: an import of anything else (the server's
+    packages included) would break it where only the client is installed."""
+    allowed = {"aiohttp", "praxiom_client", *sys.stdlib_module_names}
+    foreign = {}
+    for name, path in MODULES.items():
+        if not name.startswith("praxiom_client"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops = {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = {node.module.partition(".")[0]}
+            else:
+                continue
+            if tops - allowed:
+                foreign[name] = sorted(tops - allowed)
+    assert not foreign, foreign

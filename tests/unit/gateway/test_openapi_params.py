@@ -9,9 +9,9 @@ from jsonschema import Draft202012Validator
 from marshmallow import Schema, fields, validate
 
 from praxiom_progress.gateway import openapi
-from praxiom_progress.gateway.catalogue import TaskType
 from praxiom_progress.runner.catalogue import params_json_schema
 from praxiom_progress.taskstate.settings import Settings
+from praxiom_progress.taskstate.spawning import TaskType
 
 
 class Target(Schema):

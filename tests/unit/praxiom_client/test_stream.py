@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from praxiom_client import (
     DEFAULT_POLICY,
+    Conflict,
     Forbidden,
+    Invalid,
+    Refused,
     RetryPolicy,
-    StreamRefused,
     TaskNotFound,
     Unauthenticated,
+    retry_after_seconds,
 )
 from praxiom_client.errors import refused
 
@@ -27,10 +32,20 @@ def test_backoff_doubles_to_its_cap_and_jitter_only_shortens_it() -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(401, Unauthenticated), (403, Forbidden), (404, TaskNotFound), (400, StreamRefused)],
+    [
+        (400, Invalid),
+        (401, Unauthenticated),
+        (403, Forbidden),
+        (404, TaskNotFound),
+        (409, Conflict),
+        (413, Invalid),
+        (422, Invalid),
+        (500, Refused),
+        (503, Refused),
+    ],
 )
 def test_a_refusal_is_its_own_class_with_the_gateway_s_code_and_message(
-    status: int, kind: type[StreamRefused]
+    status: int, kind: type[Refused]
 ) -> None:
     body = '{"error": {"code": "SOME_CODE", "message": "Because"}}'
     error = refused(status, "Reason", body)
@@ -48,3 +63,35 @@ def test_a_refusal_without_the_json_error_body_says_the_status_and_reason() -> N
     error = refused(403, "Forbidden", "<html>nginx</html>")
     assert isinstance(error, Forbidden)
     assert (error.code, error.message, str(error)) == (None, None, "403 Forbidden")
+
+
+def test_a_validation_error_carries_its_fields_and_a_conflict_the_task() -> None:
+    invalid = refused(
+        422,
+        "Unprocessable Entity",
+        '{"error": {"code": "VALIDATION_ERROR", "message": "Bad"}, "fields": {"a": ["no"]}}',
+    )
+    assert invalid.fields == {"a": ["no"]} and invalid.task is None
+    conflict = refused(
+        409, "Conflict", '{"error": {"code": "CONFLICT", "message": "Done"}, "task": {"id": "x"}}'
+    )
+    assert conflict.task == {"id": "x"} and conflict.fields is None
+
+
+def test_a_retry_after_is_waited_out_in_full_but_never_past_the_policy_s_bound() -> None:
+    policy = RetryPolicy(jitter=0.5, max_failures=3, max_retry_after_s=60)
+    assert policy.retry_delay(1, 3.0, rand=lambda: 1.0) == 3.0  # longer than the backoff
+    assert policy.retry_delay(1, 0.1, rand=lambda: 0.0) == 1.0  # shorter: the backoff wins
+    assert policy.retry_delay(1, None, rand=lambda: 0.0) == 1.0
+    assert policy.retry_delay(1, 61.0) is None  # the server asks for too long: give up
+    assert policy.retry_delay(3, 1.0) is None  # as many failures as allowed: give up
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 30, 1, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("1") == 1.0
+    assert retry_after_seconds(" 120 ") == 120.0
+    assert retry_after_seconds("Mon, 30 Nov 2026 01:00:05 GMT", now) == 5.0
+    assert retry_after_seconds("Mon, 30 Nov 2026 00:59:00 GMT", now) == 0.0  # already past
+    for junk in (None, "", "soon", "-1", "1.5", "\u0661"):
+        assert retry_after_seconds(junk, now) is None, junk

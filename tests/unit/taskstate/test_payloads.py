@@ -245,3 +245,25 @@ def test_encode_round_trips_nested_result_data() -> None:
         make_row(result_data={"document_ids": ["a", "b"], "nested": {"ü": [1, 2.5, None]}})
     )
     assert json.loads(encode_payload(payload)) == payload
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"status": "pending", "started_at": None, "heartbeat_at": None, "progress_pct": 0},
+        {"status": "completed", "completed_at": datetime(2026, 4, 21, 14, 25, 1, 999999)},
+        {"status": "failed", "error": "Validation Kit task timed out after 240s"},
+        {"status": "cancelled", "completed_at": datetime(2026, 1, 1, 0, 30, tzinfo=PLUS_ONE)},
+        {"result_data": {"nested": {"a": [1, 2.5, None, "é"]}, "n": 0}},
+        {"message": "", "phase": "", "result_data": {}},
+    ],
+)
+def test_the_hand_built_payload_is_the_schemas_dump(changes: dict[str, Any]) -> None:
+    """task_payload skips marshmallow for speed: it must stay what the schema would dump."""
+    task = Task.from_row(make_row(**changes))
+    built = task_payload(task)
+    dumped = TaskPayloadSchema().dump(task)
+    assert built == dumped
+    assert list(built) == list(dumped) == EXPECTED_KEYS
+    assert encode_payload(built) == encode_payload(dumped)

@@ -13,6 +13,8 @@ def test_defaults_match_the_spec() -> None:
     assert settings.sse_idle_timeout_s == 10
     assert settings.sse_poll_limit == 200
     assert settings.sse_direct_write is True
+    assert settings.sse_workspace_recent_s == 60  # the workspace stream's snapshot
+    assert settings.sse_workspace_max_tasks == 500
     assert settings.workspace_max_running == 0  # no cap
     assert dict(settings.task_timeouts) == {
         "validation_kit": 240,
@@ -54,6 +56,8 @@ def test_blank_values_keep_the_default() -> None:
         ("SSE_POLL_LIMIT", "7", "sse_poll_limit", 7),
         ("SSE_DIRECT_WRITE", "0", "sse_direct_write", False),
         ("SSE_MAX_VERSION_JUMP", "50", "sse_max_version_jump", 50),
+        ("SSE_WORKSPACE_RECENT", "0", "sse_workspace_recent_s", 0.0),
+        ("SSE_WORKSPACE_MAX_TASKS", "20", "sse_workspace_max_tasks", 20),
         ("SSE_DIRECT_WRITE", "off", "sse_direct_write", False),
         ("RUNNER_CONCURRENCY", "3", "runner_concurrency", 3),
         ("WORKSPACE_MAX_RUNNING", "4", "workspace_max_running", 4),
@@ -141,6 +145,8 @@ def test_timeout_for_named_types_and_fallback() -> None:
         ("SSE_POLL_LIMIT", "many"),
         ("SSE_DIRECT_WRITE", "maybe"),
         ("SSE_MAX_VERSION_JUMP", "0"),
+        ("SSE_WORKSPACE_RECENT", "-1"),
+        ("SSE_WORKSPACE_MAX_TASKS", "0"),
         ("RUNNER_CONCURRENCY", "0"),
         ("RUNNER_HEARTBEAT_INTERVAL", "0"),
         ("RUNNER_STALE_AFTER", "-30"),

@@ -8,8 +8,17 @@ import pytest
 
 from praxiom_progress.taskstate.sql import load_queries, parse_queries
 
-TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task"}
-ACCOUNT_QUERIES = {"create_token", "create_service_token", "revoke_token", "remove_member"}
+TASKSTATE_QUERIES = {"get_task", "insert_task", "cancel_task", "task_types"}
+ACCOUNT_QUERIES = {
+    "create_token",
+    "create_service_token",
+    "revoke_token",
+    "remove_member",
+    "list_tokens",
+    "workspace_exists",
+    "revoke_token_by_id",
+    "revoke_member_tokens",
+}
 RUNNER_QUERIES = {
     "claim_tasks",
     "report_progress",
@@ -94,6 +103,7 @@ def test_parsed_queries_are_read_only() -> None:
         (("praxiom_progress.taskstate",), TASKSTATE_QUERIES),
         (("praxiom_progress.taskstate", "accounts.sql"), ACCOUNT_QUERIES),
         (("praxiom_progress.runner",), RUNNER_QUERIES),
+        (("praxiom_progress.gateway", "token_use.sql"), {"note_token_use"}),
     ],
 )
 def test_shipped_query_files(args: tuple[str, ...], expected: set[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from praxiom_progress.gateway.params import ParamsCheck
+from praxiom_progress.taskstate.params import ParamsCheck
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

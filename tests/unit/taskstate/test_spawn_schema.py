@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from praxiom_progress.gateway.schemas import MAX_PARAMS_BYTES, spawn_request_schema
+from praxiom_progress.taskstate.spawning import MAX_PARAMS_BYTES, spawn_request_schema
 
 TYPES = ("validation_kit", "research")
 
@@ -29,8 +29,9 @@ def load(params: Any) -> dict[str, Any]:
         {"x": ["\x00"]},
         {"x": "\ud800"},
         {"x": "a" * MAX_PARAMS_BYTES},
+        {"x": object()},  # from Python (praxiom_progress.spawn): not JSON at all
     ],
-    ids=["inf", "nan", "nul-value", "nul-key", "nul-nested", "surrogate", "too-big"],
+    ids=["inf", "nan", "nul-value", "nul-key", "nul-nested", "surrogate", "too-big", "object"],
 )
 def test_unstorable_params_are_validation_errors(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as caught:

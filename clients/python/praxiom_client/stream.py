@@ -1,4 +1,4 @@
-"""Following a task's progress stream: `watch_task` for services, `follow` underneath it.
+"""Following a task's progress stream: `follow`, under `Client.watch` and `watch_task`.
 
 `follow` turns a `GET /api/tasks/{id}/progress` into the task's payloads,
 each version once and in increasing order, until the terminal one; when the
@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import cast
-from uuid import UUID
+from typing import NoReturn, cast
 
 import aiohttp
 
-from praxiom_client.errors import StreamBroken, StreamLost, StreamUnreachable, refused
+from praxiom_client.errors import Refused, StreamBroken, StreamLost, Unreachable, refused
 from praxiom_client.payload import TaskPayload
+from praxiom_client.policy import (
+    BUSY_STATUSES,
+    OnRetry,
+    RetryPolicy,
+    retry_after_seconds,
+)
 from praxiom_client.sse import LineSplitter, SseEvent, SseParser
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -32,31 +36,9 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 #: 15 s keep-alive comments, so a silently dead connection is noticed and reconnected.
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 USER_AGENT = "praxiom-client"
+_PLAIN_POLICY = RetryPolicy()  # `follow`'s default: the backoff without jitter
 _MAX_ERROR_BODY = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff between reconnections: `first_delay_s`, doubling, capped at `max_delay_s`, each
-    shortened by up to `jitter` (a fraction) at random; give up after `max_failures`
-    consecutive attempts that brought nothing."""
-
-    first_delay_s: float = 0.5
-    max_delay_s: float = 5.0
-    max_failures: int = 10
-    jitter: float = 0.0
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """The wait before the next attempt, after `failures` failed attempts in a row."""
-        base = min(self.first_delay_s * 2 ** min(failures, 32), self.max_delay_s)
-        return base * (1 - self.jitter * rand()) if self.jitter else base
-
-
-#: What `watch_task` uses: the CLI's backoff, with up to half of each wait taken off at random.
-DEFAULT_POLICY = RetryPolicy(jitter=0.5)
-
-OnRetry = Callable[[int, float, str], None]  # (failures so far, delay, reason)
 
 
 def _one_line(text: str) -> str:
@@ -81,44 +63,6 @@ def connection_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return _one_line(str(exc)) or type(exc).__name__
-
-
-async def watch_task(
-    url: str,
-    task_id: str | UUID,
-    token: str,
-    *,
-    session: aiohttp.ClientSession | None = None,
-    policy: RetryPolicy = DEFAULT_POLICY,
-    on_retry: OnRetry | None = None,
-    user_agent: str = USER_AGENT,
-) -> AsyncGenerator[TaskPayload, None]:
-    """Yield the task's payloads (dicts, as `/status` returns them) until the terminal one.
-
-    `url` is the gateway's base URL. Raises `Unauthenticated`, `Forbidden` or
-    `TaskNotFound` when the gateway refuses (also on a reconnection: losing access
-    mid-task is a 403), `StreamUnreachable` when the first connection fails, and
-    `StreamLost` after `policy.max_failures` reconnections in a row brought nothing.
-    Pass a `session` to share its connection pool; it should have no total timeout.
-    """
-    base = f"{url.rstrip('/')}/api/tasks/{task_id}"
-    headers = {"Authorization": f"Bearer {token}", "User-Agent": user_agent}
-    own_session = session is None
-    if session is None:
-        session = aiohttp.ClientSession(timeout=STREAM_TIMEOUT)
-    try:
-        async for payload in follow(
-            session,
-            f"{base}/progress",
-            f"{base}/status",
-            headers,
-            policy=policy,
-            on_retry=on_retry,
-        ):
-            yield payload
-    finally:
-        if own_session:
-            await session.close()
 
 
 def _payload(data: str) -> TaskPayload:
@@ -156,6 +100,8 @@ class _Position:
     got_event: bool = False
     finished: bool = False
     reason: str = ""
+    retry_after_s: float | None = None  # what the last busy answer asked for
+    refusal: Refused | None = None  # the last busy answer, raised if it outlasts the retries
 
     def request_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         sent = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -183,17 +129,18 @@ async def follow(
     status_url: str,
     headers: Mapping[str, str],
     *,
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = _PLAIN_POLICY,
     on_retry: OnRetry | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncGenerator[TaskPayload, None]:
     """Yield the task's payloads, each version once and in increasing order, until a terminal
-    one. Reconnects with `Last-Event-ID` when the stream drops; the first connection is not
-    retried (nothing is listening, or the URL is wrong: waiting would not help)."""
+    one. Reconnects with `Last-Event-ID` when the stream drops. A first connection that
+    fails is not retried (nothing is listening, or the URL is wrong: waiting would not
+    help); one answered 503 or 429 is, like a reconnection."""
     position = _Position()
     failures = 0
     while True:
-        position.got_event = False
+        position.got_event, position.retry_after_s = False, None
         try:
             attempt = _attempt(session, progress_url, status_url, headers, position)
             async with aclosing(attempt):
@@ -203,18 +150,22 @@ async def follow(
                 return
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if not position.connected_once:
-                raise StreamUnreachable(connection_reason(exc)) from exc
+                raise Unreachable(progress_url, connection_reason(exc)) from exc
             position.reason = connection_reason(exc)
         # Only attempts that brought no event count: a gateway that answers keeps us trying.
         failures = 0 if position.got_event else failures + 1
-        if failures >= policy.max_failures:
-            raise StreamLost(
-                f"lost the stream and {failures} reconnections failed: {position.reason}"
-            )
-        delay = policy.delay(failures)
+        delay = policy.retry_delay(failures, position.retry_after_s)
+        if delay is None:
+            _give_up(position, failures)
         if on_retry is not None:
             on_retry(failures, delay, position.reason)
         await sleep(delay)
+
+
+def _give_up(position: _Position, failures: int) -> NoReturn:
+    if position.refusal is not None and not position.connected_once:
+        raise position.refusal  # never connected: the gateway's own words say most
+    raise StreamLost(f"lost the stream and {failures} reconnections failed: {position.reason}")
 
 
 async def _attempt(
@@ -234,9 +185,14 @@ async def _attempt(
             return
         if response.status != 200:
             body = await _error_body(response)
-            if not (position.connected_once and _retryable(response.status)):
-                raise refused(response.status, response.reason or "", body)
+            refusal = refused(response.status, response.reason or "", body)
+            busy = response.status in BUSY_STATUSES
+            if not (busy or (position.connected_once and _retryable(response.status))):
+                raise refusal
             position.reason = f"{response.status} {response.reason or ''}".strip()
+            position.refusal = refusal
+            if busy:
+                position.retry_after_s = retry_after_seconds(response.headers.get("Retry-After"))
             return
         if response.content_type != "text/event-stream":
             raise StreamBroken(
