@@ -356,7 +356,7 @@ async def test_last_event_id_on_a_running_task_starts_with_the_current_state(
             assert first.payload["status"] == "running"
             assert first.id == str(running.version)
             task = await touch(db, task_id, f"after Last-Event-ID {seen}")
-            assert await ProgressPublisher(redis_client).publish_tasks([task]) == 1
+            assert await ProgressPublisher(redis_client).publish_tasks([task]) > 0
             assert (await anext(received)).id == str(task.version)
             running = task
 
@@ -399,10 +399,10 @@ async def test_a_stream_that_polled_returns_to_pubsub_when_redis_returns(
             publisher = ProgressPublisher(client)
             try:
                 task = await touch(db, task_id, "Redis is back")
-                assert await publisher.publish_tasks([task]) == 1
+                assert await publisher.publish_tasks([task]) > 0
                 versions.append(int((await anext(received)).payload["version"]))
                 cancelled = await task_store.cancel_task(task_id)
-                assert await publisher.publish_tasks([cancelled]) == 1
+                assert await publisher.publish_tasks([cancelled]) > 0
                 versions += [int(event.payload["version"]) async for event in received]
             finally:
                 await client.aclose()

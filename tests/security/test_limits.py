@@ -203,7 +203,7 @@ async def test_an_open_stream_outlives_the_header_timeout(
         assert b'"status":"pending"' in first
         await asyncio.sleep(2.0)  # twice the header timeout: nothing may happen meanwhile
         cancelled = await task_store.cancel_task(scene.task_id)
-        assert await ProgressPublisher(redis_client).publish_tasks([cancelled]) == 1
+        assert await ProgressPublisher(redis_client).publish_tasks([cancelled]) > 0
         # (a keep-alive comment may come first)
         await asyncio.wait_for(reader.readuntil(b'"status":"cancelled"'), 5)
     finally:
