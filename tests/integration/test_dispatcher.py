@@ -356,22 +356,24 @@ async def test_a_channel_handed_over_to_another_dispatcher(
     await other.start()
     try:
         task_id = uuid4()
-        first, second = Watcher(task_id), Watcher(task_id)
+        first, second, staying = Watcher(task_id), Watcher(task_id), Watcher()
+        await dispatcher.watch(staying)  # its slot did not move
         await dispatcher.watch(first)
         await dispatcher.watch(second)
         moved = dispatcher.release(first.channel)
         assert moved == {first, second}
-        assert (dispatcher.channel_count, dispatcher.watch_count) == (0, 0)
+        assert (dispatcher.channel_count, dispatcher.watch_count) == (1, 1)
         wakes = (first.wakes, second.wakes)
         other.adopt(first.channel, moved)
         assert (first.wakes, second.wakes) == (wakes[0] + 1, wakes[1] + 1)
         assert (other.channel_count, other.watch_count) == (1, 2)
 
         async def moved_over() -> bool:
-            return (other.subscribed_channels, dispatcher.subscribed_channels) == (1, 0)
+            return (other.subscribed_channels, dispatcher.subscribed_channels) == (1, 1)
 
         await wait_for(moved_over, timeout_s=5)
         assert await redis.subscribers(task_id) == 1
+        assert await redis.subscribers(staying.task_id) == 1
         await redis.publish(task_id, payload(task_id, 4))
         assert await received(first, 1) == [4] and await received(second, 1) == [4]
         assert (other.stats.delivered, dispatcher.stats.delivered) == (2, 0)
