@@ -374,6 +374,7 @@ async def test_a_channel_handed_over_to_another_dispatcher(
         await wait_for(moved_over, timeout_s=5)
         assert await redis.subscribers(task_id) == 1
         assert await redis.subscribers(staying.task_id) == 1
+        assert dispatcher.stats.connections == 1  # by an UNSUBSCRIBE, not a reconnect
         await redis.publish(task_id, payload(task_id, 4))
         assert await received(first, 1) == [4] and await received(second, 1) == [4]
         assert (other.stats.delivered, dispatcher.stats.delivered) == (2, 0)
