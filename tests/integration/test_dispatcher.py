@@ -176,6 +176,7 @@ async def test_the_last_stream_leaving_unsubscribes_and_an_early_one_does_not(
 
     await wait_for(unsubscribed, timeout_s=5)
     assert await redis.subscribers(staying.task_id) == 1  # only that channel was dropped
+    assert dispatcher.stats.connections == 1  # by an UNSUBSCRIBE, not a reconnect
     await redis.publish(staying.task_id, payload(staying.task_id, 2))
     assert await received(staying, 1) == [2]
 
