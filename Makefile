@@ -1,10 +1,11 @@
-# praxiom-progress: the public targets are install, run, test, test-faults, bench, lint.
+# praxiom-progress: the public targets are install, run, test, test-faults, bench, lint
+# (and mutation, not in CI).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-faults soak lint bench migrate runner gateway clean
+.PHONY: install run test test-faults soak lint bench mutation migrate runner gateway clean
 
 ## The runtime and the embedded servers only (what `make run` needs); the client
 ## distribution (clients/python) is installed from the checkout beside the server's.
@@ -61,6 +62,26 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e clients/python -e '.[bench]'
 	touch $(BENCH_STAMP)
 
+## Mutation testing of the core (docs/testing.md): mutmut changes one thing at a time in each
+## module below and runs the fast tests that reach it; tests/mutation_report.py then prints
+## each module's share of non-equivalent mutants killed and fails under 85 %. Not in CI and
+## CPU-heavy: one worker, one module at a time. Needs REDIS_URL (the dispatcher's tests).
+MUTATION_MODULES := praxiom_progress.taskstate.payloads praxiom_progress.taskstate.batching \
+	praxiom_progress.runner.batch praxiom_progress.gateway.stream \
+	praxiom_progress.gateway.dispatcher praxiom_progress.runner.execution
+MUTATION_STAMP := $(VENV)/.mutation-installed
+
+mutation: $(MUTATION_STAMP)
+	rm -rf mutants  # mutmut's map of which test reaches which function goes stale as code moves
+	for module in $(MUTATION_MODULES); do \
+		$(BIN)/mutmut run --max-children 1 "$$module.*" || exit 1; \
+	done
+	$(BIN)/python -m tests.mutation_report
+
+$(MUTATION_STAMP): $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test,embedded,mutation]'
+	touch $(MUTATION_STAMP)
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -82,4 +103,4 @@ gateway: migrate
 	$(BIN)/praxiom-progress gateway
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache mutants

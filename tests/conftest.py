@@ -284,8 +284,13 @@ class ProgressRecorder:
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None:
                 continue
-            payload = json.loads(message["data"])
-            self.payloads.setdefault(payload["id"], []).append(payload)
+            # The Redis is shared: other runs' tests publish forged and undecodable messages
+            # on these channels too (and one would end this reader): keep only payloads.
+            try:
+                payload = json.loads(message["data"])
+                self.payloads.setdefault(payload["id"], []).append(payload)
+            except (ValueError, KeyError, TypeError):
+                continue
 
     def of(self, task_id: UUID | str) -> list[dict[str, Any]]:
         return self.payloads.get(str(task_id), [])
@@ -360,6 +365,36 @@ async def wait_for_status(
         return row if row and row.status in statuses else None
 
     return await wait_for(check, timeout_s)
+
+
+class ClaimSweeps:
+    """Counts a runner's claim sweeps that began with its LISTEN up (it wraps the runner's
+    real store; nothing else changes)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.after_listen = 0
+        self._runner = runner
+        self._claim = runner.store.claim_tasks
+        runner.store.claim_tasks = self._counting  # type: ignore[method-assign]
+
+    async def _counting(self, **kwargs: Any) -> Any:
+        listening = self._runner.listening.is_set()
+        claimed = await self._claim(**kwargs)
+        if listening:
+            self.after_listen += 1
+        return claimed
+
+
+async def until_idle_and_listening(runner: Runner) -> None:
+    """The runner's LISTEN is up and the claim sweep that follows it has run: from now on only
+    a NOTIFY or the slow poll can get a new task claimed (instead of sleeping and hoping).
+    Call it right after `runners.start`, before the runner's task has run."""
+    sweeps = ClaimSweeps(runner)
+
+    async def ready() -> bool:
+        return runner.listening.is_set() and sweeps.after_listen > 0
+
+    await wait_for(ready, timeout_s=10, interval_s=0.01)
 
 
 def builtin_registry() -> HandlerRegistry:

@@ -62,6 +62,38 @@ class TcpProxy:
                 writer.transport.abort()
 
 
+class GatedProxy(TcpProxy):
+    """A proxy to Redis whose client-to-server direction a test can hold and release: bytes
+    sent while it is held reach Redis only on release."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self.open = asyncio.Event()
+        self.open.set()
+        self.held_bytes = 0  # bytes waiting at the gate
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.target
+        up_reader, up_writer = await asyncio.open_connection(host, port)
+        self._writers.update({writer, up_writer})
+        await asyncio.gather(
+            self._gated(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _gated(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                self.held_bytes += len(data)
+                await self.open.wait()
+                self.held_bytes -= len(data)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+
 def postgres_proxy(database_url: str) -> TcpProxy:
     """A proxy in front of the PostgreSQL that `database_url` names (TCP or Unix socket)."""
     params = parse_dsn(database_url)

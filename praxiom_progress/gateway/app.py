@@ -43,6 +43,7 @@ from praxiom_progress.gateway.keys import (
     IDLE_SWEEPER,
     LIMIT_STATS,
     METRICS,
+    OPENING_HOOKS,
     READ_ROUTING,
     REDIS,
     SETTINGS,
@@ -55,6 +56,7 @@ from praxiom_progress.gateway.keys import (
     WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.listener import DatabaseEvents
+from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.revocation import AccessChanges
@@ -141,7 +143,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
-        dispatcher = ProgressDispatcher(redis, lag=lag)
+        dispatcher = ProgressDispatcher(redis, lag=lag, hooks=app[OPENING_HOOKS])
     app[REDIS] = client
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
@@ -203,6 +205,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[WORKSPACE_STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    app[OPENING_HOOKS] = OpeningHooks()  # a test may replace it before the app starts
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.frames import Update
 from praxiom_progress.gateway.lag import LagHistogram, LagSampler
+from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.stream import Watcher
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.channels import PROGRESS_CHANNEL_PREFIX, WORKSPACE_CHANNEL_PREFIX
@@ -59,8 +60,10 @@ class ProgressDispatcher:
         on_lost: Callable[[], None] | None = None,
         on_dropped: Callable[[str], None] | None = None,
         lag: LagHistogram | None = None,
+        hooks: OpeningHooks | None = None,
     ) -> None:
         self._redis = redis
+        self._hooks = hooks or OpeningHooks()  # the test seam (gateway.opening)
         self._lag = lag  # where direct writes record the sampled publish-to-send lag
         self._loop_time = time.monotonic  # the event loop's clock, without a lookup per call
         self._sharded = sharded
@@ -197,6 +200,7 @@ class ProgressDispatcher:
         future = self._confirmations.get(channel)
         if future is None:
             return
+        await self._hooks.confirming(channel)
         try:
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 await asyncio.shield(future)

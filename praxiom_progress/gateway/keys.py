@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.metrics import GatewayMetrics
     from praxiom_progress.gateway.openapi import OpenApiDocument
+    from praxiom_progress.gateway.opening import OpeningHooks
     from praxiom_progress.gateway.remote import ClientAddresses
     from praxiom_progress.gateway.replica import ReadRouting
     from praxiom_progress.gateway.revocation import AccessChanges
@@ -53,6 +54,8 @@ WORKSPACE_READS: web.AppKey[WorkspaceReads] = web.AppKey("workspace_reads")
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
+#: The test seam in the open sequence of a stream (gateway.opening); a no-op in production.
+OPENING_HOOKS: web.AppKey[OpeningHooks] = web.AppKey("opening_hooks")
 #: Revocation at once: every stream re-checked when PostgreSQL announces an access change.
 ACCESS_CHANGES: web.AppKey[AccessChanges] = web.AppKey("access_changes")
 #: Spawns and cancels nobody published, handed to this gateway's streams (gateway.written).

@@ -24,6 +24,7 @@ from praxiom_progress.gateway.keys import (
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
+    OPENING_HOOKS,
     SETTINGS,
     STREAM_ACCESS,
     STREAM_SLOTS,
@@ -67,13 +68,17 @@ async def progress(request: web.Request) -> web.StreamResponse:
     with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
         stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, app[STREAM_STATS])
         live = not task.is_terminal  # a finished task changes no more: nothing to listen for
+        hooks = app[OPENING_HOOKS]  # the test seam (gateway.opening); a no-op in production
         if live:
+            await hooks.subscribing(task_id)
             await dispatcher.watch(stream)  # subscribe, confirmed ...
         try:
             if live:
+                await hooks.subscribed(task_id)
                 _, task = await authorize(store, digest, task_id)  # ... then the snapshot
                 if seen is not None and task.version < seen:  # a lagging standby's row
                     task = next(iter(await store.tasks([task_id])), task)  # the primary's
+                await hooks.snapshot_read(task_id)
             # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
             retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
             first = snapshot(task, retry_ms)

@@ -94,6 +94,9 @@ class Runner:
         self._catalogue = catalogue_entries(registry, self._timeouts)
         self._held: dict[UUID, HeldTask] = {}
         self._wakeup = asyncio.Event()
+        #: Set while the LISTEN for new and cancelled tasks is up: a readiness signal (until
+        #: then only the claim sweeps find new tasks), which tests wait for instead of sleeping.
+        self.listening = asyncio.Event()
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._idle = asyncio.Event()
@@ -267,6 +270,7 @@ class Runner:
             try:
                 async with self.store.listen(_CHANNELS) as notifications:
                     backoff.reset()
+                    self.listening.set()
                     self._wakeup.set()  # notifications sent while disconnected are lost: sweep
                     while True:
                         note = await notifications.get()
@@ -279,6 +283,7 @@ class Runner:
                             extra={"action": "listen_unheard"})  # fmt: skip
                 await asyncio.sleep(self.settings.database_listen_retry_s)
             except Exception as exc:
+                self.listening.clear()
                 await backoff.wait_and_warn(
                     "LISTEN connection lost, reconnecting", exc, action="listen_retry"
                 )

@@ -41,10 +41,18 @@ class GroupedCalls(Generic[T, R]):
         if len(self._flushers) < self._in_flight:
             flusher = asyncio.create_task(self._flush(), name="grouped-calls")
             self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+            flusher.add_done_callback(self._flushers.discard)  # if cancelled before it ran
         return await future
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_batches()
+        finally:
+            # Leave the set in the same step as the last (empty) take: a done-callback runs a
+            # step later, and a call made in between would find no flusher to take it.
+            self._flushers.discard(asyncio.current_task())
+
+    async def _flush_batches(self) -> None:
         while batch := self._take_batch():
             keys = {self._key(item) for item, _ in batch} if self._key is not None else set()
             self._busy |= keys

@@ -33,12 +33,17 @@ async def test_redis_killed_streams_poll_then_return_to_pubsub(faults: Faults) -
     assert await metric(gateway, "praxiom_gateway_streams_open") == len(followers)
     assert await metric(gateway, "praxiom_gateway_subscribed_channels") == TASKS
 
+    polls_at_kill = await metric(gateway, "praxiom_gateway_db_polls_total")
     killed_at = time.monotonic()
     faults.servers.redis.stop()  # SIGKILL
     await asyncio.sleep(1.5)
     assert await metric(gateway, "praxiom_gateway_redis_subscription_up") == 0
+    # The gauge counts the streams whose subscription is down (on one Redis: all of them, as
+    # subscription_up already says); the polls themselves are what proves each stream polls.
     assert await metric(gateway, "praxiom_gateway_streams_polling") == len(followers)
     await asyncio.sleep(OUTAGE_S - 1.5)
+    polled = await metric(gateway, "praxiom_gateway_db_polls_total") - polls_at_kill
+    assert polled >= len(followers), f"{polled:.0f} polls: not every stream polled"
 
     # During the outage every stream kept delivering, from the database.
     back_at = time.monotonic()

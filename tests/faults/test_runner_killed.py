@@ -13,6 +13,10 @@ STALE_AFTER_S = float(FAST_ENV["RUNNER_STALE_AFTER"])
 REAPER_INTERVAL_S = float(FAST_ENV["RUNNER_REAPER_INTERVAL"])
 #: What reaching a client adds to the reaper's write: a publish and a socket write.
 DELIVERY_S = 1.0
+#: A busy shared machine delays the reaper's cadence and the clients' reads by a second at
+#: worst; a real regression (reaping at twice RUNNER_STALE_AFTER, or clients left to the idle
+#: re-read) costs seconds more than that. The test prints what it measured.
+SCHEDULING_SLACK_S = 1.0
 
 
 async def test_killed_runner_tasks_fail_as_runner_lost_and_every_client_hears_it(
@@ -49,8 +53,8 @@ async def test_killed_runner_tasks_fail_as_runner_lost_and_every_client_hears_it
     reap_lag = max((r["completed_at"] - r["heartbeat_at"]).total_seconds() for r in rows.values())
     print(f"\nrunner killed: clients had the runner-lost event {slowest:.2f}s after the kill; "
           f"reaped at most {reap_lag:.2f}s after the last heartbeat")  # fmt: skip
-    assert reap_lag <= STALE_AFTER_S + REAPER_INTERVAL_S
-    assert slowest <= STALE_AFTER_S + REAPER_INTERVAL_S + DELIVERY_S
+    assert reap_lag <= STALE_AFTER_S + REAPER_INTERVAL_S + SCHEDULING_SLACK_S
+    assert slowest <= STALE_AFTER_S + REAPER_INTERVAL_S + DELIVERY_S + SCHEDULING_SLACK_S
     assert {r["status"] for r in rows.values()} == {"failed"}
 
     deadline = time.monotonic() + 20

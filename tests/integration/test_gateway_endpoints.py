@@ -39,6 +39,7 @@ from tests.conftest import (
     bearer,
     builtin_registry,
     spawn,
+    until_idle_and_listening,
     wait_for,
     wait_for_status,
 )
@@ -189,8 +190,7 @@ async def test_spawn_notify_wakes_an_idle_runner_and_the_task_completes(
     api: Any, member: IssuedToken, task_store: TaskStore, runners: RunnerHarness
 ) -> None:
     # A 30 s poll interval: only the spawn's NOTIFY can get the task claimed this fast.
-    runners.start(builtin_registry(), runner_poll_interval_s=30)
-    await asyncio.sleep(0.3)  # the runner is idle, parked on LISTEN
+    await until_idle_and_listening(runners.start(builtin_registry(), runner_poll_interval_s=30))
     started = time.monotonic()
     resp = await post_spawn(
         api, {"task_type": "validation_kit", "params": {"step_seconds": 0}}, member.token

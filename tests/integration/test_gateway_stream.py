@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +25,10 @@ from praxiom_progress.gateway.keys import (
 )
 from praxiom_progress.runner.handlers import HandlerRegistry, TaskContext
 from praxiom_progress.taskstate.accounts import IssuedToken
+from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import PAYLOAD_FIELDS, TaskPayloadSchema
+from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis
 from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import (
@@ -121,24 +125,49 @@ async def test_fifty_clients_connecting_mid_run_each_see_increasing_versions_to_
     runners: RunnerHarness,
     session: aiohttp.ClientSession,
 ) -> None:
+    """Every client joins while the task runs (its first event is a running state): half of
+    them while the handler waits, half while it reports; the handler finishes only once all
+    fifty have joined."""
+    half_joined, all_joined = asyncio.Event(), asyncio.Event()
+    joined = 0
+
     async def hurried(task: TaskContext) -> dict[str, Any]:
-        for step in range(300):
+        await task.report_progress("running", 1, "step 0")
+        await half_joined.wait()
+        for step in range(1, 300):
             await task.report_progress("running", step // 3, f"step {step}")
+        await all_joined.wait()
         return {"steps": 300}
 
     registry = HandlerRegistry()
     registry.register("hurried", hurried)
     runners.start(registry)
     task_id = await spawn(task_store, member.workspace_id, "hurried")
+    await wait_for_status(task_store, task_id, {"running"})
 
-    async def late_client(delay_s: float) -> list[dict[str, Any]]:
-        await asyncio.sleep(delay_s)
-        _, received = await collect(session, progress_url(live_gateway, task_id), member.token)
-        return [event.payload for event in received]
+    async def client() -> list[dict[str, Any]]:
+        nonlocal joined
+        url = progress_url(live_gateway, task_id)
+        payloads: list[dict[str, Any]] = []
+        async with session.get(url, headers=bearer(member.token)) as response:
+            async for event in events(response):
+                payloads.append(event.payload)
+                if len(payloads) == 1:
+                    joined += 1
+                    if joined == 25:
+                        half_joined.set()
+                    if joined == 50:
+                        all_joined.set()
+        return payloads
 
-    results = await asyncio.gather(*(late_client(i * 0.01) for i in range(50)))
+    async with asyncio.timeout(30):  # a client that never joins fails the test, not hangs it
+        first_half = [asyncio.create_task(client()) for _ in range(25)]
+        await half_joined.wait()
+        results = [*await asyncio.gather(*first_half, *(client() for _ in range(25)))]
     final = await task_store.get_task(task_id)
+    assert final is not None and final.status == "completed"
     for payloads in results:
+        assert payloads[0]["status"] == "running", "a client joined before or after the run"
         versions = [p["version"] for p in payloads]
         assert versions == sorted(set(versions)), "a client saw a version twice or go back"
         assert payloads[-1]["status"] == "completed"
@@ -192,27 +221,38 @@ async def test_quiet_streams_are_re_read_together_in_one_query_per_sweep(
     task_store: TaskStore,
     session: aiohttp.ClientSession,
 ) -> None:
-    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=0.5))
+    """Thirty streams fall quiet at one instant (the sweeper's clock jumps a timeout on once
+    all are open, rather than hoping they open within one tick): one query re-reads them all."""
+    gateway = LiveGateway(settings.replace(sse_idle_timeout_s=5.0))
     await gateway.start()
     reads = count_sweep_reads(gateway)
     try:
         task_ids = [await spawn(task_store, member.workspace_id, "research") for _ in range(30)]
+        opened = 0
+        all_open = asyncio.Event()
 
         async def two_events(task_id: UUID) -> list[str | None]:
+            nonlocal opened
             url = progress_url(gateway, task_id)
             async with session.get(url, headers=bearer(member.token)) as response:
                 received = []
                 async for event in events(response):
                     received.append(event.id)
+                    if len(received) == 1:
+                        opened += 1
+                        if opened == len(task_ids):
+                            all_open.set()
                     if len(received) == 2:
                         return received
             return received
 
-        results = await asyncio.wait_for(asyncio.gather(*map(two_events, task_ids)), 10)
+        watching = asyncio.gather(*map(two_events, task_ids))
+        await asyncio.wait_for(all_open.wait(), 10)
+        assert reads == []  # none was quiet yet
+        gateway.app[IDLE_SWEEPER].clock = lambda: time.monotonic() + 5.0
+        results = await asyncio.wait_for(watching, 10)
         assert all(ids == ["1", "1"] for ids in results)  # the snapshot, then the re-emit
-        assert sum(reads) >= 30
-        assert max(reads) >= 10, reads  # streams that fell quiet together: one query
-        assert len(reads) <= 10, reads
+        assert reads[0] == 30, reads  # streams that fell quiet together: one query
     finally:
         await gateway.stop()
 
@@ -292,65 +332,94 @@ async def test_last_event_id_at_the_terminal_version_gets_204(
 
 async def test_last_event_id_on_a_running_task_starts_with_the_current_state(
     live_gateway: LiveGateway,
+    db: Database,
     member: IssuedToken,
     task_store: TaskStore,
+    redis_client: Any,
     session: aiohttp.ClientSession,
 ) -> None:
+    """A running task is no reason for 204, whatever id the client saw last (its own current
+    version included): the stream starts with the current state, and follows the task."""
     task_id = await spawn(task_store, member.workspace_id, "validation_kit")
-    headers = {**bearer(member.token), "Last-Event-ID": "1"}
-    async with session.get(progress_url(live_gateway, task_id), headers=headers) as r:
-        assert r.status == 200
-        async for event in events(r):
-            assert event.payload["status"] == "pending" and event.id == "1"
-            break
+    await claim_by_hand(
+        db, task_id, runner_id="elsewhere", started_ago_s=1, beat_ago_s=0, timeout_s=600
+    )
+    running = await task_store.get_task(task_id)
+    assert running is not None and running.status == "running" and running.version > 1
+    for seen_current in (False, True):  # an older id, then the very version it is at
+        seen = str(running.version) if seen_current else "1"
+        headers = {**bearer(member.token), "Last-Event-ID": seen}
+        async with session.get(progress_url(live_gateway, task_id), headers=headers) as r:
+            assert r.status == 200
+            received = events(r)
+            first = await anext(received)
+            assert first.payload["status"] == "running"
+            assert first.id == str(running.version)
+            task = await touch(db, task_id, f"after Last-Event-ID {seen}")
+            assert await ProgressPublisher(redis_client).publish_tasks([task]) > 0
+            assert (await anext(received)).id == str(task.version)
+            running = task
 
 
-async def test_redis_down_mid_stream_falls_back_to_polling_and_returns_to_pubsub(
+async def test_a_stream_that_polled_returns_to_pubsub_when_redis_returns(
     settings: Settings,
+    db: Database,
     member: IssuedToken,
     task_store: TaskStore,
-    runners: RunnerHarness,
     throwaway_redis: ThrowawayRedis,
     session: aiohttp.ClientSession,
 ) -> None:
-    own = settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2)
-    gateway = LiveGateway(own)
+    """The same stream, not a new one: it polls while Redis is down, then is carried by pub/sub
+    again (it leaves polling), and gets every version, in order, across both switches."""
+    gateway = LiveGateway(settings.replace(redis_url=throwaway_redis.url, sse_poll_interval_s=0.2))
     await gateway.start()
     try:
-        dispatcher = gateway.app[DISPATCHER]
-        stats = gateway.app[STREAM_STATS]
-        runners.start(builtin_registry(), redis_url=throwaway_redis.url)
-        task_id = await spawn(task_store, member.workspace_id, "validation_kit", step_seconds=0.8)
-        received: list[dict[str, Any]] = []
-        async with session.get(progress_url(gateway, task_id), headers=bearer(member.token)) as r:
-            async for event in events(r):
-                received.append(event.payload)
-                phases_seen = [p["phase"] for p in received]
-                # Heartbeats re-send a phase with a newer version: act on its first event only.
-                if phases_seen.count(event.payload["phase"]) > 1:
-                    continue
-                if event.payload["phase"] == "assumption_map":
-                    throwaway_redis.stop()  # mid-stream
-                if event.payload["phase"] == "research_plan":
-                    assert not dispatcher.available
-                    assert stats.polls > 0, "this update can only have come from polling"
-                    throwaway_redis.start()
-        assert received[-1]["status"] == "completed"
-        versions = [p["version"] for p in received]
-        assert versions == sorted(set(versions))
-        phases = [p["phase"] for p in received]
-        assert {"research_plan", "interview_guide", "complete"} <= set(phases)
+        dispatcher, stats = gateway.app[DISPATCHER], gateway.app[STREAM_STATS]
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        url = progress_url(gateway, task_id)
+        async with session.get(url, headers=bearer(member.token)) as r:
+            received = events(r)
+            versions = [int((await anext(received)).payload["version"])]
+            (stream,) = list(gateway.app[STREAMS])
 
-        # Redis is back: the subscription reconnected and a new stream is served by pub/sub.
-        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=10)
-        assert dispatcher.stats.connections >= 2
-        polls_before = stats.polls
-        second = await spawn(task_store, member.workspace_id, "research", step_seconds=0.3)
-        _, later = await collect(session, progress_url(gateway, second), member.token)
-        assert later[-1].payload["status"] == "completed"
-        assert stats.polls == polls_before, "pub/sub should have carried the second task"
+            async def on_pubsub() -> bool:  # the sweeper's view: infinite while it polls
+                return dispatcher.available and stream.overdue_since != math.inf
+
+            await wait_for(on_pubsub)
+            throwaway_redis.stop()
+            await wait_for(lambda: asyncio.sleep(0, result=not dispatcher.available))
+            await touch(db, task_id, "while Redis is down")
+            versions.append(int((await anext(received)).payload["version"]))
+            assert stats.polls > 0, "only polling can have carried that update"
+
+            throwaway_redis.start()
+            await wait_for(on_pubsub)  # this stream left polling
+            polls = stats.polls
+            client = connect_redis(throwaway_redis.url)
+            publisher = ProgressPublisher(client)
+            try:
+                task = await touch(db, task_id, "Redis is back")
+                assert await publisher.publish_tasks([task]) > 0
+                versions.append(int((await anext(received)).payload["version"]))
+                cancelled = await task_store.cancel_task(task_id)
+                assert await publisher.publish_tasks([cancelled]) > 0
+                versions += [int(event.payload["version"]) async for event in received]
+            finally:
+                await client.aclose()
+            assert stats.polls == polls, "pub/sub, not polling, carried the last updates"
+        assert versions == list(range(1, cancelled.version + 1))
     finally:
         await gateway.stop()
+
+
+async def touch(db: Database, task_id: UUID, message: str) -> Task:
+    """Commit a new version of the task (its message changed), as any writer would."""
+    row = await db.fetch_one(
+        "UPDATE background_tasks SET message = %(m)s WHERE id = %(id)s RETURNING *",
+        {"id": task_id, "m": message},
+    )
+    assert row is not None
+    return Task.from_row(row)
 
 
 async def test_polling_stops_after_the_poll_limit(

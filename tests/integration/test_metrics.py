@@ -66,10 +66,8 @@ async def test_both_processes_export_their_metrics_after_a_task_ran(
     runner_processes: Callable[..., RunnerProcess],
 ) -> None:
     port = free_port()
-    runner = runner_processes(RUNNER_METRICS_PORT=str(port))
     runner_url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(timeout=stream_timeout()) as session:
-        await wait_for_runner_port(session, runner_url, runner)
         async with session.post(
             f"{live_gateway.url}/api/tasks/spawn",
             json={"task_type": "validation_kit", "params": {"step_seconds": 0.05}},
@@ -80,8 +78,13 @@ async def test_both_processes_export_their_metrics_after_a_task_ran(
         async with session.get(
             f"{live_gateway.url}/api/tasks/{task_id}/progress", headers=bearer(member.token)
         ) as response:
-            received = [event.payload async for event in events(response)]
-        assert received[-1]["status"] == "completed"
+            received = []
+            async for event in events(response):
+                received.append(event.payload)
+                if len(received) == 1:  # the task starts only once we are watching
+                    runner = runner_processes(RUNNER_METRICS_PORT=str(port))
+        assert received[0]["status"] == "pending" and received[-1]["status"] == "completed"
+        await wait_for_runner_port(session, runner_url, runner)
         for headers, path in [
             ({}, f"/api/tasks/{task_id}/progress"),  # no token: 401
             (bearer(member.token), f"/api/tasks/{uuid4()}/progress"),  # 404

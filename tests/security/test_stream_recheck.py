@@ -90,12 +90,14 @@ async def test_a_stream_whose_caller_keeps_access_stays_open_across_idle_rereads
     api = await aiohttp_client(app)
     scene = await make_scene(db, task_store)
     resp = await api.get(f"/api/tasks/{scene.task_id}/progress", headers=bearer(scene.member.token))
-    seen = 0
-    async for _ in events(resp):
-        seen += 1
-        if seen == 5:  # the first event and four idle re-emits
+    received = []
+    async for event in events(resp):
+        received.append(event.payload)
+        if len(received) == 5:  # the first event and four idle re-emits
             break
     resp.close()
+    assert len(received) == 5, f"the stream ended after {len(received)} events"
+    assert {(p["version"], p["status"]) for p in received} == {(1, "pending")}  # re-emits
     assert app[LIMIT_STATS].streams_access_lost == 0
 
 

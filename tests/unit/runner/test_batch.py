@@ -4,6 +4,7 @@ published once through the writer, and each statement is timed for the metrics."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -74,3 +75,52 @@ async def test_one_task_s_reports_keep_their_order(
     await asyncio.gather(*(batcher.submit(report(task, pct)) for pct in (1, 2, 3)))
     assert [p.progress_pct for p in publisher.published] == [1, 2, 3]
     assert [len(args["reports"]) for args in store.called("report_progress")] == [1, 1, 1]
+
+
+async def test_in_flight_statements_run_at_once_for_different_tasks(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    """RUNNER_PROGRESS_STATEMENTS reaches the group commit: with two in flight, a second
+    task's report goes out while the first one's statement still waits on PostgreSQL."""
+    tasks = await claimed(store, 2)
+    first_started, release = asyncio.Event(), asyncio.Event()
+    running = most = 0
+
+    async def slow_write(reports: Sequence[Report]) -> list[Task]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        first_started.set()
+        try:
+            await release.wait()
+            return await store.report_progress(reports)
+        finally:
+            running -= 1
+
+    batcher = ProgressBatcher(slow_write, TaskWriter(publisher), in_flight=2)
+    first = asyncio.create_task(batcher.submit(report(tasks[0], 10)))
+    await first_started.wait()
+    second = asyncio.create_task(batcher.submit(report(tasks[1], 20)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert running == 2, "the second task's report waited for the first statement"
+    release.set()
+    written = [await first, await second]
+    assert [w.progress_pct if w else None for w in written] == [10, 20]
+    assert most == 2
+
+
+async def test_each_statement_is_timed_by_its_own_duration(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    [task] = await claimed(store, 1)
+    timings: list[float] = []
+    batcher = ProgressBatcher(
+        store.report_progress,
+        TaskWriter(publisher),
+        on_write=timings.append,  # type: ignore[arg-type]
+    )
+    started = time.perf_counter()
+    await batcher.submit(report(task, 40))
+    elapsed = time.perf_counter() - started
+    assert len(timings) == 1 and 0 <= timings[0] <= elapsed

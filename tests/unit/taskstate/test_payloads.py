@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
@@ -120,6 +123,31 @@ def test_timestamp_crossing_midnight_converts_the_date_too() -> None:
 def test_naive_timestamp_is_treated_as_utc() -> None:
     payload = payload_of(make_row(completed_at=datetime(2026, 4, 21, 14, 25, 52, 410000)))
     assert payload["completed_at"] == "2026-04-21T14:25:52.410Z"
+
+
+@pytest.fixture
+def local_time_not_utc() -> Iterator[None]:
+    """The process's local time two hours ahead of UTC (a POSIX TZ: no tz database needed),
+    so that "local" and "UTC" differ: on a UTC machine they cannot be told apart."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "PRX-2"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_timestamps_are_utc_whatever_the_machine_s_time_zone(local_time_not_utc: None) -> None:
+    naive = datetime(2026, 4, 21, 14, 25, 52, 410000)
+    aware = datetime(2026, 4, 21, 14, 22, 10, 987654, tzinfo=UTC)
+    payload = payload_of(make_row(completed_at=naive, started_at=aware))
+    assert payload["completed_at"] == "2026-04-21T14:25:52.410Z"
+    assert payload["started_at"] == "2026-04-21T14:22:10.987Z"
 
 
 def test_none_timestamps_stay_none() -> None:
