@@ -66,7 +66,7 @@ class GatedProxy(TcpProxy):
     """A proxy to Redis whose client-to-server direction a test can hold and release: bytes
     sent while it is held reach Redis only on release."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int | None) -> None:
         super().__init__(target_host, target_port)
         self.open = asyncio.Event()
         self.open.set()
@@ -74,7 +74,10 @@ class GatedProxy(TcpProxy):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = self.target
-        up_reader, up_writer = await asyncio.open_connection(host, port)
+        if port is None:  # a Unix socket (the suite's embedded Redis)
+            up_reader, up_writer = await asyncio.open_unix_connection(host)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
         self._writers.update({writer, up_writer})
         await asyncio.gather(
             self._gated(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True

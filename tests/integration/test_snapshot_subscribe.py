@@ -105,7 +105,10 @@ class EveryInstant(OpeningHooks):
 @pytest.fixture
 async def proxy() -> AsyncIterator[GatedProxy]:
     url = urlsplit(redis_url())
-    gate = GatedProxy(url.hostname or "127.0.0.1", url.port or 6379)
+    if url.scheme == "unix":  # REDIS_URL unset: the suite's embedded Redis
+        gate = GatedProxy(url.path, None)
+    else:
+        gate = GatedProxy(url.hostname or "127.0.0.1", url.port or 6379)
     await gate.start()
     yield gate
     gate.open.set()
