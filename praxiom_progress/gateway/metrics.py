@@ -13,6 +13,7 @@ several gateways in one process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
 from collections.abc import Iterator
 
@@ -35,9 +36,11 @@ from prometheus_client.registry import Collector
 from praxiom_progress.gateway import keys
 from praxiom_progress.gateway.catalogue import UnservedType
 from praxiom_progress.gateway.cluster import ClusterDispatcher
+from praxiom_progress.gateway.collection import CollectionTuning
 from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from praxiom_progress.gateway.limits import LimitStats
+from praxiom_progress.gateway.loophealth import LoopHealth
 from praxiom_progress.gateway.stream import ProgressStream
 from praxiom_progress.taskstate.metrics import db_query_histogram
 
@@ -88,6 +91,9 @@ class StreamCollector(Collector):
             )
         if dispatcher is not None:
             yield from _dispatcher_metrics(dispatcher)
+        health = self._app.get(keys.LOOP_HEALTH)
+        if health is not None:
+            yield from _loop_metrics(health, self._app.get(keys.GC_TUNING))
         catalogue = self._app.get(CATALOGUE)
         yield from _unserved_metrics(catalogue.unserved_last if catalogue is not None else [])
 
@@ -267,6 +273,42 @@ def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:
         "Open streams ended because the caller's token or access went away",
         limits.streams_access_lost,
     )
+
+
+def _loop_metrics(health: LoopHealth, tuning: CollectionTuning | None) -> Iterator[Metric]:
+    stalls = health.ticker.stalls
+    yield HistogramMetricFamily(
+        "praxiom_gateway_loop_stall_seconds",
+        "How late a timer due every GATEWAY_LOOP_STALL_TICK ran: the event loop was held "
+        "that long (every stream waited)",
+        buckets=stalls.cumulative(),
+        sum_value=stalls.sum_s,
+    )
+    pauses = HistogramMetricFamily(
+        "praxiom_gateway_gc_pause_seconds",
+        "Garbage collections by generation and how long each held the event loop",
+        labels=["generation"],
+    )
+    for generation, histogram in health.gc.pauses.items():
+        pauses.add_metric([str(generation)], histogram.cumulative(), histogram.sum_s)
+    yield pauses
+    yield _gauge(
+        "praxiom_gateway_gc_frozen_objects",
+        "Objects frozen out of full collections (gc.freeze: start-up, then after bursts of "
+        "stream opens)",
+        gc.get_freeze_count(),
+    )
+    if tuning is not None:
+        yield _counter(
+            "praxiom_gateway_gc_freezes",
+            "Freezes after a burst of stream opens (GATEWAY_GC_FREEZE_AFTER)",
+            tuning.freezes,
+        )
+        yield _counter(
+            "praxiom_gateway_gc_compactions",
+            "Full collections of everything frozen, after as many frozen streams had closed",
+            tuning.compactions,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
