@@ -35,7 +35,9 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
 
 `python -m bench --throttle` runs the throttling scenario alone and prints its figure.
 `python -m bench --transactions` does the same for the spawns in a transaction, and
-`python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py).
+`python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py), and
+`python -m bench --tails [NAME=VAR=VALUE,... ...]` for the tail scenario against variants of
+our gateway's settings and the floor baseline (bench/tails.py).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
-from bench import limits, report, workspaces
+from bench import limits, report, tails, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
@@ -291,6 +293,16 @@ async def workspaces_only() -> None:
         print(report._profile_section([load.profile]))
 
 
+async def tails_only(arguments: list[str]) -> None:
+    """The tail scenario alone (bench/tails.py), A/B, in the bench's own database."""
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        print("\n".join(await tails.run(base, Config.from_env(), arguments)))
+    finally:
+        await drop_bench_database(base)
+
+
 def write(results: Results) -> None:
     text = report.render(results)
     (report.REPO / "BENCHMARKS.md").write_text(text, encoding="utf-8")
@@ -306,5 +318,7 @@ if __name__ == "__main__":
         asyncio.run(workspaces_only())
     elif sys.argv[1:] == ["--transactions"]:
         asyncio.run(transactions_only())
+    elif sys.argv[1:2] == ["--tails"]:
+        asyncio.run(tails_only(sys.argv[2:]))
     else:
         asyncio.run(main())

@@ -101,6 +101,10 @@ class CpuMeter:
         times = process.cpu_times()
         return float(times.user + times.system)
 
+    def seconds(self) -> float:
+        """CPU seconds used since the meter started."""
+        return sum(self._cpu(p) for p in self.processes) - sum(self.before)
+
     def percent(self) -> float:
         wall = time.monotonic() - self.started
         used = sum(self._cpu(p) for p in self.processes) - sum(self.before)

@@ -1,0 +1,101 @@
+"""`python -m bench --tails [NAME=VAR=VALUE,VAR=VALUE ...]`: the tail scenario alone, A/B.
+
+BENCH_TASKS streams on as many tasks, all opened at the same instant, then one update a
+second to each for BENCH_SECONDS (30 s by default: three idle re-checks of every stream fall
+inside it), against each variant of our gateway (its environment added to the real
+settings) and then against the floor baseline, interleaved in one run. Prints, per server:
+publish-to-receive p50 / p99 / p99.9 / max, CPU microseconds per delivered event and its
+ratio to the floor's, and our gateway's loop stalls and collections by generation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+from psycopg2.extensions import make_dsn
+
+from bench import loopstats
+from bench.config import Config
+from bench.fixtures import Fixture, Publisher, prepare
+from bench.procs import REPO, LoadGens, Server, free_port, start, stop, wait_listening
+from bench.scenarios import Delivery, GatewayBench
+from praxiom_progress.taskstate.db import migrate
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
+
+FLOOR = "floor"
+
+
+def variants(args: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """`NAME=VAR=VALUE,VAR=VALUE` arguments; none: our gateway as configured."""
+    found: list[tuple[str, dict[str, str]]] = []
+    for arg in args or ["ours="]:
+        name, _, rest = arg.partition("=")
+        env = dict(pair.split("=", 1) for pair in rest.split(",") if "=" in pair)
+        found.append((name, env))
+    return found
+
+
+async def one(
+    name: str, args: list[str], env: dict[str, str], fixture: Fixture, publisher: Publisher,
+    cfg: Config,
+) -> Delivery:  # fmt: skip
+    port = free_port()
+    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]],
+                    dict(env, GATEWAY_PORT=str(port)))  # fmt: skip
+    try:
+        await wait_listening(port, process)
+        ours = name != FLOOR
+        loadgens = await LoadGens.start(cfg.loadgens, port, fixture.token if ours else "")
+        try:
+            bench = GatewayBench(
+                Server(name, port, process), loadgens, fixture.task_ids, publisher,
+                first_is_event=ours,
+            )  # fmt: skip
+            return await bench.deliver(
+                fixture.task_ids[: cfg.tasks], 1, 1.0, cfg.seconds, at_once=True
+            )
+        finally:
+            await loadgens.stop()
+    finally:
+        stop(process)
+
+
+def line(name: str, result: Delivery, floor: Delivery | None) -> str:
+    cpu = result.cpu_us_per_event
+    vs = f" ({cpu / floor.cpu_us_per_event:.2f}x floor)" if floor is not None else ""
+    return (
+        f"{name}: {result.received}/{result.expected} delivered, p50 {result.p50_ms:.2f} "
+        f"p99 {result.p99_ms:.2f} p99.9 {result.p999_ms:.2f} max {result.max_ms:.1f} ms, "
+        f"CPU {cpu:.0f} us/event{vs}, failed opens {result.open_failed}\n"
+        f"    {loopstats.describe(result.loop)}"
+    )
+
+
+async def run(base: Settings, cfg: Config, arguments: list[str]) -> list[str]:
+    settings = base.replace(database_url=make_dsn(base.database_url, dbname="praxiom_bench"))
+    await migrate(settings)
+    cfg = replace(cfg, seconds=cfg.seconds if "BENCH_SECONDS" in os.environ else 30.0)
+    fixture = await prepare(settings, cfg.tasks)
+    redis = connect_redis(settings.redis_url)
+    publisher = Publisher(redis, fixture.payloads)
+    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+               LOG_LEVEL="WARNING", PYTHONPATH=str(REPO),
+               STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+    ours_args = ["-m", "praxiom_progress.cli.main", "gateway"]
+    floor_args = ["-m", "bench.floor_gateway", "--port", "{port}", "--redis-url",
+                  settings.redis_url]  # fmt: skip
+    results: list[tuple[str, Delivery]] = []
+    try:
+        for name, extra in variants(arguments):
+            print(f"bench: {name} {extra}", file=sys.stderr, flush=True)
+            results.append((name, await one(name, ours_args, dict(env, **extra), fixture,
+                                            publisher, cfg)))  # fmt: skip
+        print("bench: floor", file=sys.stderr, flush=True)
+        floor = await one(FLOOR, floor_args, env, fixture, publisher, cfg)
+    finally:
+        await redis.aclose()
+    head = f"{cfg.tasks} tasks x 1 watcher, opened at once, 1 update/s each for {cfg.seconds:g} s"
+    return [head] + [line(n, r, floor) for n, r in results] + [line(FLOOR, floor, None)]
