@@ -1,5 +1,8 @@
 """`python -m bench --tails [NAME=VAR=VALUE,VAR=VALUE ...]`: the tail scenario alone, A/B.
 
+A variant's BENCH_CHECKOUT=/path runs the gateway of another checkout (a worktree of an
+earlier commit) with this harness.
+
 BENCH_TASKS streams on as many tasks, all opened at the same instant, then one update a
 second to each for BENCH_SECONDS (30 s by default: three idle re-checks of every stream fall
 inside it), against each variant of our gateway (its environment added to the real
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from psycopg2.extensions import make_dsn
 
@@ -43,8 +47,10 @@ async def one(
     cfg: Config,
 ) -> Delivery:  # fmt: skip
     port = free_port()
-    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]],
-                    dict(env, GATEWAY_PORT=str(port)))  # fmt: skip
+    # BENCH_CHECKOUT=/path in a variant: that checkout's code (e.g. a worktree of main).
+    checkout = Path(env.pop("BENCH_CHECKOUT", str(REPO)))
+    env = dict(env, GATEWAY_PORT=str(port), PYTHONPATH=str(checkout))
+    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]], env, checkout)
     try:
         await wait_listening(port, process)
         ours = name != FLOOR
