@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 STALL = "praxiom_gateway_loop_stall_seconds"
+BUSY = "praxiom_gateway_loop_stall_cpu_seconds"
 PAUSE = "praxiom_gateway_gc_pause_seconds"
 #: Bucket bounds (ms) the report lists stalls above.
 SHOWN_MS = (5.0, 10.0, 20.0, 50.0, 100.0)
@@ -56,6 +57,7 @@ class Histogram:
 class LoopSnapshot:
     stalls: Histogram
     pauses: dict[str, Histogram]  # by generation
+    busy: Histogram  # the process's own CPU within each stall (empty: not exported)
 
 
 @dataclass
@@ -65,6 +67,8 @@ class LoopStats:
     ticks: int
     stalls_over: dict[float, int]  # bound (ms) -> stalls longer
     worst_stall_ms: tuple[float, float]
+    busy_over: dict[float, int]  # the same, of the process's own CPU within each stall
+    worst_busy_ms: tuple[float, float]
     gc_count: dict[str, int]
     gc_total_ms: dict[str, float]
     gc_worst_ms: dict[str, tuple[float, float]]
@@ -77,7 +81,7 @@ def scrape(port: int) -> LoopSnapshot | None:
             text = answer.read().decode()
     except OSError:
         return None
-    stalls = Histogram()
+    stalls, busy = Histogram(), Histogram()
     pauses: dict[str, Histogram] = {}
     for family in text_string_to_metric_families(text):
         if family.name not in (STALL, PAUSE):
@@ -92,18 +96,21 @@ def scrape(port: int) -> LoopSnapshot | None:
                 target.buckets[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith("_sum"):
                 target.total_s = sample.value
-    return LoopSnapshot(stalls, pauses) if stalls.buckets else None
+    return LoopSnapshot(stalls, pauses, busy) if stalls.buckets else None
 
 
 def window(before: LoopSnapshot | None, after: LoopSnapshot | None) -> LoopStats | None:
     if before is None or after is None:
         return None
     stalls = after.stalls.minus(before.stalls)
+    busy = after.busy.minus(before.busy)
     pauses = {g: h.minus(before.pauses.get(g, Histogram())) for g, h in after.pauses.items()}
     return LoopStats(
         ticks=int(stalls.count),
         stalls_over={ms: stalls.above(ms / 1000) for ms in SHOWN_MS},
         worst_stall_ms=stalls.worst_ms(),
+        busy_over={ms: busy.above(ms / 1000) for ms in SHOWN_MS},
+        worst_busy_ms=busy.worst_ms(),
         gc_count={g: int(h.count) for g, h in sorted(pauses.items())},
         gc_total_ms={g: h.total_s * 1000 for g, h in sorted(pauses.items())},
         gc_worst_ms={g: h.worst_ms() for g, h in sorted(pauses.items())},
@@ -116,9 +123,14 @@ def describe(stats: LoopStats | None) -> str:
         return "n/a (not exported)"
     over = ", ".join(f">{ms:g} ms: {n}" for ms, n in stats.stalls_over.items())
     lo, hi = stats.worst_stall_ms
+    own = ", ".join(f">{ms:g} ms: {n}" for ms, n in stats.busy_over.items())
+    own_lo, own_hi = stats.worst_busy_ms
     gcs = "; ".join(
         f"gen{g} {stats.gc_count[g]} x {stats.gc_total_ms[g]:.0f} ms "
         f"(worst {stats.gc_worst_ms[g][0]:g}-{stats.gc_worst_ms[g][1]:g} ms)"
         for g in stats.gc_count
     )
-    return f"stalls {over} (worst {lo:g}-{hi:g} ms, {stats.ticks} ticks); GC {gcs}"
+    return (
+        f"stalls {over} (worst {lo:g}-{hi:g} ms, {stats.ticks} ticks); of which on our own "
+        f"CPU {own} (worst {own_lo:g}-{own_hi:g} ms); GC {gcs}"
+    )

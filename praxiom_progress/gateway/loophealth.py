@@ -7,6 +7,8 @@ exported in `/metrics` in production as well as read by `make bench`:
 - `praxiom_gateway_loop_stall_seconds`: a callback due every GATEWAY_LOOP_STALL_TICK records
   how late it ran. An idle loop runs it on time; a loop held for 100 ms runs it ~100 ms late.
   It costs one timer handle per tick (200 a second at the default), nothing per stream.
+  `praxiom_gateway_loop_stall_cpu_seconds` is the part of each lateness the process spent on
+  a CPU (its own work); the rest it waited for one (a busy host, a throttled container).
 - `praxiom_gateway_gc_pause_seconds{generation}`: `gc.callbacks` times every collection,
   which runs on the loop's thread and so holds it for as long.
 """
@@ -43,9 +45,11 @@ class LoopStallTicker:
     def __init__(self, tick_s: float) -> None:
         self.tick_s = tick_s
         self.stalls = LagHistogram(STALL_BUCKETS_S)
+        self.busy = LagHistogram(STALL_BUCKETS_S)  # the process's own CPU within each
         self.longest_s = 0.0  # the worst lateness seen, for a quick look in a test or a bench
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cpu = 0.0  # process CPU time when the timer was set
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -59,12 +63,16 @@ class LoopStallTicker:
     def _schedule(self) -> None:
         assert self._loop is not None
         due = self._loop.time() + self.tick_s
+        self._cpu = time.process_time()
         self._handle = self._loop.call_at(due, self._fired, due)
 
     def _fired(self, due: float) -> None:
         assert self._loop is not None
         late = max(0.0, self._loop.time() - due)
         self.stalls.observe(late)
+        # Of the lateness, what the process itself computed: at most the CPU it used since the
+        # timer was set (an upper bound: CPU used within the tick itself counts too).
+        self.busy.observe(min(late, max(0.0, time.process_time() - self._cpu)))
         if late > self.longest_s:
             self.longest_s = late
         self._schedule()

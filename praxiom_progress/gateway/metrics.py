@@ -284,6 +284,14 @@ def _loop_metrics(health: LoopHealth, tuning: CollectionTuning | None) -> Iterat
         buckets=stalls.cumulative(),
         sum_value=stalls.sum_s,
     )
+    busy = health.ticker.busy
+    yield HistogramMetricFamily(
+        "praxiom_gateway_loop_stall_cpu_seconds",
+        "Of each loop stall, the CPU time the process itself used (the rest it waited for a "
+        "CPU: a busy host)",
+        buckets=busy.cumulative(),
+        sum_value=busy.sum_s,
+    )
     pauses = HistogramMetricFamily(
         "praxiom_gateway_gc_pause_seconds",
         "Garbage collections by generation and how long each held the event loop",

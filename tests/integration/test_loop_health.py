@@ -32,6 +32,8 @@ async def test_a_held_loop_and_a_full_collection_show_in_metrics(
         await asyncio.sleep(0.05)
         after = await scrape(session, url)
     assert above(after, stall, "0.1") == above(before, stall, "0.1") + 1
+    busy = "praxiom_gateway_loop_stall_cpu_seconds"  # asleep, not computing: not its own
+    assert above(after, busy, "0.1") == above(before, busy, "0.1")
     assert value(after, f"{pause}_count", generation="2") > value(
         before, f"{pause}_count", generation="2"
     )

@@ -26,6 +26,12 @@ async def test_a_held_loop_is_recorded_as_a_stall_of_about_its_length() -> None:
         await asyncio.sleep(0.02)
         assert over(ticker.stalls.cumulative(), "0.05") == 1
         assert 0.1 <= ticker.longest_s < 1.0
+        assert over(ticker.busy.cumulative(), "0.05") == 0  # asleep: no CPU of its own
+        spin_until = time.monotonic() + 0.12
+        while time.monotonic() < spin_until:  # the loop is held by work of the process
+            pass
+        await asyncio.sleep(0.02)
+        assert over(ticker.busy.cumulative(), "0.05") == 1
     finally:
         ticker.stop()
     seen = ticker.stalls.count
