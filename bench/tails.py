@@ -18,8 +18,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from psycopg2.extensions import make_dsn
-
 from bench import loopstats
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
@@ -80,8 +78,8 @@ def line(name: str, result: Delivery, floor: Delivery | None) -> str:
     )
 
 
-async def run(base: Settings, cfg: Config, arguments: list[str]) -> list[str]:
-    settings = base.replace(database_url=make_dsn(base.database_url, dbname="praxiom_bench"))
+async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str]:
+    """In the database `settings` names (the bench's own, which the caller drops)."""
     await migrate(settings)
     cfg = replace(cfg, seconds=cfg.seconds if "BENCH_SECONDS" in os.environ else 30.0)
     fixture = await prepare(settings, cfg.tasks)
