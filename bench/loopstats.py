@@ -84,14 +84,13 @@ def scrape(port: int) -> LoopSnapshot | None:
     stalls, busy = Histogram(), Histogram()
     pauses: dict[str, Histogram] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in (STALL, PAUSE):
+        if family.name not in (STALL, PAUSE, BUSY):
             continue
         for sample in family.samples:
-            target = (
-                stalls
-                if family.name == STALL
-                else pauses.setdefault(sample.labels.get("generation", "?"), Histogram())
-            )
+            if family.name == PAUSE:
+                target = pauses.setdefault(sample.labels.get("generation", "?"), Histogram())
+            else:
+                target = stalls if family.name == STALL else busy
             if sample.name.endswith("_bucket"):
                 target.buckets[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith("_sum"):

@@ -6,7 +6,10 @@ round whenever a quarter more objects have survived into the oldest generation: 
 few seconds under load. The objects of an open stream are not garbage while it is open, so
 after a burst of opens (a deploy's reconnect storm, a page of tabs) they are frozen
 (`gc.freeze()`, which moves them out of every generation at no cost): full collections then
-walk only what is newer than the last freeze, and take a millisecond, not a hundred.
+walk only what is newer than the last freeze, and take a millisecond, not a hundred. The
+freeze comes right after the first young collection that follows every GATEWAY_GC_FREEZE_AFTER
+opens (a `gc.callbacks` entry asks the loop for it), so the objects of a storm's streams are
+frozen before the ten young collections that could bring on a full one.
 
 The price: what a frozen stream leaves in reference cycles when it closes is not freed until
 the next unfreeze. So once as many frozen streams have closed as GATEWAY_GC_FREEZE_AFTER (and
@@ -42,7 +45,8 @@ class CollectionTuning:
         self.freeze_after = freeze_after
         self.check_s = check_s
         self._previous: tuple[int, int, int] | None = None
-        self._opened_seen = stats.opened  # at the previous check
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asked = False  # a freeze is asked of the loop and has not run yet
         self._opened_at_freeze = stats.opened
         self._closed_at_compact = stats.closed
         self._frozen_streams = 0  # open when last frozen
@@ -53,11 +57,41 @@ class CollectionTuning:
     def start(self) -> None:
         self._previous = gc.get_threshold()
         gc.set_threshold(*self._thresholds)
+        self._loop = asyncio.get_running_loop()
+        gc.callbacks.append(self._after_collection)
 
     def stop(self) -> None:
+        if self._after_collection in gc.callbacks:
+            gc.callbacks.remove(self._after_collection)
         if self._previous is not None:
             gc.set_threshold(*self._previous)
             self._previous = None
+
+    def _after_collection(self, phase: str, info: dict[str, int]) -> None:
+        """A young collection just moved survivors on: freeze them soon, if a burst's worth
+        of streams opened since the last freeze (not here: the collector is still running)."""
+        if phase != "stop" or info.get("generation", 0) < 1 or self._asked:
+            return
+        if self._loop is not None and self._burst():
+            self._asked = True
+            self._loop.call_soon_threadsafe(self._freeze_asked)
+
+    def _freeze_asked(self) -> None:
+        if self._burst():
+            self._freeze()
+        self._asked = False
+
+    def _burst(self) -> bool:
+        return bool(self.freeze_after) and (
+            self._stats.opened - self._opened_at_freeze >= self.freeze_after
+        )
+
+    def _freeze(self) -> None:
+        self._asked = True  # the young collection below must not ask for another freeze
+        gc.collect(1)  # the young garbage is freed, not frozen
+        gc.freeze()
+        self._after_freeze(self._stats.opened, self._closed_at_compact)
+        self.freezes += 1
 
     async def run(self) -> None:
         while True:
@@ -65,15 +99,12 @@ class CollectionTuning:
             self.check()
 
     def check(self) -> str:
-        """Freeze, compact or neither (`"freeze"`, `"compact"`, `""`), as the module says."""
-        opened, closed = self._stats.opened, self._stats.closed
-        # Opens have paused: fewer than a tenth of a burst came since the previous check.
-        paused = opened - self._opened_seen < max(1, self.freeze_after // 10)
-        self._opened_seen = opened
+        """Compact, freeze or neither (`"compact"`, `"freeze"`, `""`), as the module says;
+        the periodic check behind the freezes asked for by young collections."""
         if not self.freeze_after:
             return ""
-        gone = closed - self._closed_at_compact
-        if gone >= max(self.freeze_after, self._frozen_streams // 2):
+        opened, closed = self._stats.opened, self._stats.closed
+        if closed - self._closed_at_compact >= max(self.freeze_after, self._frozen_streams // 2):
             started = time.perf_counter()
             gc.unfreeze()
             gc.collect()
@@ -83,11 +114,9 @@ class CollectionTuning:
             self.compactions += 1
             log.debug("gc compacted in %.1f ms", self.compact_s * 1000)
             return "compact"
-        if opened - self._opened_at_freeze >= self.freeze_after and paused:
-            gc.collect(1)  # the young garbage is freed, not frozen
-            gc.freeze()
-            self._after_freeze(opened, self._closed_at_compact)
-            self.freezes += 1
+        if self._burst():
+            self._freeze()
+            self._asked = False
             return "freeze"
         return ""
 

@@ -121,9 +121,9 @@ class Settings:
     # The event loop's health (gateway.loophealth): a timer due this often records how late
     # it ran (praxiom_gateway_loop_stall_seconds).
     gateway_loop_stall_tick_s: float = 0.005
-    # Garbage collection (gateway.collection): Python's thresholds by default; once this many
-    # streams have opened and the opens have paused for GATEWAY_GC_FREEZE_CHECK, what they
-    # allocated is frozen out of full collections (0: never).
+    # Garbage collection (gateway.collection): Python's thresholds by default; each time this
+    # many streams have opened, what is alive is frozen out of full collections (0: never);
+    # the check for a full collection after many frozen streams closed runs this often.
     gateway_gc_thresholds: tuple[int, int, int] = (700, 10, 10)
     gateway_gc_freeze_after: int = 200
     gateway_gc_freeze_check_s: float = 1.0

@@ -1,8 +1,10 @@
-"""The collector's tuning: thresholds set and given back, a freeze after a burst of opens, and
-one full collection once many frozen streams have closed."""
+"""The collector's tuning: thresholds set and given back, a freeze after a burst of opens (asked
+for by the next young collection, or by the periodic check), and one full collection once many
+frozen streams have closed."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 
@@ -33,7 +35,7 @@ class Cycle:
         self.me = self
 
 
-def test_thresholds_are_set_at_start_and_given_back_at_stop() -> None:
+async def test_thresholds_are_set_at_start_and_given_back_at_stop() -> None:
     before = gc.get_threshold()
     tuned = tuning(StreamStats())
     tuned.start()
@@ -44,25 +46,53 @@ def test_thresholds_are_set_at_start_and_given_back_at_stop() -> None:
     assert gc.get_threshold() == before
 
 
-def test_a_burst_of_opens_is_frozen_once_the_opens_pause() -> None:
+def test_a_burst_of_opens_is_frozen_by_the_periodic_check() -> None:
     stats = StreamStats()
     tuned = tuning(stats)
-    stats.opened = 150  # a burst, still going on at this check
+    stats.opened = 99  # not yet a burst
     assert tuned.check() == ""
     assert gc.get_freeze_count() == 0
-    stats.opened = 155  # fewer than a tenth of a burst since: the opens have paused
+    stats.opened = 100
     assert tuned.check() == "freeze"
     assert gc.get_freeze_count() > 0
     assert tuned.freezes == 1
-    stats.opened = 160
-    assert tuned.check() == "", "a few more opens are not another burst"
+    stats.opened = 150
+    assert tuned.check() == "", "fewer opens than a burst since the freeze"
+
+
+async def test_a_young_collection_after_a_burst_asks_the_loop_for_a_freeze() -> None:
+    stats = StreamStats()
+    tuned = tuning(stats)
+    tuned.start()
+    try:
+        gc.collect(1)
+        await asyncio.sleep(0)
+        assert tuned.freezes == 0, "no burst of opens yet"
+        stats.opened = 100
+        gc.collect(0)  # the youngest generation alone moves nothing to the old one
+        await asyncio.sleep(0)
+        assert tuned.freezes == 0
+        gc.collect(1)
+        assert tuned.freezes == 0, "not inside the collector: on the loop, soon"
+        await asyncio.sleep(0)
+        assert tuned.freezes == 1
+        assert gc.get_freeze_count() > 0
+        gc.collect(1)
+        await asyncio.sleep(0)
+        assert tuned.freezes == 1, "one freeze per burst"
+    finally:
+        tuned.stop()
+    assert tuned._after_collection not in gc.callbacks
+    stats.opened = 1000
+    gc.collect(1)
+    await asyncio.sleep(0)
+    assert tuned.freezes == 1, "a stopped tuning froze"
 
 
 def test_young_garbage_is_freed_not_frozen() -> None:
     stats = StreamStats()
     tuned = tuning(stats)
     stats.opened = 100
-    assert tuned.check() == ""  # the burst is still going on
     garbage = Cycle()
     del garbage
     frees: list[int] = []
@@ -83,7 +113,6 @@ def test_many_frozen_streams_closed_means_one_full_collection() -> None:
     stats = StreamStats()
     tuned = tuning(stats)
     stats.opened = 1000
-    tuned.check()
     assert tuned.check() == "freeze"  # 1,000 open streams frozen
     stats.closed = 400  # fewer than half of them gone: still worth keeping frozen
     assert tuned.check() == ""
@@ -102,6 +131,5 @@ def test_freeze_after_0_never_freezes() -> None:
     stats = StreamStats()
     tuned = tuning(stats, freeze_after=0)
     stats.opened, stats.closed = 10_000, 9_000
-    tuned.check()
     assert tuned.check() == ""
     assert gc.get_freeze_count() == 0
