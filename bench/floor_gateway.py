@@ -2,16 +2,19 @@
 
 aiohttp and aiohttp-sse, one shared Redis subscription (a pattern over every task channel,
 read by one loop), and each message framed once and written to every stream of its task in
-one pass, straight to their sockets (as our gateway's direct writes). No auth, no database, no
-idle re-read, no limits: what the stack itself costs, and nothing of ours. Same URL as ours;
-its streams count as ready when their headers arrive. Run: python -m bench.floor_gateway
---port P --redis-url URL.
+one pass, straight to their sockets (as our gateway's direct writes); aiohttp-sse's keep-alive
+pings at a period of their own per stream (0.8 to 1 times its 15 s default, as ours), else
+streams opened together ping together and the floor would measure that wave. No auth, no
+database, no idle re-read, no limits: what the stack itself costs, and nothing of ours.
+Same URL as ours; its streams count as ready when their headers arrive.
+Run: python -m bench.floor_gateway --port P --redis-url URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -25,7 +28,7 @@ WATCHERS = web.AppKey("watchers", dict[str, set[asyncio.Transport]])
 async def progress(request: web.Request) -> web.StreamResponse:
     channel = PREFIX + request.match_info["task_id"]
     watchers = request.app[WATCHERS]
-    async with sse_response(request) as response:
+    async with sse_response(request, ping_interval=15.0 * random.uniform(0.8, 1.0)) as response:
         transport = request.transport
         assert transport is not None
         watchers.setdefault(channel, set()).add(transport)
