@@ -104,8 +104,18 @@ CREATE INDEX IF NOT EXISTS background_tasks_pending_workspace_idx
 -- The reaper's stale scan.
 CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
     ON background_tasks (heartbeat_at) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS background_tasks_workspace_idx
-    ON background_tasks (workspace_id, created_at);
+-- The task list (GET /api/tasks, gateway/listing.sql): newest first by (created_at, id), in one
+-- workspace or in all of them, each page one backward index scan from its cursor. The first
+-- replaces the former (workspace_id, created_at) index, which it covers.
+DROP INDEX IF EXISTS background_tasks_workspace_idx;
+CREATE INDEX IF NOT EXISTS background_tasks_workspace_list_idx
+    ON background_tasks (workspace_id, created_at, id);
+CREATE INDEX IF NOT EXISTS background_tasks_list_idx
+    ON background_tasks (created_at, id);
+-- The same for the tasks still going (`status=pending,running`: what a reloaded page looks
+-- for), so that filter walks only them, however many finished tasks a workspace keeps.
+CREATE INDEX IF NOT EXISTS background_tasks_active_list_idx
+    ON background_tasks (workspace_id, created_at, id) WHERE status IN ('pending', 'running');
 
 -- Who may see a workspace's tasks, in one place for every query that checks it (the
 -- gateway's authorize lookup and its streams' re-check): a user through membership, a

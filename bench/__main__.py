@@ -18,8 +18,9 @@ spawn-to-running latency, and commit-to-claim of tasks spawned inside an applica
 transaction (`praxiom_progress.spawn` and `spawn_sync`); and in the same run this machine's
 limits: pgbench single-row UPDATE and redis-benchmark PUBLISH.
 
-It works in a database of its own, `praxiom_bench` (BENCH_DATABASE), dropped at the end, and needs
-DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variables):
+It works in a database of its own, `praxiom_bench` (BENCH_DATABASE names another: two runs at
+once on one PostgreSQL need one each), dropped at the end, and needs DATABASE_URL, REDIS_URL,
+pgbench and redis-benchmark. Knobs (environment variables):
 
     BENCH_QUICK=1            a short smoke run (small sizes, 3 s windows), under a minute
     BENCH_IDLE=1000,5000,10000   idle stream counts
@@ -27,6 +28,7 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
     BENCH_WATCHERS=1000      watchers of the one task in the fan-out
     BENCH_TASKS=2000         tasks in N tasks x 1 watcher
     BENCH_STORM=2000         streams in the reconnect storm
+    BENCH_STORM_REPEATS=3    storms on 1 and on 2 gateway processes, alternated (median shown)
     BENCH_SECONDS=30         each publishing window (three idle re-checks of every stream)
     BENCH_BACKLOG=5000       no-op tasks one runner drains
     BENCH_LOADGENS=3         load-generator processes
@@ -44,6 +46,8 @@ DATABASE_URL, REDIS_URL, pgbench and redis-benchmark. Knobs (environment variabl
 `python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py), and
 `python -m bench --tails [NAME=VAR=VALUE,... ...]` for the tail scenario against variants of
 our gateway's settings and the floor baseline (bench/tails.py).
+`python -m bench --storm` for the reconnect storm on 1 and on 2 gateway processes
+(bench/processes.py).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
-from bench import floor_report, limits, report, tails, workspaces
+from bench import floor_report, limits, processes, report, tails, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
@@ -72,7 +76,6 @@ from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 
 T = TypeVar("T")
-#: BENCH_DATABASE: another name, when several runs share one PostgreSQL server.
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "").strip() or "praxiom_bench"
 #: The last run's results, for `python -m bench --render` after a change to the report only.
 SAVED = report.REPO / ".run" / "bench-results.pickle"
@@ -175,6 +178,8 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                         results.profiles.append(results.workspaces.profile)
             finally:
                 stop(process)
+        step(f"reconnect storm of {cfg.storm} on {processes.PROCESS_COUNTS} gateway processes")
+        results.process_storms = await processes.measure(env, fixture, publisher, cfg)
     finally:
         await redis.aclose()
     await workspaces.discard(settings)
@@ -314,6 +319,30 @@ async def tails_only(arguments: list[str]) -> None:
         await drop_bench_database(base)
 
 
+async def storm_only() -> None:
+    """The reconnect storm alone, on 1 and on 2 gateway processes, in the bench's database."""
+    cfg = Config.from_env()
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+        await migrate(settings)
+        step(f"creating {cfg.storm} running tasks")
+        fixture = await prepare(settings, max(cfg.storm, 200))
+        env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+                   LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
+                   STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+        redis = connect_redis(settings.redis_url)
+        try:
+            step(f"reconnect storm of {cfg.storm} on {processes.PROCESS_COUNTS} gateway processes")
+            storms = await processes.measure(env, fixture, Publisher(redis, fixture.payloads), cfg)
+        finally:
+            await redis.aclose()
+    finally:
+        await drop_bench_database(base)
+    print(processes.render(storms, cfg))
+
+
 def write(results: Results) -> None:
     text = report.render(results)
     floor = floor_report.render(results)
@@ -334,5 +363,7 @@ if __name__ == "__main__":
         asyncio.run(transactions_only())
     elif sys.argv[1:2] == ["--tails"]:
         asyncio.run(tails_only(sys.argv[2:]))
+    elif sys.argv[1:] == ["--storm"]:
+        asyncio.run(storm_only())
     else:
         asyncio.run(main())

@@ -33,6 +33,7 @@ class Config:
     fanout_rate: float = 20.0  # updates per second to that one task
     tasks: int = 2000  # N tasks x 1 watcher, 1 update per second each
     storm: int = 2000  # streams opened at the same instant
+    storm_repeats: int = 3  # storms on 1 and on 2 gateway processes, alternated (bench.processes)
     # Each publishing window: long enough for three idle re-checks of every stream
     # (SSE_IDLE_TIMEOUT, 10 s) and the garbage collections a real load brings.
     seconds: float = 30.0
@@ -60,8 +61,8 @@ class Config:
         if _flag("BENCH_QUICK"):
             base = replace(
                 base, idle_levels=(200, 500), idle_hold_s=3.0, watchers=200, tasks=200,
-                storm=200, seconds=3.0, backlog=500, spawn_seconds=2.0, report_seconds=2.0,
-                loadgens=2, workspaces=20, quick=True,
+                storm=200, storm_repeats=1, seconds=3.0, backlog=500, spawn_seconds=2.0,
+                report_seconds=2.0, loadgens=2, workspaces=20, quick=True,
             )  # fmt: skip
         return replace(
             base,
@@ -70,6 +71,7 @@ class Config:
             watchers=_int("BENCH_WATCHERS", base.watchers),
             tasks=_int("BENCH_TASKS", base.tasks),
             storm=_int("BENCH_STORM", base.storm),
+            storm_repeats=max(1, _int("BENCH_STORM_REPEATS", base.storm_repeats)),
             seconds=_float("BENCH_SECONDS", base.seconds),
             backlog=_int("BENCH_BACKLOG", base.backlog),
             loadgens=_int("BENCH_LOADGENS", base.loadgens),

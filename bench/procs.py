@@ -86,8 +86,13 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The process and its children: a supervised gateway's processes (GATEWAY_PROCESSES)."""
+        children = psutil.Process(self.pid).children(recursive=True)
+        return [self.pid, *(child.pid for child in children)]
+
     def rss(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
+        return sum(int(psutil.Process(pid).memory_info().rss) for pid in self.pids())
 
     def path(self, task_id: object) -> str:
         return f"/api/tasks/{task_id}/progress"

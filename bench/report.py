@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import limits, workspaces
+from bench import limits, processes, workspaces
 from bench.procs import REPO
 from bench.profile import Profile
 from bench.results import NAIVE, OURS, Results
@@ -363,6 +363,9 @@ whether connects waited for a SYN retransmit (1 s, then 3 s): our gateway listen
 
 {table(storm_rows, "naive baseline (no auth)")}
 """)
+    process_storms = getattr(results, "process_storms", None)  # (older pickles have none)
+    if process_storms is not None:
+        out.append(processes.render(process_storms, cfg))
 
     # -- runner ---------------------------------------------------------------------------------
     rep, drain, spawn = results.reports, results.drain, results.spawn

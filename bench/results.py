@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bench import limits
 from bench.config import Config
+from bench.processes import ProcessStorms
 from bench.profile import Profile
 from bench.runnerbench import Drain, ReportRate, SpawnLatency
 from bench.scenarios import Delivery, Idle, Storm
@@ -40,5 +41,6 @@ class Results:
     publish_per_s: float = 0.0
     profiles: list[Profile] = field(default_factory=list)
     workspaces: WorkspaceLoad | None = None  # workspace streams against task streams
+    process_storms: ProcessStorms | None = None  # the storm on 1 and 2 gateway processes
     seconds: float = 0.0
     date: str = ""  # when the run started, UTC

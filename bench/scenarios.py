@@ -115,7 +115,7 @@ class GatewayBench:
         """Wait until the server uses under 5 % of a core (closed streams cleaned up)."""
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            meter = CpuMeter([self.server.pid])
+            meter = CpuMeter(self.server.pids())
             await asyncio.sleep(0.25)
             if meter.percent() < 5:
                 return
@@ -150,7 +150,7 @@ class GatewayBench:
             result.levels.append(IdleLevel(level, kib, open_s, opened.failed))
         if open_now and hold_s > 0:
             await self.loadgens.reset()
-            meter = CpuMeter([self.server.pid])
+            meter = CpuMeter(self.server.pids())
             await asyncio.sleep(hold_s)
             result.hold_cpu_pct = meter.percent()
             _, events, _ = await self.loadgens.collect()
@@ -180,7 +180,7 @@ class GatewayBench:
         kib_per_stream = (self.server.rss() - rss_before) / len(paths) / 1024
         await self.loadgens.reset()
         loop_before = await asyncio.to_thread(loopstats.scrape, self.server.port)
-        server = CpuMeter([self.server.pid])
+        server = CpuMeter(self.server.pids())
         loadgens = CpuMeter(self.loadgens.pids)
         publisher = CpuMeter([_own_pid()])
         profiling = (
@@ -223,7 +223,7 @@ class GatewayBench:
         """`streams` connects on distinct tasks, all started at the same instant."""
         task_ids = [self.task_ids[i % len(self.task_ids)] for i in range(streams)]
         at_ns = time.monotonic_ns() + 300_000_000  # every load generator is waiting by then
-        server = CpuMeter([self.server.pid])
+        server = CpuMeter(self.server.pids())
         loadgens = CpuMeter(self.loadgens.pids)
         tcp_before = tcp_counters()
         opened = await self.loadgens.open(

@@ -23,7 +23,7 @@ from uuid import UUID
 from yarl import URL
 
 from praxiom_client import Client, Conflict, OnRetry, PraxiomError, Refused
-from praxiom_progress.cli import watch
+from praxiom_progress.cli import watch, workspace_watch
 
 COMMANDS: tuple[str, ...] = ("spawn", "status", "cancel", "watch")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -95,6 +95,16 @@ def _task_id(value: str) -> str:
         raise argparse.ArgumentTypeError(f"must be a task id (a UUID), got {value!r}") from None
 
 
+def _keep_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"must be 0 to 86400 seconds, got {value!r}")
+    return seconds
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
@@ -137,9 +147,23 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     follow = commands.add_parser(
         "watch",
         parents=[common],
-        help="follow a task's progress until it ends (exit 0 completed, 1 failed, 3 cancelled)",
+        help="follow a task's progress until it ends (exit 0 completed, 1 failed, 3 cancelled), "
+        "or with --workspace every task of a workspace until Ctrl-C (exit 0)",
     )
-    follow.add_argument("task_id", type=_task_id, metavar="ID", help="the task's id")
+    follow.add_argument("task_id", nargs="?", type=_task_id, metavar="ID", help="the task's id")
+    follow.add_argument(
+        "--workspace",
+        type=_task_id,
+        metavar="WORKSPACE_ID",
+        help="instead of one task: a live table of the workspace's tasks",
+    )
+    follow.add_argument(
+        "--finished-for",
+        type=_keep_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --workspace: how long a finished task stays in the table (default 60)",
+    )
     follow.add_argument("--json", action="store_true", help="print each payload as a JSON line")
 
 
@@ -240,6 +264,19 @@ async def _cancel(args: argparse.Namespace, target: Target) -> int:
 
 
 async def _watch(args: argparse.Namespace, target: Target) -> int:
+    if (args.task_id is None) == (args.workspace is None):
+        raise CommandError("watch needs a task ID or --workspace WORKSPACE_ID, not both", 2)
+    if args.workspace is not None:
+        await workspace_watch.run(
+            target.url,
+            target.token,
+            args.workspace,
+            out=sys.stdout,
+            as_json=args.json,
+            finished_for_s=args.finished_for,
+            user_agent=_USER_AGENT,
+        )
+        return EXIT_OK  # until Ctrl-C
     renderer = watch.make_renderer(sys.stdout, as_json=args.json, title=f"task {args.task_id[:8]}")
     async with _client(target, on_retry=renderer.reconnecting) as client:
         final = await watch.render(client.watch(args.task_id), renderer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="create DATABASE_URL's database if missing and apply schema.sql (safe to repeat)",
     )
     commands.add_parser("runner", help="run the runner daemon until SIGTERM/SIGINT")
-    commands.add_parser("gateway", help="serve the SSE gateway until SIGTERM/SIGINT")
+    gateway = commands.add_parser(
+        "gateway",
+        help="serve the SSE gateway until SIGTERM/SIGINT (GATEWAY_PROCESSES of them on one port)",
+    )
+    # One process of a supervised group (gateway.supervisor starts them so): SO_REUSEPORT.
+    gateway.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
     tokens.add_commands(commands)
 
@@ -102,18 +108,36 @@ async def _run_runner(settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _run_gateway(settings: Settings) -> int:
+async def _run_gateway(settings: Settings, *, supervised: bool) -> int:
     from praxiom_progress.gateway.server import serve
 
     raise_open_files_limit()
     LoopComplaints().install()
     try:
-        await serve(settings)
+        if settings.gateway_processes > 1 and not supervised:
+            await _supervise_gateways(settings)
+        else:
+            await serve(settings, supervised=supervised)
     except OSError as exc:  # the port is taken, or the host is not ours
         raise CommandFailed(
             f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: {exc.strerror}"
         ) from exc
     return EXIT_OK
+
+
+async def _supervise_gateways(settings: Settings) -> None:
+    """GATEWAY_PROCESSES gateway processes on the port this one holds (gateway.supervisor)."""
+    from praxiom_progress.gateway.supervisor import Supervisor, hold_port
+
+    held, port = hold_port(settings.gateway_host, settings.gateway_port)
+    try:
+        env = dict(os.environ, GATEWAY_PROCESSES="1", GATEWAY_PORT=str(port))
+        command = [sys.executable, "-m", "praxiom_progress.cli.main", "gateway", "--supervised"]
+        address = f"http://{settings.gateway_host}:{port}"
+        await Supervisor(command, env, settings.gateway_processes, settings, address=address).run()
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, Any, int]:
@@ -122,7 +146,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> Coroutine[Any, An
     if args.command == "runner":
         return _run_runner(settings)
     if args.command == "gateway":
-        return _run_gateway(settings)
+        return _run_gateway(settings, supervised=args.supervised)
     if args.command == "dev":
         from praxiom_progress.cli.dev import run_dev
 

@@ -12,10 +12,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from praxiom_progress.gateway import (
     access,
+    assets,
     browsers,
     cors,
     health,
     limits,
+    listing,
     malformed,
     metrics,
     openapi,
@@ -44,6 +46,7 @@ from praxiom_progress.gateway.keys import (
     LIMIT_STATS,
     LOOP_HEALTH,
     METRICS,
+    READ_ROUTING,
     REDIS,
     SETTINGS,
     STREAM_ACCESS,
@@ -57,6 +60,7 @@ from praxiom_progress.gateway.keys import (
 from praxiom_progress.gateway.listener import DatabaseEvents
 from praxiom_progress.gateway.loophealth import LoopHealth
 from praxiom_progress.gateway.remote import ClientAddresses
+from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
@@ -65,7 +69,7 @@ from praxiom_progress.gateway.workspace_reads import WorkspaceReads
 from praxiom_progress.gateway.workspace_sse import recheck_workspace_streams, workspace_progress
 from praxiom_progress.gateway.written import TaskWrites
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
-from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.db import Database, QueryObserver
 from praxiom_progress.taskstate.publisher import (
     connect_redis,
     connect_redis_cluster,
@@ -85,10 +89,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         name="praxiom-gateway",
         on_query=app[METRICS].observe_query,
     )
+    routing = await _read_routing(settings, db, app[METRICS].observe_query)
+    app[READ_ROUTING] = routing
     app[TASK_STORE] = TaskStore(db)
-    app[GATEWAY_STORE] = GatewayStore(
-        db, TokenUse(db, interval_s=settings.token_last_used_interval_s)
+    token_use = TokenUse(
+        db, interval_s=settings.token_last_used_interval_s, enabled=settings.gateway_writes
     )
+    app[GATEWAY_STORE] = GatewayStore(db, token_use, reads=routing)
     app[STREAM_ACCESS] = access.StreamAccess(app[GATEWAY_STORE], app[LIMIT_STATS])
     app[WORKSPACE_READS] = WorkspaceReads(
         db, recent_s=settings.sse_workspace_recent_s, max_tasks=settings.sse_workspace_max_tasks
@@ -96,8 +103,34 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[CATALOGUE] = TaskTypeCatalogue(
         db, stale_after_s=settings.runner_stale_after_s, allowed=settings.task_types
     )
+    lag_watch = asyncio.create_task(routing.run(), name="standby-lag") if routing else None
     yield
+    if routing is not None and lag_watch is not None:
+        await cancel_and_wait([lag_watch])
+        await routing.standby.close()
     await db.close()
+
+
+async def _read_routing(
+    settings: Settings, primary: Database, on_query: QueryObserver
+) -> ReadRouting | None:
+    """With DATABASE_READ_URL, a pool on the standby and the routing in front of both."""
+    if settings.database_read_url is None or settings.database_read_url == settings.database_url:
+        return None
+    standby = await Database.connect(
+        settings,
+        minsize=0,
+        maxsize=settings.database_pool_size,
+        name="praxiom-gateway-reads",
+        on_query=on_query,
+        url=settings.database_read_url,
+    )
+    return ReadRouting(
+        primary,
+        standby,
+        max_lag_s=settings.database_read_max_lag_s,
+        check_interval_s=settings.database_read_check_interval_s,
+    )
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -159,7 +192,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     app[ACCESS_CHANGES] = changes
     writes = TaskWrites(app[GATEWAY_STORE], app[DISPATCHER], workspaces)
     app[TASK_WRITES] = writes
-    events = DatabaseEvents(db, changes, writes)
+    events = DatabaseEvents(db, changes, writes, retry_s=app[SETTINGS].database_listen_retry_s)
     watch = DependencyWatch(
         {"PostgreSQL": lambda: db.fetch_one("SELECT 1"), "Redis": lambda: redis.ping()}
     )
@@ -200,19 +233,22 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.on_response_prepare.append(malformed.name_the_server)
     app.cleanup_ctx.extend([_loop_health, _database, _redis, _background])
     app.on_shutdown.append(sse.close_all_streams)
-    app.router.add_post("/api/tasks/spawn", views.spawn)
+    writes = settings.gateway_writes
+    app.router.add_post("/api/tasks/spawn", views.spawn if writes else views.writes_off)
     app.router.add_get("/api/task-types", views.task_types, allow_head=False)
+    app.router.add_get("/api/tasks", listing.list_tasks, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/progress", sse.progress, allow_head=False)
     app.router.add_get("/api/tasks/{task_id}/status", views.status, allow_head=False)
     app.router.add_get(
         "/api/workspaces/{workspace_id}/progress", workspace_progress, allow_head=False
     )
-    app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel)
+    app.router.add_post("/api/tasks/{task_id}/cancel", views.cancel if writes else views.writes_off)
     # `spawn` is not a task id: GET /api/tasks/spawn must be 405, not "no such task".
     app.router.add_get(r"/api/tasks/{task_id:(?!spawn$)[^/]+}", views.record, allow_head=False)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     openapi.setup(app, settings)
+    assets.setup(app, settings)
     cors.setup(app, settings.cors_allowed_origins)
     if demo:
         from praxiom_progress.gateway import demo as demo_page

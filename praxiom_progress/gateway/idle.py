@@ -143,7 +143,9 @@ class IdleSweeper:
     async def _recheck_held(self, streams: list[ProgressStream]) -> int:
         closed = 0
         for batch in _batches(streams, BATCH):
-            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
+            pairs = ((s.task_id, s.digest) for s in batch)
+            # From the primary: a standby may not have replayed the change just announced.
+            reread = await self._store.reread_streams(pairs, primary=True)
             for stream in batch:
                 lost = reread.refused.get((stream.task_id, stream.digest))
                 if lost is not None:

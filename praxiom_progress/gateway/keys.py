@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.metrics import GatewayMetrics
     from praxiom_progress.gateway.openapi import OpenApiDocument
     from praxiom_progress.gateway.remote import ClientAddresses
+    from praxiom_progress.gateway.replica import ReadRouting
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
     from praxiom_progress.gateway.workspace import WorkspaceStream
@@ -41,6 +42,8 @@ GATEWAY_STORE = web.AppKey("gateway_store", GatewayStore)
 #: The client the subscription uses; /readyz pings it.
 REDIS: web.AppKey[aioredis.Redis | RedisCluster] = web.AppKey("redis")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+#: With DATABASE_READ_URL: reads from the standby while it keeps up (gateway.replica).
+READ_ROUTING: web.AppKey[ReadRouting | None] = web.AppKey("read_routing")
 
 # -- streams ------------------------------------------------------------------------------------
 STREAMS: web.AppKey[weakref.WeakSet[ProgressStream]] = web.AppKey("streams")

@@ -15,7 +15,7 @@ from praxiom_progress.taskstate.channels import (
     TASK_CANCELLED_NOTIFY,
     TASK_PENDING_NOTIFY,
 )
-from praxiom_progress.taskstate.db import Database, Notification
+from praxiom_progress.taskstate.db import Database, ListenUnheard, Notification
 from praxiom_progress.taskstate.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.access")
@@ -26,8 +26,11 @@ RETRY_MAX_S = 2.0
 
 
 class DatabaseEvents:
-    def __init__(self, db: Database, access: AccessChanges, writes: TaskWrites) -> None:
+    def __init__(
+        self, db: Database, access: AccessChanges, writes: TaskWrites, *, retry_s: float = 60.0
+    ) -> None:
         self._db = db
+        self._retry_s = retry_s  # DATABASE_LISTEN_RETRY
         self._access = access
         self._writes = writes
 
@@ -40,6 +43,13 @@ class DatabaseEvents:
                     await self._access.recheck()  # anything that changed while nobody listened
                     while True:
                         await self._react([await notes.get(), *notes.received()])
+            except ListenUnheard as exc:  # behind PgBouncer without DATABASE_LISTEN_URL
+                log.warning(
+                    "%s; streams rely on the idle re-check meanwhile",
+                    exc,
+                    extra={"action": "listen_unheard"},
+                )
+                await asyncio.sleep(self._retry_s)
             except StoreUnavailable as exc:
                 log.warning(
                     "LISTEN lost: streams rely on the idle re-check until it is back: %s",

@@ -41,6 +41,7 @@ from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.loophealth import LoopHealth
+from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.stream import ProgressStream
 from praxiom_progress.taskstate.metrics import db_query_histogram
 
@@ -94,8 +95,29 @@ class StreamCollector(Collector):
         health = self._app.get(keys.LOOP_HEALTH)
         if health is not None:
             yield from _loop_metrics(health, self._app.get(keys.GC_TUNING))
+        routing = self._app.get(keys.READ_ROUTING)
+        if routing is not None:
+            yield from _standby_metrics(routing)
         catalogue = self._app.get(CATALOGUE)
         yield from _unserved_metrics(catalogue.unserved_last if catalogue is not None else [])
+
+
+def _standby_metrics(routing: ReadRouting) -> Iterator[Metric]:
+    """With DATABASE_READ_URL: whether the standby keeps up, and where reads went."""
+    yield _gauge(
+        "praxiom_gateway_standby_fresh",
+        "1 while the standby has replayed every commit older than DATABASE_READ_MAX_LAG "
+        "(reads go to it), 0 while reads go to the primary",
+        1.0 if routing.fresh() else 0.0,
+    )
+    reads = CounterMetricFamily(
+        "praxiom_gateway_database_reads",
+        "Reads routed by DATABASE_READ_URL, by the server that answered",
+        labels=["server"],
+    )
+    reads.add_metric(["standby"], routing.standby_reads)
+    reads.add_metric(["primary"], routing.primary_reads)
+    yield reads
 
 
 def _unserved_metrics(unserved: list[UnservedType]) -> Iterator[Metric]:

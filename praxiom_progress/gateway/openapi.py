@@ -20,8 +20,13 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from praxiom_progress.gateway.keys import CATALOGUE, OPENAPI_DOCUMENT
+from praxiom_progress.gateway.listing import TaskListQuerySchema, TaskListSchema
 from praxiom_progress.gateway.openapi_params import add_task_params
-from praxiom_progress.gateway.openapi_workspaces import workspace_operations
+from praxiom_progress.gateway.openapi_storable import add_storable_json
+from praxiom_progress.gateway.openapi_workspaces import (
+    last_event_id_parameters,
+    workspace_operations,
+)
 from praxiom_progress.gateway.schemas import (
     ConflictSchema,
     ErrorSchema,
@@ -29,7 +34,6 @@ from praxiom_progress.gateway.schemas import (
     ReadinessSchema,
     SpawnedTaskSchema,
     SpawnRequestSchema,
-    StorableJsonObject,
     TaskRecordSchema,
     TaskTypesSchema,
     spawn_request_schema,
@@ -71,7 +75,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     404: ("No such task, or workspace (NOT_FOUND).", {}),
     408: ("The request body did not arrive within GATEWAY_BODY_TIMEOUT (REQUEST_TIMEOUT).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
-    422: ("The body does not match the schema; `fields` says where (VALIDATION_ERROR).", {}),
+    422: (
+        "The body (or the query string) does not match the schema; `fields` says where "
+        "(VALIDATION_ERROR).",
+        {},
+    ),
     429: (
         "Over a limit: SPAWN_RATE_LIMIT spawns a minute or STREAMS_PER_PRINCIPAL open streams "
         "per caller, or AUTH_FAILURES_PER_MINUTE refusals per client address; retry after "
@@ -146,6 +154,19 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                 },
             }
         },
+        "/api/tasks": {
+            "get": {
+                "operationId": "listTasks",
+                "summary": "The tasks you may see, newest first, a page at a time (keyset: pass "
+                "`next_cursor` back as `cursor`); each filter is optional.",
+                "security": _AUTH,
+                "parameters": [{"in": "query", "schema": TaskListQuerySchema}],
+                "responses": {
+                    "200": {"description": "A page of task records.", "content": _json("TaskList")},
+                    **_errors(401, 403, 422, 429, 503),
+                },
+            }
+        },
         "/api/task-types": {
             "get": {
                 "operationId": "listTaskTypes",
@@ -165,18 +186,9 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                 "security": _AUTH,
                 "parameters": [
                     _TASK_ID,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "description": "The last `id:` received (browsers send it on reconnect).",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "description": "The same, for clients that cannot set headers.",
-                        "schema": {"type": "string"},
-                    },
+                    *last_event_id_parameters(
+                        "The last `id:` received (browsers send it on reconnect)."
+                    ),
                 ],
                 "responses": {
                     "200": {
@@ -271,36 +283,6 @@ def _service_operations() -> dict[str, dict[str, Any]]:
     }
 
 
-#: Any JSON value jsonb can store: no NUL character in any string or key (the byte limit of
-#: `StorableJsonObject` is past what JSON Schema can say, so it is in the description).
-_STORABLE_JSON_VALUE = {
-    "description": "Any JSON value without the NUL character (PostgreSQL's jsonb has none).",
-    "anyOf": [
-        {"type": ["null", "boolean", "number"]},
-        {"type": "string", "pattern": "^[^\\x00]*$"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/StorableJsonValue"}},
-        {"$ref": "#/components/schemas/StorableJsonObject"},
-    ],
-}
-_STORABLE_JSON_OBJECT = {
-    "type": "object",
-    "propertyNames": {"pattern": "^[^\\x00]*$"},
-    "additionalProperties": {"$ref": "#/components/schemas/StorableJsonValue"},
-}
-
-
-def _storable_json(
-    converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any
-) -> dict[str, Any]:
-    """apispec attribute function: a `StorableJsonObject` is the object schema above."""
-    if isinstance(field, StorableJsonObject):
-        ret.pop("type", None)
-        ret.pop("additionalProperties", None)
-        ret["allOf"] = [{"$ref": "#/components/schemas/StorableJsonObject"}]
-        ret["description"] = "A JSON object of at most 65,536 bytes as compact JSON."
-    return {}
-
-
 def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, Any]:
     """The document for a gateway with these settings accepting these catalogued types."""
     marshmallow = MarshmallowPlugin()
@@ -312,9 +294,7 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         info={"description": "Live progress of background tasks, as JSON and Server-Sent Events."},
     )
     assert marshmallow.converter is not None  # set by APISpec
-    marshmallow.converter.add_attribute_function(_storable_json)
-    spec.components.schema("StorableJsonValue", component=_STORABLE_JSON_VALUE)
-    spec.components.schema("StorableJsonObject", component=_STORABLE_JSON_OBJECT)
+    add_storable_json(spec, marshmallow.converter)
     spec.components.security_scheme("bearerToken", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme(
         "sessionCookie",
@@ -325,6 +305,7 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         ("TaskRecord", TaskRecordSchema),
         ("SpawnRequest", _spawn_request(task_types)),
         ("TaskTypes", TaskTypesSchema),
+        ("TaskList", TaskListSchema),
         ("SpawnedTask", SpawnedTaskSchema),
         ("Error", ErrorSchema),
         ("Conflict", ConflictSchema),
@@ -337,6 +318,8 @@ def build(settings: Settings, task_types: Sequence[TaskType] = ()) -> dict[str, 
         **workspace_operations(_errors, _AUTH),
         **_service_operations(),
     }
+    if not settings.gateway_writes:  # GATEWAY_WRITES=0: spawn and cancel are 404 here
+        del paths["/api/tasks/spawn"], paths["/api/tasks/{task_id}/cancel"]
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()

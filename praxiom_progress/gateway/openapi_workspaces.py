@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+_TEXT = {"type": "string"}
 _WORKSPACE_ID = {
     "name": "workspace_id",
     "in": "path",
@@ -40,6 +41,20 @@ _EVENT = {
 }
 
 
+def last_event_id_parameters(header: str) -> list[dict[str, Any]]:
+    """Where a stream's client says what it last received: the header browsers send on
+    reconnect (described by `header`), and the query parameter for clients without headers."""
+    return [
+        {"name": "Last-Event-ID", "in": "header", "description": header, "schema": _TEXT},
+        {
+            "name": "last_event_id",
+            "in": "query",
+            "description": "The same, for clients that cannot set headers.",
+            "schema": _TEXT,
+        },
+    ]
+
+
 def workspace_operations(
     errors: Callable[..., dict[str, Any]], security: list[dict[str, list[str]]]
 ) -> dict[str, dict[str, Any]]:
@@ -55,19 +70,10 @@ def workspace_operations(
                 "security": security,
                 "parameters": [
                     _WORKSPACE_ID,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "description": "The last `id:` received (browsers send it on "
-                        "reconnect): the stream starts with every task changed since.",
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "description": "The same, for clients that cannot set headers.",
-                        "schema": {"type": "string"},
-                    },
+                    *last_event_id_parameters(
+                        "The last `id:` received (browsers send it on reconnect): the stream "
+                        "starts with every task changed since."
+                    ),
                 ],
                 "responses": {
                     "200": {

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 
 from aiohttp import web
 
@@ -42,8 +43,13 @@ def make_runner(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     )
 
 
-async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
-    """Set the app up and listen; `runner.cleanup()` ends every stream and stops."""
+async def start(
+    settings: Settings, *, demo: bool = False, reuse_port: bool = False
+) -> web.AppRunner:
+    """Set the app up and listen; `runner.cleanup()` ends every stream and stops.
+
+    `reuse_port`: listen with SO_REUSEPORT, beside the other processes of one supervised
+    gateway (gateway.supervisor); the kernel spreads new connections across them."""
     runner = make_runner(settings, demo=demo)
     await runner.setup()
     try:
@@ -52,6 +58,7 @@ async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
             settings.gateway_host,
             settings.gateway_port,
             backlog=accept_backlog(settings.gateway_backlog),
+            reuse_port=reuse_port,
         )
         await site.start()
     except BaseException:
@@ -66,8 +73,10 @@ async def start(settings: Settings, *, demo: bool = False) -> web.AppRunner:
     return runner
 
 
-async def serve(settings: Settings) -> None:
-    runner = await start(settings)
+async def serve(settings: Settings, *, supervised: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT. `supervised`: one of several processes on one port, which
+    also stops when its supervisor is gone."""
+    runner = await start(settings, reuse_port=supervised)
     # Everything made at start-up lives as long as the process: move it out of the
     # collector's sight, so full collections walk only what streams allocate.
     gc.collect()
@@ -76,10 +85,32 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    supervisor = await _stop_when_supervisor_goes(stop) if supervised else None
     try:
         await stop.wait()
         log.info("stopping: ending open streams", extra={"action": "gateway_stopping"})
     finally:
+        # The handlers stay while streams end: a second signal (systemd and the supervisor
+        # both send one, a terminal's Ctrl-C reaches every process) must not cut the drain.
+        await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        if supervisor is not None:
+            supervisor.close()
+
+
+class _EndOfInput(asyncio.Protocol):
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop.set()
+
+
+async def _stop_when_supervisor_goes(stop: asyncio.Event) -> asyncio.BaseTransport:
+    """The supervisor holds the other end of this process's stdin: its end of file means the
+    supervisor is gone (even killed outright), and a gateway process nobody supervises drains
+    and exits rather than keep a share of the port on its own."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: _EndOfInput(stop), sys.stdin.buffer)
+    return transport

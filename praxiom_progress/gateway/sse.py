@@ -80,6 +80,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
         try:
             if live:
                 _, task = await authorize(store, digest, task_id)  # ... then the snapshot
+                if seen is not None and task.version < seen:  # a lagging standby's row
+                    task = next(iter(await store.tasks([task_id])), task)  # the primary's
             # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
             retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
             first = snapshot(task, retry_ms)

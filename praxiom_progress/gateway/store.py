@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from praxiom_progress.gateway.decision import Decision, decide
+from praxiom_progress.gateway.replica import Reads
 from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.taskstate.batching import GroupedCalls
 from praxiom_progress.taskstate.db import Database
@@ -95,8 +96,15 @@ class StreamRereads:
 
 
 class GatewayStore:
-    def __init__(self, db: Database, token_use: TokenUse | None = None) -> None:
+    """`db` is the primary; `reads` (default: the primary) answers the reads, a standby
+    while it keeps up (gateway.replica). A refusal the standby gives is asked again of the
+    primary: a token or task made a moment ago may not have reached the standby yet."""
+
+    def __init__(
+        self, db: Database, token_use: TokenUse | None = None, reads: Reads | None = None
+    ) -> None:
         self.db = db
+        self.reads: Reads = reads if reads is not None else db
         # Every valid token a lookup finds is noted here; the gateway writes them periodically.
         self.token_use = token_use if token_use is not None else TokenUse(db)
         # A reconnect storm authorizes thousands of streams at once: one statement answers
@@ -124,7 +132,20 @@ class GatewayStore:
         return TaskAccess(caller, decision, found.task if decision is Decision.ALLOWED else None)
 
     async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[_Found]:
-        rows = await self.db.fetch_all(
+        found = await self._authorize_on(self.reads, requests)
+        if self.reads is self.db:
+            return found
+        again = [i for i, one in enumerate(found) if _refused(requests[i][1], one)]
+        if again:
+            fresh = await self._authorize_on(self.db, [requests[i] for i in again])
+            for i, one in zip(again, fresh, strict=True):
+                found[i] = one
+        return found
+
+    async def _authorize_on(
+        self, reads: Reads, requests: list[tuple[bytes, UUID | None]]
+    ) -> list[_Found]:
+        rows = await reads.fetch_all(
             QUERIES["authorize_task"],
             {
                 "token_hashes": [token_hash for token_hash, _ in requests],
@@ -143,7 +164,10 @@ class GatewayStore:
 
     async def principal(self, token_hash: bytes) -> Principal | None:
         """The token's principal; None for a missing, expired or revoked token."""
-        row = await self.db.fetch_one(QUERIES["principal_workspaces"], {"token_hash": token_hash})
+        params = {"token_hash": token_hash}
+        row = await self.reads.fetch_one(QUERIES["principal_workspaces"], params)
+        if (row is None or row["token_id"] is None) and self.reads is not self.db:
+            row = await self.db.fetch_one(QUERIES["principal_workspaces"], params)
         caller = Caller.from_row(row) if row is not None else None
         if row is None or caller is None:
             return None
@@ -151,17 +175,21 @@ class GatewayStore:
         return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
 
     async def tasks(self, task_ids: Sequence[UUID]) -> list[Task]:
-        """Several tasks in one round trip; a missing id is left out."""
+        """Several tasks in one round trip; a missing id is left out. From the primary: the
+        caller just heard of their write, which a standby may not have replayed yet."""
         rows = await self.db.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
         return [Task.from_row(row) for row in rows]
 
-    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
-        """Many streams' tasks and callers' access in one round trip (`reread_streams`)."""
+    async def reread_streams(
+        self, pairs: Iterable[tuple[UUID, bytes]], *, primary: bool = False
+    ) -> StreamRereads:
+        """Many streams' tasks and callers' access in one round trip (`reread_streams`);
+        `primary`: from the primary even with a standby (an access change just announced)."""
         task_ids, digests = [], []
         for task_id, digest in pairs:
             task_ids.append(task_id)
             digests.append(digest)
-        found = await self.db.fetch_all(
+        found = await (self.db if primary else self.reads).fetch_all(
             QUERIES["reread_streams"], {"task_ids": task_ids, "token_hashes": digests}
         )
         tasks: dict[UUID, Task] = {}
@@ -173,6 +201,13 @@ class GatewayStore:
                     refused[(task.id, bytes(digest))] = decision
             tasks[task.id] = task
         return StreamRereads(tasks, refused)
+
+
+def _refused(task_id: UUID | None, found: _Found) -> bool:
+    """Not the answer a caller allowed to see the task gets (a token check: a valid token)."""
+    if found.caller is None:
+        return True
+    return task_id is not None and (found.task is None or not found.may_see)
 
 
 _REFUSALS = (

@@ -26,6 +26,7 @@ from aiohttp import web
 from praxiom_progress.gateway.access import StreamAccess
 from praxiom_progress.gateway.frames import Update, snapshot
 from praxiom_progress.gateway.lag import LagHistogram
+from praxiom_progress.gateway.wakeup import Wakeable
 from praxiom_progress.taskstate.channels import progress_channel
 from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.settings import Settings
@@ -66,7 +67,7 @@ class Subscription(Protocol):
     def available_for(self, stream: Watcher) -> bool: ...
 
 
-class ProgressStream:
+class ProgressStream(Wakeable):
     """One open stream of one task.
 
     While it is live (pub/sub up, its task parked in `wait`), an update that its socket can
@@ -93,8 +94,6 @@ class ProgressStream:
         "_stats",
         "_suspect",
         "_transport",
-        "_waiter",
-        "_woken",
         "channel",
         "digest",
         "task_id",
@@ -108,6 +107,7 @@ class ProgressStream:
         settings: Settings,
         stats: StreamStats,
     ) -> None:
+        super().__init__()
         self.task_id = task_id
         self.channel = progress_channel(task_id)
         # Security: every re-read re-checks the caller's token digest (gateway.access), in
@@ -126,8 +126,6 @@ class ProgressStream:
         # When its caller's access was last checked (at open; then by the idle sweeper, every
         # SSE_IDLE_TIMEOUT, busy or quiet).
         self._checked_at = time.monotonic()
-        self._waiter: asyncio.Future[bool] | None = None
-        self._woken = False  # woken while nobody waited: the next wait returns at once
         self._suspect = False  # a message jumped SSE_MAX_VERSION_JUMP ahead: re-read first
         self._held = False  # access changed somewhere: send nothing until re-checked
 
@@ -165,15 +163,6 @@ class ProgressStream:
         self._latest, self._again = update, again
         self.wake()
         return 0 if latest is None else -1
-
-    def wake(self) -> None:
-        """Wake the stream's task: an update for it, Redis came or went, its channel moved
-        to another shard, or the stream is closing."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-        else:
-            self._woken = True
 
     # -- the idle sweeper's ----------------------------------------------------------------
 
@@ -272,34 +261,12 @@ class ProgressStream:
         finally:
             self._transport, self._live = None, False
 
-    def wait(self, timeout_s: float | None) -> asyncio.Future[bool]:
-        """Await it for a wake: True, or False when `timeout_s` passed quietly. A plain future,
-        not a coroutine, so a waiting stream holds no extra frame and no waiter objects."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        if self._woken:
-            self._woken = False
-            waiter.set_result(True)
-            return waiter
-        self._waiter = waiter
-        if timeout_s is not None:
-            timer = loop.call_later(timeout_s, _expire, waiter)
-            waiter.add_done_callback(lambda _: timer.cancel())
-        waiter.add_done_callback(self._waited)
-        return waiter
-
     def take(self) -> Update | None:
         """The mailbox's update, unless the stream has sent that state meanwhile."""
         update, self._latest = self._latest, None
         if update is None or update.version > self._sent_version:
             return update
         return update if self._again and update.version == self._sent_version else None
-
-    def _waited(self, waiter: asyncio.Future[bool]) -> None:
-        if self._waiter is waiter:
-            self._waiter = None
-        if not waiter.cancelled() and waiter.result():
-            self._woken = False  # this wake is consumed
 
     async def _reread(self, response: web.StreamResponse) -> bool:
         """Read the task and send it if newer; True when the stream should end."""
@@ -326,8 +293,3 @@ class ProgressStream:
         if update.received:
             self._stats.lag.record_since(update.received)
         return update.terminal
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)

@@ -21,13 +21,16 @@ log = logging.getLogger("praxiom.gateway.token_use")
 
 
 class TokenUse:
-    def __init__(self, db: Database, interval_s: float = 60.0) -> None:
+    def __init__(self, db: Database, interval_s: float = 60.0, *, enabled: bool = True) -> None:
         self.db = db
         self.interval_s = interval_s
+        # Off on a gateway that may not write (GATEWAY_WRITES=0): nothing noted, nothing written.
+        self.enabled = enabled
         self._seen: set[UUID] = set()
 
     def note(self, token_id: UUID) -> None:
-        self._seen.add(token_id)
+        if self.enabled:
+            self._seen.add(token_id)
 
     async def write(self) -> int:
         """Write the tokens noted since the last write; how many rows changed. When

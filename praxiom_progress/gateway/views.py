@@ -59,6 +59,16 @@ async def cancel(request: web.Request) -> web.Response:
     return json_response(task_payload(cancelled), status=202)
 
 
+async def writes_off(request: web.Request) -> web.Response:
+    """Spawn and cancel on a gateway run with GATEWAY_WRITES=0 (it may only read)."""
+    raise ApiError(
+        404,
+        "NOT_FOUND",
+        "This gateway does not spawn or cancel tasks; use a gateway that does, or "
+        "praxiom_progress.producer from the application",
+    )
+
+
 async def spawn(request: web.Request) -> web.Response:
     """401, then 403 for a read-only token, then 429 over the caller's spawn rate, then the
     body (413, 400, 422), then 403 for a workspace the caller may not act in."""

@@ -51,6 +51,7 @@ from praxiom_progress.gateway.frames import Update, snapshot
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats, Subscription
+from praxiom_progress.gateway.wakeup import Wakeable
 from praxiom_progress.gateway.workspace_reads import WorkspaceRead, WorkspaceReads
 from praxiom_progress.taskstate.channels import workspace_channel
 from praxiom_progress.taskstate.errors import StoreUnavailable
@@ -60,11 +61,11 @@ log = logging.getLogger("gateway.workspace")
 T = TypeVar("T")
 
 
-class WorkspaceStream:
+class WorkspaceStream(Wakeable):
     __slots__ = (
         "__weakref__", "_closing", "_ended", "_held", "_limit_stats", "_mailbox", "_mark",
         "_outbox", "_reads", "_recheck", "_sent", "_settings", "_socket", "_stats", "_store",
-        "_transport", "_unverified", "_waiter", "_woken", "channel", "digest", "workspace_id",
+        "_transport", "_unverified", "channel", "digest", "workspace_id",
     )  # fmt: skip
 
     def __init__(
@@ -77,6 +78,7 @@ class WorkspaceStream:
         stats: StreamStats,
         limit_stats: LimitStats,
     ) -> None:
+        super().__init__()
         self.workspace_id = workspace_id
         self.channel = workspace_channel(workspace_id)
         self.digest = digest  # every read re-checks the caller's token (security)
@@ -96,8 +98,6 @@ class WorkspaceStream:
         self._transport: asyncio.Transport | None = None  # set while `deliver` may write
         self._socket: asyncio.Transport | None = None  # where it may (gateway.direct_write)
         self._outbox: list[Update] = []  # what `deliver` wrote in this pass of the loop
-        self._waiter: asyncio.Future[bool] | None = None
-        self._woken = False
 
     # -- the dispatcher's ------------------------------------------------------------------
 
@@ -153,13 +153,6 @@ class WorkspaceStream:
             return
         frames = b"".join(b"id: %d\r\n%s\r\n" % (self._mark, u.lines) for u in outbox)
         transport.write(b"%x\r\n%s\r\n" % (len(frames), frames))
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-        else:
-            self._woken = True
 
     # -- revocation's ----------------------------------------------------------------------
 
@@ -237,26 +230,6 @@ class WorkspaceStream:
                 self._stats.polls += 1
                 if not await self._catch_up(response):
                     return
-
-    def wait(self, timeout_s: float) -> asyncio.Future[bool]:
-        """A future for the next wake: True, or False when `timeout_s` passed quietly."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        if self._woken:
-            self._woken = False
-            waiter.set_result(True)
-            return waiter
-        self._waiter = waiter
-        timer = loop.call_later(timeout_s, _expire, waiter)
-        waiter.add_done_callback(lambda _: timer.cancel())
-        waiter.add_done_callback(self._waited)
-        return waiter
-
-    def _waited(self, waiter: asyncio.Future[bool]) -> None:
-        if self._waiter is waiter:
-            self._waiter = None
-        if not waiter.cancelled() and waiter.result():
-            self._woken = False
 
     async def _catch_up(self, response: web.StreamResponse) -> bool:
         """Read what changed since the mark and send it; False when the stream should end
@@ -378,8 +351,3 @@ class WorkspaceStream:
             status,
             extra={"action": "stream_access_lost", "workspace_id": str(self.workspace_id)},
         )
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)

@@ -29,6 +29,7 @@ from praxiom_progress.runner.watchdog import LoopWatchdog
 from praxiom_progress.runner.writer import TaskWriter
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
+from praxiom_progress.taskstate.db import ListenUnheard
 from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.publisher import ProgressPublisher
@@ -273,6 +274,10 @@ class Runner:
                             self._withdraw(UUID(note.payload), StopReason.WITHDRAWN)
                         else:
                             self._wakeup.set()
+            except ListenUnheard as exc:  # behind PgBouncer without DATABASE_LISTEN_URL
+                log.warning("%s; polling every RUNNER_POLL_INTERVAL meanwhile", exc,
+                            extra={"action": "listen_unheard"})  # fmt: skip
+                await asyncio.sleep(self.settings.database_listen_retry_s)
             except Exception as exc:
                 await backoff.wait_and_warn(
                     "LISTEN connection lost, reconnecting", exc, action="listen_retry"

@@ -6,7 +6,10 @@ edge: callers get dict rows and `taskstate.errors`, never driver types.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +33,9 @@ QueryObserver = Callable[[float], None]
 
 #: psycopg2 adapts a plain dict as hstore; jsonb columns need this wrapper.
 jsonb = Json
+
+#: Each LISTEN connection also listens here, for the NOTIFY that proves it hears anything.
+PROBE_CHANNEL = "praxiom_listen_probe"
 
 # Every session in UTC, so timestamps never carry the server's zone.
 _SESSION_OPTIONS = "-c timezone=UTC"
@@ -94,10 +100,12 @@ class Database:
         maxsize: int = 10,
         name: str = "praxiom",
         on_query: QueryObserver | None = None,
+        url: str | None = None,
     ) -> Database:
+        """A pool on `url` (default: DATABASE_URL); LISTEN always goes to DATABASE_URL."""
         async with translate_errors():
             pool = await aiopg.create_pool(
-                settings.database_url,
+                url or settings.database_url,
                 minsize=minsize,
                 maxsize=maxsize,
                 timeout=settings.database_timeout_s,
@@ -140,9 +148,28 @@ class Database:
 
     @asynccontextmanager
     async def listen(self, channels: Sequence[str], *, name: str) -> AsyncIterator[Notifications]:
-        """LISTEN on `channels` until exit, on a connection of its own."""
-        async with listen(self._settings, list(channels), name=name) as queue:
-            yield Notifications(queue)
+        """LISTEN on `channels` until exit, on a connection of its own (DATABASE_LISTEN_URL, else
+        DATABASE_URL). `ListenUnheard` when a NOTIFY sent through this pool does not arrive."""
+        async with listen(self._settings, [*channels, PROBE_CHANNEL], name=name) as queue:
+            notifications = Notifications(queue)
+            await self._probe(notifications)
+            yield notifications
+
+    async def _probe(self, notifications: Notifications) -> None:
+        """Behind PgBouncer in transaction pooling, LISTEN is accepted on a server connection
+        the pooler hands to others: nothing arrives. A NOTIFY of our own tells."""
+        nonce = uuid.uuid4().hex
+        await self.fetch_all("SELECT pg_notify(%(channel)s, %(nonce)s)", {
+            "channel": PROBE_CHANNEL, "nonce": nonce})  # fmt: skip
+        timeout_s = self._settings.database_listen_probe_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await notifications.heard_probe(nonce)
+        except TimeoutError:
+            raise ListenUnheard(
+                f"LISTEN heard nothing within {timeout_s:g} s (PgBouncer in transaction pooling "
+                "mode?): set DATABASE_LISTEN_URL to a direct connection to PostgreSQL"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,26 +178,49 @@ class Notification:
     payload: str
 
 
+class ListenUnheard(StoreUnavailable):
+    """LISTEN was accepted but hears nothing: the caller polls instead, and says so."""
+
+
 class Notifications:
-    """A LISTEN connection's notifications, with driver errors translated at this edge."""
+    """A LISTEN connection's notifications, with driver errors translated at this edge (the
+    connection's probe notifications left out)."""
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
+        self._early: deque[Notification] = deque()  # received while the probe was awaited
 
     async def get(self) -> Notification:
         """The next notification; `StoreUnavailable` once the server has gone away."""
-        async with translate_errors():
-            note = await self._queue.get()
-        return Notification(note.channel, note.payload)
+        if self._early:
+            return self._early.popleft()
+        while True:
+            async with translate_errors():
+                note = await self._queue.get()
+            if note.channel != PROBE_CHANNEL:
+                return Notification(note.channel, note.payload)
 
     def received(self) -> list[Notification]:
         """The notifications already received, without waiting (one reaction may answer
         several of them)."""
-        notes = []
+        notes = list(self._early)
+        self._early.clear()
         while not self._queue.empty():
             note = self._queue.get_nowait()
-            notes.append(Notification(note.channel, note.payload))
+            if note.channel != PROBE_CHANNEL:
+                notes.append(Notification(note.channel, note.payload))
         return notes
+
+    async def heard_probe(self, nonce: str) -> None:
+        """Wait for the probe `nonce`, keeping whatever else arrives first."""
+        while True:
+            async with translate_errors():
+                note = await self._queue.get()
+            if note.channel == PROBE_CHANNEL:
+                if note.payload == nonce:
+                    return
+            else:
+                self._early.append(Notification(note.channel, note.payload))
 
 
 @asynccontextmanager
@@ -180,7 +230,7 @@ async def listen(settings: Settings, channels: list[str], *, name: str) -> Async
     `await queue.get()` returns `Notify(pid, channel, payload)` and raises
     `StoreUnavailable` (through `translate_errors` at the caller) when the server goes away.
     """
-    conn = await _connect(settings.database_url, settings, name)
+    conn = await _connect(settings.database_listen_url or settings.database_url, settings, name)
     try:
         async with translate_errors(), conn.cursor() as cur:
             for channel in channels:

@@ -4,6 +4,7 @@ which one and why."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from ipaddress import ip_network
@@ -72,6 +73,34 @@ def _gc_thresholds(name: str, raw: str) -> tuple[int, int, int]:
             f"{name} must be three whole numbers, the first above 0 (e.g. 700,10,10), got {raw!r}"
         )
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+#: The most gateway processes GATEWAY_PROCESSES may ask for (a typo must not fork a thousand).
+MAX_GATEWAY_PROCESSES = 256
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _processes(name: str, raw: str) -> int:
+    """A count of processes, or `auto`: one per core this process may use."""
+    if raw.strip().lower() == "auto":
+        return cores()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_GATEWAY_PROCESSES:
+        raise SettingsError(
+            f"{name} must be auto (one per core) or a whole number from 1 to "
+            f"{MAX_GATEWAY_PROCESSES}, got {raw!r}"
+        )
+    return value
 
 
 def _port(name: str, raw: str) -> int:

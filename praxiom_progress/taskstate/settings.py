@@ -28,6 +28,7 @@ from praxiom_progress.taskstate.parsing import (
     _port,
     _positive_float,
     _positive_int,
+    _processes,
     _redis_url,
     _task_types,
     _text,
@@ -49,6 +50,15 @@ class Settings:
     # Pending connections the kernel queues for the gateway (capped by net.core.somaxconn):
     # aiohttp's 128 drops SYNs when a fleet of browsers reconnects at once after a deploy.
     gateway_backlog: int = 4096
+    # Gateway processes the `gateway` command runs on that one port (SO_REUSEPORT), each with
+    # its own subscription and limits; `auto`: one per core. A process that exits is started
+    # again after GATEWAY_RESTART_DELAY, doubled for each exit in a row up to the maximum (one
+    # that lived that long starts over); on SIGTERM all drain, and one still running after
+    # GATEWAY_STOP_GRACE is killed.
+    gateway_processes: int = 1
+    gateway_restart_delay_s: float = 1.0
+    gateway_restart_max_delay_s: float = 30.0
+    gateway_stop_grace_s: float = 30.0
     # The stream (spec: "Timeouts and reconnection").
     sse_poll_interval_s: float = 3.0
     sse_idle_timeout_s: float = 10.0
@@ -90,6 +100,25 @@ class Settings:
     runner_loop_stall_s: float = 0.1
     # A process-isolated handler's child gets this long after SIGTERM before SIGKILL.
     runner_kill_grace_s: float = 2.0
+    # Gateways read (authorize, snapshots, re-reads, lists) from this hot standby while it is
+    # no further behind the primary than DATABASE_READ_MAX_LAG, else from DATABASE_URL (the
+    # primary), which spawn, cancel, token bookkeeping and the LISTEN always use. None: no
+    # standby, every read goes to DATABASE_URL.
+    database_read_url: str | None = None
+    # A stream's state is re-read within SSE_IDLE_TIMEOUT: must not exceed it (a terminal state
+    # the standby had not replayed at the connect is then found by the first re-read).
+    database_read_max_lag_s: float = 2.0
+    # How often the gateway compares the standby's replayed WAL with the primary's.
+    database_read_check_interval_s: float = 0.5
+    # Off: spawn and cancel answer 404 and the gateway writes nothing (a SELECT-only role).
+    gateway_writes: bool = True
+    # A direct connection (not through PgBouncer in transaction pooling) for each process's one
+    # LISTEN; None: DATABASE_URL. A LISTEN that does not hear its own probe NOTIFY within
+    # DATABASE_LISTEN_PROBE_TIMEOUT is given up (a warning; both processes poll instead) and
+    # tried again after DATABASE_LISTEN_RETRY.
+    database_listen_url: str | None = None
+    database_listen_probe_timeout_s: float = 5.0
+    database_listen_retry_s: float = 60.0
     # Both.
     database_timeout_s: float = 30.0
     database_pool_size: int = 10
@@ -127,6 +156,8 @@ class Settings:
     gateway_gc_thresholds: tuple[int, int, int] = (700, 10, 10)
     gateway_gc_freeze_after: int = 200
     gateway_gc_freeze_check_s: float = 1.0
+    # How long browsers may keep /static/praxiom-progress.js before revalidating it (seconds).
+    gateway_static_max_age_s: int = 3600
     log_level: str = "INFO"
     log_format: str | None = None  # None: JSON for `gateway` / `runner`, text elsewhere
 
@@ -136,6 +167,13 @@ class Settings:
             raise SettingsError("REDIS_CLUSTER=1 needs redis:// or rediss:// URLs of nodes")
         if not self.redis_cluster and len(seeds) > 1:
             raise SettingsError("REDIS_URL names several nodes: only REDIS_CLUSTER=1 takes a list")
+        standby = self.database_read_url is not None
+        if standby and self.database_read_max_lag_s > self.sse_idle_timeout_s:
+            raise SettingsError(
+                f"DATABASE_READ_MAX_LAG ({self.database_read_max_lag_s:g} s) must not exceed "
+                f"SSE_IDLE_TIMEOUT ({self.sse_idle_timeout_s:g} s): the idle re-read is what "
+                "finds a state the standby had not replayed when a stream connected"
+            )
 
     @property
     def redis_seed_urls(self) -> tuple[str, ...]:
@@ -162,6 +200,9 @@ class Settings:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         shown["database_url"] = hide_password(self.database_url)
+        for name in ("database_read_url", "database_listen_url"):
+            if shown[name] is not None:
+                shown[name] = hide_password(shown[name])
         shown["redis_url"] = ",".join(hide_password(url) for url in self.redis_seed_urls)
         shown["task_timeouts"] = dict(self.task_timeouts)
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
@@ -175,6 +216,10 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_host": ("GATEWAY_HOST", _text),
     "gateway_port": ("GATEWAY_PORT", _port),
     "gateway_backlog": ("GATEWAY_BACKLOG", _positive_int),
+    "gateway_processes": ("GATEWAY_PROCESSES", _processes),
+    "gateway_restart_delay_s": ("GATEWAY_RESTART_DELAY", _positive_float),
+    "gateway_restart_max_delay_s": ("GATEWAY_RESTART_MAX_DELAY", _positive_float),
+    "gateway_stop_grace_s": ("GATEWAY_STOP_GRACE", _positive_float),
     "sse_poll_interval_s": ("SSE_POLL_INTERVAL", _positive_float),
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
@@ -200,6 +245,13 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runner_task_modules": ("RUNNER_TASK_MODULES", _modules),
     "runner_loop_stall_s": ("RUNNER_LOOP_STALL", _positive_float),
     "runner_kill_grace_s": ("RUNNER_KILL_GRACE", _positive_float),
+    "database_read_url": ("DATABASE_READ_URL", _database_url),
+    "database_read_max_lag_s": ("DATABASE_READ_MAX_LAG", _non_negative_float),
+    "database_read_check_interval_s": ("DATABASE_READ_CHECK_INTERVAL", _positive_float),
+    "gateway_writes": ("GATEWAY_WRITES", _flag),
+    "database_listen_url": ("DATABASE_LISTEN_URL", _database_url),
+    "database_listen_probe_timeout_s": ("DATABASE_LISTEN_PROBE_TIMEOUT", _positive_float),
+    "database_listen_retry_s": ("DATABASE_LISTEN_RETRY", _positive_float),
     "database_timeout_s": ("DATABASE_TIMEOUT", _positive_float),
     "database_pool_size": ("DATABASE_POOL_SIZE", _positive_int),
     "session_cookie_name": ("SESSION_COOKIE_NAME", _text),
@@ -218,6 +270,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_gc_thresholds": ("GATEWAY_GC_THRESHOLDS", _gc_thresholds),
     "gateway_gc_freeze_after": ("GATEWAY_GC_FREEZE_AFTER", _non_negative_int),
     "gateway_gc_freeze_check_s": ("GATEWAY_GC_FREEZE_CHECK", _positive_float),
+    "gateway_static_max_age_s": ("GATEWAY_STATIC_MAX_AGE", _positive_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),
 }

@@ -1,7 +1,9 @@
 """The demo page (dev mode only), in headless Chromium against a real gateway and runner.
 
 The browser visits the page, is signed in by an HttpOnly session cookie, spawns a fast task and
-watches its card reach 100 % and "completed", makes one fail, and cancels a slow one. Chromium and
+watches its card reach 100 % and "completed", makes one fail, and cancels a slow one; the live
+parts are the browser component's elements (`<praxiom-task>`, `<praxiom-workspace-tasks>`) over
+one workspace stream. Chromium and
 chromedriver are Debian's `chromium` and `chromium-driver`; when they are missing the first
 browser test installs them with apt-get (a minute or two), and fails, never skips, when it cannot.
 
@@ -111,6 +113,30 @@ def _text(card: WebElement, testid: str) -> str:
     return str(_find(card, testid).get_attribute("textContent")).strip()
 
 
+#: What a card shows live comes from its <praxiom-task>: the host's `status` attribute, and the
+#: text of the element's parts.
+_LIVE = """
+const task = arguments[0].querySelector("praxiom-task") || arguments[0];
+if (arguments[1] === "status") return task.getAttribute("status") || "";
+const part = task.shadowRoot && task.shadowRoot.querySelector(`[part~="${arguments[1]}"]`);
+return part ? part.textContent.trim() : "";
+"""
+
+
+def live(card: WebElement, part: str) -> str:
+    """A card's live `status`, `pct`, `phase` or `message`, as its <praxiom-task> shows it."""
+    driver = card.parent
+    return str(driver.execute_script(_LIVE, card, part))
+
+
+def _status_colour(card: WebElement) -> str:
+    script = (
+        "const t = arguments[0].querySelector('praxiom-task');"
+        "return getComputedStyle(t.shadowRoot.querySelector('[part~=status]')).color;"
+    )
+    return str(card.parent.execute_script(script, card))
+
+
 def _card_ids(driver: WebDriver) -> list[str]:
     cards = driver.find_elements(By.CSS_SELECTOR, "[data-testid=task]")
     return [str(card.get_attribute("data-task-id")) for card in cards]
@@ -161,7 +187,7 @@ def wait_for_status(driver: WebDriver, card: WebElement, status: str) -> None:
     _wait(
         driver,
         f"the card's status reads {status!r}",
-        lambda: _text(card, "status") == status,
+        lambda: live(card, "status") == status and card.get_attribute("data-status") == status,
         shows=lambda: _lines(str(card.get_attribute("innerText"))),
     )
 
@@ -184,9 +210,9 @@ def drive_the_page(driver: webdriver.Chrome, url: str, cookie_name: str) -> dict
     # A fast task runs to completion.
     done = spawn(driver, "validation_kit", FAST)
     wait_for_status(driver, done, "completed")
-    assert _text(done, "pct") == "100%"
-    assert _text(done, "phase") == "complete"
-    assert "Validation Kit is ready" in _text(done, "message")
+    assert live(done, "pct") == "100%"
+    assert live(done, "phase") == "complete"
+    assert "Validation Kit is ready" in live(done, "message")
     assert _find(done, "outcome").is_displayed()
     assert "3 documents" in _text(done, "outcome")
     assert not _find(done, "cancel").is_displayed()
@@ -194,25 +220,24 @@ def drive_the_page(driver: webdriver.Chrome, url: str, cookie_name: str) -> dict
     # One told to fail shows its error.
     failed = spawn(driver, "research", FAST, fail_at="reading")
     wait_for_status(driver, failed, "failed")
-    assert _text(failed, "pct") == "40%"
+    assert live(failed, "pct") == "40%"
     assert "Simulated failure at reading" in _text(failed, "outcome")
 
     # A slow one is cancelled while it runs, keeping its last phase and pct.
     slow = spawn(driver, "validation_kit", SLOW)
     wait_for_status(driver, slow, "running")
-    assert _text(slow, "pct") == "15%"
+    assert live(slow, "pct") == "15%"
     if os.environ.get("DEMO_SCREENSHOT"):
         driver.save_screenshot(os.environ["DEMO_SCREENSHOT"])
     _find(slow, "cancel").click()
     wait_for_status(driver, slow, "cancelled")
-    assert _text(slow, "pct") == "15%"
-    assert _text(slow, "phase") == "assumption_map"
+    assert live(slow, "pct") == "15%"
+    assert live(slow, "phase") == "assumption_map"
     assert _text(slow, "outcome").startswith("Cancelled at 15%")
 
     # Three distinct looks for the three endings.
     colours = {
-        card.get_attribute("data-status"): _find(card, "status").value_of_css_property("color")
-        for card in (done, failed, slow)
+        card.get_attribute("data-status"): _status_colour(card) for card in (done, failed, slow)
     }
     assert set(colours) == {"completed", "failed", "cancelled"}
     assert len(set(colours.values())) == 3, colours
@@ -223,11 +248,24 @@ def drive_the_page(driver: webdriver.Chrome, url: str, cookie_name: str) -> dict
     _wait(driver, "the cards come back after a reload", lambda: _card_ids(driver) == ids)
     again = driver.get_cookie(cookie_name)
     assert again is not None and again["value"] == cookie["value"]
-    statuses = [
-        _text(card, "status")
-        for card in driver.find_elements(By.CSS_SELECTOR, "[data-testid=task]")
-    ]
-    assert statuses == ["cancelled", "failed", "completed"]
+    cards = driver.find_elements(By.CSS_SELECTOR, "[data-testid=task]")
+    _wait(
+        driver,
+        "every card shows its final state again",
+        lambda: [live(card, "status") for card in cards] == ["cancelled", "failed", "completed"],
+        shows=lambda: str([live(card, "status") for card in cards]),
+    )
+    assert live(cards[0], "pct") == "15%" and live(cards[2], "pct") == "100%"
+
+    # The workspace's list, built on the list endpoint and the same stream, shows the three
+    # (finished ones fade only after half a minute).
+    listed = _find(driver, "workspace-tasks")
+    _wait(
+        driver,
+        "the workspace list shows the finished tasks",
+        lambda: set(driver.execute_script("return arguments[0].taskIds", listed)) >= set(ids),
+        shows=lambda: str(driver.execute_script("return arguments[0].taskIds", listed)),
+    )
 
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, f"browser errors: {severe}"
@@ -263,10 +301,11 @@ async def test_the_page_completes_a_fast_task_shows_a_failure_and_cancels_a_slow
         raise AssertionError(f"{exc}\nstreams: {streams}\n{_evidence(browser, tmp_path)}") from exc
     assert time.monotonic() - started < 45
 
-    # The cookie is a demo-workspace token, and progress came over the SSE endpoint.
+    # The cookie is a demo-workspace token, and progress came over a stream: the page's one
+    # workspace stream (one per visit), not one per task.
     principal = await demo_gateway.app[GATEWAY_STORE].principal(hash_token(seen["token"]))
     assert principal is not None and len(principal.workspace_ids) == 1
-    assert demo_gateway.app[keys.STREAM_STATS].opened >= len(seen["tasks"])
+    assert 1 <= demo_gateway.app[keys.STREAM_STATS].opened <= 2
 
 
 # -- without a browser ----------------------------------------------------------------------
@@ -342,12 +381,15 @@ async def test_the_page_loads_nothing_from_elsewhere(
         assert "@import" not in text
 
 
-def test_the_page_uses_the_spec_client_pattern() -> None:
+def test_the_page_uses_the_browser_component_for_everything_live() -> None:
+    page = (demo.STATIC_DIR / "index.html").read_text(encoding="utf-8")
     script = (demo.STATIC_DIR / "demo.js").read_text(encoding="utf-8")
-    assert "new EventSource(`/api/tasks/${taskId}/progress`, { withCredentials: true })" in script
+    assert '<script type="module" src="/static/praxiom-progress.js"></script>' in page
+    assert "<praxiom-task " in page and "<praxiom-workspace-tasks " in page
+    assert "EventSource" not in script, "no stream of the page's own: the elements' only"
     assert 'credentials: "same-origin"' in script
-    assert '["completed", "failed", "cancelled"].includes(data.status)' in script
-    assert "source.close();" in script
+    for event in ("praxiom-progress", "praxiom-done", "praxiom-error"):
+        assert f'addEventListener("{event}"' in script
 
 
 async def test_the_page_offers_the_catalogued_types_and_their_fail_at_choices(

@@ -727,7 +727,7 @@ async def test_an_unknown_well_formed_id_is_404(
     assert await task_count(db) == 0
 
 
-@pytest.mark.parametrize("path", ["/api/nothing", "/", "/api/tasks", "/api/tasks/x/y/z"])
+@pytest.mark.parametrize("path", ["/api/nothing", "/", "/api/tasks/", "/api/tasks/x/y/z"])
 async def test_an_unknown_route_is_a_json_404(path: str, api: Any, member: IssuedToken) -> None:
     resp = await api.get(path, headers=bearer(member.token))
     await error_of(resp, 404, "NOT_FOUND")

@@ -10,7 +10,7 @@
 Needs only aiohttp. See `Client` for what each call raises.
 """
 
-from praxiom_client.client import REQUEST_TIMEOUT, Client, watch_task
+from praxiom_client.client import REQUEST_TIMEOUT, Client, watch_task, watch_workspace
 from praxiom_client.errors import (
     Conflict,
     Forbidden,
@@ -26,7 +26,7 @@ from praxiom_client.errors import (
     Unauthenticated,
     Unreachable,
 )
-from praxiom_client.payload import SpawnedTask, TaskPayload, TaskRecord
+from praxiom_client.payload import SpawnedTask, TaskPage, TaskPayload, TaskRecord
 from praxiom_client.policy import DEFAULT_POLICY, OnRetry, RetryPolicy, retry_after_seconds
 from praxiom_client.sse import LineSplitter, SseEvent, SseParser
 from praxiom_client.stream import (
@@ -61,6 +61,7 @@ __all__ = [
     "StreamRefused",
     "StreamUnreachable",
     "TaskNotFound",
+    "TaskPage",
     "TaskPayload",
     "TaskRecord",
     "Unauthenticated",
@@ -70,4 +71,5 @@ __all__ = [
     "follow",
     "retry_after_seconds",
     "watch_task",
+    "watch_workspace",
 ]

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Self, cast
+from urllib.parse import urlencode
 from uuid import UUID
 
 import aiohttp
 
 from praxiom_client.errors import PraxiomError, Unreachable, refused
-from praxiom_client.payload import SpawnedTask, TaskPayload, TaskRecord
+from praxiom_client.payload import SpawnedTask, TaskPage, TaskPayload, TaskRecord
 from praxiom_client.policy import (
     BUSY_STATUSES,
     DEFAULT_POLICY,
@@ -28,6 +29,7 @@ from praxiom_client.policy import (
     retry_after_seconds,
 )
 from praxiom_client.stream import STREAM_TIMEOUT, USER_AGENT, connection_reason, follow
+from praxiom_client.workspace import follow_workspace
 
 #: One request and its answer; streams have no total (see `STREAM_TIMEOUT`).
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
@@ -96,6 +98,27 @@ class Client:
         """The task's canonical record: the payload plus its params, workspace and times."""
         return cast(TaskRecord, await self._call("GET", f"/api/tasks/{task_id}"))
 
+    async def list_tasks(
+        self,
+        *,
+        workspace_id: str | UUID | None = None,
+        status: Sequence[str] = (),
+        task_type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """A page of the tasks this caller may see, newest first, each filter optional; pass
+        its `next_cursor` as `cursor` for the next page (None: it was the last)."""
+        query = {
+            "workspace_id": str(workspace_id) if workspace_id is not None else None,
+            "status": ",".join(status) or None,
+            "task_type": task_type,
+            "limit": str(limit) if limit is not None else None,
+            "cursor": cursor,
+        }
+        given = urlencode({key: value for key, value in query.items() if value is not None})
+        return cast(TaskPage, await self._call("GET", f"/api/tasks?{given}"))
+
     async def cancel(self, task_id: str | UUID) -> TaskPayload:
         """Cancel a pending or running task; its cancelled payload. A finished task raises
         `Conflict`, whose `task` is its payload."""
@@ -117,6 +140,24 @@ class Client:
             sleep=self._sleep,
         )
         async with aclosing(payloads):  # leaving early closes the connection at once
+            async for payload in payloads:
+                yield payload
+
+    async def watch_workspace(
+        self, workspace_id: str | UUID, *, on_retry: OnRetry | None = None
+    ) -> AsyncGenerator[TaskPayload, None]:
+        """Yield every task of the workspace as it changes: first the current state of each
+        (not finished, or finished recently), then every change, spawns included; per task,
+        versions only go up. Never ends by itself (see `watch_workspace`)."""
+        payloads = follow_workspace(
+            self._open(),
+            f"{self.base_url}/api/workspaces/{workspace_id}/progress",
+            self._headers,
+            policy=self.policy,
+            on_retry=on_retry or self.on_retry,
+            sleep=self._sleep,
+        )
+        async with aclosing(payloads):
             async for payload in payloads:
                 yield payload
 
@@ -188,4 +229,23 @@ async def watch_task(
     client = Client(url, token, session=session, policy=policy, user_agent=user_agent)
     async with client:
         async for payload in client.watch(task_id, on_retry=on_retry):
+            yield payload
+
+
+async def watch_workspace(
+    url: str,
+    workspace_id: str | UUID,
+    token: str,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    on_retry: OnRetry | None = None,
+    user_agent: str = USER_AGENT,
+) -> AsyncGenerator[TaskPayload, None]:
+    """Yield the workspace's task payloads until the caller stops: `watch_task`'s retries and
+    refusals (`TaskNotFound`: no such workspace), resuming from the stream's last event id.
+    `Client(url, token).watch_workspace(workspace_id)` is the same."""
+    client = Client(url, token, session=session, policy=policy, user_agent=user_agent)
+    async with client:
+        async for payload in client.watch_workspace(workspace_id, on_retry=on_retry):
             yield payload

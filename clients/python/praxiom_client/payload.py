@@ -38,3 +38,10 @@ class TaskRecord(TaskPayload):
     updated_at: str
     attempt: int  # 0 until claimed; each claim counts one
     max_attempts: int
+
+
+class TaskPage(TypedDict):
+    """`GET /api/tasks`: a page of records, newest first, and the cursor of the next page."""
+
+    tasks: list[TaskRecord]
+    next_cursor: str | None

@@ -1,19 +1,14 @@
 // praxiom-progress demo page. No framework, no build step.
 //
 // Spawn and cancel are fetch() calls; the session cookie authenticates them (this script
-// never sees a token: the cookie is HttpOnly). Progress follows the spec's JavaScript client
-// (spec: "JavaScript client") exactly; only the URL is relative to this origin.
+// never sees a token: the cookie is HttpOnly). Everything live is the browser component's
+// (/static/praxiom-progress.js): each card holds a <praxiom-task> that shares the page's one
+// workspace stream, and this script only reacts to its events (praxiom-progress,
+// praxiom-done, praxiom-error) to colour the card, show the outcome and hide Cancel.
 "use strict";
 
 (() => {
   const TERMINAL = ["completed", "failed", "cancelled"];
-  const STATUS_ICONS = {
-    pending: "…",
-    running: "▶",
-    completed: "✓",
-    failed: "✕",
-    cancelled: "⊘",
-  };
   const STORAGE_KEY = "praxiom-demo-tasks"; // this tab's task ids, to resume after a reload
   const MAX_REMEMBERED = 50;
 
@@ -29,7 +24,7 @@
   const clearButton = document.getElementById("clear-finished");
   const cardTemplate = document.getElementById("task-card");
 
-  /** taskId -> { el, version, status, source } */
+  /** taskId -> { el, task, status } */
   const cards = new Map();
 
   // -- the form ------------------------------------------------------------------------------
@@ -95,9 +90,8 @@
         showFormError(describeRefusal(response, body));
         return;
       }
-      addCard(body);
+      addCard(body.id, body);
       remember(body.id);
-      watch(body.id);
     } catch (err) {
       showFormError(`Could not reach the gateway: ${err.message}`);
     } finally {
@@ -105,123 +99,76 @@
     }
   }
 
-  // -- the cards -----------------------------------------------------------------------------
+  // -- the cards: a <praxiom-task> each, and what its events say -----------------------------
 
-  function addCard(payload) {
-    const el = cardTemplate.content.firstElementChild.cloneNode(true);
-    el.dataset.taskId = payload.id;
-    el.querySelector("[data-testid=task-type]").textContent = payload.task_type;
+  /** A card for the task; `payload` (the spawn's answer) is shown at once, else the element
+   * finds the task's state itself. */
+  function addCard(taskId, payload) {
+    // importNode: the elements are made in this document, so <praxiom-task> is upgraded now.
+    const el = document.importNode(cardTemplate.content, true).firstElementChild;
+    el.dataset.taskId = taskId;
     const idEl = el.querySelector("[data-testid=task-id]");
-    idEl.textContent = payload.id.slice(0, 8);
-    idEl.title = payload.id;
-    el.querySelector(".bar").setAttribute("aria-label", `Progress of ${payload.task_type}`);
-    el.querySelector("[data-testid=cancel]").addEventListener("click", () => cancelTask(payload.id));
-    const card = { el, version: 0, status: null, source: null };
-    cards.set(payload.id, card);
+    idEl.textContent = taskId.slice(0, 8);
+    idEl.title = taskId;
+    const task = el.querySelector("praxiom-task");
+    const card = { el, task, status: null };
+    cards.set(taskId, card);
+    task.addEventListener("praxiom-progress", (event) => showStatus(card, event.detail.status));
+    task.addEventListener("praxiom-done", (event) => showOutcome(card, event.detail));
+    task.addEventListener("praxiom-error", (event) => lost(taskId, event.detail));
+    el.querySelector("[data-testid=cancel]").addEventListener("click", () => cancelTask(taskId));
+    if (payload) {
+      task.payload = payload;
+    }
+    task.setAttribute("workspace-id", config.workspace_id);
+    task.setAttribute("task-id", taskId);
     list.prepend(el);
     noTasks.hidden = true;
-    updateUI(payload.id, {
-      status: payload.status,
-      phase: payload.phase,
-      pct: payload.progress_pct,
-      message: payload.message,
-      version: payload.version,
-    });
-    if (TERMINAL.includes(payload.status)) {
-      showOutcome(payload.id, payload);
-    }
   }
 
-  /** Render one state; a state older than the one shown is ignored. */
-  function updateUI(taskId, { status, phase, pct, message, version }) {
-    const card = cards.get(taskId);
-    if (!card || (typeof version === "number" && version < card.version)) {
-      return;
-    }
-    card.version = version || card.version;
+  function showStatus(card, status) {
     card.status = status;
-    const { el } = card;
-    el.dataset.status = status;
-    el.querySelector("[data-testid=status]").textContent = status;
-    el.querySelector(".status-icon").textContent = STATUS_ICONS[status] || "";
-    el.querySelector("[data-testid=pct]").textContent = `${pct}%`;
-    el.querySelector("[data-testid=phase]").textContent = phase;
-    el.querySelector("[data-testid=message]").textContent = message;
-    el.querySelector(".bar").setAttribute("aria-valuenow", String(pct));
-    el.querySelector(".bar-fill").style.width = `${pct}%`;
-    const cancel = el.querySelector("[data-testid=cancel]");
+    card.el.dataset.status = status;
+    const cancel = card.el.querySelector("[data-testid=cancel]");
     cancel.disabled = TERMINAL.includes(status);
     cancel.hidden = TERMINAL.includes(status);
   }
 
-  function setOutcome(taskId, text) {
-    const card = cards.get(taskId);
-    if (!card) {
-      return;
-    }
+  function setOutcome(card, text) {
     const outcome = card.el.querySelector("[data-testid=outcome]");
     outcome.textContent = text;
     outcome.hidden = !text;
   }
 
-  function onComplete(taskId, resultData) {
-    const documents = (resultData && resultData.document_ids) || [];
-    const summary = (resultData && resultData.summary) || "Done.";
-    const count = documents.length === 1 ? "1 document" : `${documents.length} documents`;
-    setOutcome(taskId, `Completed: ${summary} (${count})`);
-  }
-
-  function onError(taskId, error) {
-    const card = cards.get(taskId);
-    if (card && card.status === "cancelled") {
-      const pct = card.el.querySelector("[data-testid=pct]").textContent;
-      const phase = card.el.querySelector("[data-testid=phase]").textContent;
-      setOutcome(taskId, `Cancelled at ${pct} (${phase}); nothing more will run.`);
-    } else {
-      setOutcome(taskId, `Failed: ${error}`);
-    }
-  }
-
-  function showOutcome(taskId, data) {
+  function showOutcome(card, data) {
+    showStatus(card, data.status);
     if (data.status === "completed") {
-      onComplete(taskId, data.result_data);
+      const documents = (data.result_data && data.result_data.document_ids) || [];
+      const summary = (data.result_data && data.result_data.summary) || "Done.";
+      const count = documents.length === 1 ? "1 document" : `${documents.length} documents`;
+      setOutcome(card, `Completed: ${summary} (${count})`);
+    } else if (data.status === "cancelled") {
+      setOutcome(card, `Cancelled at ${data.progress_pct}% (${data.phase}); nothing more will run.`);
     } else {
-      onError(taskId, data.error || `Task ${data.status}`);
+      setOutcome(card, `Failed: ${data.error || `Task ${data.status}`}`);
     }
   }
 
-  // -- progress: the spec's JavaScript client ------------------------------------------------
-
-  function watch(taskId) {
-    const source = new EventSource(`/api/tasks/${taskId}/progress`, { withCredentials: true });
-    cards.get(taskId).source = source;
-
-    source.onmessage = (event) => {
-      const data = JSON.parse(event.data);
-      updateUI(taskId, {
-        status: data.status,
-        phase: data.phase,
-        pct: data.progress_pct,
-        message: data.message,
-        version: data.version,
-      });
-
-      if (["completed", "failed", "cancelled"].includes(data.status)) {
-        source.close();
-        if (data.status === "completed") {
-          // Final payload is already in data.result_data,
-          // or fetch via GET /api/tasks/{taskId} for the canonical row
-          onComplete(taskId, data.result_data);
-        } else {
-          onError(taskId, data.error || `Task ${data.status}`);
-        }
-      }
-    };
-
-    source.onerror = (err) => {
-      console.warn("SSE connection error — will auto-reconnect", err);
-      // EventSource reconnects automatically; no action needed
-    };
+  /** The task is gone, or another session's (a remembered id after a reload): drop its card;
+   * access lost while it ran: say so. */
+  function lost(taskId, refusal) {
+    const card = cards.get(taskId);
+    if (!card) {
+      return;
+    }
+    if (card.status === null) {
+      card.el.remove();
+      cards.delete(taskId);
+      forget([taskId]);
+      noTasks.hidden = cards.size > 0;
+      return;
+    }
+    setOutcome(card, `No longer shown: ${refusal.message}`);
   }
 
   // -- cancel --------------------------------------------------------------------------------
@@ -238,23 +185,16 @@
       });
       const body = await readJson(response);
       // 202: the cancelled task; 409: it had already finished. The stream brings the same
-      // terminal state and closes; showing it now just saves a round trip.
+      // terminal state; handing it to the element now just saves the wait.
       const payload = response.status === 202 ? body : response.status === 409 && body && body.task;
       if (payload) {
-        updateUI(taskId, {
-          status: payload.status,
-          phase: payload.phase,
-          pct: payload.progress_pct,
-          message: payload.message,
-          version: payload.version,
-        });
-        showOutcome(taskId, payload);
+        card.task.payload = payload;
       } else {
-        setOutcome(taskId, `Cancel refused: ${describeRefusal(response, body)}`);
+        setOutcome(card, `Cancel refused: ${describeRefusal(response, body)}`);
         button.disabled = false;
       }
     } catch (err) {
-      setOutcome(taskId, `Could not reach the gateway: ${err.message}`);
+      setOutcome(card, `Could not reach the gateway: ${err.message}`);
       button.disabled = false;
     }
   }
@@ -287,28 +227,12 @@
     store(remembered().filter((id) => !gone.has(id)));
   }
 
-  async function resume() {
-    const stale = [];
+  /** Each remembered task gets its card back; its element finds its state (a task that is
+   * gone or not this session's answers 404 or 403, and its card goes). */
+  function resume() {
     for (const taskId of remembered()) {
-      try {
-        const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/status`, {
-          credentials: "same-origin",
-          headers: { Accept: "application/json" },
-        });
-        if (!response.ok) {
-          stale.push(taskId); // gone, or another session's: nothing to show
-          continue;
-        }
-        const payload = await response.json();
-        addCard(payload);
-        if (!TERMINAL.includes(payload.status)) {
-          watch(payload.id);
-        }
-      } catch {
-        // the gateway is unreachable; keep the id for the next reload
-      }
+      addCard(taskId, null);
     }
-    forget(stale);
   }
 
   function clearFinished() {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from praxiom_progress.taskstate.parsing import MAX_GATEWAY_PROCESSES, cores
 from praxiom_progress.taskstate.settings import DEFAULT_TASK_TIMEOUTS, Settings, SettingsError
 
 
@@ -314,3 +317,56 @@ def test_a_list_of_redis_nodes_is_for_a_cluster_of_tcp_nodes(
 ) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(environ)
+
+
+def test_gateway_processes_default_to_one_supervised_by_nobody() -> None:
+    settings = Settings.from_env({})
+    assert settings.gateway_processes == 1
+    assert settings.gateway_restart_delay_s == 1.0
+    assert settings.gateway_restart_max_delay_s == 30.0
+    assert settings.gateway_stop_grace_s == 30.0
+
+
+@pytest.mark.parametrize("raw", ["auto", " AUTO ", "Auto"])
+def test_gateway_processes_auto_is_one_per_core_this_process_may_use(raw: str) -> None:
+    assert cores() == len(os.sched_getaffinity(0))
+    assert Settings.from_env({"GATEWAY_PROCESSES": raw}).gateway_processes == cores()
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "attr", "expected"),
+    [
+        ("GATEWAY_PROCESSES", "2", "gateway_processes", 2),
+        ("GATEWAY_PROCESSES", str(MAX_GATEWAY_PROCESSES), "gateway_processes", 256),
+        ("GATEWAY_RESTART_DELAY", "0.2", "gateway_restart_delay_s", 0.2),
+        ("GATEWAY_RESTART_MAX_DELAY", "5", "gateway_restart_max_delay_s", 5.0),
+        ("GATEWAY_STOP_GRACE", "3", "gateway_stop_grace_s", 3.0),
+    ],
+)
+def test_gateway_process_settings_override_their_fields(
+    variable: str, raw: str, attr: str, expected: object
+) -> None:
+    assert getattr(Settings.from_env({variable: raw}), attr) == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5", "257", "autos", "max"])
+def test_bad_gateway_processes_say_what_is_allowed(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"GATEWAY_PROCESSES": raw})
+    assert str(caught.value) == (
+        f"GATEWAY_PROCESSES must be auto (one per core) or a whole number from 1 to 256, "
+        f"got {raw!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("GATEWAY_RESTART_DELAY", "0"),
+        ("GATEWAY_RESTART_MAX_DELAY", "-1"),
+        ("GATEWAY_STOP_GRACE", "soon"),
+    ],
+)
+def test_bad_gateway_process_timings_name_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})

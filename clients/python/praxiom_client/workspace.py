@@ -1,0 +1,121 @@
+"""Following a whole workspace: `follow_workspace`, under `Client.watch_workspace`.
+
+`GET /api/workspaces/{id}/progress` sends the current state of the workspace's tasks (those
+not finished, and those finished recently), then every change: spawns, progress, ends. It
+never ends by itself; when the connection drops, `follow_workspace` reconnects with backoff
+and `Last-Event-ID`, and the gateway sends every task that changed meanwhile. Per task,
+versions only go up: a repeat of a version already yielded is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from praxiom_client.errors import Refused, StreamBroken, StreamLost, Unreachable, refused
+from praxiom_client.payload import TaskPayload
+from praxiom_client.policy import BUSY_STATUSES, OnRetry, RetryPolicy, retry_after_seconds
+from praxiom_client.sse import LineSplitter, SseParser
+from praxiom_client.stream import _error_body, _payload, _retryable, connection_reason
+
+
+@dataclass
+class _Place:
+    """Where a workspace follower stands: the event id to resume from, the newest version
+    yielded per task, and what the current attempt brought."""
+
+    last_id: str | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+    connected_once: bool = False
+    got_event: bool = False
+    reason: str = ""
+    retry_after_s: float | None = None
+    refusal: Refused | None = None
+
+    def newer(self, payload: TaskPayload) -> bool:
+        if not isinstance(payload.get("id"), str):
+            raise StreamBroken("the server sent a payload without a task id")
+        if payload["version"] <= self.versions.get(payload["id"], 0):
+            return False
+        self.versions[payload["id"]] = payload["version"]
+        return True
+
+
+async def follow_workspace(
+    session: aiohttp.ClientSession,
+    progress_url: str,
+    headers: Mapping[str, str],
+    *,
+    policy: RetryPolicy,
+    on_retry: OnRetry | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncGenerator[TaskPayload, None]:
+    """Yield the workspace's task payloads as they come, until the caller stops. A first
+    connection that fails is not retried; one answered 503 or 429 is, like a reconnection;
+    a refusal (401, 403: access lost, 404: no such workspace) raises, even on a reconnection."""
+    place, failures = _Place(), 0
+    while True:
+        place.got_event, place.retry_after_s = False, None
+        try:
+            async for payload in _attempt(session, progress_url, headers, place):
+                yield payload
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if not place.connected_once:
+                raise Unreachable(progress_url, connection_reason(exc)) from exc
+            place.reason = connection_reason(exc)
+        failures = 0 if place.got_event else failures + 1
+        delay = policy.retry_delay(failures, place.retry_after_s)
+        if delay is None:
+            if place.refusal is not None and not place.connected_once:
+                raise place.refusal
+            raise StreamLost(f"lost the stream and {failures} reconnections failed: {place.reason}")
+        if on_retry is not None:
+            on_retry(failures, delay, place.reason)
+        await sleep(delay)
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    progress_url: str,
+    headers: Mapping[str, str],
+    place: _Place,
+) -> AsyncGenerator[TaskPayload, None]:
+    """One connection: its new payloads; `place` says how it ended."""
+    sent = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if place.last_id is not None:
+        sent["Last-Event-ID"] = place.last_id
+    async with session.get(progress_url, headers=sent) as response:
+        if response.status != 200:
+            refusal = refused(response.status, response.reason or "", await _error_body(response))
+            busy = response.status in BUSY_STATUSES
+            if not (busy or (place.connected_once and _retryable(response.status))):
+                raise refusal
+            place.reason, place.refusal = (
+                f"{response.status} {response.reason or ''}".strip(),
+                refusal,
+            )
+            if busy:
+                place.retry_after_s = retry_after_seconds(response.headers.get("Retry-After"))
+            return
+        if response.content_type != "text/event-stream":
+            raise StreamBroken(
+                f"{progress_url} did not answer with an event stream (got {response.content_type})"
+            )
+        place.connected_once = True
+        splitter, parser = LineSplitter(), SseParser(last_event_id=place.last_id)
+        async for chunk in response.content.iter_any():
+            for line in splitter.feed(chunk):
+                event = parser.feed(line)
+                # An `id:` line alone moves the resume point too (the gateway sends one when
+                # a read brought nothing new).
+                place.last_id = parser.last_event_id
+                if event is None or event.event != "message":
+                    continue
+                place.got_event = True
+                payload = _payload(event.data)
+                if place.newer(payload):
+                    yield payload
+        place.reason = "the stream ended"
