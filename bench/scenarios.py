@@ -163,7 +163,7 @@ class GatewayBench:
     async def deliver(
         self, task_ids: list[UUID], watchers_per_task: int, per_task_per_s: float,
         seconds: float, *, profile_what: str = "", paths: list[str] | None = None,
-        at_once: bool = False,
+        at_once: bool = False, settle_s: float = 0.5,
     ) -> Delivery:  # fmt: skip
         """`watchers_per_task` streams on each task (or `paths`: streams that each see every
         publish once, such as workspace streams), then paced publishes straight to Redis.
@@ -176,7 +176,7 @@ class GatewayBench:
         opened = await self.loadgens.open(
             paths, at_ns=at_ns, wait_first=self.first_is_event, timeout_s=60
         )
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(settle_s)  # the opens' aftermath, before the window
         kib_per_stream = (self.server.rss() - rss_before) / len(paths) / 1024
         await self.loadgens.reset()
         loop_before = await asyncio.to_thread(loopstats.scrape, self.server.port)

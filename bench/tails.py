@@ -4,7 +4,8 @@ A variant's BENCH_CHECKOUT=/path runs the gateway of another checkout (a worktre
 earlier commit) with this harness.
 
 BENCH_TASKS streams on as many tasks, all opened at the same instant, then one update a
-second (BENCH_TAILS_RATE) to each for BENCH_SECONDS (30 s by default: three idle re-checks
+second (BENCH_TAILS_RATE) to each, from BENCH_TAILS_SETTLE (0.5 s) after the last one
+opened, for BENCH_SECONDS (30 s by default: three idle re-checks
 of every stream fall inside it), against each variant of our gateway (its environment added
 to the real settings) and then against the floor baseline, interleaved in one run. Prints,
 per server: publish-to-receive p50 / p99 / p99.9 / max, CPU microseconds per delivered event
@@ -59,8 +60,9 @@ async def one(
                 first_is_event=ours,
             )  # fmt: skip
             return await bench.deliver(
-                fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True
-            )
+                fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True,
+                settle_s=float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5),
+            )  # fmt: skip
         finally:
             await loadgens.stop()
     finally:
