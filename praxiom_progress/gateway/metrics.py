@@ -13,7 +13,6 @@ several gateways in one process.
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import Iterator
 
@@ -322,12 +321,8 @@ def _loop_metrics(health: LoopHealth, tuning: CollectionTuning | None) -> Iterat
     for generation, histogram in health.gc.pauses.items():
         pauses.add_metric([str(generation)], histogram.cumulative(), histogram.sum_s)
     yield pauses
-    yield _gauge(
-        "praxiom_gateway_gc_frozen_objects",
-        "Objects frozen out of full collections (gc.freeze: start-up, then after bursts of "
-        "stream opens)",
-        gc.get_freeze_count(),
-    )
+    # No count of the frozen objects: gc.get_freeze_count() walks them all (100 ms at 10,000
+    # streams, a stall at every scrape).
     if tuning is not None:
         yield _counter(
             "praxiom_gateway_gc_freezes",
