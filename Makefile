@@ -51,7 +51,7 @@ soak: $(TEST_STAMP)
 ## DATABASE_URL and REDIS_URL; works in its own database, praxiom_bench, dropped at the end.
 ## Knobs: BENCH_QUICK=1 (a short smoke run), BENCH_PROFILE=1 (py-spy: "Where the time goes"),
 ## BENCH_IDLE=1000,5000,10000, BENCH_IDLE_HOLD=10, BENCH_WATCHERS=1000, BENCH_TASKS=2000,
-## BENCH_STORM=2000, BENCH_SECONDS=10, BENCH_BACKLOG=5000, BENCH_LOADGENS=3,
+## BENCH_STORM=2000, BENCH_SECONDS=30, BENCH_BACKLOG=5000, BENCH_LOADGENS=3,
 ## BENCH_NAIVE_MAX=5000; `python -m bench --render` re-renders the last run's report.
 BENCH_STAMP := $(VENV)/.bench-installed
 

@@ -1,10 +1,14 @@
 """`make bench`: every scenario of issue 5, side by side with a comparison, and BENCHMARKS.md.
 
 Gateway scenarios, each against our gateway (`python -m praxiom_progress.cli.main gateway`, real
-settings) and against the naive one-subscription-per-connection baseline (`bench/naive_gateway.py`):
+settings), the floor baseline (`bench/floor_gateway.py`: the smallest server of our stack, every
+figure of ours is read as a ratio to it) and the naive one-subscription-per-connection baseline
+(`bench/naive_gateway.py`):
 idle streams on distinct running tasks (KiB per stream from RSS), 1 task x N watchers at
-20 updates/s, N tasks x 1 watcher at 1 update/s each, and a reconnect storm of streams
-opened at the same instant. The load comes from raw-socket load generators
+20 updates/s, N tasks x 1 watcher at 1 update/s each (every stream opened at the same
+instant, so their idle re-checks fall due together in the window), and a reconnect storm of
+streams opened at the same instant. Our gateway's loop stalls and garbage collections in each
+window come from its own /metrics. The load comes from raw-socket load generators
 (`bench/loadgen.py`) whose CPU is reported next to the server's.
 
 Runner scenarios, one real runner process (`bench/runnerproc.py`): report_progress per
@@ -25,19 +29,23 @@ pgbench and redis-benchmark. Knobs (environment variables):
     BENCH_TASKS=2000         tasks in N tasks x 1 watcher
     BENCH_STORM=2000         streams in the reconnect storm
     BENCH_STORM_REPEATS=3    storms on 1 and on 2 gateway processes, alternated (median shown)
-    BENCH_SECONDS=10         each publishing window
+    BENCH_SECONDS=30         each publishing window (three idle re-checks of every stream)
     BENCH_BACKLOG=5000       no-op tasks one runner drains
     BENCH_LOADGENS=3         load-generator processes
     BENCH_NAIVE_MAX=5000     most streams (= Redis connections) the naive baseline opens
     BENCH_WORKSPACES=200     workspace streams (one per workspace) in the workspace scenario
     BENCH_WORKSPACE_TASKS=50 running tasks per workspace there, each updated once a second
     BENCH_TX_SPAWNS=200      spawns in the application's own transactions, per driver
+    BENCH_DATABASE=praxiom_bench  the database it creates and drops (another name when several
+                             runs share one PostgreSQL server)
     BENCH_PROFILE=1          also py-spy the gateway (fan-out) and the runner
                              (report_progress) in extra passes: "Where the time goes"
 
 `python -m bench --throttle` runs the throttling scenario alone and prints its figure.
 `python -m bench --transactions` does the same for the spawns in a transaction, and
 `python -m bench --workspaces` for the workspace-stream scenario (bench/workspaces.py), and
+`python -m bench --tails [NAME=VAR=VALUE,... ...]` for the tail scenario against variants of
+our gateway's settings and the floor baseline (bench/tails.py).
 `python -m bench --storm` for the reconnect storm on 1 and on 2 gateway processes
 (bench/processes.py).
 """
@@ -56,11 +64,11 @@ from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
-from bench import limits, processes, report, workspaces
+from bench import floor_report, limits, processes, report, tails, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
-from bench.results import NAIVE, OURS, GatewayResults, Results
+from bench.results import FLOOR, NAIVE, OURS, GatewayResults, Results
 from bench.runnerbench import RunnerBench
 from bench.scenarios import GatewayBench
 from praxiom_progress.taskstate.db import Database, migrate
@@ -120,7 +128,9 @@ async def bench_gateway(
             if profiled.profile is not None:
                 results.profiles.append(profiled.profile)
         step(f"{name}: {cfg.tasks} tasks x 1 watcher at 1/s")
-        many = await bench.deliver(fixture.task_ids[: cfg.tasks], 1, 1.0, cfg.seconds)
+        # Opened at once, as tabs are after a deploy: their idle re-checks fall due together
+        # inside the window, as they do in production.
+        many = await bench.deliver(fixture.task_ids[: cfg.tasks], 1, 1.0, cfg.seconds, at_once=True)
         step(f"{name}: reconnect storm of {cfg.storm}")
         storm = await bench.storm(cfg.storm)
     finally:
@@ -144,14 +154,14 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
                STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
     try:
-        for name in (OURS, NAIVE):
+        for name in (OURS, FLOOR, NAIVE):
             port = free_port()
             if name == OURS:
                 args = ["-m", "praxiom_progress.cli.main", "gateway"]
                 process = start(args, dict(env, GATEWAY_PORT=str(port)))
             else:
-                args = ["-m", "bench.naive_gateway", "--port", str(port),
-                        "--redis-url", settings.redis_url]  # fmt: skip
+                module = "bench.naive_gateway" if name == NAIVE else "bench.floor_gateway"
+                args = ["-m", module, "--port", str(port), "--redis-url", settings.redis_url]
                 process = start(args, env)
             try:
                 await wait_listening(port, process)
@@ -159,7 +169,7 @@ async def measure(settings: Settings, cfg: Config) -> Results:
                 token = fixture.token if name == OURS else ""
                 results.gateways[name] = await bench_gateway(
                     name, server, token, fixture, publisher, cfg,
-                    None if name == OURS else cap, results.naive_cap_note, results,
+                    cap if name == NAIVE else None, results.naive_cap_note, results,
                 )  # fmt: skip
                 if name == OURS:
                     step(f"{name}: {cfg.workspaces} workspace streams against task streams")
@@ -297,6 +307,18 @@ async def workspaces_only() -> None:
         print(report._profile_section([load.profile]))
 
 
+async def tails_only(arguments: list[str]) -> None:
+    """The tail scenario alone (bench/tails.py), A/B, in the bench's own database."""
+    base = Settings.from_env()
+    await drop_bench_database(base)
+    try:
+        database = make_dsn(base.database_url, dbname=BENCH_DATABASE)
+        print("\n".join(await tails.run(base.replace(database_url=database), Config.from_env(),
+                                         arguments)))  # fmt: skip
+    finally:
+        await drop_bench_database(base)
+
+
 async def storm_only() -> None:
     """The reconnect storm alone, on 1 and on 2 gateway processes, in the bench's database."""
     cfg = Config.from_env()
@@ -323,6 +345,9 @@ async def storm_only() -> None:
 
 def write(results: Results) -> None:
     text = report.render(results)
+    floor = floor_report.render(results)
+    if floor:  # after the gateway scenarios, before the runner's
+        text = text.replace("## Runner\n", floor + "## Runner\n", 1)
     (report.REPO / "BENCHMARKS.md").write_text(text, encoding="utf-8")
     print(text)
 
@@ -336,6 +361,8 @@ if __name__ == "__main__":
         asyncio.run(workspaces_only())
     elif sys.argv[1:] == ["--transactions"]:
         asyncio.run(transactions_only())
+    elif sys.argv[1:2] == ["--tails"]:
+        asyncio.run(tails_only(sys.argv[2:]))
     elif sys.argv[1:] == ["--storm"]:
         asyncio.run(storm_only())
     else:

@@ -34,7 +34,9 @@ class Config:
     tasks: int = 2000  # N tasks x 1 watcher, 1 update per second each
     storm: int = 2000  # streams opened at the same instant
     storm_repeats: int = 3  # storms on 1 and on 2 gateway processes, alternated (bench.processes)
-    seconds: float = 10.0  # each publishing window
+    # Each publishing window: long enough for three idle re-checks of every stream
+    # (SSE_IDLE_TIMEOUT, 10 s) and the garbage collections a real load brings.
+    seconds: float = 30.0
     backlog: int = 5000  # no-op tasks one runner drains
     spawn_rate: float = 50.0
     spawn_seconds: float = 5.0

@@ -47,13 +47,18 @@ async def wait_listening(
             await asyncio.sleep(0.1)
 
 
-def start(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A Python child of this repository; its output goes to .run/bench-*.log for post-mortems."""
+def start(
+    args: Sequence[str], env: dict[str, str], checkout: Path = REPO
+) -> subprocess.Popen[bytes]:
+    """A Python child of this repository (or of another `checkout` of it, for an A/B of two
+    commits); its output goes to .run/bench-*.log for post-mortems."""
     log_dir = REPO / ".run"
     log_dir.mkdir(exist_ok=True)
     log = open(log_dir / f"bench-{args[1].rsplit('.', 1)[-1]}.log", "ab")
     try:
-        return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log, stderr=log)
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=checkout, env=env, stdout=log, stderr=log
+        )
     finally:
         log.close()
 
@@ -105,6 +110,10 @@ class CpuMeter:
     def _cpu(process: psutil.Process) -> float:
         times = process.cpu_times()
         return float(times.user + times.system)
+
+    def seconds(self) -> float:
+        """CPU seconds used since the meter started."""
+        return sum(self._cpu(p) for p in self.processes) - sum(self.before)
 
     def percent(self) -> float:
         wall = time.monotonic() - self.started

@@ -101,7 +101,9 @@ def _delivery_rows(ours: Delivery, naive: Delivery, p99_target: float) -> list[t
             f"≤ {p99_target:g}",
             at_most(ours.p99_ms, p99_target, "p99", "ms"),
         ),
+        row("publish→receive p99.9 (ms)", lambda d: d.p999_ms),
         row("publish→receive max (ms)", lambda d: d.max_ms),
+        row("server CPU per delivered event (µs)", lambda d: d.cpu_us_per_event),
         row(
             "delivered (%)",
             lambda d: d.delivered_pct,
@@ -167,7 +169,8 @@ from one run, side by side on one machine.
 - load: {cfg.loadgens} raw-socket load-generator processes (`bench/loadgen.py`) on the same
   cores as the servers; updates are published straight to Redis by this harness, so the
   gateway scenarios measure the gateway alone. The naive baseline (`bench/naive_gateway.py`)
-  is the tutorial endpoint: one Redis subscription per connection, no auth, no database.
+  is the tutorial endpoint: one Redis subscription per connection, no auth, no database; the
+  floor baseline (`bench/floor_gateway.py`, "Against the floor") is our stack at its leanest.
 """)
 
     # -- idle ---------------------------------------------------------------------------------

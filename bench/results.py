@@ -13,7 +13,7 @@ from bench.scenarios import Delivery, Idle, Storm
 from bench.transactions import CommitToClaim
 from bench.workspaces import WorkspaceLoad
 
-OURS, NAIVE = "praxiom-progress", "naive baseline"
+OURS, NAIVE, FLOOR = "praxiom-progress", "naive baseline", "floor baseline"
 
 
 @dataclass

@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from bench import loopstats
 from bench.fixtures import Publisher
+from bench.loopstats import LoopStats
 from bench.procs import CpuMeter, LoadGens, Server, percentile, tcp_counters
 from bench.profile import Profile, record
 
@@ -57,6 +59,15 @@ class Delivery:
     open_failed: int = 0
     profile: Profile | None = None
     kib_per_stream: float | None = None  # the server's RSS growth as the streams opened
+    p999_ms: float = float("nan")
+    server_cpu_s: float = float("nan")  # over the window and its drain
+    loop: LoopStats | None = None  # our gateway's stalls and collections over the window
+    opened_at_once: bool = False
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        """The server's CPU per update delivered to one stream."""
+        return 1e6 * self.server_cpu_s / self.received if self.received else float("nan")
 
     @property
     def delivered_pct(self) -> float:
@@ -152,16 +163,23 @@ class GatewayBench:
     async def deliver(
         self, task_ids: list[UUID], watchers_per_task: int, per_task_per_s: float,
         seconds: float, *, profile_what: str = "", paths: list[str] | None = None,
+        at_once: bool = False, settle_s: float = 0.5,
     ) -> Delivery:  # fmt: skip
         """`watchers_per_task` streams on each task (or `paths`: streams that each see every
-        publish once, such as workspace streams), then paced publishes straight to Redis."""
+        publish once, such as workspace streams), then paced publishes straight to Redis.
+        `at_once`: every stream connects at the same instant (tabs after a deploy), so their
+        idle re-checks fall due together inside the window, as they would in production."""
         if paths is None:
             paths = [p for p in self.paths(task_ids) for _ in range(watchers_per_task)]
         rss_before = self.server.rss()
-        opened = await self.loadgens.open(paths, wait_first=self.first_is_event)
-        await asyncio.sleep(0.5)
+        at_ns = time.monotonic_ns() + 300_000_000 if at_once else None
+        opened = await self.loadgens.open(
+            paths, at_ns=at_ns, wait_first=self.first_is_event, timeout_s=60
+        )
+        await asyncio.sleep(settle_s)  # the opens' aftermath, before the window
         kib_per_stream = (self.server.rss() - rss_before) / len(paths) / 1024
         await self.loadgens.reset()
+        loop_before = await asyncio.to_thread(loopstats.scrape, self.server.port)
         server = CpuMeter(self.server.pids())
         loadgens = CpuMeter(self.loadgens.pids)
         publisher = CpuMeter([_own_pid()])
@@ -173,7 +191,9 @@ class GatewayBench:
         published = await self.publisher.run(task_ids, per_task_per_s, seconds)
         await asyncio.sleep(DRAIN_S)
         server_cpu, loadgen_cpu = server.percent(), loadgens.percent()
+        server_cpu_s = server.seconds()
         publisher_cpu = publisher.percent()
+        loop_after = await asyncio.to_thread(loopstats.scrape, self.server.port)
         received, _, latencies = await self.loadgens.collect()
         await self.loadgens.close_streams()
         result = Delivery(
@@ -191,6 +211,10 @@ class GatewayBench:
             open_failed=opened.failed,
             profile=await profiling if profiling is not None else None,
             kib_per_stream=kib_per_stream,
+            p999_ms=percentile(latencies, 99.9),
+            server_cpu_s=server_cpu_s,
+            loop=loopstats.window(loop_before, loop_after),
+            opened_at_once=at_once,
         )
         await self.quiet()
         return result

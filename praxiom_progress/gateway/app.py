@@ -27,6 +27,7 @@ from praxiom_progress.gateway import (
 from praxiom_progress.gateway.access_log import access_log_middleware, echo_request_id
 from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
 from praxiom_progress.gateway.cluster import ClusterDispatcher
+from praxiom_progress.gateway.collection import CollectionTuning
 from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
 from praxiom_progress.gateway.dispatcher import ProgressDispatcher
@@ -40,8 +41,10 @@ from praxiom_progress.gateway.keys import (
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
+    GC_TUNING,
     IDLE_SWEEPER,
     LIMIT_STATS,
+    LOOP_HEALTH,
     METRICS,
     OPENING_HOOKS,
     READ_ROUTING,
@@ -56,6 +59,7 @@ from praxiom_progress.gateway.keys import (
     WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.listener import DatabaseEvents
+from praxiom_progress.gateway.loophealth import LoopHealth
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.gateway.replica import ReadRouting
@@ -152,6 +156,26 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def _loop_health(app: web.Application) -> AsyncIterator[None]:
+    """The stall ticker, the collection timer and the collector's tuning (one per app: a
+    test may run several gateways in one process, each measuring the same loop)."""
+    settings = app[SETTINGS]
+    health = app[LOOP_HEALTH] = LoopHealth(settings.gateway_loop_stall_tick_s)
+    tuning = app[GC_TUNING] = CollectionTuning(
+        app[STREAM_STATS],
+        thresholds=settings.gateway_gc_thresholds,
+        freeze_after=settings.gateway_gc_freeze_after,
+        check_s=settings.gateway_gc_freeze_check_s,
+    )
+    health.start()
+    tuning.start()
+    running = asyncio.create_task(tuning.run(), name="gc-tuning")
+    yield
+    await cancel_and_wait([running])
+    tuning.stop()
+    health.stop()
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run beside the requests: the idle sweeper, the LISTEN for access
     changes and unpublished task writes, and the dependency watch."""
@@ -210,7 +234,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(browsers.add_security_headers)
     app.on_response_prepare.append(malformed.name_the_server)
-    app.cleanup_ctx.extend([_database, _redis, _background])
+    app.cleanup_ctx.extend([_loop_health, _database, _redis, _background])
     app.on_shutdown.append(sse.close_all_streams)
     writes = settings.gateway_writes
     app.router.add_post("/api/tasks/spawn", views.spawn if writes else views.writes_off)

@@ -29,8 +29,12 @@ from praxiom_progress.taskstate.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.idle")
 
-#: Rows per query; a sweep reads every due stream's row in as few queries as this allows.
+#: Rows per query of the access re-check (every stream at once, each held until checked).
 BATCH = 1000
+#: Streams per query of a sweep, handled in one go on the loop (about 50 us each: a few ms).
+CHUNK = 50
+#: A sweep's chunks are spread over this share of its tick.
+SPREAD = 0.8
 #: A sweep takes at least this many due streams, however few streams are open.
 MIN_PER_SWEEP = 100
 
@@ -74,39 +78,51 @@ class IdleSweeper:
         cutoff = now - self._idle_timeout_s
         due = [s for s in self._streams if s.overdue_since <= cutoff]
         # Streams opened together fall due together: take the most overdue, at most twice the
-        # steady rate (every stream once per timeout), so a sweep never stalls the loop long.
+        # steady rate (every stream once per timeout), so the crowd spreads over sweeps.
         budget = max(
             MIN_PER_SWEEP, 2 * math.ceil(len(self._streams) * self.tick_s / self._idle_timeout_s)
         )
         if len(due) > budget:
             due = heapq.nsmallest(budget, due, key=_overdue_since)
+        # And each sweep's share goes in chunks spread over the tick: a chunk's rows are
+        # handled in one go, a few milliseconds, so no sweep holds the loop for long.
+        chunks = list(_batches(due, CHUNK))
+        pause_s = SPREAD * self.tick_s / len(chunks) if len(chunks) > 1 else 0.0
         sent = 0
-        for batch in _batches(due, BATCH):
-            # A batch whose query fails (PostgreSQL down) stays due: its callers are checked
-            # on the next tick that reaches the database, not a whole timeout later.
-            reread = await self._store.reread_streams((s.task_id, s.digest) for s in batch)
-            tasks = reread.tasks
-            updates: dict[UUID, Update] = {}
-            for stream in batch:
-                quiet = stream.note_checked(now, cutoff)
-                task_id = stream.task_id
-                lost = reread.refused.get((task_id, stream.digest))
-                if lost is not None:  # token expired or revoked, or access removed: 401/403
-                    note_access_lost(self._limit_stats, task_id, lost)
-                    stream.close()
-                    continue
-                task = tasks.get(task_id)
-                if task is None:
-                    stream.close()  # deleted under us: nothing more will come
-                    continue
-                if not quiet:
-                    continue  # busy: its caller is checked, its updates flow anyway
-                if task_id not in updates:
-                    updates[task_id] = snapshot(task)  # encoded once per task, not per stream
-                if stream.reemit(updates[task_id], now):
-                    self._stats.events += 1  # written at once (else the stream's task sends it)
-                sent += 1
+        for index, chunk in enumerate(chunks):
+            if index:
+                await asyncio.sleep(pause_s)
+            # A chunk whose query fails (PostgreSQL down) stays due, and so do those after it:
+            # their callers are checked on the next tick that reaches the database.
+            sent += await self._check(chunk, now, cutoff)
         self._stats.idle_reemits += sent
+        return sent
+
+    async def _check(self, streams: list[ProgressStream], now: float, cutoff: float) -> int:
+        """One chunk: its rows and callers in one query; how many streams got a re-emit."""
+        reread = await self._store.reread_streams((s.task_id, s.digest) for s in streams)
+        tasks = reread.tasks
+        updates: dict[UUID, Update] = {}
+        sent = 0
+        for stream in streams:
+            quiet = stream.note_checked(now, cutoff)
+            task_id = stream.task_id
+            lost = reread.refused.get((task_id, stream.digest))
+            if lost is not None:  # token expired or revoked, or access removed: 401/403
+                note_access_lost(self._limit_stats, task_id, lost)
+                stream.close()
+                continue
+            task = tasks.get(task_id)
+            if task is None:
+                stream.close()  # deleted under us: nothing more will come
+                continue
+            if not quiet:
+                continue  # busy: its caller is checked, its updates flow anyway
+            if task_id not in updates:
+                updates[task_id] = snapshot(task)  # encoded once per task, not per stream
+            if stream.reemit(updates[task_id], now):
+                self._stats.events += 1  # written at once (else the stream's task sends it)
+            sent += 1
         return sent
 
     async def recheck_all(self) -> int:

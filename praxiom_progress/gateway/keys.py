@@ -20,10 +20,12 @@ from praxiom_progress.taskstate.store import TaskStore
 if TYPE_CHECKING:
     from praxiom_progress.gateway.access import StreamAccess
     from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
+    from praxiom_progress.gateway.collection import CollectionTuning
     from praxiom_progress.gateway.direct_write import DirectWrite
     from praxiom_progress.gateway.dispatching import Dispatcher
     from praxiom_progress.gateway.idle import IdleSweeper
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
+    from praxiom_progress.gateway.loophealth import LoopHealth
     from praxiom_progress.gateway.metrics import GatewayMetrics
     from praxiom_progress.gateway.openapi import OpenApiDocument
     from praxiom_progress.gateway.opening import OpeningHooks
@@ -71,5 +73,9 @@ CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The task types spawn accepts, with their params schemas (the runners' catalogue).
 CATALOGUE: web.AppKey[TaskTypeCatalogue] = web.AppKey("catalogue")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+#: Loop stalls and collection pauses (gateway.loophealth), and the collector's tuning
+#: (gateway.collection).
+LOOP_HEALTH: web.AppKey[LoopHealth] = web.AppKey("loop_health")
+GC_TUNING: web.AppKey[CollectionTuning] = web.AppKey("gc_tuning")
 OPENAPI_DOCUMENT: web.AppKey[OpenApiDocument] = web.AppKey("openapi_document")
 DEMO_TEMPLATE = web.AppKey("demo_template", str)

@@ -64,9 +64,11 @@ class LagHistogram:
         self.sum_s = 0.0
 
     def record_since(self, received: float) -> None:
-        lag = time.monotonic() - received
-        self.counts[bisect.bisect_left(self.bounds, lag)] += 1
-        self.sum_s += lag
+        self.observe(time.monotonic() - received)
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum_s += seconds
 
     @property
     def count(self) -> int:

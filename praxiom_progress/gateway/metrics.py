@@ -35,9 +35,11 @@ from prometheus_client.registry import Collector
 from praxiom_progress.gateway import keys
 from praxiom_progress.gateway.catalogue import UnservedType
 from praxiom_progress.gateway.cluster import ClusterDispatcher
+from praxiom_progress.gateway.collection import CollectionTuning
 from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.keys import CATALOGUE, DISPATCHER, LIMIT_STATS, METRICS
 from praxiom_progress.gateway.limits import LimitStats
+from praxiom_progress.gateway.loophealth import LoopHealth
 from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.stream import ProgressStream
 from praxiom_progress.taskstate.metrics import db_query_histogram
@@ -89,6 +91,9 @@ class StreamCollector(Collector):
             )
         if dispatcher is not None:
             yield from _dispatcher_metrics(dispatcher)
+        health = self._app.get(keys.LOOP_HEALTH)
+        if health is not None:
+            yield from _loop_metrics(health, self._app.get(keys.GC_TUNING))
         routing = self._app.get(keys.READ_ROUTING)
         if routing is not None:
             yield from _standby_metrics(routing)
@@ -289,6 +294,46 @@ def _limit_metrics(limits: LimitStats) -> Iterator[Metric]:
         "Open streams ended because the caller's token or access went away",
         limits.streams_access_lost,
     )
+
+
+def _loop_metrics(health: LoopHealth, tuning: CollectionTuning | None) -> Iterator[Metric]:
+    stalls = health.ticker.stalls
+    yield HistogramMetricFamily(
+        "praxiom_gateway_loop_stall_seconds",
+        "How late a timer due every GATEWAY_LOOP_STALL_TICK ran: the event loop was held "
+        "that long (every stream waited)",
+        buckets=stalls.cumulative(),
+        sum_value=stalls.sum_s,
+    )
+    busy = health.ticker.busy
+    yield HistogramMetricFamily(
+        "praxiom_gateway_loop_stall_cpu_seconds",
+        "Of each loop stall, the CPU time the process itself used (the rest it waited for a "
+        "CPU: a busy host)",
+        buckets=busy.cumulative(),
+        sum_value=busy.sum_s,
+    )
+    pauses = HistogramMetricFamily(
+        "praxiom_gateway_gc_pause_seconds",
+        "Garbage collections by generation and how long each held the event loop",
+        labels=["generation"],
+    )
+    for generation, histogram in health.gc.pauses.items():
+        pauses.add_metric([str(generation)], histogram.cumulative(), histogram.sum_s)
+    yield pauses
+    # No count of the frozen objects: gc.get_freeze_count() walks them all (100 ms at 10,000
+    # streams, a stall at every scrape).
+    if tuning is not None:
+        yield _counter(
+            "praxiom_gateway_gc_freezes",
+            "Freezes after a burst of stream opens (GATEWAY_GC_FREEZE_AFTER)",
+            tuning.freezes,
+        )
+        yield _counter(
+            "praxiom_gateway_gc_compactions",
+            "Full collections of everything frozen, after as many frozen streams had closed",
+            tuning.compactions,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

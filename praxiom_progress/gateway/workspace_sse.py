@@ -34,7 +34,7 @@ from praxiom_progress.gateway.keys import (
     WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.limits import LimitStats
-from praxiom_progress.gateway.sse import last_event_id
+from praxiom_progress.gateway.sse import disarm_keepalive, last_event_id, ping_interval_s
 from praxiom_progress.gateway.workspace import WorkspaceStream
 from praxiom_progress.gateway.workspace_reads import WorkspaceRead, WorkspaceReads
 
@@ -102,8 +102,9 @@ async def _stream(
 ) -> web.StreamResponse:
     app = request.app
     settings, stats = app[SETTINGS], app[STREAM_STATS]
-    response = EventSourceResponse(ping_interval=settings.sse_ping_interval_s)
+    response = EventSourceResponse(ping_interval=ping_interval_s(settings.sse_ping_interval_s))
     await response.prepare(request)
+    disarm_keepalive(request, response)
     app[WORKSPACE_STREAMS].add(stream)
     stats.opened += 1
     # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.

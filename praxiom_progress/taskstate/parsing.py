@@ -65,6 +65,16 @@ def _non_negative_int(name: str, raw: str) -> int:
     return _whole(name, raw, 0)
 
 
+def _gc_thresholds(name: str, raw: str) -> tuple[int, int, int]:
+    """Three whole numbers, as `gc.set_threshold` takes them: "700,10,10"."""
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 3 or not all(part.isdigit() for part in parts) or int(parts[0]) < 1:
+        raise SettingsError(
+            f"{name} must be three whole numbers, the first above 0 (e.g. 700,10,10), got {raw!r}"
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
 #: The most gateway processes GATEWAY_PROCESSES may ask for (a typo must not fork a thousand).
 MAX_GATEWAY_PROCESSES = 256
 

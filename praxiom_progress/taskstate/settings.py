@@ -17,6 +17,7 @@ from praxiom_progress.taskstate.parsing import (
     SettingsError,
     _database_url,
     _flag,
+    _gc_thresholds,
     _log_format,
     _log_level,
     _modules,
@@ -146,6 +147,15 @@ class Settings:
     # Client connections held at once; past it a new one replaces the oldest that has not
     # sent a request yet. 0: the open-files limit less 128 (gateway.connections).
     gateway_max_connections: int = 0
+    # The event loop's health (gateway.loophealth): a timer due this often records how late
+    # it ran (praxiom_gateway_loop_stall_seconds).
+    gateway_loop_stall_tick_s: float = 0.005
+    # Garbage collection (gateway.collection): Python's thresholds by default; each time this
+    # many streams have opened, what is alive is frozen out of full collections (0: never);
+    # the check for a full collection after many frozen streams closed runs this often.
+    gateway_gc_thresholds: tuple[int, int, int] = (700, 10, 10)
+    gateway_gc_freeze_after: int = 200
+    gateway_gc_freeze_check_s: float = 1.0
     # How long browsers may keep /static/praxiom-progress.js before revalidating it (seconds).
     gateway_static_max_age_s: int = 3600
     log_level: str = "INFO"
@@ -256,6 +266,10 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "gateway_header_timeout_s": ("GATEWAY_HEADER_TIMEOUT", _positive_float),
     "gateway_body_timeout_s": ("GATEWAY_BODY_TIMEOUT", _positive_float),
     "gateway_max_connections": ("GATEWAY_MAX_CONNECTIONS", _non_negative_int),
+    "gateway_loop_stall_tick_s": ("GATEWAY_LOOP_STALL_TICK", _positive_float),
+    "gateway_gc_thresholds": ("GATEWAY_GC_THRESHOLDS", _gc_thresholds),
+    "gateway_gc_freeze_after": ("GATEWAY_GC_FREEZE_AFTER", _non_negative_int),
+    "gateway_gc_freeze_check_s": ("GATEWAY_GC_FREEZE_CHECK", _positive_float),
     "gateway_static_max_age_s": ("GATEWAY_STATIC_MAX_AGE", _positive_int),
     "log_level": ("LOG_LEVEL", _log_level),
     "log_format": ("LOG_FORMAT", _log_format),

@@ -3,20 +3,23 @@ as done (an outage must not buy a revoked caller another whole interval)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
 from praxiom_progress.gateway.decision import Decision
-from praxiom_progress.gateway.idle import IdleSweeper
+from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.idle import CHUNK, MIN_PER_SWEEP, SPREAD, IdleSweeper
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.store import StreamRereads
 from praxiom_progress.gateway.stream import ProgressStream, StreamStats
 from praxiom_progress.taskstate.errors import StoreUnavailable
-from tests.unit.gateway.test_progress_stream import Running, new_stream, update
+from tests.unit.gateway.test_progress_stream import Running, new_stream, task_row, update
 
 IDLE_S = 10.0
 
@@ -55,3 +58,64 @@ async def test_a_failed_re_check_is_retried_on_the_next_tick(
     assert limits.streams_access_lost == 1
     await running.settle()
     assert running.task.done(), "a caller refused at the re-check keeps its stream"
+
+
+class QuietStream:
+    """What the sweeper sees of a stream that has been quiet since `since`."""
+
+    def __init__(self, since: float) -> None:
+        self.task_id = uuid4()
+        self.digest = b"digest"
+        self.since = since
+        self.reemitted = 0
+
+    @property
+    def overdue_since(self) -> float:
+        return self.since
+
+    def note_checked(self, now: float, quiet_since: float) -> bool:
+        self.since = now
+        return True
+
+    def reemit(self, update: Update, now: float) -> bool:
+        self.reemitted += 1
+        return True
+
+    def close(self) -> None:
+        raise AssertionError("every caller may still see its task")
+
+
+class TimedStore:
+    """Answers every re-read with its tasks' rows; notes each query's size and time."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, float]] = []
+
+    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
+        pairs = list(pairs)
+        self.reads.append((len(pairs), time.monotonic()))
+        return StreamRereads({t: task_row(t, 1) for t, _ in pairs}, {})
+
+
+async def test_a_sweep_goes_in_chunks_spread_over_its_tick_most_overdue_first() -> None:
+    """Streams falling due together are handled CHUNK at a time, with pauses between the
+    chunks, so no one step of a sweep holds the event loop for long."""
+    now = time.monotonic()
+    crowd = [QuietStream(now - 100 - i) for i in range(MIN_PER_SWEEP + 30)]
+    streams: weakref.WeakSet[Any] = weakref.WeakSet(crowd)
+    store = TimedStore()
+    sweeper = IdleSweeper(
+        streams,
+        store,
+        StreamStats(),
+        LimitStats(),
+        idle_timeout_s=1.0,  # type: ignore[arg-type]
+    )
+    assert await sweeper.sweep() == MIN_PER_SWEEP  # a sweep's share, not the crowd
+    sizes = [size for size, _ in store.reads]
+    assert sizes == [CHUNK] * (MIN_PER_SWEEP // CHUNK)
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(store.reads)]
+    pause = SPREAD * sweeper.tick_s / len(sizes)
+    assert all(gap >= pause * 0.9 for gap in gaps), (gaps, pause)
+    assert all(s.reemitted == 1 for s in crowd[-MIN_PER_SWEEP:])  # the most overdue
+    assert all(s.reemitted == 0 for s in crowd[:-MIN_PER_SWEEP])

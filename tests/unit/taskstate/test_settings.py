@@ -35,6 +35,9 @@ def test_defaults_match_the_spec() -> None:
     assert settings.runner_loop_stall_s == 0.1
     assert settings.runner_kill_grace_s == 2
     assert settings.log_level == "INFO"
+    assert settings.gateway_loop_stall_tick_s == 0.005
+    assert settings.gateway_gc_thresholds == (700, 10, 10)  # Python's own
+    assert settings.gateway_gc_freeze_after == 200
 
 
 def test_from_env_ignores_unrelated_variables() -> None:
@@ -78,6 +81,10 @@ def test_blank_values_keep_the_default() -> None:
         ("DATABASE_TIMEOUT", "5", "database_timeout_s", 5.0),
         ("SESSION_COOKIE_NAME", "sid", "session_cookie_name", "sid"),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("GATEWAY_LOOP_STALL_TICK", "0.01", "gateway_loop_stall_tick_s", 0.01),
+        ("GATEWAY_GC_THRESHOLDS", "10000, 20,0", "gateway_gc_thresholds", (10000, 20, 0)),
+        ("GATEWAY_GC_FREEZE_AFTER", "0", "gateway_gc_freeze_after", 0),
+        ("GATEWAY_GC_FREEZE_CHECK", "0.5", "gateway_gc_freeze_check_s", 0.5),
     ],
 )
 def test_each_variable_overrides_its_field(
@@ -167,6 +174,13 @@ def test_timeout_for_named_types_and_fallback() -> None:
         ("LOG_LEVEL", "warn"),
         ("RUNNER_TASK_MODULES", ","),
         ("RUNNER_TASK_MODULES", " , , "),
+        ("GATEWAY_LOOP_STALL_TICK", "0"),
+        ("GATEWAY_GC_THRESHOLDS", "700,10"),
+        ("GATEWAY_GC_THRESHOLDS", "0,10,10"),
+        ("GATEWAY_GC_THRESHOLDS", "700,-1,10"),
+        ("GATEWAY_GC_THRESHOLDS", "a,b,c"),
+        ("GATEWAY_GC_FREEZE_AFTER", "-1"),
+        ("GATEWAY_GC_FREEZE_CHECK", "0"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, raw: str) -> None:

@@ -1,0 +1,151 @@
+"""BENCHMARKS.md's sections against the floor baseline, and our gateway's event loop.
+
+The floor (`bench/floor_gateway.py`) is what our stack itself can do: aiohttp, aiohttp-sse,
+one shared subscription, one-pass writes, no auth, no database. Every figure of ours is read
+as a ratio to it, measured in the same run; the loop section lists, per publishing window,
+the stalls and garbage collections our gateway's own `/metrics` recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from bench.loopstats import LoopStats
+from bench.results import FLOOR, OURS, GatewayResults, Results
+from bench.scenarios import Delivery
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return a / b
+
+
+def _met(value: float | None, ceiling: float, unit: str = "") -> str:
+    if value is None or math.isnan(value):
+        return "no (not measured)"
+    if value <= ceiling:
+        return "yes"
+    return f"**no**: {_fmt(value, 2)}{unit}, {value / ceiling:.1f}x the target"
+
+
+Row = tuple[str, float | None, float | None, str, Callable[[float | None, float | None], str]]
+
+
+def _none(_: float | None, __: float | None) -> str:
+    return "—"
+
+
+def _ratio_at_most(limit: float) -> Callable[[float | None, float | None], str]:
+    return lambda ours, floor: _met(_ratio(ours, floor), limit, "x")
+
+
+def _value_at_most(limit: float, unit: str) -> Callable[[float | None, float | None], str]:
+    return lambda ours, _: _met(ours, limit, f" {unit}")
+
+
+def _delivery(label: str, ours: Delivery, floor: Delivery, many: bool) -> list[Row]:
+    cpu_target = ("≤ 1.1x floor", _ratio_at_most(1.1)) if many else ("—", _none)
+    p99 = ("≤ 5", _value_at_most(5, "ms")) if many else ("≤ 20", _value_at_most(20, "ms"))
+    top = ("≤ 50", _value_at_most(50, "ms")) if many else ("—", _none)
+    return [
+        (f"{label}: p50 (ms)", ours.p50_ms, floor.p50_ms, "—", _none),
+        (f"{label}: p99 (ms)", ours.p99_ms, floor.p99_ms, *p99),
+        (f"{label}: p99.9 (ms)", ours.p999_ms, floor.p999_ms, "—", _none),
+        (f"{label}: max (ms)", ours.max_ms, floor.max_ms, *top),
+        (f"{label}: server CPU per delivered event (µs)", ours.cpu_us_per_event,
+         floor.cpu_us_per_event, *cpu_target),
+    ]  # fmt: skip
+
+
+def _rows(ours: GatewayResults, floor: GatewayResults, largest: int) -> list[Row]:
+    idle_ours = {lv.streams: lv for lv in ours.idle.levels}.get(largest)
+    idle_floor = {lv.streams: lv for lv in floor.idle.levels}.get(largest)
+    rows: list[Row] = []
+    if idle_ours is not None and idle_floor is not None:
+        rows += [
+            (f"{largest:,} idle streams: KiB each", idle_ours.kib_per_stream,
+             idle_floor.kib_per_stream, "≤ 14", _value_at_most(14, "KiB")),
+            (f"{largest:,} idle streams: time to open the last level (s)", idle_ours.open_s,
+             idle_floor.open_s, "≤ 1.2x floor", _ratio_at_most(1.2)),
+        ]  # fmt: skip
+    rows += _delivery(f"1 task x {ours.fan_out.streams:,}", ours.fan_out, floor.fan_out, False)
+    rows += _delivery(f"{ours.many.tasks:,} tasks x 1", ours.many, floor.many, True)
+    rows.append(
+        ("storm: all streams had their first event (s)", ours.storm.all_ready_s,
+         floor.storm.all_ready_s, "≤ 1.2", _value_at_most(1.2, "s"))
+    )  # fmt: skip
+    return rows
+
+
+def _loop_row(window: str, stats: LoopStats | None) -> str:
+    if stats is None:
+        return f"| {window} | n/a | | | | | | |"
+    lo, hi = stats.worst_stall_ms
+    own_lo, own_hi = stats.worst_busy_ms
+    gcs = [
+        f"{stats.gc_count.get(g, 0):,} / {stats.gc_total_ms.get(g, 0.0):.0f} / "
+        f"{stats.gc_worst_ms.get(g, (0.0, 0.0))[1]:g}"
+        for g in ("0", "1", "2")
+    ]
+    stalls, own = stats.stalls_over.get(10.0, 0), stats.busy_over.get(10.0, 0)
+    if not stalls:
+        met = "yes"
+    elif not own:  # every long stall was a wait for a core other processes held
+        met = f"yes for its own work; **no** counting {stalls:,} waits for a core"
+    else:
+        met = "**no**"
+    return (
+        f"| {window} | {stats.stalls_over.get(10.0, 0):,} ({stats.stalls_over.get(50.0, 0):,})"
+        f" | {lo:g} to {hi:g} | {stats.busy_over.get(10.0, 0):,} | {own_lo:g} to {own_hi:g} | "
+        + " | ".join(gcs)
+        + f" | {met} |"
+    )
+
+
+def render(results: Results) -> str:
+    """The two sections, or nothing when the run had no floor (an older saved run)."""
+    if FLOOR not in results.gateways or OURS not in results.gateways:
+        return ""
+    ours, floor = results.gateways[OURS], results.gateways[FLOOR]
+    lines = [
+        "## Against the floor\n",
+        "The floor baseline (`bench/floor_gateway.py`) is the smallest server of our stack: "
+        "aiohttp and aiohttp-sse, one shared Redis subscription, each message framed once and "
+        "written to every stream of its task in one pass, **no auth, no database, no idle "
+        "re-reads**. Same scenarios, same load generators, same run; its streams count as "
+        "ready when their headers arrive. CPU per delivered event is the server's CPU time over "
+        "the publishing window and its drain, divided by the updates the clients received.\n",
+        "| measure | praxiom-progress | floor | ratio | target | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, a, b, target, met in _rows(ours, floor, max(results.config.idle_levels)):
+        ratio = _ratio(a, b)
+        lines.append(
+            f"| {label} | {_fmt(a, 2)} | {_fmt(b, 2)} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {target} | {met(a, b)} |"
+        )
+    lines += [
+        "",
+        "## Our gateway's event loop in each publishing window\n",
+        "From the gateway's own `/metrics`, scraped before and after each window: "
+        "`praxiom_gateway_loop_stall_seconds` (how late a timer due every 5 ms ran), "
+        "`praxiom_gateway_loop_stall_cpu_seconds` (of that, CPU the gateway itself used: the "
+        "rest it waited for a core this busy machine's other processes held) and "
+        "`praxiom_gateway_gc_pause_seconds{generation}`. Bounds are histogram buckets. "
+        "Target: no stall over 10 ms in any steady-state window.\n",
+        "| window | stalls > 10 ms (> 50 ms) | worst stall (ms) | of its own CPU > 10 ms | "
+        "worst own (ms) | GC gen 0: count / total ms / worst ≤ ms | gen 1 | gen 2 | met? |",
+        "|---|---|---|---|---|---|---|---|---|",
+        _loop_row(f"1 task x {ours.fan_out.streams:,}", ours.fan_out.loop),
+        _loop_row(f"{ours.many.tasks:,} tasks x 1 (opened at once)", ours.many.loop),
+        "",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,116 @@
+"""`python -m bench --tails [NAME=VAR=VALUE,VAR=VALUE ...]`: the tail scenario alone, A/B.
+
+A variant's BENCH_CHECKOUT=/path runs the gateway of another checkout (a worktree of an
+earlier commit) with this harness.
+
+BENCH_TASKS streams on as many tasks, all opened at the same instant, then one update a
+second (BENCH_TAILS_RATE) to each, from BENCH_TAILS_SETTLE (0.5 s) after the last one
+opened, for BENCH_SECONDS (30 s by default: three idle re-checks
+of every stream fall inside it), against each variant of our gateway (its environment added
+to the real settings) and then against the floor baseline, interleaved in one run. Prints,
+per server: publish-to-receive p50 / p99 / p99.9 / max, CPU microseconds per delivered event
+and its ratio to the floor's, and our gateway's loop stalls and collections by generation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bench import loopstats
+from bench.config import Config
+from bench.fixtures import Fixture, Publisher, prepare
+from bench.procs import REPO, LoadGens, Server, free_port, start, stop, wait_listening
+from bench.scenarios import Delivery, GatewayBench
+from praxiom_progress.taskstate.db import migrate
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
+
+FLOOR = "floor"
+
+
+def variants(args: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """`NAME=VAR=VALUE,VAR=VALUE` arguments; none: our gateway as configured."""
+    found: list[tuple[str, dict[str, str]]] = []
+    for arg in args or ["ours="]:
+        name, _, rest = arg.partition("=")
+        env = dict(pair.split("=", 1) for pair in rest.split(",") if "=" in pair)
+        found.append((name, env))
+    return found
+
+
+async def one(
+    name: str, args: list[str], env: dict[str, str], fixture: Fixture, publisher: Publisher,
+    cfg: Config,
+) -> Delivery:  # fmt: skip
+    port = free_port()
+    # BENCH_CHECKOUT=/path in a variant: that checkout's code (e.g. a worktree of main).
+    checkout = Path(env.pop("BENCH_CHECKOUT", str(REPO)))
+    env = dict(env, GATEWAY_PORT=str(port), PYTHONPATH=str(checkout))
+    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]], env, checkout)
+    try:
+        await wait_listening(port, process)
+        ours = name != FLOOR
+        loadgens = await LoadGens.start(cfg.loadgens, port, fixture.token if ours else "")
+        try:
+            bench = GatewayBench(
+                Server(name, port, process), loadgens, fixture.task_ids, publisher,
+                first_is_event=ours,
+            )  # fmt: skip
+            return await bench.deliver(
+                fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True,
+                settle_s=float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5),
+            )  # fmt: skip
+        finally:
+            await loadgens.stop()
+    finally:
+        stop(process)
+
+
+def rate() -> float:
+    """BENCH_TAILS_RATE: updates a second to each task (1 by default; 0.1 at 10,000 streams
+    keeps the publishes within what this machine can take beside the streams' re-checks)."""
+    return float(os.environ.get("BENCH_TAILS_RATE", "").strip() or 1.0)
+
+
+def line(name: str, result: Delivery, floor: Delivery | None) -> str:
+    cpu = result.cpu_us_per_event
+    vs = f" ({cpu / floor.cpu_us_per_event:.2f}x floor)" if floor is not None else ""
+    return (
+        f"{name}: {result.received}/{result.expected} delivered, p50 {result.p50_ms:.2f} "
+        f"p99 {result.p99_ms:.2f} p99.9 {result.p999_ms:.2f} max {result.max_ms:.1f} ms, "
+        f"CPU {cpu:.0f} us/event{vs}, failed opens {result.open_failed}\n"
+        f"    {loopstats.describe(result.loop)}"
+    )
+
+
+async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str]:
+    """In the database `settings` names (the bench's own, which the caller drops)."""
+    await migrate(settings)
+    cfg = replace(cfg, seconds=cfg.seconds if "BENCH_SECONDS" in os.environ else 30.0)
+    fixture = await prepare(settings, cfg.tasks)
+    redis = connect_redis(settings.redis_url)
+    publisher = Publisher(redis, fixture.payloads)
+    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+               LOG_LEVEL="WARNING", PYTHONPATH=str(REPO),
+               STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+    ours_args = ["-m", "praxiom_progress.cli.main", "gateway"]
+    floor_args = ["-m", "bench.floor_gateway", "--port", "{port}", "--redis-url",
+                  settings.redis_url]  # fmt: skip
+    results: list[tuple[str, Delivery]] = []
+    try:
+        for name, extra in variants(arguments):
+            print(f"bench: {name} {extra}", file=sys.stderr, flush=True)
+            results.append((name, await one(name, ours_args, dict(env, **extra), fixture,
+                                            publisher, cfg)))  # fmt: skip
+        print("bench: floor", file=sys.stderr, flush=True)
+        floor = await one(FLOOR, floor_args, env, fixture, publisher, cfg)
+    finally:
+        await redis.aclose()
+    head = (
+        f"{cfg.tasks} tasks x 1 watcher, opened at once, {rate():g} update/s each for "
+        f"{cfg.seconds:g} s"
+    )
+    return [head] + [line(n, r, floor) for n, r in results] + [line(FLOOR, floor, None)]
