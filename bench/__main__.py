@@ -58,7 +58,8 @@ import pickle
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -150,9 +151,7 @@ async def measure(settings: Settings, cfg: Config) -> Results:
     publisher = Publisher(redis, fixture.payloads)
     cap, results.naive_cap_note = await naive_cap(settings, cfg)
     # One token opens every stream: lift the per-principal and per-process stream caps.
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
-               STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+    env = gateway_env(settings)
     try:
         for name in (OURS, FLOOR, NAIVE):
             port = free_port()
@@ -231,16 +230,30 @@ async def drop_bench_database(base: Settings) -> None:
         await admin.close()
 
 
-async def main() -> None:
-    """The whole run, in a database of its own that is dropped at the end."""
-    cfg = Config.from_env()
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[Settings]:
+    """Settings naming a fresh database of the bench's own (BENCH_DATABASE), dropped after."""
     base = Settings.from_env()
     await drop_bench_database(base)
     try:
-        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
-        results = await measure(settings, cfg)
+        yield base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
     finally:
         await drop_bench_database(base)
+
+
+def gateway_env(settings: Settings) -> dict[str, str]:
+    """Our gateway's environment: real settings, one token for every stream (the per-principal
+    and per-process stream caps lifted)."""
+    return dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+                LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
+                STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+
+
+async def main() -> None:
+    """The whole run, in a database of its own that is dropped at the end."""
+    cfg = Config.from_env()
+    async with bench_database() as settings:
+        results = await measure(settings, cfg)
     SAVED.parent.mkdir(exist_ok=True)
     SAVED.write_bytes(pickle.dumps(results))
     write(results)
@@ -262,33 +275,23 @@ async def transactions_only() -> None:
 
 async def alone(scenario: Callable[[RunnerBench], Awaitable[T]]) -> T:
     """One runner scenario in the bench's own database, dropped afterwards."""
-    base = Settings.from_env()
-    await drop_bench_database(base)
-    try:
-        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+    async with bench_database() as settings:
         await migrate(settings)
         db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
         try:
             return await scenario(RunnerBench(settings, db))
         finally:
             await db.close()
-    finally:
-        await drop_bench_database(base)
 
 
 async def workspaces_only() -> None:
     """The workspace-stream scenario alone, against our gateway in the bench's database."""
     cfg = Config.from_env()
-    base = Settings.from_env()
-    await drop_bench_database(base)
-    try:
-        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+    async with bench_database() as settings:
         await migrate(settings)
         step(f"creating {cfg.workspaces} workspaces of {cfg.workspace_tasks} running tasks")
         fixture = await workspaces.prepare_workspaces(settings, cfg.workspaces, cfg.workspace_tasks)
-        env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-                   LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
-                   STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+        env = gateway_env(settings)
         port = free_port()
         process = start(["-m", "praxiom_progress.cli.main", "gateway"],
                         dict(env, GATEWAY_PORT=str(port)))  # fmt: skip
@@ -300,8 +303,6 @@ async def workspaces_only() -> None:
         finally:
             stop(process)
             await redis.aclose()
-    finally:
-        await drop_bench_database(base)
     print(workspaces.render(load))
     if load.profile is not None:
         print(report._profile_section([load.profile]))
@@ -309,37 +310,24 @@ async def workspaces_only() -> None:
 
 async def tails_only(arguments: list[str]) -> None:
     """The tail scenario alone (bench/tails.py), A/B, in the bench's own database."""
-    base = Settings.from_env()
-    await drop_bench_database(base)
-    try:
-        database = make_dsn(base.database_url, dbname=BENCH_DATABASE)
-        print("\n".join(await tails.run(base.replace(database_url=database), Config.from_env(),
-                                         arguments)))  # fmt: skip
-    finally:
-        await drop_bench_database(base)
+    async with bench_database() as settings:
+        print("\n".join(await tails.run(settings, Config.from_env(), arguments)))
 
 
 async def storm_only() -> None:
     """The reconnect storm alone, on 1 and on 2 gateway processes, in the bench's database."""
     cfg = Config.from_env()
-    base = Settings.from_env()
-    await drop_bench_database(base)
-    try:
-        settings = base.replace(database_url=make_dsn(base.database_url, dbname=BENCH_DATABASE))
+    async with bench_database() as settings:
         await migrate(settings)
         step(f"creating {cfg.storm} running tasks")
         fixture = await prepare(settings, max(cfg.storm, 200))
-        env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-                   LOG_LEVEL="WARNING", PYTHONPATH=str(report.REPO),
-                   STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
+        env = gateway_env(settings)
         redis = connect_redis(settings.redis_url)
         try:
             step(f"reconnect storm of {cfg.storm} on {processes.PROCESS_COUNTS} gateway processes")
             storms = await processes.measure(env, fixture, Publisher(redis, fixture.payloads), cfg)
         finally:
             await redis.aclose()
-    finally:
-        await drop_bench_database(base)
     print(processes.render(storms, cfg))
 
 
