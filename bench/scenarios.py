@@ -120,6 +120,19 @@ class GatewayBench:
             if meter.percent() < 5:
                 return
 
+    async def settled_rss(self, limit_s: float = 10.0) -> int:
+        """The server's RSS once it stops moving (under 256 KiB in half a second): right after
+        a scenario closed thousands of streams the process is still handing memory back, and a
+        reading taken then makes the next scenario's growth look negative."""
+        deadline = time.monotonic() + limit_s
+        rss = self.server.rss()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            previous, rss = rss, self.server.rss()
+            if abs(rss - previous) < 256 * 1024:
+                break
+        return rss
+
     async def warm_up(self, streams: int = 200) -> None:
         """Open and close some streams, so pools, caches and code paths exist before RSS."""
         await self.loadgens.open(
@@ -171,7 +184,7 @@ class GatewayBench:
         idle re-checks fall due together inside the window, as they would in production."""
         if paths is None:
             paths = [p for p in self.paths(task_ids) for _ in range(watchers_per_task)]
-        rss_before = self.server.rss()
+        rss_before = await self.settled_rss()
         at_ns = time.monotonic_ns() + 300_000_000 if at_once else None
         opened = await self.loadgens.open(
             paths, at_ns=at_ns, wait_first=self.first_is_event, timeout_s=60

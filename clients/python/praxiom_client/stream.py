@@ -17,7 +17,7 @@ import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import NoReturn, cast
+from typing import NoReturn, Protocol, cast
 
 import aiohttp
 
@@ -162,7 +162,37 @@ async def follow(
         await sleep(delay)
 
 
-def _give_up(position: _Position, failures: int) -> NoReturn:
+class _Attempted(Protocol):
+    """What a follower's connections (a task's or a workspace's) leave behind."""
+
+    connected_once: bool
+    reason: str
+    retry_after_s: float | None
+    refusal: Refused | None
+
+
+async def _opened(response: aiohttp.ClientResponse, position: _Attempted, url: str) -> bool:
+    """True for the event stream; False for a refusal worth retrying (noted in `position`);
+    any other refusal, or a 200 that is no stream, is raised."""
+    if response.status != 200:
+        refusal = refused(response.status, response.reason or "", await _error_body(response))
+        busy = response.status in BUSY_STATUSES
+        if not (busy or (position.connected_once and _retryable(response.status))):
+            raise refusal
+        position.reason = f"{response.status} {response.reason or ''}".strip()
+        position.refusal = refusal
+        if busy:
+            position.retry_after_s = retry_after_seconds(response.headers.get("Retry-After"))
+        return False
+    if response.content_type != "text/event-stream":
+        raise StreamBroken(
+            f"{url} did not answer with an event stream (got {response.content_type})"
+        )
+    position.connected_once = True
+    return True
+
+
+def _give_up(position: _Attempted, failures: int) -> NoReturn:
     if position.refusal is not None and not position.connected_once:
         raise position.refusal  # never connected: the gateway's own words say most
     raise StreamLost(f"lost the stream and {failures} reconnections failed: {position.reason}")
@@ -183,22 +213,8 @@ async def _attempt(
             yield await _final_status(session, status_url, headers, position.last_version)
             position.finished = True
             return
-        if response.status != 200:
-            body = await _error_body(response)
-            refusal = refused(response.status, response.reason or "", body)
-            busy = response.status in BUSY_STATUSES
-            if not (busy or (position.connected_once and _retryable(response.status))):
-                raise refusal
-            position.reason = f"{response.status} {response.reason or ''}".strip()
-            position.refusal = refusal
-            if busy:
-                position.retry_after_s = retry_after_seconds(response.headers.get("Retry-After"))
+        if not await _opened(response, position, progress_url):
             return
-        if response.content_type != "text/event-stream":
-            raise StreamBroken(
-                f"{progress_url} did not answer with an event stream (got {response.content_type})"
-            )
-        position.connected_once = True
         splitter, parser = LineSplitter(), SseParser(last_event_id=position.last_id)
         async for chunk in response.content.iter_any():
             for line in splitter.feed(chunk):

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from praxiom_client.errors import Refused, StreamBroken, StreamLost, Unreachable, refused
+from praxiom_client.errors import Refused, StreamBroken, Unreachable
 from praxiom_client.payload import TaskPayload
-from praxiom_client.policy import BUSY_STATUSES, OnRetry, RetryPolicy, retry_after_seconds
+from praxiom_client.policy import OnRetry, RetryPolicy
 from praxiom_client.sse import LineSplitter, SseParser
-from praxiom_client.stream import _error_body, _payload, _retryable, connection_reason
+from praxiom_client.stream import _give_up, _opened, _payload, connection_reason
 
 
 @dataclass
@@ -69,9 +69,7 @@ async def follow_workspace(
         failures = 0 if place.got_event else failures + 1
         delay = policy.retry_delay(failures, place.retry_after_s)
         if delay is None:
-            if place.refusal is not None and not place.connected_once:
-                raise place.refusal
-            raise StreamLost(f"lost the stream and {failures} reconnections failed: {place.reason}")
+            _give_up(place, failures)
         if on_retry is not None:
             on_retry(failures, delay, place.reason)
         await sleep(delay)
@@ -88,23 +86,8 @@ async def _attempt(
     if place.last_id is not None:
         sent["Last-Event-ID"] = place.last_id
     async with session.get(progress_url, headers=sent) as response:
-        if response.status != 200:
-            refusal = refused(response.status, response.reason or "", await _error_body(response))
-            busy = response.status in BUSY_STATUSES
-            if not (busy or (place.connected_once and _retryable(response.status))):
-                raise refusal
-            place.reason, place.refusal = (
-                f"{response.status} {response.reason or ''}".strip(),
-                refusal,
-            )
-            if busy:
-                place.retry_after_s = retry_after_seconds(response.headers.get("Retry-After"))
+        if not await _opened(response, place, progress_url):
             return
-        if response.content_type != "text/event-stream":
-            raise StreamBroken(
-                f"{progress_url} did not answer with an event stream (got {response.content_type})"
-            )
-        place.connected_once = True
         splitter, parser = LineSplitter(), SseParser(last_event_id=place.last_id)
         async for chunk in response.content.iter_any():
             for line in splitter.feed(chunk):
