@@ -138,19 +138,45 @@ async def follow(
     fails is not retried (nothing is listening, or the URL is wrong: waiting would not
     help); one answered 503 or 429 is, like a reconnection."""
     position = _Position()
+    attempts = reconnecting(
+        lambda: _attempt(session, progress_url, status_url, headers, position),
+        position,
+        progress_url,
+        policy=policy,
+        on_retry=on_retry,
+        sleep=sleep,
+        done=lambda: position.finished,
+    )
+    async with aclosing(attempts):
+        async for payload in attempts:
+            yield payload
+
+
+async def reconnecting(
+    attempt: Callable[[], AsyncGenerator[TaskPayload, None]],
+    position: _Attempted,
+    url: str,
+    *,
+    policy: RetryPolicy,
+    on_retry: OnRetry | None,
+    sleep: Callable[[float], Awaitable[None]],
+    done: Callable[[], bool] = lambda: False,
+) -> AsyncGenerator[TaskPayload, None]:
+    """Every follower's loop (a task's or a workspace's): one connection's payloads after
+    another, until `done`, with `policy`'s delays between connections that brought nothing."""
     failures = 0
     while True:
         position.got_event, position.retry_after_s = False, None
         try:
-            attempt = _attempt(session, progress_url, status_url, headers, position)
-            async with aclosing(attempt):
-                async for payload in attempt:
+            connection = attempt()
+            async with aclosing(connection):
+                async for payload in connection:
                     yield payload
-            if position.finished:
+            if done():
                 return
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if not position.connected_once:
-                raise Unreachable(progress_url, connection_reason(exc)) from exc
+                raise Unreachable(url, connection_reason(exc)) from exc
             position.reason = connection_reason(exc)
         # Only attempts that brought no event count: a gateway that answers keeps us trying.
         failures = 0 if position.got_event else failures + 1
@@ -166,6 +192,7 @@ class _Attempted(Protocol):
     """What a follower's connections (a task's or a workspace's) leave behind."""
 
     connected_once: bool
+    got_event: bool
     reason: str
     retry_after_s: float | None
     refusal: Refused | None

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import aiohttp
 
-from praxiom_client.errors import Refused, StreamBroken, Unreachable
+from praxiom_client.errors import Refused, StreamBroken
 from praxiom_client.payload import TaskPayload
 from praxiom_client.policy import OnRetry, RetryPolicy
 from praxiom_client.sse import LineSplitter, SseParser
-from praxiom_client.stream import _give_up, _opened, _payload, connection_reason
+from praxiom_client.stream import _opened, _payload, reconnecting
 
 
 @dataclass
@@ -56,23 +57,18 @@ async def follow_workspace(
     """Yield the workspace's task payloads as they come, until the caller stops. A first
     connection that fails is not retried; one answered 503 or 429 is, like a reconnection;
     a refusal (401, 403: access lost, 404: no such workspace) raises, even on a reconnection."""
-    place, failures = _Place(), 0
-    while True:
-        place.got_event, place.retry_after_s = False, None
-        try:
-            async for payload in _attempt(session, progress_url, headers, place):
-                yield payload
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            if not place.connected_once:
-                raise Unreachable(progress_url, connection_reason(exc)) from exc
-            place.reason = connection_reason(exc)
-        failures = 0 if place.got_event else failures + 1
-        delay = policy.retry_delay(failures, place.retry_after_s)
-        if delay is None:
-            _give_up(place, failures)
-        if on_retry is not None:
-            on_retry(failures, delay, place.reason)
-        await sleep(delay)
+    place = _Place()
+    attempts = reconnecting(
+        lambda: _attempt(session, progress_url, headers, place),
+        place,
+        progress_url,
+        policy=policy,
+        on_retry=on_retry,
+        sleep=sleep,
+    )
+    async with aclosing(attempts):
+        async for payload in attempts:
+            yield payload
 
 
 async def _attempt(
