@@ -1,0 +1,156 @@
+"""`ProgressDispatcher.offer`, the hot path, on its own: what it counts, logs and hands over.
+
+The dispatcher is never started (no Redis needed): `watch` then only registers a stream, and
+the tests call `offer` as the reader would with a message from Redis. The streams write to a
+transport that records what it was given, or to none (their updates then wait in the mailbox).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from uuid import UUID, uuid4
+
+import pytest
+
+from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.lag import LagHistogram, LagSampler
+from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+from praxiom_progress.taskstate.publisher import connect_redis
+from praxiom_progress.taskstate.settings import Settings
+
+
+class Transport:
+    """A socket that takes everything at once (buffered > 0: one still sending)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.buffered = 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class Stream(ProgressStream):
+    """A stream that never runs; it records each update handed to it."""
+
+    def __init__(self, task_id: UUID, transport: Transport | None = None) -> None:
+        super().__init__(task_id, b"digest", None, Settings(), StreamStats())  # type: ignore[arg-type]
+        self._transport = transport  # type: ignore[assignment]  # what `run` sets while live
+        self.updates: list[Update] = []
+
+    def deliver(self, update: Update, now: float, *, again: bool = False) -> int:
+        self.updates.append(update)
+        return super().deliver(update, now, again=again)
+
+
+def payload(task_id: UUID, version: int, status: str = "running") -> bytes:
+    return json.dumps({"id": str(task_id), "version": version, "status": status}).encode()
+
+
+@pytest.fixture
+def dispatcher() -> ProgressDispatcher:
+    return ProgressDispatcher(connect_redis("redis://127.0.0.1:1/0"))  # never connects
+
+
+async def test_each_stream_counts_as_written_left_in_its_mailbox_or_coalesced(
+    dispatcher: ProgressDispatcher,
+) -> None:
+    task_id = uuid4()
+    fast, other, slow = Transport(), Transport(), Transport()
+    streams = [Stream(task_id, fast), Stream(task_id, other), Stream(task_id, slow)]
+    for stream in streams:
+        await dispatcher.watch(stream)
+    channel = streams[0].channel
+    dispatcher.offer(channel, payload(task_id, 2))
+    assert (dispatcher.stats.delivered, dispatcher.stats.written) == (3, 3)
+    assert fast.written == other.written == slow.written == [streams[0].updates[0].chunk]
+    slow.buffered = 1  # that client is still reading: its next update waits in the mailbox
+    dispatcher.offer(channel, payload(task_id, 3))
+    stats = dispatcher.stats
+    assert (stats.delivered, stats.written, stats.coalesced) == (6, 5, 0)
+    dispatcher.offer(channel, payload(task_id, 4))  # replaces 3, never sent
+    dispatcher.offer(channel, payload(task_id, 5))  # replaces 4
+    assert (stats.delivered, stats.written, stats.coalesced) == (12, 9, 2)
+    assert len(fast.written) == 4 and len(slow.written) == 1
+    assert streams[2].take() is streams[2].updates[-1]  # the newest, 5, is what it sends next
+
+
+async def test_a_stream_is_handed_the_time_and_its_task(dispatcher: ProgressDispatcher) -> None:
+    """The idle sweeper reads the arrival time as the stream's last activity; a workspace's
+    streams read the task an update belongs to."""
+    task_id = uuid4()
+    stream = Stream(task_id, Transport())
+    await dispatcher.watch(stream)
+    dispatcher._loop_time = lambda: 1234.5
+    dispatcher.offer(stream.channel, payload(task_id, 2))
+    assert stream._last_activity == 1234.5
+    (update,) = stream.updates
+    assert update.task_id == str(task_id) and update.version == 2 and not update.terminal
+
+
+async def test_a_sampled_message_records_its_lag_once_written() -> None:
+    lag = LagHistogram()
+    dispatcher = ProgressDispatcher(connect_redis("redis://127.0.0.1:1/0"), lag=lag)
+    dispatcher.lag_sampler = LagSampler(interval_s=3600)  # the first message only
+    task_id = uuid4()
+    unwritten = Stream(uuid4())  # no transport: its update waits for its task
+    await dispatcher.watch(unwritten)
+    dispatcher.offer(unwritten.channel, payload(unwritten.task_id, 2))
+    assert unwritten.updates[0].received > 0 and lag.count == 0  # sampled, nothing written
+    stream = Stream(task_id, Transport())
+    await dispatcher.watch(stream)
+    dispatcher.lag_sampler = LagSampler(interval_s=3600)
+    dispatcher.offer(stream.channel, payload(task_id, 2))
+    assert stream.updates[0].received > 0 and lag.count == 1
+    dispatcher.offer(stream.channel, payload(task_id, 3))  # not sampled: not recorded
+    assert stream.updates[1].received == 0.0 and lag.count == 1
+
+
+async def test_messages_for_another_task_are_dropped_counted_and_logged(
+    dispatcher: ProgressDispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = Stream(uuid4(), Transport())
+    await dispatcher.watch(stream)
+    with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+        dispatcher.offer(stream.channel, payload(uuid4(), 2))
+        dispatcher.offer(stream.channel, payload(uuid4(), 3))
+    assert stream.updates == [] and dispatcher.stats.mismatched == 2
+    assert dispatcher.stats.delivered == 0
+    messages = [(r.getMessage(), getattr(r, "action", None)) for r in caplog.records]
+    expected = (f"dropped a message on {stream.channel} for another task", "message_mismatched")
+    assert messages == [expected, expected]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["not json", '{"version": 2}', "[1]", '{"id": "%s", "status": "running"}',
+     '{"id": "%s", "version": "two", "status": "running"}', '{"id": "%s", "version": 2}'],
+)  # fmt: skip
+async def test_undecodable_messages_are_dropped_counted_and_logged(
+    dispatcher: ProgressDispatcher, caplog: pytest.LogCaptureFixture, template: str
+) -> None:
+    stream = Stream(uuid4(), Transport())
+    await dispatcher.watch(stream)
+    data = (template % stream.task_id if "%s" in template else template).encode()
+    with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+        dispatcher.offer(stream.channel, data)
+        dispatcher.offer(stream.channel, data)
+    assert stream.updates == [] and dispatcher.stats.undecodable == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ignored an undecodable message on {stream.channel}"
+    ] * 2
+
+
+async def test_a_message_nobody_watches_is_neither_decoded_nor_counted(
+    dispatcher: ProgressDispatcher,
+) -> None:
+    dispatcher.offer("praxiom:task:nobody", b"not json")
+    assert dispatcher.stats == type(dispatcher.stats)()
