@@ -1,0 +1,101 @@
+"""A stream waiting for its subscription's confirmation is let go at once when the wait can
+no longer end well: its channel was handed to another shard, or the SUBSCRIBE could not be
+sent. Either way it must not sit out CONFIRM_TIMEOUT_S (a deploy's reconnect storm would
+wait it out stream by stream) and it must not miss what follows (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+import pytest
+import redis.asyncio as aioredis
+
+from praxiom_progress.gateway.dispatcher import CONFIRM_TIMEOUT_S, ProgressDispatcher
+from praxiom_progress.taskstate.publisher import connect_redis
+from tests.conftest import redis_url, wait_for
+from tests.integration.test_dispatcher import Watcher, payload
+from tests.tcp_proxy import GatedProxy
+
+
+@pytest.fixture
+async def direct() -> AsyncIterator[aioredis.Redis]:
+    client = connect_redis(redis_url())
+    yield client
+    await client.aclose()
+
+
+async def started(dispatcher: ProgressDispatcher) -> ProgressDispatcher:
+    await dispatcher.start()
+    await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=5)
+    return dispatcher
+
+
+async def test_a_channel_released_while_its_subscribe_is_unconfirmed_lets_its_stream_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target = urlsplit(redis_url())
+    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
+    dispatcher = await started(ProgressDispatcher(client))
+    try:
+        watcher = Watcher()
+        proxy.open.clear()  # Redis does not see the SUBSCRIBE, so it never confirms
+        with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+            began = time.monotonic()
+            watching = asyncio.create_task(dispatcher.watch(watcher))
+            await wait_for(lambda: asyncio.sleep(0, result=proxy.held_bytes > 0), timeout_s=5)
+            assert not watching.done()
+            assert dispatcher.release(watcher.channel) == {watcher}
+            await watching
+            assert time.monotonic() - began < CONFIRM_TIMEOUT_S
+        assert [r for r in caplog.records if r.name == "gateway.dispatcher"] == []
+        proxy.open.set()
+    finally:
+        proxy.open.set()
+        await dispatcher.close()
+        await client.aclose()
+        await proxy.cut()
+
+
+class RefusingDispatcher(ProgressDispatcher):
+    """Its first SUBSCRIBE fails to go out, as when the connection breaks under the write."""
+
+    refusals = 1
+
+    async def _send_subscribe(self, pubsub: aioredis.client.PubSub, channels: list[str]) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise ConnectionError("the write failed")
+        await super()._send_subscribe(pubsub, channels)
+
+
+async def test_a_subscribe_that_fails_to_go_out_lets_its_streams_go_and_is_sent_again(
+    direct: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect_redis(redis_url())
+    dispatcher = await started(RefusingDispatcher(client))
+    try:
+        task_id = uuid4()
+        first, second = Watcher(task_id), Watcher(task_id)
+        with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+            began = time.monotonic()
+            await asyncio.gather(dispatcher.watch(first), dispatcher.watch(second))
+            assert time.monotonic() - began < CONFIRM_TIMEOUT_S
+        actions = [getattr(r, "action", None) for r in caplog.records]
+        assert actions == ["subscribe_failed"]  # and not "subscribe_unconfirmed"
+
+        async def delivered() -> bool:  # the reader subscribes again within its next turn
+            await direct.publish(first.channel, payload(task_id, 2))
+            return bool(first.updates) and bool(second.updates)
+
+        await wait_for(delivered, timeout_s=5, interval_s=0.1)
+        assert dispatcher.subscribed_channels == 1
+    finally:
+        await dispatcher.close()
+        await client.aclose()
