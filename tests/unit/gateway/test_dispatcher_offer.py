@@ -154,3 +154,39 @@ async def test_a_message_nobody_watches_is_neither_decoded_nor_counted(
 ) -> None:
     dispatcher.offer("praxiom:task:nobody", b"not json")
     assert dispatcher.stats == type(dispatcher.stats)()
+
+
+async def test_a_message_from_redis_is_offered_whatever_its_type_of_text(
+    dispatcher: ProgressDispatcher,
+) -> None:
+    """redis-py hands bytes (the gateway's clients do not decode), but str must work too."""
+    stream = Stream(uuid4(), Transport())
+    await dispatcher.watch(stream)
+    data = payload(stream.task_id, 2)
+    dispatcher._handle({"type": "message", "channel": stream.channel.encode(), "data": data})
+    dispatcher._handle({"type": "smessage", "channel": stream.channel, "data": data.decode()})
+    assert [u.version for u in stream.updates] == [2, 2]
+    assert stream.updates[0].chunk == stream.updates[1].chunk
+    assert dispatcher.stats.messages == 2 and dispatcher.stats.written == 1
+
+
+async def test_a_shard_dropping_a_watched_channel_is_reported_and_nothing_else() -> None:
+    """A cluster node sends SUNSUBSCRIBE when the channel's slot moved away: the cluster
+    then moves the channel's streams (gateway.cluster). Our own unsubscribes, of channels
+    nobody watches any more, and other kinds of message are not such news."""
+    dropped: list[str] = []
+    dispatcher = ProgressDispatcher(
+        connect_redis("redis://127.0.0.1:1/0"), sharded=True, on_dropped=dropped.append
+    )
+    stream = Stream(uuid4(), Transport())
+    await dispatcher.watch(stream)
+    gone = Stream(uuid4())
+    for kind, channel in [("sunsubscribe", gone.channel), ("unsubscribe", stream.channel)]:
+        dispatcher._handle({"type": kind, "channel": channel.encode(), "data": 0})
+    assert dropped == []
+    data = payload(stream.task_id, 2)
+    dispatcher._handle({"type": "smessage", "channel": stream.channel.encode(), "data": data})
+    assert dropped == [] and len(stream.updates) == 1
+    dispatcher._handle({"type": "sunsubscribe", "channel": stream.channel.encode(), "data": 0})
+    assert dropped == [stream.channel] and len(stream.updates) == 1
+    assert dispatcher.stats.messages == 1
