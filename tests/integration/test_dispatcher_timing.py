@@ -1,11 +1,16 @@
-"""A stream waiting for its subscription's confirmation is let go at once when the wait can
-no longer end well: its channel was handed to another shard, or the SUBSCRIBE could not be
-sent. Either way it must not sit out CONFIRM_TIMEOUT_S (a deploy's reconnect storm would
-wait it out stream by stream) and it must not miss what follows (real Redis)."""
+"""How long the dispatcher makes a stream wait, and Redis (real, here) wait for it.
+
+A stream waiting for its subscription's confirmation is let go at once when the wait can no
+longer end well: its channel was handed to another shard, or the SUBSCRIBE could not be sent.
+It must not sit out CONFIRM_TIMEOUT_S (a deploy's reconnect storm would wait it out stream by
+stream), nor miss what follows. A burst of new streams is subscribed in the same moment, and
+a lost Redis is retried at doubling intervals, never hammered.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +24,7 @@ from praxiom_progress.gateway.dispatcher import CONFIRM_TIMEOUT_S, ProgressDispa
 from praxiom_progress.taskstate.publisher import connect_redis
 from tests.conftest import redis_url, wait_for
 from tests.integration.test_dispatcher import Watcher, payload
-from tests.tcp_proxy import GatedProxy
+from tests.tcp_proxy import GatedProxy, TcpProxy
 
 
 @pytest.fixture
@@ -115,6 +120,43 @@ async def test_a_burst_of_new_streams_is_subscribed_in_the_same_moment(
         await asyncio.gather(*(dispatcher.watch(watcher) for watcher in watchers))
         assert time.monotonic() - began < 1.0  # loopback: milliseconds
         assert dispatcher.subscribed_channels == 50
+    finally:
+        await dispatcher.close()
+        await client.aclose()
+
+
+async def test_losing_redis_says_why_and_retries_at_doubling_intervals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis is replaced by a server that hangs up on every connection: the reader says what
+    went wrong, then tries again after 0.1 s, 0.2 s, 0.4 s, ... (never hammering a Redis that
+    is coming back, never waiting longer than max_backoff_s)."""
+    attempts: list[float] = []
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        now = time.monotonic()
+        if not attempts or now - attempts[-1] > 0.05:  # redis-py retries at once by itself
+            attempts.append(now)
+        writer.transport.abort()
+
+    target = urlsplit(redis_url())
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
+    dispatcher = await started(ProgressDispatcher(client, max_backoff_s=0.8))
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+            await proxy.cut()
+            server = await asyncio.start_server(hang_up, "127.0.0.1", proxy.port)
+            await wait_for(lambda: asyncio.sleep(0, result=len(attempts) >= 6), timeout_s=10)
+            server.close()
+        (down,) = [r for r in caplog.records if getattr(r, "action", None) == "redis_down"]
+        reason = down.getMessage().rpartition("returns: ")[2]
+        assert reason not in ("", "None")
+        gaps = [later - earlier for earlier, later in itertools.pairwise(attempts[:6])]
+        lowest = [0.1, 0.2, 0.4, 0.8, 0.8]
+        assert all(gap >= low - 0.01 for gap, low in zip(gaps, lowest, strict=True)), gaps
+        assert all(gap < low + 0.35 for gap, low in zip(gaps, lowest, strict=True)), gaps
     finally:
         await dispatcher.close()
         await client.aclose()
