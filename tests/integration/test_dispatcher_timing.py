@@ -143,13 +143,18 @@ async def test_losing_redis_says_why_and_retries_at_doubling_intervals(
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
     client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
-    dispatcher = await started(ProgressDispatcher(client, max_backoff_s=0.8))
+    lost: list[float] = []  # the cluster re-reads its slot map each time (gateway.cluster)
+    dispatcher = ProgressDispatcher(
+        client, max_backoff_s=0.8, on_lost=lambda: lost.append(time.monotonic())
+    )
+    await started(dispatcher)
     try:
         with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
             await proxy.cut()
             server = await asyncio.start_server(hang_up, "127.0.0.1", proxy.port)
             await wait_for(lambda: asyncio.sleep(0, result=len(attempts) >= 6), timeout_s=10)
             server.close()
+        assert len(lost) >= len(attempts) - 1  # each failed attempt (the last may be under way)
         (down,) = [r for r in caplog.records if getattr(r, "action", None) == "redis_down"]
         reason = down.getMessage().rpartition("returns: ")[2]
         assert reason not in ("", "None")
@@ -158,5 +163,33 @@ async def test_losing_redis_says_why_and_retries_at_doubling_intervals(
         assert all(gap >= low - 0.01 for gap, low in zip(gaps, lowest, strict=True)), gaps
         assert all(gap < low + 0.35 for gap, low in zip(gaps, lowest, strict=True)), gaps
     finally:
+        await dispatcher.close()
+        await client.aclose()
+
+
+async def test_losing_redis_lets_a_stream_waiting_for_its_confirmation_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It will poll PostgreSQL until the subscription is back: no reason to wait longer."""
+    target = urlsplit(redis_url())
+    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
+    dispatcher = await started(ProgressDispatcher(client, max_backoff_s=5))
+    try:
+        watcher = Watcher()
+        proxy.open.clear()
+        with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+            began = time.monotonic()
+            watching = asyncio.create_task(dispatcher.watch(watcher))
+            await wait_for(lambda: asyncio.sleep(0, result=proxy.held_bytes > 0), timeout_s=5)
+            await proxy.cut()
+            await watching
+            assert time.monotonic() - began < CONFIRM_TIMEOUT_S
+        actions = [getattr(r, "action", None) for r in caplog.records]
+        assert actions == ["redis_down"]  # and not "subscribe_unconfirmed"
+        assert dispatcher.available_for(watcher) is False
+    finally:
+        proxy.open.set()
         await dispatcher.close()
         await client.aclose()
