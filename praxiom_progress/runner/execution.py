@@ -19,6 +19,7 @@ from uuid import UUID
 
 from praxiom_progress.runner.backoff import Backoff
 from praxiom_progress.runner.batch import Report
+from praxiom_progress.runner.ends import EndBatcher
 from praxiom_progress.runner.handlers import (
     TaskFailed,
     TaskHandler,
@@ -123,6 +124,8 @@ class TaskExecutor:
         told, in seconds from now, when a task this runner let go for a retry becomes due (the
         claim loop wakes for it)."""
         self._store = store
+        # Ends made together leave in one statement (runner.ends).
+        self._ends = EndBatcher(store.end_tasks)
         self._writer = writer
         self._throttle = throttle
         self._stats = stats
@@ -136,7 +139,7 @@ class TaskExecutor:
         self._throttle.start(held.task_id, claimed.phase)
         try:
             try:
-                await self._writer.publish([claimed])
+                self._writer.publish_soon([claimed])  # sent before anything after it
                 outcome = await self._call_handler(held, claimed)
             except asyncio.CancelledError:
                 if held.stop_reason is None:
@@ -256,7 +259,7 @@ class TaskExecutor:
         if isinstance(outcome, TaskResult):
             task = await Backoff().retry(
                 "complete_task",
-                lambda: self._store.complete_task(
+                lambda: self._ends.complete(
                     task_id=held.task_id,
                     claim_token=held.claim_token,
                     message=outcome.message or DEFAULT_COMPLETED_MESSAGE,
@@ -266,7 +269,7 @@ class TaskExecutor:
         else:
             task = await Backoff().retry(
                 "fail_task",
-                lambda: self._store.fail_task(
+                lambda: self._ends.fail(
                     task_id=held.task_id, claim_token=held.claim_token, error=outcome.error
                 ),
             )
