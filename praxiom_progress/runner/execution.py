@@ -119,10 +119,12 @@ class TaskExecutor:
         kill_grace_s: float = 2.0,
         retry_policy: RetryPolicy | None = None,
         on_retry: Callable[[float], None] | None = None,
+        on_handler_done: Callable[[], None] | None = None,
     ) -> None:
         """`state` is what the start-up hooks filled, handed to every handler. `on_retry` is
         told, in seconds from now, when a task this runner let go for a retry becomes due (the
-        claim loop wakes for it)."""
+        claim loop wakes for it). `on_handler_done` is told when a handler has returned and
+        its end is about to be written (its slot is free, runner.slots)."""
         self._store = store
         # Ends made together leave in one statement (runner.ends).
         self._ends = EndBatcher(store.end_tasks)
@@ -132,6 +134,7 @@ class TaskExecutor:
         self.invoker = HandlerInvoker(state=state, kill_grace_s=kill_grace_s)
         self._retry_policy = retry_policy or RetryPolicy()
         self._on_retry = on_retry
+        self._on_handler_done = on_handler_done
 
     async def execute(self, held: HeldTask, claimed: Task) -> None:
         """Publish the claim, run the handler, record its end (or hand the task back when
@@ -150,6 +153,8 @@ class TaskExecutor:
                 await self._after_stop(held)
                 return
             held.finishing = True
+            if self._on_handler_done is not None:
+                self._on_handler_done()
             await self._record(held, outcome)
         except Exception:
             # A bug or a rejected write: the row stays running, so the reaper will end it.
