@@ -48,6 +48,9 @@ pgbench and redis-benchmark. Knobs (environment variables):
 our gateway's settings and the floor baseline (bench/tails.py).
 `python -m bench --storm` for the reconnect storm on 1 and on 2 gateway processes
 (bench/processes.py).
+`python -m bench --runner` for the runner's two throughput figures alone (report_progress per
+second and no-op tasks drained per second, BENCH_BACKLOG of them) next to pgbench's single-row
+UPDATE at the same concurrency: about a minute, for an A/B of a runner change.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
 from bench.results import FLOOR, NAIVE, OURS, GatewayResults, Results
-from bench.runnerbench import RunnerBench
+from bench.runnerbench import RunnerBench, runner_figures
 from bench.scenarios import GatewayBench
 from praxiom_progress.taskstate.db import Database, migrate
 from praxiom_progress.taskstate.publisher import connect_redis
@@ -341,6 +344,26 @@ async def storm_only() -> None:
     print(processes.render(storms, cfg))
 
 
+async def runner_only() -> None:
+    """The runner's two throughput figures alone, and pgbench at the runner's concurrency."""
+    cfg = Config.from_env()
+    async with bench_database() as settings:
+        await migrate(settings)
+        db = await Database.connect(settings, maxsize=10, name="praxiom-bench")
+        try:
+            runner = RunnerBench(settings, db)
+            step(f"runner: report_progress, {settings.runner_concurrency} tasks")
+            rate = await runner.report_rate(cfg.report_seconds)
+            step(f"runner: draining {cfg.backlog} no-op tasks")
+            drain = await runner.drain(cfg.backlog)
+        finally:
+            await db.close()
+        step("limits: pgbench")
+        limits.pgbench_init(settings.database_url)
+        pg = limits.pgbench_update(settings.database_url, settings.runner_concurrency, 5)
+    print(runner_figures(rate, drain, pg))
+
+
 def write(results: Results) -> None:
     text = report.render(results)
     floor = floor_report.render(results)
@@ -363,5 +386,7 @@ if __name__ == "__main__":
         asyncio.run(tails_only(sys.argv[2:]))
     elif sys.argv[1:] == ["--storm"]:
         asyncio.run(storm_only())
+    elif sys.argv[1:] == ["--runner"]:
+        asyncio.run(runner_only())
     else:
         asyncio.run(main())

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from bench.fixtures import insert_tasks
+from bench.limits import Pgbench
 from bench.procs import REPO, CpuMeter, percentile
 from bench.profile import Profile, record
 from bench.transactions import CommitToClaim, commit_to_claim
@@ -204,3 +205,19 @@ class RunnerBench:
             await child.stdin.drain()
             await self._answer(child, 30)
             await child.wait()
+
+
+def runner_figures(rate: ReportRate, drain: Drain, pgbench: Pgbench) -> str:
+    """`python -m bench --runner`'s answer: the two throughput figures and their targets."""
+    tps = pgbench.tps or float("nan")
+    return "\n".join(
+        [
+            f"report_progress/s, {rate.concurrency} tasks: {rate.per_s:,.0f} "
+            f"= {rate.per_s / tps:.2f} of pgbench (target 0.50); "
+            f"runner CPU {rate.runner_cpu_pct:.0f} %",
+            f"no-op tasks/s, one runner: {drain.per_s:,.0f} ({drain.completed:,} of "
+            f"{drain.backlog:,} in {drain.seconds:.1f} s) = {drain.per_s / tps:.3f} of pgbench "
+            f"(target 1,000/s); runner CPU {drain.runner_cpu_pct:.0f} %",
+            f"pgbench single-row UPDATE, {pgbench.clients} clients: {pgbench.tps:,.0f} TPS",
+        ]
+    )

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from praxiom_progress.runner.backoff import Backoff
 from praxiom_progress.runner.batch import Report
+from praxiom_progress.runner.ends import EndBatcher
 from praxiom_progress.runner.handlers import (
     TaskFailed,
     TaskHandler,
@@ -118,17 +119,22 @@ class TaskExecutor:
         kill_grace_s: float = 2.0,
         retry_policy: RetryPolicy | None = None,
         on_retry: Callable[[float], None] | None = None,
+        on_handler_done: Callable[[], None] | None = None,
     ) -> None:
         """`state` is what the start-up hooks filled, handed to every handler. `on_retry` is
         told, in seconds from now, when a task this runner let go for a retry becomes due (the
-        claim loop wakes for it)."""
+        claim loop wakes for it). `on_handler_done` is told when a handler has returned and
+        its end is about to be written (its slot is free, runner.slots)."""
         self._store = store
+        # Ends made together leave in one statement (runner.ends).
+        self._ends = EndBatcher(store.end_tasks)
         self._writer = writer
         self._throttle = throttle
         self._stats = stats
         self.invoker = HandlerInvoker(state=state, kill_grace_s=kill_grace_s)
         self._retry_policy = retry_policy or RetryPolicy()
         self._on_retry = on_retry
+        self._on_handler_done = on_handler_done
 
     async def execute(self, held: HeldTask, claimed: Task) -> None:
         """Publish the claim, run the handler, record its end (or hand the task back when
@@ -136,7 +142,7 @@ class TaskExecutor:
         self._throttle.start(held.task_id, claimed.phase)
         try:
             try:
-                await self._writer.publish([claimed])
+                self._writer.publish_soon([claimed])  # sent before anything after it
                 outcome = await self._call_handler(held, claimed)
             except asyncio.CancelledError:
                 if held.stop_reason is None:
@@ -147,6 +153,8 @@ class TaskExecutor:
                 await self._after_stop(held)
                 return
             held.finishing = True
+            if self._on_handler_done is not None:
+                self._on_handler_done()
             await self._record(held, outcome)
         except Exception:
             # A bug or a rejected write: the row stays running, so the reaper will end it.
@@ -256,7 +264,7 @@ class TaskExecutor:
         if isinstance(outcome, TaskResult):
             task = await Backoff().retry(
                 "complete_task",
-                lambda: self._store.complete_task(
+                lambda: self._ends.complete(
                     task_id=held.task_id,
                     claim_token=held.claim_token,
                     message=outcome.message or DEFAULT_COMPLETED_MESSAGE,
@@ -266,7 +274,7 @@ class TaskExecutor:
         else:
             task = await Backoff().retry(
                 "fail_task",
-                lambda: self._store.fail_task(
+                lambda: self._ends.fail(
                     task_id=held.task_id, claim_token=held.claim_token, error=outcome.error
                 ),
             )

@@ -54,6 +54,34 @@ UPDATE background_tasks
  WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
 RETURNING *;
 
+-- end_tasks --
+-- Every end in the batch in one statement (runner.ends): a completed task ends on phase
+-- `complete` at 100 %, with the handler's message and result; a failed one keeps its last
+-- phase, pct and message and gets its error. Rows are locked in id order, as `heartbeat` and
+-- `report_progress` lock them, so the statements can never deadlock each other.
+WITH ends AS (
+    SELECT * FROM unnest(%(task_ids)s::uuid[], %(claim_tokens)s::uuid[],
+                         %(completed)s::boolean[], %(messages)s::text[], %(results)s::text[],
+                         %(errors)s::text[])
+        AS e (id, claim_token, completed, message, result_data, error)
+), locked AS MATERIALIZED (
+    SELECT t.id FROM background_tasks t JOIN ends e USING (id)
+     WHERE t.status = 'running' AND t.claim_token = e.claim_token
+     ORDER BY t.id
+       FOR UPDATE OF t
+)
+UPDATE background_tasks t
+   SET status = CASE WHEN e.completed THEN 'completed' ELSE 'failed' END,
+       phase = CASE WHEN e.completed THEN 'complete' ELSE t.phase END,
+       progress_pct = CASE WHEN e.completed THEN 100 ELSE t.progress_pct END,
+       message = CASE WHEN e.completed THEN e.message ELSE t.message END,
+       result_data = CASE WHEN e.completed THEN e.result_data::jsonb ELSE t.result_data END,
+       error = CASE WHEN e.completed THEN NULL ELSE e.error END,
+       completed_at = now(), heartbeat_at = now()
+  FROM ends e JOIN locked USING (id)
+ WHERE t.id = e.id AND t.status = 'running' AND t.claim_token = e.claim_token
+RETURNING t.*;
+
 -- requeue_task --
 -- The owner shuts down: the task goes back to pending, from the start, and runners are woken.
 -- The attempt it was on does not count: it did not fail.

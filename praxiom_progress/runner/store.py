@@ -11,6 +11,7 @@ from uuid import UUID
 
 from praxiom_progress.runner.batch import Report
 from praxiom_progress.runner.catalogue import CatalogueEntry
+from praxiom_progress.runner.ends import End
 from praxiom_progress.taskstate.channels import TASK_PENDING_NOTIFY
 from praxiom_progress.taskstate.db import Database, Notifications, jsonb
 from praxiom_progress.taskstate.models import Task
@@ -116,6 +117,21 @@ class RunnerStore:
             QUERIES["fail_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
         )
         return _task(row)
+
+    async def end_tasks(self, ends: Sequence[End]) -> list[Task]:
+        """Write a batch of task ends; the tasks written (a task no longer held is left out)."""
+        rows = await self.db.fetch_all(
+            QUERIES["end_tasks"],
+            {
+                "task_ids": [e.task_id for e in ends],
+                "claim_tokens": [e.claim_token for e in ends],
+                "completed": [e.completed for e in ends],
+                "messages": [e.message for e in ends],
+                "results": [e.result_json() for e in ends],
+                "errors": [e.error for e in ends],
+            },
+        )
+        return [Task.from_row(row) for row in rows]
 
     async def requeue_task(self, *, task_id: UUID, claim_token: UUID, message: str) -> Task | None:
         row = await self.db.fetch_one(

@@ -23,6 +23,7 @@ from praxiom_progress.runner.execution import HeldTask, RunnerStats, StopReason,
 from praxiom_progress.runner.handlers import HandlerRegistry, timeout_error
 from praxiom_progress.runner.hooks import run_hooks
 from praxiom_progress.runner.invocation import HandlerInvoker
+from praxiom_progress.runner.slots import free_slots
 from praxiom_progress.runner.store import RunnerStore, StaleTask
 from praxiom_progress.runner.throttle import ProgressThrottle
 from praxiom_progress.runner.watchdog import LoopWatchdog
@@ -83,6 +84,7 @@ class Runner:
             self.throttle,
             self.stats,
             on_retry=self._retry_due_in,
+            on_handler_done=lambda: self._wakeup.set(),  # its slot is free: claim
             state=self.state,
             kill_grace_s=settings.runner_kill_grace_s,
         )
@@ -177,7 +179,7 @@ class Runner:
         backoff = Backoff()
         while not self._stopping.is_set():
             self._wakeup.clear()
-            free = self.settings.runner_concurrency - len(self._held)
+            free = free_slots(self._held.values(), self.settings.runner_concurrency)
             if free > 0:
                 try:
                     tasks = await self.store.claim_tasks(

@@ -1,18 +1,30 @@
 """Persist, then publish, written once: every runner write hands the tasks it committed to
 `ProgressPublisher.publish_tasks` through here, after the write has returned and never
-before, so a client never sees a state PostgreSQL does not hold."""
+before, so a client never sees a state PostgreSQL does not hold.
+
+Publishes are grouped: a lone one goes out at once, and the ones made while it is in flight
+(the claims of a batch, the ends written together) leave together in the next round trip.
+A publish whose caller is cancelled meanwhile is still sent: its write has committed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Sequence
 
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.publisher import ProgressPublisher
 
+log = logging.getLogger("runner")
+
 
 class TaskWriter:
     def __init__(self, publisher: ProgressPublisher) -> None:
         self._publisher = publisher
+        self._pending: list[Task] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def write_one(self, write: Awaitable[Task | None]) -> Task | None:
         """Await one task's write, then publish it; None (nothing published) when the write's
@@ -26,7 +38,46 @@ class TaskWriter:
         return await self.publish(await write)
 
     async def publish(self, tasks: Sequence[Task]) -> Sequence[Task]:
-        """Publish tasks whose write has committed (a claim's, published by its task's job).
-        Never raises: Redis is best effort, PostgreSQL holds the state either way."""
-        await self._publisher.publish_tasks(tasks)
+        """Publish tasks whose write has committed, together with whatever else is published
+        meanwhile; returns once they were sent. Never raises: Redis is best effort,
+        PostgreSQL holds the state either way."""
+        if not tasks:
+            return tasks
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.publish_soon(tasks)
+        self._waiters.append(waiter)
+        await asyncio.shield(waiter)  # a cancelled caller's tasks are sent all the same
         return tasks
+
+    def publish_soon(self, tasks: Sequence[Task]) -> None:
+        """Publish tasks whose write has committed without waiting for the round trip (a
+        claim's: its task's job starts meanwhile). Publishes leave in the order they were
+        made, so whatever is published for these tasks afterwards arrives after them."""
+        self._pending.extend(tasks)
+        if self._sender is None and self._pending:
+            self._sender = asyncio.create_task(self._send(), name="task-writer-publish")
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                tasks, self._pending = self._pending, []
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self._publisher.publish_tasks(tasks)
+                except Exception:  # a bug: publish_tasks counts and logs Redis's own failures
+                    log.exception("publishing %d task(s) failed", len(tasks),
+                                  extra={"action": "publish_error"})  # fmt: skip
+                finally:
+                    _release(waiters)
+        finally:
+            # In the same step as the last (empty) look at `_pending`: a publish made after
+            # it starts a sender of its own. Cancelled (the loop closing): nobody waits on.
+            self._sender = None
+            _release(self._waiters)
+            self._waiters = []
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 
 from praxiom_progress.runner.batch import Report
 from praxiom_progress.runner.catalogue import CatalogueEntry
+from praxiom_progress.runner.ends import End
 from praxiom_progress.runner.store import StaleTask
 from praxiom_progress.taskstate.channels import TASK_CANCELLED_NOTIFY, TASK_PENDING_NOTIFY
 from praxiom_progress.taskstate.db import Notification
@@ -246,6 +247,27 @@ class FakeRunnerStore:
                 heartbeat_at=_now(),
             )
         return self._answer(fault, task)
+
+    async def end_tasks(self, ends: Sequence[End]) -> list[Task]:
+        """The batch as its ends one by one, recorded as `complete_task` / `fail_task` calls
+        (so their faults apply); a fault fails the whole batch, as one statement would."""
+        self.calls.append(("end_tasks", {"task_ids": [end.task_id for end in ends]}))
+        written = []
+        for end in ends:
+            if end.completed:
+                task = await self.complete_task(
+                    task_id=end.task_id,
+                    claim_token=end.claim_token,
+                    message=end.message or "",
+                    result_data=end.result_data,
+                )
+            else:
+                task = await self.fail_task(
+                    task_id=end.task_id, claim_token=end.claim_token, error=end.error or ""
+                )
+            if task is not None:
+                written.append(task)
+        return written
 
     async def requeue_task(self, *, task_id: UUID, claim_token: UUID, message: str) -> Task | None:
         fault = await self._enter("requeue_task", task_id=task_id, message=message)

@@ -242,3 +242,30 @@ async def test_the_runner_runs_at_most_its_concurrency(
     statuses = sorted(store.tasks[t].status for t in task_ids)
     assert statuses.count(TaskStatus.RUNNING) == 2
     assert all(args["limit"] <= 2 for args in store.called("claim_tasks"))
+
+
+async def test_a_task_whose_end_is_being_written_holds_no_slot_but_stays_held(
+    store: FakeRunnerStore, runners: RunnerKit
+) -> None:
+    async def quick(task: TaskContext) -> dict[str, Any]:
+        return {}
+
+    first, second, third = (store.add("quick") for _ in range(3))
+    written = store.end_tasks
+    release = asyncio.Event()
+
+    async def held_end(ends: Any) -> list[Task]:
+        await release.wait()
+        return await written(ends)
+
+    store.end_tasks = held_end  # type: ignore[method-assign]
+    runner = runners.start(registry_of(quick=quick), runner_concurrency=1)
+    # The first handler returned; its end waits on PostgreSQL, and the next task runs meanwhile.
+    await wait_for(lambda: asyncio.sleep(0, runner.running == 2), 1, 0.005)
+    await asyncio.sleep(0.1)  # two poll intervals: one end waited on besides, never more
+    assert runner.running == 2 and store.tasks[third].status == TaskStatus.PENDING
+    assert {store.tasks[t].status for t in (first, second)} == {TaskStatus.RUNNING}
+    release.set()
+    for task_id in (first, second, third):
+        await status_of(store, task_id, "completed")
+    assert runner.stats.completed == 3

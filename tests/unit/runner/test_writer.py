@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from praxiom_progress.runner.writer import TaskWriter
+from praxiom_progress.taskstate.models import Task
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 
 
@@ -34,3 +38,75 @@ async def test_many_tasks_are_published_in_one_call_after_their_write(
     )
     assert len(claimed) == 2 and publisher.calls == [list(claimed)]
     assert publisher.published == [store.tasks[t.id] for t in claimed]
+
+
+class SlowPublisher(RecordingPublisher):
+    """Holds each round trip until released, so the test sees what queues behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish_tasks(self, tasks: Sequence[Task]) -> int:
+        count = await super().publish_tasks(tasks)
+        await self.release.wait()
+        return count
+
+
+async def test_publishes_made_while_one_is_in_flight_leave_together_in_order(
+    store: FakeRunnerStore,
+) -> None:
+    for _ in range(4):
+        store.add("sample")
+    tasks = await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=4)
+    publisher = SlowPublisher()
+    writer = TaskWriter(publisher)  # type: ignore[arg-type]
+    first = asyncio.create_task(writer.publish(tasks[:1]))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert publisher.calls == [tasks[:1]]  # a lone publish goes at once
+    writer.publish_soon(tasks[1:2])  # a claim's: not waited for
+    rest = [asyncio.create_task(writer.publish([task])) for task in tasks[2:]]
+    await asyncio.sleep(0.01)
+    assert not first.done()  # each caller returns only once its round trip is done
+    publisher.release.set()
+    await asyncio.gather(first, *rest)
+    assert publisher.calls == [tasks[:1], tasks[1:]]  # in the order they were made
+
+
+async def test_a_cancelled_callers_tasks_are_published_all_the_same(
+    store: FakeRunnerStore,
+) -> None:
+    store.add("sample")
+    store.add("sample")
+    a, b = await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=2)
+    publisher = SlowPublisher()
+    writer = TaskWriter(publisher)  # type: ignore[arg-type]
+    first = asyncio.create_task(writer.publish([a]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(writer.publish([b]))
+    await asyncio.sleep(0.01)
+    second.cancel()  # its write committed: it must still be published
+    publisher.release.set()
+    await first
+    for _ in range(5):  # the sender's next round trip
+        await asyncio.sleep(0)
+    assert publisher.published == [a, b]
+
+
+async def test_a_publisher_that_raises_neither_hangs_nor_stops_later_publishes(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    store.add("sample")
+    [task] = await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=1)
+    broken = RecordingPublisher()
+
+    async def bug(tasks: Sequence[Task]) -> int:
+        raise RuntimeError("a bug")
+
+    broken.publish_tasks = bug  # type: ignore[method-assign]
+    writer = TaskWriter(broken)  # type: ignore[arg-type]
+    assert await asyncio.wait_for(writer.publish([task]), 1.0) == [task]
+    broken.publish_tasks = publisher.publish_tasks  # type: ignore[method-assign]
+    await asyncio.wait_for(writer.publish([task]), 1.0)
+    assert publisher.published == [task]
