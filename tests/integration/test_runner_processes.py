@@ -68,7 +68,10 @@ async def test_a_runner_killed_mid_task_has_its_task_reaped_and_published(
 
     assert final.error == runner_lost_error(settings.runner_stale_after_s)
     window = settings.runner_stale_after_s + settings.runner_reaper_interval_s
-    assert elapsed < window + 2.0, f"reaped after {elapsed:.1f}s, window {window}s"
+    # The survivor is a new process: on a busy machine its start-up alone can take seconds
+    # before its first sweep. A reaper that ignored its settings would take the default
+    # window (minutes): this bound only needs to tell the two apart.
+    assert elapsed < window + 6.0, f"reaped after {elapsed:.1f}s, window {window}s"
     assert (final.phase, final.progress_pct) == ("assumption_map", 15)
 
     async def terminal_published() -> bool:
