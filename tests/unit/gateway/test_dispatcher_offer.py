@@ -64,22 +64,23 @@ async def test_each_stream_counts_as_written_left_in_its_mailbox_or_coalesced(
     dispatcher: ProgressDispatcher,
 ) -> None:
     task_id = uuid4()
-    fast, other, slow = Transport(), Transport(), Transport()
-    streams = [Stream(task_id, fast), Stream(task_id, other), Stream(task_id, slow)]
+    fast, other, slow, slower = Transport(), Transport(), Transport(), Transport()
+    transports = [fast, other, slow, slower]
+    streams = [Stream(task_id, transport) for transport in transports]
     for stream in streams:
         await dispatcher.watch(stream)
     channel = streams[0].channel
     dispatcher.offer(channel, payload(task_id, 2))
-    assert (dispatcher.stats.delivered, dispatcher.stats.written) == (3, 3)
-    assert fast.written == other.written == slow.written == [streams[0].updates[0].chunk]
-    slow.buffered = 1  # that client is still reading: its next update waits in the mailbox
+    assert (dispatcher.stats.delivered, dispatcher.stats.written) == (4, 4)
+    assert all(t.written == [streams[0].updates[0].chunk] for t in transports)
+    slow.buffered = slower.buffered = 1  # those clients are still reading: updates wait
     dispatcher.offer(channel, payload(task_id, 3))
     stats = dispatcher.stats
-    assert (stats.delivered, stats.written, stats.coalesced) == (6, 5, 0)
-    dispatcher.offer(channel, payload(task_id, 4))  # replaces 3, never sent
+    assert (stats.delivered, stats.written, stats.coalesced) == (8, 6, 0)
+    dispatcher.offer(channel, payload(task_id, 4))  # replaces 3, never sent, in both
     dispatcher.offer(channel, payload(task_id, 5))  # replaces 4
-    assert (stats.delivered, stats.written, stats.coalesced) == (12, 9, 2)
-    assert len(fast.written) == 4 and len(slow.written) == 1
+    assert (stats.delivered, stats.written, stats.coalesced) == (16, 10, 4)
+    assert len(fast.written) == 4 and len(slow.written) == len(slower.written) == 1
     assert streams[2].take() is streams[2].updates[-1]  # the newest, 5, is what it sends next
 
 
