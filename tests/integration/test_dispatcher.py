@@ -115,7 +115,8 @@ async def test_watch_returns_once_redis_confirms_the_subscription(
     watcher = Watcher()
     await dispatcher.watch(watcher)
     assert await redis.subscribers(watcher.task_id) == 1
-    assert await redis.publish(watcher.task_id, payload(watcher.task_id, 2)) == 1
+    # At least: pattern subscribers (a recorder of another suite run beside) count too.
+    assert await redis.publish(watcher.task_id, payload(watcher.task_id, 2)) >= 1
     assert await received(watcher, 1) == [2]
     update = watcher.take()
     assert update is not None and update.version == 2 and not update.terminal
