@@ -143,11 +143,13 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         cluster = connect_redis_cluster(settings.redis_url)
         slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
         client: aioredis.Redis | RedisCluster = cluster
-        dispatcher = ClusterDispatcher(slots, lag=lag)
+        dispatcher = ClusterDispatcher(slots, lag=lag, chunk=settings.sse_deliver_chunk)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
-        dispatcher = ProgressDispatcher(redis, lag=lag, hooks=app[OPENING_HOOKS])
+        dispatcher = ProgressDispatcher(
+            redis, lag=lag, hooks=app[OPENING_HOOKS], chunk=settings.sse_deliver_chunk
+        )
     app[REDIS] = client
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves

@@ -4,8 +4,9 @@ redis-py gives each PubSub its own connection (the pool stops at 100), so a
 connection per stream cannot scale. The dispatcher owns a single PubSub:
 a channel is subscribed when its first stream arrives and unsubscribed when
 its last one leaves. Each message is decoded and encoded once (gateway.frames)
-and delivered to every stream of its task in one pass (gateway.stream: each
-keeps only the newest state, and never drops the terminal one).
+and delivered to every stream of its task (gateway.fanout: at most SSE_DELIVER_CHUNK
+streams per turn of the loop, in arrival order; gateway.stream: each keeps only the
+newest state, and never drops the terminal one).
 
 The dispatcher also owns reconnection: when Redis goes away it wakes every
 stream (they fall back to polling PostgreSQL), reconnects with backoff,
@@ -21,13 +22,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from praxiom_progress.gateway.dispatching import DispatcherStats
+from praxiom_progress.gateway.fanout import Fanout
 from praxiom_progress.gateway.frames import Update
 from praxiom_progress.gateway.lag import LagHistogram, LagSampler
 from praxiom_progress.gateway.opening import OpeningHooks
@@ -46,6 +47,8 @@ READ_TIMEOUT_S = 1.0
 RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
+#: The most streams one message is handed to in one turn of the loop (SSE_DELIVER_CHUNK).
+DELIVER_CHUNK = 250
 #: Where the task id starts in a channel's name.
 _TASK_ID_AT, _WORKSPACES = len(PROGRESS_CHANNEL_PREFIX), WORKSPACE_CHANNEL_PREFIX
 
@@ -61,11 +64,10 @@ class ProgressDispatcher:
         on_dropped: Callable[[str], None] | None = None,
         lag: LagHistogram | None = None,
         hooks: OpeningHooks | None = None,
+        chunk: int = DELIVER_CHUNK,
     ) -> None:
         self._redis = redis
         self._hooks = hooks or OpeningHooks()  # the test seam (gateway.opening)
-        self._lag = lag  # where direct writes record the sampled publish-to-send lag
-        self._loop_time = time.monotonic  # the event loop's clock, without a lookup per call
         self._sharded = sharded
         # The cluster re-reads its slot map when the connection fails, or when the node drops
         # a watched channel (its slot moved to another node).
@@ -84,6 +86,8 @@ class ProgressDispatcher:
         self.available = False
         self.stats = DispatcherStats()
         self.lag_sampler = LagSampler()  # see gateway.lag
+        # Where direct writes record the sampled publish-to-send lag: `lag`.
+        self._fanout = Fanout(self._watches, self.stats, chunk=chunk, lag=lag)
 
     # -- counters the tests and metrics read -----------------------------------------------
 
@@ -322,20 +326,7 @@ class ProgressDispatcher:
             self.stats.undecodable += 1
             log.warning("ignored an undecodable message on %s", channel)
             return
-        now = self._loop_time()
-        written = coalesced = 0
-        for stream in watches:  # one pass, the frame encoded once, no task woken per stream
-            outcome = stream.deliver(update, now)
-            if outcome > 0:
-                written += 1
-            elif outcome < 0:
-                coalesced += 1
-        stats = self.stats
-        stats.delivered += len(watches)
-        stats.written += written
-        stats.coalesced += coalesced
-        if written and update.received and self._lag is not None:
-            self._lag.record_since(update.received)  # the last socket written: the largest lag
+        self._fanout.send(channel, update, watches)
 
     def _set_available(self, available: bool, reason: str = "") -> None:
         if available == self.available:

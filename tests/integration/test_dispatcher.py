@@ -522,3 +522,67 @@ async def test_a_second_stream_arriving_mid_subscribe_waits_for_the_same_confirm
         await client.aclose()
         await direct.client.aclose()
         await proxy.cut()
+
+
+# -- a message for more streams than a chunk (gateway.fanout) -------------------------------
+
+
+@pytest.fixture
+async def chunked() -> AsyncIterator[ProgressDispatcher]:
+    """Hands each message to at most 2 streams per turn of the loop; never started: the
+    tests offer what Redis would have delivered."""
+    client = connect_redis(redis_url())
+    yield ProgressDispatcher(client, chunk=2)
+    await client.aclose()
+
+
+async def watching(dispatcher: ProgressDispatcher, task_id: UUID, count: int) -> list[Watcher]:
+    watchers = [Watcher(task_id) for _ in range(count)]
+    for watcher in watchers:
+        await dispatcher.watch(watcher)
+    return watchers
+
+
+async def turns(count: int = 5) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_message_for_more_streams_than_a_chunk_reaches_the_rest_on_later_turns(
+    chunked: ProgressDispatcher,
+) -> None:
+    task_id, other_id = uuid4(), uuid4()
+    watchers = await watching(chunked, task_id, 5)
+    other = Watcher(other_id)
+    await chunked.watch(other)
+    channel = progress_channel(task_id)
+    chunked.offer(channel, payload(task_id, 2))
+    chunked.offer(channel, payload(task_id, 3, "completed"))
+    chunked.offer(progress_channel(other_id), payload(other_id, 4))
+    assert chunked.stats.delivered == 2  # the first chunk only; the rest wait their turn
+    assert other.updates == []  # behind them, though its task has one stream
+    await turns()
+    assert [w.versions for w in watchers] == [[2, 3]] * 5  # every one in order
+    assert all(w.updates[-1].terminal for w in watchers)
+    assert other.versions == [4]
+    assert chunked.stats.delivered == 11
+
+
+async def test_a_stream_that_leaves_between_chunks_gets_nothing_more(
+    chunked: ProgressDispatcher,
+) -> None:
+    task_id = uuid4()
+    watchers = await watching(chunked, task_id, 4)
+    chunked.offer(progress_channel(task_id), payload(task_id, 2))
+    waiting = [w for w in watchers if not w.updates]
+    assert len(waiting) == 2
+    gone = [waiting[0], next(w for w in watchers if w.updates)]
+    for watcher in gone:
+        chunked.unwatch(watcher)
+    # The channel now has as many streams as a chunk: still, nothing overtakes the queue.
+    chunked.offer(progress_channel(task_id), payload(task_id, 3))
+    await turns()
+    assert waiting[0].updates == []
+    assert waiting[1].versions == [2, 3]
+    assert [w.versions for w in watchers if w not in gone] == [[2, 3]] * 2
+    assert chunked.stats.delivered == 5
