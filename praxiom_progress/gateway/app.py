@@ -53,6 +53,7 @@ from praxiom_progress.gateway.keys import (
     STREAM_ACCESS,
     STREAM_STATS,
     STREAMS,
+    TASK_COUNT,
     TASK_STORE,
     TASK_WRITES,
     WORKSPACE_READS,
@@ -66,6 +67,7 @@ from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.tasks_alive import TaskCount
 from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.gateway.workspace_reads import WorkspaceReads
 from praxiom_progress.gateway.workspace_sse import recheck_workspace_streams, workspace_progress
@@ -169,11 +171,14 @@ async def _loop_health(app: web.Application) -> AsyncIterator[None]:
         freeze_after=settings.gateway_gc_freeze_after,
         check_s=settings.gateway_gc_freeze_check_s,
     )
+    tasks = app[TASK_COUNT] = TaskCount()  # for /metrics, without walking every task
     health.start()
     tuning.start()
+    tasks.start()
     running = asyncio.create_task(tuning.run(), name="gc-tuning")
     yield
     await cancel_and_wait([running])
+    tasks.stop()
     tuning.stop()
     health.stop()
 
