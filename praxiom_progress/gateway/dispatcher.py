@@ -39,7 +39,8 @@ from praxiom_progress.taskstate.status import TERMINAL_STATUSES
 
 log = logging.getLogger("gateway.dispatcher")
 
-#: How long `get_message` blocks; also the longest delay before an unsubscribe is sent.
+#: How long an unsubscribe waits before it is sent (with the others of that second), and how
+#: long `get_message` waits for a confirmation while (re)connecting.
 READ_TIMEOUT_S = 1.0
 #: The longest wait between reconnect attempts while Redis is down (each shard's, in cluster
 #: mode). Streams must be back on pub/sub within 5 s of Redis returning (issue 6): the wait,
@@ -80,6 +81,7 @@ class ProgressDispatcher:
         self._to_subscribe: set[str] = set()
         self._batch: list[str] = []  # new channels for the next SUBSCRIBE
         self._sending: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None  # sends the two sets above
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
@@ -130,7 +132,8 @@ class ProgressDispatcher:
                 await self._started.wait()
 
     async def close(self) -> None:
-        await cancel_and_wait([t for t in (self._reader, self._sending) if t is not None])
+        tasks = (self._reader, self._sending, self._flushing)
+        await cancel_and_wait([t for t in tasks if t is not None])
         await self._drop_pubsub()
 
     # -- watching ----------------------------------------------------------------------------
@@ -159,12 +162,14 @@ class ProgressDispatcher:
         watches.discard(stream)
         if not watches:
             del self._watches[stream.channel]
-            self._to_unsubscribe.add(stream.channel)  # sent by the reader, within a second
+            self._to_unsubscribe.add(stream.channel)  # sent within a second
+            self._flush_soon()
 
     def release(self, channel: str) -> set[Watcher]:
         """Hand a channel's streams over to another shard (its hash slot moved)."""
         watches = self._watches.pop(channel, set())
         self._to_unsubscribe.add(channel)
+        self._flush_soon()
         future = self._confirmations.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
@@ -175,6 +180,7 @@ class ProgressDispatcher:
         self._watches.setdefault(channel, set()).update(streams)
         self._to_unsubscribe.discard(channel)
         self._to_subscribe.add(channel)
+        self._flush_soon()
         for stream in self._watches[channel]:
             stream.wake()
 
@@ -198,6 +204,7 @@ class ProgressDispatcher:
                 for channel in channels:  # released to poll; the reader tries again shortly
                     _settle(self._confirmations.pop(channel, None))
                 self._to_subscribe.update(channels)
+                self._flush_soon()
                 log.warning("subscribe failed: %s", exc, extra={"action": "subscribe_failed"})
 
     async def _await_confirmation(self, channel: str) -> None:
@@ -223,9 +230,9 @@ class ProgressDispatcher:
             try:
                 pubsub = await self._connect()
                 delay = 0.0
-                while True:
-                    await self._flush_pending(pubsub)
-                    message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
+                self._flush_soon()  # what streams left while it connected
+                while True:  # no timeout: a timer per message costs more than the rest of it
+                    message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         self._handle(message)
             except (RedisError, OSError) as exc:
@@ -260,8 +267,25 @@ class ProgressDispatcher:
         self._started.set()
         return pubsub
 
+    def _flush_soon(self) -> None:
+        if self._to_unsubscribe or self._to_subscribe:
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.create_task(self._flush_later(), name="subscribe-flush")
+
+    async def _flush_later(self) -> None:
+        """Send, a second later, what streams left: unsubscribes (those of a wave of closes in
+        one command; a stream back meanwhile keeps its subscription) and subscribes that
+        failed. Nothing while Redis is down: reconnecting subscribes what is watched then."""
+        while self._to_unsubscribe or self._to_subscribe:
+            await asyncio.sleep(READ_TIMEOUT_S)
+            pubsub = self._pubsub
+            if pubsub is None or not self.available:
+                return
+            with contextlib.suppress(RedisError, OSError):  # the reader sees the connection go
+                await self._flush_pending(pubsub)
+
     async def _flush_pending(self, pubsub: aioredis.client.PubSub) -> None:
-        """Send what streams left to the reader: unsubscribes, and subscribes that failed."""
+        """Send what streams left: unsubscribes, and subscribes that failed."""
         if self._to_unsubscribe:
             gone = [c for c in self._to_unsubscribe if c not in self._watches]
             self._to_unsubscribe.clear()
