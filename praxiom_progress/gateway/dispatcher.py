@@ -102,6 +102,11 @@ class ProgressDispatcher:
         return sum(len(watches) for watches in self._watches.values())
 
     @property
+    def queued_messages(self) -> int:
+        """Messages not yet handed to all their streams (gateway.fanout)."""
+        return self._fanout.pending
+
+    @property
     def subscribed_channels(self) -> int:
         if self._pubsub is None:
             return 0
@@ -235,6 +240,8 @@ class ProgressDispatcher:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         self._handle(message)
+                    if self._fanout.pending:  # a hot task's fan-out: the next message waits
+                        await self._fanout.drained()
             except (RedisError, OSError) as exc:
                 self._set_available(False, reason=str(exc))
                 if self._on_lost is not None:

@@ -9,7 +9,9 @@ one for any stream. A message for fewer streams than a chunk with nothing queued
 common case: a task with a watcher or two) is delivered at once, as before.
 
 A stream that left its channel between two chunks gets nothing more: each queued chunk is
-checked against the channel's current streams.
+checked against the channel's current streams. The Redis reader waits (`drained`) until the
+queue is empty before it reads the next message, so a backlog stays in Redis and the
+kernel's buffers, as it did with one pass, and never piles up here.
 """
 
 from __future__ import annotations
@@ -56,11 +58,19 @@ class Fanout:
         self._lag = lag
         self._clock = clock
         self._queue: deque[_Pending] = deque()  # not empty: a drain is scheduled or running
+        self._emptied: asyncio.Future[None] | None = None  # what `drained` waits on
 
     @property
     def pending(self) -> int:
         """Messages not yet handed to all their streams."""
         return len(self._queue)
+
+    async def drained(self) -> None:
+        """Return once every message queued so far is handed to all its streams."""
+        while self._queue:
+            if self._emptied is None or self._emptied.done():
+                self._emptied = asyncio.get_running_loop().create_future()
+            await self._emptied
 
     def send(self, channel: str, update: Update, streams: Collection[Watcher]) -> None:
         if not self._queue and len(streams) <= self._chunk:
@@ -87,6 +97,8 @@ class Fanout:
         finally:
             if queue:  # also after a stream raised: the others still get theirs
                 asyncio.get_running_loop().call_soon(self._drain)
+            elif self._emptied is not None and not self._emptied.done():
+                self._emptied.set_result(None)
 
     def _deliver(self, update: Update, streams: Collection[Watcher]) -> int:
         """Hand `update` to `streams` in one pass; how many were written at once."""

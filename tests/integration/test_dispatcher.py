@@ -589,3 +589,29 @@ async def test_a_stream_that_leaves_between_chunks_gets_nothing_more(
     assert waiting[1].versions == [2, 3]
     assert [w.versions for w in watchers if w not in gone] == [[2, 3]] * 2
     assert chunked.stats.delivered == 5
+
+
+async def test_the_reader_reads_no_further_while_a_fan_out_is_under_way() -> None:
+    """A backlog stays in Redis, not in the dispatcher's queue: two messages published
+    together are read one after the other, each once the previous reached every stream."""
+    client, publisher = connect_redis(redis_url()), connect_redis(redis_url())
+    started = ProgressDispatcher(client, chunk=1)
+    await started.start()
+    try:
+        task_id = uuid4()
+        watchers = await watching(started, task_id, 20)
+        pipe = publisher.pipeline(transaction=False)
+        for version in (2, 3):
+            pipe.publish(progress_channel(task_id), payload(task_id, version))
+        await pipe.execute()
+        most = 0
+        deadline = time.monotonic() + 5
+        while any(len(w.updates) < 2 for w in watchers) and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+            most = max(most, started.queued_messages)
+        assert [w.versions for w in watchers] == [[2, 3]] * 20
+        assert most == 1
+    finally:
+        await started.close()
+        await client.aclose()
+        await publisher.aclose()
