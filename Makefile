@@ -68,7 +68,8 @@ $(BENCH_STAMP): $(STAMP)
 ## CPU-heavy: one worker, one module at a time. Needs REDIS_URL (the dispatcher's tests).
 MUTATION_MODULES := praxiom_progress.taskstate.payloads praxiom_progress.taskstate.batching \
 	praxiom_progress.runner.batch praxiom_progress.gateway.stream \
-	praxiom_progress.gateway.dispatcher praxiom_progress.runner.execution
+	praxiom_progress.gateway.dispatcher praxiom_progress.gateway.fanout \
+	praxiom_progress.runner.execution
 MUTATION_STAMP := $(VENV)/.mutation-installed
 
 mutation: $(MUTATION_STAMP)

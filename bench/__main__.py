@@ -5,8 +5,9 @@ settings), the floor baseline (`bench/floor_gateway.py`: the smallest server of 
 figure of ours is read as a ratio to it) and the naive one-subscription-per-connection baseline
 (`bench/naive_gateway.py`):
 idle streams on distinct running tasks (KiB per stream from RSS), 1 task x N watchers at
-20 updates/s, N tasks x 1 watcher at 1 update/s each (every stream opened at the same
-instant, so their idle re-checks fall due together in the window), and a reconnect storm of
+20 updates/s, 1 hot task x 5,000 watchers at 4 updates/s (ours and the floor only), N tasks
+x 1 watcher at 1 update/s each (every stream opened at the same instant, so their idle
+re-checks fall due together in the window), and a reconnect storm of
 streams opened at the same instant. Our gateway's loop stalls and garbage collections in each
 window come from its own /metrics. The load comes from raw-socket load generators
 (`bench/loadgen.py`) whose CPU is reported next to the server's.
@@ -26,6 +27,8 @@ pgbench and redis-benchmark. Knobs (environment variables):
     BENCH_IDLE=1000,5000,10000   idle stream counts
     BENCH_IDLE_HOLD=10       seconds the largest idle level is watched (idle re-reads)
     BENCH_WATCHERS=1000      watchers of the one task in the fan-out
+    BENCH_HOT_WATCHERS=5000  watchers of the one hot task (ours and the floor only) ...
+    BENCH_HOT_RATE=4         ... at this many updates/s
     BENCH_TASKS=2000         tasks in N tasks x 1 watcher
     BENCH_STORM=2000         streams in the reconnect storm
     BENCH_STORM_REPEATS=3    storms on 1 and on 2 gateway processes, alternated (median shown)
@@ -132,6 +135,10 @@ async def bench_gateway(
             )  # fmt: skip
             if profiled.profile is not None:
                 results.profiles.append(profiled.profile)
+        hot = None
+        if name != NAIVE:  # 5,000 Redis connections: more than a shared Redis should give it
+            step(f"{name}: 1 task x {cfg.hot_watchers} watchers at {cfg.hot_rate:g}/s")
+            hot = await bench.deliver(one_task, cfg.hot_watchers, cfg.hot_rate, cfg.seconds)
         step(f"{name}: {cfg.tasks} tasks x 1 watcher at 1/s")
         # Opened at once, as tabs are after a deploy: their idle re-checks fall due together
         # inside the window, as they do in production.
@@ -140,7 +147,7 @@ async def bench_gateway(
         storm = await bench.storm(cfg.storm)
     finally:
         await loadgens.stop()
-    return GatewayResults(idle, fan_out, many, storm)
+    return GatewayResults(idle, fan_out, many, storm, hot)
 
 
 async def measure(settings: Settings, cfg: Config) -> Results:

@@ -31,6 +31,8 @@ class Config:
     idle_hold_s: float = 10.0  # one whole SSE_IDLE_TIMEOUT at the largest idle level
     watchers: int = 1000  # 1 task x N watchers
     fanout_rate: float = 20.0  # updates per second to that one task
+    hot_watchers: int = 5000  # 1 hot task x N watchers (ours and the floor only) ...
+    hot_rate: float = 4.0  # ... at this many updates per second
     tasks: int = 2000  # N tasks x 1 watcher, 1 update per second each
     storm: int = 2000  # streams opened at the same instant
     storm_repeats: int = 3  # storms on 1 and on 2 gateway processes, alternated (bench.processes)
@@ -60,7 +62,8 @@ class Config:
         base = cls()
         if _flag("BENCH_QUICK"):
             base = replace(
-                base, idle_levels=(200, 500), idle_hold_s=3.0, watchers=200, tasks=200,
+                base, idle_levels=(200, 500), idle_hold_s=3.0, watchers=200, hot_watchers=500,
+                tasks=200,
                 storm=200, storm_repeats=1, seconds=3.0, backlog=500, spawn_seconds=2.0,
                 report_seconds=2.0, loadgens=2, workspaces=20, quick=True,
             )  # fmt: skip
@@ -69,6 +72,8 @@ class Config:
             idle_levels=_ints("BENCH_IDLE", base.idle_levels),
             idle_hold_s=_float("BENCH_IDLE_HOLD", base.idle_hold_s),
             watchers=_int("BENCH_WATCHERS", base.watchers),
+            hot_watchers=_int("BENCH_HOT_WATCHERS", base.hot_watchers),
+            hot_rate=_float("BENCH_HOT_RATE", base.hot_rate),
             tasks=_int("BENCH_TASKS", base.tasks),
             storm=_int("BENCH_STORM", base.storm),
             storm_repeats=max(1, _int("BENCH_STORM_REPEATS", base.storm_repeats)),

@@ -22,6 +22,7 @@ class GatewayResults:
     fan_out: Delivery
     many: Delivery
     storm: Storm
+    hot: Delivery | None = None  # 1 task x BENCH_HOT_WATCHERS (not run by the naive baseline)
 
 
 @dataclass

@@ -10,6 +10,10 @@ of every stream fall inside it), against each variant of our gateway (its enviro
 to the real settings) and then against the floor baseline, interleaved in one run. Prints,
 per server: publish-to-receive p50 / p99 / p99.9 / max, CPU microseconds per delivered event
 and its ratio to the floor's, and our gateway's loop stalls and collections by generation.
+
+BENCH_TAILS_WATCHERS=N runs the fan-out instead: N streams on one task (opened as the fan-out
+scenarios of `make bench` open them), BENCH_TAILS_RATE updates a second to it (e.g. N=5000
+at 4/s: the hot task).
 """
 
 from __future__ import annotations
@@ -59,9 +63,14 @@ async def one(
                 Server(name, port, process), loadgens, fixture.task_ids, publisher,
                 first_is_event=ours,
             )  # fmt: skip
+            settle_s = float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5)
+            if watchers():
+                return await bench.deliver(
+                    fixture.task_ids[:1], watchers(), rate(), cfg.seconds, settle_s=settle_s
+                )
             return await bench.deliver(
                 fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True,
-                settle_s=float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5),
+                settle_s=settle_s,
             )  # fmt: skip
         finally:
             await loadgens.stop()
@@ -73,6 +82,11 @@ def rate() -> float:
     """BENCH_TAILS_RATE: updates a second to each task (1 by default; 0.1 at 10,000 streams
     keeps the publishes within what this machine can take beside the streams' re-checks)."""
     return float(os.environ.get("BENCH_TAILS_RATE", "").strip() or 1.0)
+
+
+def watchers() -> int:
+    """BENCH_TAILS_WATCHERS: streams on one task (the fan-out); 0: the N tasks x 1 scenario."""
+    return int(os.environ.get("BENCH_TAILS_WATCHERS", "").strip() or 0)
 
 
 def line(name: str, result: Delivery, floor: Delivery | None) -> str:
@@ -110,7 +124,9 @@ async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str
     finally:
         await redis.aclose()
     head = (
-        f"{cfg.tasks} tasks x 1 watcher, opened at once, {rate():g} update/s each for "
+        f"1 task x {watchers()} watchers, {rate():g} updates/s for {cfg.seconds:g} s"
+        if watchers()
+        else f"{cfg.tasks} tasks x 1 watcher, opened at once, {rate():g} update/s each for "
         f"{cfg.seconds:g} s"
     )
     return [head] + [line(n, r, floor) for n, r in results] + [line(FLOOR, floor, None)]

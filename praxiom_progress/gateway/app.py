@@ -53,6 +53,7 @@ from praxiom_progress.gateway.keys import (
     STREAM_ACCESS,
     STREAM_STATS,
     STREAMS,
+    TASK_COUNT,
     TASK_STORE,
     TASK_WRITES,
     WORKSPACE_READS,
@@ -66,6 +67,7 @@ from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.revocation import AccessChanges
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import StreamStats
+from praxiom_progress.gateway.tasks_alive import TaskCount
 from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.gateway.workspace_reads import WorkspaceReads
 from praxiom_progress.gateway.workspace_sse import recheck_workspace_streams, workspace_progress
@@ -143,11 +145,13 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         cluster = connect_redis_cluster(settings.redis_url)
         slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
         client: aioredis.Redis | RedisCluster = cluster
-        dispatcher = ClusterDispatcher(slots, lag=lag)
+        dispatcher = ClusterDispatcher(slots, lag=lag, chunk=settings.sse_deliver_chunk)
     else:
         redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
         client = redis
-        dispatcher = ProgressDispatcher(redis, lag=lag, hooks=app[OPENING_HOOKS])
+        dispatcher = ProgressDispatcher(
+            redis, lag=lag, hooks=app[OPENING_HOOKS], chunk=settings.sse_deliver_chunk
+        )
     app[REDIS] = client
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
@@ -167,11 +171,14 @@ async def _loop_health(app: web.Application) -> AsyncIterator[None]:
         freeze_after=settings.gateway_gc_freeze_after,
         check_s=settings.gateway_gc_freeze_check_s,
     )
+    tasks = app[TASK_COUNT] = TaskCount()  # for /metrics, without walking every task
     health.start()
     tuning.start()
+    tasks.start()
     running = asyncio.create_task(tuning.run(), name="gc-tuning")
     yield
     await cancel_and_wait([running])
+    tasks.stop()
     tuning.stop()
     health.stop()
 

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 
-from praxiom_progress.gateway.dispatcher import ProgressDispatcher
+from praxiom_progress.gateway.dispatcher import DELIVER_CHUNK, ProgressDispatcher
 from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.lag import LagHistogram
 from praxiom_progress.gateway.stream import Watcher
@@ -42,9 +42,12 @@ DROPPED_PATIENCE = 5
 
 
 class ClusterDispatcher:
-    def __init__(self, slots: SlotMap, *, lag: LagHistogram | None = None) -> None:
+    def __init__(
+        self, slots: SlotMap, *, lag: LagHistogram | None = None, chunk: int = DELIVER_CHUNK
+    ) -> None:
         self._slots = slots
         self._lag = lag
+        self._chunk = chunk  # SSE_DELIVER_CHUNK, for each shard's dispatcher
         self._shards: dict[str, ProgressDispatcher] = {}  # node name ("host:port") -> shard
         self._homes: dict[str, ProgressDispatcher] = {}  # channel -> the shard holding it
         self._homeless: dict[str, set[Watcher]] = {}  # channels of slots no known node serves
@@ -170,6 +173,7 @@ class ClusterDispatcher:
             on_lost=self._refresh_wanted.set,
             on_dropped=self._dropped_by_node,
             lag=self._lag,
+            chunk=self._chunk,
         )
         self._shards[name] = shard
         if self._refresher is not None:  # started: a shard found later starts at once

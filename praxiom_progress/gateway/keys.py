@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.replica import ReadRouting
     from praxiom_progress.gateway.revocation import AccessChanges
     from praxiom_progress.gateway.stream import ProgressStream, StreamStats
+    from praxiom_progress.gateway.tasks_alive import TaskCount
     from praxiom_progress.gateway.workspace import WorkspaceStream
     from praxiom_progress.gateway.workspace_reads import WorkspaceReads
     from praxiom_progress.gateway.written import TaskWrites
@@ -76,6 +77,7 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
 #: Loop stalls and collection pauses (gateway.loophealth), and the collector's tuning
 #: (gateway.collection).
 LOOP_HEALTH: web.AppKey[LoopHealth] = web.AppKey("loop_health")
+TASK_COUNT: web.AppKey[TaskCount] = web.AppKey("task_count")
 GC_TUNING: web.AppKey[CollectionTuning] = web.AppKey("gc_tuning")
 OPENAPI_DOCUMENT: web.AppKey[OpenApiDocument] = web.AppKey("openapi_document")
 DEMO_TEMPLATE = web.AppKey("demo_template", str)

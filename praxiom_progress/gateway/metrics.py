@@ -42,6 +42,7 @@ from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.loophealth import LoopHealth
 from praxiom_progress.gateway.replica import ReadRouting
 from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.gateway.tasks_alive import TaskCount
 from praxiom_progress.taskstate.metrics import db_query_histogram
 
 #: Stream routes whose answers `stream_opens` counts: a task's, and a workspace's.
@@ -79,7 +80,7 @@ class StreamCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         dispatcher = self._app.get(DISPATCHER)  # absent until the app has started
         yield from _stream_metrics(self._app, dispatcher)
-        yield from _process_metrics(dispatcher)
+        yield from _process_metrics(dispatcher, self._app.get(keys.TASK_COUNT))
         yield from _limit_metrics(self._app[LIMIT_STATS])
         direct_write = self._app.get(keys.DIRECT_WRITE)
         if direct_write is not None:
@@ -210,16 +211,12 @@ def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
     return sum(not dispatcher.available_for(stream) for stream in list(streams))
 
 
-def _process_metrics(dispatcher: Dispatcher | None) -> Iterator[Metric]:
+def _process_metrics(dispatcher: Dispatcher | None, tasks: TaskCount | None) -> Iterator[Metric]:
     redis_up = dispatcher is not None and dispatcher.available
-    try:
-        tasks = len(asyncio.all_tasks())
-    except RuntimeError:  # scraped outside the event loop (never by /metrics)
-        tasks = 0
     yield _gauge(
         "praxiom_gateway_asyncio_tasks",
         "asyncio tasks alive in the gateway process: flat under connection churn, or a leak",
-        tasks,
+        tasks.alive if tasks is not None else 0,  # a count kept up, not a walk of every task
     )
     yield _gauge(
         "praxiom_gateway_redis_subscription_up",

@@ -71,6 +71,10 @@ class Settings:
     # A message more versions ahead of what a stream has sent than this is checked against
     # PostgreSQL before anything is sent (a forged publish must not end or block a stream).
     sse_max_version_jump: int = 10_000
+    # The most streams one message is handed to in one turn of the event loop; the rest
+    # follow on the next turns, in order (gateway.fanout): a task with thousands of watchers
+    # must not hold the loop for the whole fan-out.
+    sse_deliver_chunk: int = 250
     # The workspace stream's snapshot: every task not finished, plus those that finished this
     # recently, at most this many (the most recent first).
     sse_workspace_recent_s: float = 60.0
@@ -227,6 +231,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_retry_s": ("SSE_RETRY", _positive_float),
     "sse_direct_write": ("SSE_DIRECT_WRITE", _flag),
     "sse_max_version_jump": ("SSE_MAX_VERSION_JUMP", _positive_int),
+    "sse_deliver_chunk": ("SSE_DELIVER_CHUNK", _positive_int),
     "sse_workspace_recent_s": ("SSE_WORKSPACE_RECENT", _non_negative_float),
     "sse_workspace_max_tasks": ("SSE_WORKSPACE_MAX_TASKS", _positive_int),
     "task_types": ("TASK_TYPES", _task_types),

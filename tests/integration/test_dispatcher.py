@@ -191,11 +191,13 @@ async def test_a_stream_returning_before_the_unsubscribe_keeps_the_subscription(
     await dispatcher.watch(leaving)
     dispatcher.unwatch(leaving)
     back = Watcher(task_id)
-    await dispatcher.watch(back)  # within the reader's second: the unsubscribe is withdrawn
-    # Two messages read on another channel: the reader has sent what it had to in between.
-    for version in (2, 3):
-        await redis.publish(pacer.task_id, payload(pacer.task_id, version))
-        await received(pacer, version - 1)
+    await dispatcher.watch(back)  # within the second: the unsubscribe is withdrawn
+    dispatcher.unwatch(pacer)  # its unsubscribe goes out with those of that second
+
+    async def flushed() -> bool:
+        return await redis.subscribers(pacer.task_id) == 0
+
+    await wait_for(flushed, timeout_s=5)
     assert await redis.subscribers(task_id) == 1
     await redis.publish(task_id, payload(task_id, 2))
     assert await received(back, 1) == [2]
@@ -205,11 +207,12 @@ async def test_a_stream_returning_before_the_unsubscribe_keeps_the_subscription(
     ("data", "undecodable", "mismatched"),
     [
         (b"not json", 1, 0),
+        (b'{"id": "\xff"}', 1, 0),
         (b"[]", 1, 0),
         (b'{"version": 2, "status": "running"}', 1, 0),
         (b'{"id": "x"}', 0, 1),  # the id is checked first: not this channel's task
     ],
-    ids=["not-json", "not-an-object", "no-id", "another-id"],
+    ids=["not-json", "not-utf-8", "not-an-object", "no-id", "another-id"],
 )
 async def test_a_message_that_is_not_this_task_s_payload_is_counted_and_dropped(
     dispatcher: ProgressDispatcher, redis: Redis, data: bytes, undecodable: int, mismatched: int
@@ -523,3 +526,93 @@ async def test_a_second_stream_arriving_mid_subscribe_waits_for_the_same_confirm
         await client.aclose()
         await direct.client.aclose()
         await proxy.cut()
+
+
+# -- a message for more streams than a chunk (gateway.fanout) -------------------------------
+
+
+@pytest.fixture
+async def chunked() -> AsyncIterator[ProgressDispatcher]:
+    """Hands each message to at most 2 streams per turn of the loop; never started: the
+    tests offer what Redis would have delivered."""
+    client = connect_redis(redis_url())
+    yield ProgressDispatcher(client, chunk=2)
+    await client.aclose()
+
+
+async def watching(dispatcher: ProgressDispatcher, task_id: UUID, count: int) -> list[Watcher]:
+    watchers = [Watcher(task_id) for _ in range(count)]
+    for watcher in watchers:
+        await dispatcher.watch(watcher)
+    return watchers
+
+
+async def turns(count: int = 5) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_message_for_more_streams_than_a_chunk_reaches_the_rest_on_later_turns(
+    chunked: ProgressDispatcher,
+) -> None:
+    task_id, other_id = uuid4(), uuid4()
+    watchers = await watching(chunked, task_id, 5)
+    other = Watcher(other_id)
+    await chunked.watch(other)
+    channel = progress_channel(task_id)
+    chunked.offer(channel, payload(task_id, 2))
+    chunked.offer(channel, payload(task_id, 3, "completed"))
+    chunked.offer(progress_channel(other_id), payload(other_id, 4))
+    assert chunked.stats.delivered == 2  # the first chunk only; the rest wait their turn
+    assert other.updates == []  # behind them, though its task has one stream
+    await turns()
+    assert [w.versions for w in watchers] == [[2, 3]] * 5  # every one in order
+    assert all(w.updates[-1].terminal for w in watchers)
+    assert other.versions == [4]
+    assert chunked.stats.delivered == 11
+
+
+async def test_a_stream_that_leaves_between_chunks_gets_nothing_more(
+    chunked: ProgressDispatcher,
+) -> None:
+    task_id = uuid4()
+    watchers = await watching(chunked, task_id, 4)
+    chunked.offer(progress_channel(task_id), payload(task_id, 2))
+    waiting = [w for w in watchers if not w.updates]
+    assert len(waiting) == 2
+    gone = [waiting[0], next(w for w in watchers if w.updates)]
+    for watcher in gone:
+        chunked.unwatch(watcher)
+    # The channel now has as many streams as a chunk: still, nothing overtakes the queue.
+    chunked.offer(progress_channel(task_id), payload(task_id, 3))
+    await turns()
+    assert waiting[0].updates == []
+    assert waiting[1].versions == [2, 3]
+    assert [w.versions for w in watchers if w not in gone] == [[2, 3]] * 2
+    assert chunked.stats.delivered == 5
+
+
+async def test_the_reader_reads_no_further_while_a_fan_out_is_under_way() -> None:
+    """A backlog stays in Redis, not in the dispatcher's queue: two messages published
+    together are read one after the other, each once the previous reached every stream."""
+    client, publisher = connect_redis(redis_url()), connect_redis(redis_url())
+    started = ProgressDispatcher(client, chunk=1)
+    await started.start()
+    try:
+        task_id = uuid4()
+        watchers = await watching(started, task_id, 20)
+        pipe = publisher.pipeline(transaction=False)
+        for version in (2, 3):
+            pipe.publish(progress_channel(task_id), payload(task_id, version))
+        await pipe.execute()
+        most = 0
+        deadline = time.monotonic() + 5
+        while any(len(w.updates) < 2 for w in watchers) and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+            most = max(most, started.queued_messages)
+        assert [w.versions for w in watchers] == [[2, 3]] * 20
+        assert most == 1
+    finally:
+        await started.close()
+        await client.aclose()
+        await publisher.aclose()

@@ -20,6 +20,7 @@ def test_the_frame_is_one_sse_event_and_splits_stray_line_breaks() -> None:
     assert (
         Update.of(4, b"a\r\nb\rc", False).frame == b"id: 4\r\ndata: a\r\ndata: b\r\ndata: c\r\n\r\n"
     )
+    assert Update.of(5, b"a\rb", False).lines == b"data: a\r\ndata: b\r\n"  # a lone CR too
 
 
 def test_the_chunk_is_the_frame_in_http_1_1_chunked_framing() -> None:
