@@ -34,6 +34,7 @@ from praxiom_progress.gateway.dispatcher import ProgressDispatcher
 from praxiom_progress.gateway.dispatching import Dispatcher
 from praxiom_progress.gateway.errors import error_middleware
 from praxiom_progress.gateway.idle import IdleSweeper
+from praxiom_progress.gateway.keepalive import Pinger
 from praxiom_progress.gateway.keys import (
     ACCESS_CHANGES,
     CATALOGUE,
@@ -47,6 +48,7 @@ from praxiom_progress.gateway.keys import (
     LOOP_HEALTH,
     METRICS,
     OPENING_HOOKS,
+    PINGER,
     READ_ROUTING,
     REDIS,
     SETTINGS,
@@ -178,7 +180,7 @@ async def _loop_health(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run beside the requests: the idle sweeper, the LISTEN for access
-    changes and unpublished task writes, and the dependency watch."""
+    changes and unpublished task writes, the dependency watch and the streams' pinger."""
     workspaces, reads = app[WORKSPACE_STREAMS], app[WORKSPACE_READS]
     sweeper = IdleSweeper(
         app[STREAMS],
@@ -203,6 +205,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
         asyncio.create_task(app[GATEWAY_STORE].token_use.run(), name="token-use"),
+        asyncio.create_task(app[PINGER].run(), name="pinger"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
@@ -229,6 +232,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[WORKSPACE_STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    app[PINGER] = Pinger(settings.sse_ping_interval_s, settings.sse_send_timeout_s)
     app[OPENING_HOOKS] = OpeningHooks()  # a test may replace it before the app starts
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)

@@ -15,16 +15,17 @@ import re
 import weakref
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from praxiom_progress.gateway.auth import authorize, parse_task_id, token_hash
 from praxiom_progress.gateway.errors import not_found
 from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.gateway.keepalive import PingedResponse
 from praxiom_progress.gateway.keys import (
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
     OPENING_HOOKS,
+    PINGER,
     SETTINGS,
     STREAM_ACCESS,
     STREAM_SLOTS,
@@ -50,11 +51,18 @@ def disarm_keepalive(request: web.Request, response: web.StreamResponse) -> None
 
 
 def ping_interval_s(setting_s: float) -> float:
-    """A stream's own keep-alive period, a little under SSE_PING_INTERVAL. Streams opened
+    """The keep-alive period of a stream with a ping task of its own (one the shared pinger
+    cannot write to: gateway.keepalive), a little under SSE_PING_INTERVAL. Streams opened
     together (a reconnect storm) would otherwise ping together, every one of a wave written in
     one turn of the event loop (2,000 streams: tens of ms); at periods of their own the waves
     spread out, and no stream is quiet for longer than the setting."""
     return setting_s * random.uniform(0.8, 1.0)
+
+
+def pinged_response(app: web.Application) -> PingedResponse:
+    """A stream's response, kept alive by the app's pinger (gateway.keepalive)."""
+    ping_s = ping_interval_s(app[SETTINGS].sse_ping_interval_s)
+    return PingedResponse(app[PINGER], app[DIRECT_WRITE], ping_s)
 
 
 def last_event_id(request: web.Request) -> int | None:
@@ -115,10 +123,10 @@ async def _stream(
     """Send `first`, then the task's every newer state, until it ends or the client leaves."""
     app = request.app
     stats = app[STREAM_STATS]
-    response = EventSourceResponse(ping_interval=ping_interval_s(app[SETTINGS].sse_ping_interval_s))
+    response = pinged_response(app)
     await response.prepare(request)
     disarm_keepalive(request, response)
-    transport = app[DIRECT_WRITE].transport_for(request, response)
+    transport = response.transport
     app[STREAMS].add(stream)
     stats.opened += 1
     running = stream.run(first, response, transport, app[DISPATCHER])
@@ -128,7 +136,7 @@ async def _stream(
     except ConnectionResetError:
         pass  # the client went away (or stopped reading and was dropped): a normal end
     finally:
-        response.stop_streaming()  # its ping task would outlive a cancelled handler
+        response.stop_streaming()  # it leaves the pinger now, not at its next ping
         app[STREAMS].discard(stream)
         stats.closed += 1
     return response
