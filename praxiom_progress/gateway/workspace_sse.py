@@ -65,6 +65,7 @@ async def workspace_progress(request: web.Request) -> web.StreamResponse:
     assert caller is not None  # what ALLOWED means
     since = last_event_id(request)
     with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
+        del caller  # an open stream keeps nothing it does not need: memory per stream counts
         stream = WorkspaceStream(
             workspace_id,
             digest,
@@ -79,7 +80,9 @@ async def workspace_progress(request: web.Request) -> web.StreamResponse:
             first = await _first_read(reads, digest, workspace_id, since)  # ... then read
             if not first.allowed:  # access lost since the check above
                 raise workspace_refusal(Decision.FORBIDDEN)
-            return await _stream(request, stream, first)
+            streaming = _stream(request, stream, first)
+            del first  # up to SSE_WORKSPACE_MAX_TASKS rows: held only until they are sent
+            return await streaming
         finally:
             dispatcher.unwatch(stream)
 
@@ -107,9 +110,10 @@ async def _stream(
     stats.opened += 1
     # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
     retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-    transport = response.transport
+    running = stream.run(first, retry_ms, response, app[DISPATCHER], response.transport)
+    del first  # held by the stream only until it is sent
     try:
-        await stream.run(first, retry_ms, response, app[DISPATCHER], transport)
+        await running
     except ConnectionResetError:
         pass  # the client went away (or stopped reading and was dropped): a normal end
     finally:
