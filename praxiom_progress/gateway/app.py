@@ -24,7 +24,7 @@ from praxiom_progress.gateway import (
     sse,
     views,
 )
-from praxiom_progress.gateway.access_log import access_log_middleware, echo_request_id
+from praxiom_progress.gateway.access_log import echo_request_id
 from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
 from praxiom_progress.gateway.cluster import ClusterDispatcher
 from praxiom_progress.gateway.collection import CollectionTuning
@@ -32,7 +32,7 @@ from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
 from praxiom_progress.gateway.dispatcher import ProgressDispatcher
 from praxiom_progress.gateway.dispatching import Dispatcher
-from praxiom_progress.gateway.errors import error_middleware
+from praxiom_progress.gateway.front import front_door
 from praxiom_progress.gateway.idle import IdleSweeper
 from praxiom_progress.gateway.keepalive import Pinger
 from praxiom_progress.gateway.keys import (
@@ -217,12 +217,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
     # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
     app = web.Application(
-        middlewares=[
-            access_log_middleware,
-            error_middleware,
-            limits.auth_failure_guard,
-            browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
-        ],
+        middlewares=[front_door(settings)],  # the only one: gateway.front says why
         client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
