@@ -25,6 +25,7 @@ import random
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from praxiom_progress.gateway.direct_write import DirectWrite
 
@@ -34,6 +35,8 @@ PING_SLOTS = 32
 _PING = b": ping\r\n\r\n"
 #: The comment as one HTTP/1.1 chunk (only chunked, uncompressed streams are pinged here).
 PING_CHUNK = b"%x\r\n%s\r\n" % (len(_PING), _PING)
+#: What a prepared stream's `headers` read once they are written: nothing, and read-only.
+SENT_HEADERS: CIMultiDict[str] = CIMultiDictProxy(CIMultiDict())  # type: ignore[assignment]
 
 
 class Pinger:
@@ -130,6 +133,9 @@ class PingedResponse(EventSourceResponse):
             self._ping_task = asyncio.create_task(self._ping())
         else:
             self._pinger.add(self)
+        # The headers are written (serialized, and sent: a StreamResponse does not hold them
+        # back): an open stream keeps no copy of them (about 1 KiB a stream).
+        self._headers = SENT_HEADERS
         return writer
 
     def ping(self, now: float, send_timeout_s: float) -> bool:

@@ -231,3 +231,16 @@ async def test_a_stream_the_pinger_may_not_write_to_keeps_its_own_ping_task() ->
         writer.close()
         await _wait_for(lambda: served.ended)  # noqa: B023
         assert not response.is_connected()
+
+
+async def test_a_prepared_stream_keeps_no_copy_of_the_headers_it_sent(served: Served) -> None:
+    sock = socket.create_connection(("127.0.0.1", served.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"Content-Type: text/event-stream" in head and b"X-Accel-Buffering: no" in head
+    response = served.responses[0]
+    assert len(response.headers) == 0
+    with pytest.raises(TypeError):
+        response.headers["X-Late"] = "1"  # type: ignore[index]  # read-only: it went out
+    writer.close()
