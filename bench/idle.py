@@ -58,10 +58,13 @@ def line(name: str, idle: Idle, floor: Idle | None) -> str:
     parts = []
     for i, level in enumerate(idle.levels):
         kib, open_s = level.kib_per_stream or float("nan"), level.open_s
-        text = f"{level.streams}: {kib:.2f} KiB, open {open_s:.2f} s"
+        text = f"{level.streams}: {kib:.2f} KiB, open {open_s:.2f} s ({level.open_cpu_s:.2f} s CPU)"
         if floor is not None:
             fl = floor.levels[i]
-            text += f" ({kib / (fl.kib_per_stream or 1):.2f}x, {open_s / fl.open_s:.2f}x floor)"
+            text += (
+                f" ({kib / (fl.kib_per_stream or 1):.2f}x, {open_s / fl.open_s:.2f}x,"
+                f" CPU {level.open_cpu_s / fl.open_cpu_s:.2f}x floor)"
+            )
         if level.failed:
             text += f" [{level.failed} failed]"
         parts.append(text)
@@ -75,11 +78,13 @@ def summary(name: str, rounds: list[tuple[Idle, Idle]]) -> str:
     open_s = [o.open_s for o, _ in last]
     kib_x = [(o.kib_per_stream or float("nan")) / (f.kib_per_stream or 1) for o, f in last]
     open_x = [o.open_s / f.open_s for o, f in last]
+    cpu_x = [o.open_cpu_s / f.open_cpu_s for o, f in last]
     med = statistics.median
     return (
         f"{name} (median of {len(rounds)}): {med(kib):.2f} KiB ({med(kib_x):.2f}x floor), "
-        f"open the last level {med(open_s):.2f} s ({med(open_x):.2f}x floor); "
-        f"open ratios {', '.join(f'{x:.2f}' for x in open_x)}"
+        f"open the last level {med(open_s):.2f} s ({med(open_x):.2f}x floor), its CPU "
+        f"{med(cpu_x):.2f}x floor; open ratios {', '.join(f'{x:.2f}' for x in open_x)}, "
+        f"CPU ratios {', '.join(f'{x:.2f}' for x in cpu_x)}"
     )
 
 
