@@ -54,6 +54,9 @@ our gateway's settings and the floor baseline (bench/tails.py).
 `python -m bench --runner` for the runner's two throughput figures alone (report_progress per
 second and no-op tasks drained per second, BENCH_BACKLOG of them) next to pgbench's single-row
 UPDATE at the same concurrency: about a minute, for an A/B of a runner change.
+`python -m bench --idle [NAME=VAR=VALUE,... ...]` for the idle scenario (memory per stream,
+time to open) against variants of our gateway and the floor, interleaved over BENCH_ROUNDS
+rounds (bench/idle.py).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ from typing import TypeVar
 from psycopg2.extensions import make_dsn
 from redis.asyncio import Redis
 
-from bench import floor_report, limits, processes, report, tails, workspaces
+from bench import floor_report, idle, limits, processes, report, tails, workspaces
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
@@ -334,6 +337,12 @@ async def tails_only(arguments: list[str]) -> None:
         print("\n".join(await tails.run(settings, Config.from_env(), arguments)))
 
 
+async def idle_only(arguments: list[str]) -> None:
+    """The idle scenario alone (bench/idle.py), A/B, in the bench's own database."""
+    async with bench_database() as settings:
+        print("\n".join(await idle.run(settings, Config.from_env(), arguments)))
+
+
 async def storm_only() -> None:
     """The reconnect storm alone, on 1 and on 2 gateway processes, in the bench's database."""
     cfg = Config.from_env()
@@ -391,6 +400,8 @@ if __name__ == "__main__":
         asyncio.run(transactions_only())
     elif sys.argv[1:2] == ["--tails"]:
         asyncio.run(tails_only(sys.argv[2:]))
+    elif sys.argv[1:2] == ["--idle"]:
+        asyncio.run(idle_only(sys.argv[2:]))
     elif sys.argv[1:] == ["--storm"]:
         asyncio.run(storm_only())
     elif sys.argv[1:] == ["--runner"]:

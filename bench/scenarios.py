@@ -29,6 +29,7 @@ class IdleLevel:
     kib_per_stream: float | None  # None: not run at this size (see `note`)
     open_s: float = 0.0  # opening the streams added at this level
     failed: int = 0
+    open_cpu_s: float = float("nan")  # the server's CPU meanwhile (steadier on a busy machine)
     note: str = ""
 
 
@@ -152,15 +153,15 @@ class GatewayBench:
             if cap is not None and level > cap:
                 result.levels.append(IdleLevel(level, None, note=cap_note))
                 continue
-            started = time.monotonic()
+            started, meter = time.monotonic(), CpuMeter(self.server.pids())
             opened = await self.loadgens.open(
                 self.paths(self.task_ids[open_now:level]), wait_first=self.first_is_event
             )
-            open_s = time.monotonic() - started
+            open_s, open_cpu_s = time.monotonic() - started, meter.seconds()
             open_now = level
             await asyncio.sleep(SETTLE_S)
             kib = (self.server.rss() - baseline) / level / 1024
-            result.levels.append(IdleLevel(level, kib, open_s, opened.failed))
+            result.levels.append(IdleLevel(level, kib, open_s, opened.failed, open_cpu_s))
         if open_now and hold_s > 0:
             await self.loadgens.reset()
             meter = CpuMeter(self.server.pids())

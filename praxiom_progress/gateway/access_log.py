@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from uuid import uuid4
 
 from aiohttp import web
 
-from praxiom_progress.gateway.errors import Handler
-from praxiom_progress.gateway.keys import CLIENT_ADDRESSES
-from praxiom_progress.taskstate.logs import annotate, log_context
+from praxiom_progress.taskstate.logs import annotate
 
 log = logging.getLogger("gateway.access")
 
@@ -45,30 +42,10 @@ def note_principal(key: str) -> None:
     annotate(principal=key)
 
 
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request_id_for(request)
-    request[REQUEST_ID] = request_id
-    request[CLIENT_ADDRESS] = request.app[CLIENT_ADDRESSES].of(request)
-    started = time.perf_counter()
-    with log_context(request_id=request_id) as context:
-        status = CLIENT_CLOSED
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # not turned into JSON by an inner middleware
-            status = exc.status
-            raise
-        finally:
-            # A cancelled stream still answered 200: its headers went out when it started.
-            status = request.get(RESPONSE_STATUS, status)
-            _log_access(request, status, time.perf_counter() - started, context)
-
-
-def _log_access(
+def log_access(
     request: web.Request, status: int, duration_s: float, context: dict[str, object]
 ) -> None:
+    """The request's line (gateway.front writes it when the request, or stream, ends)."""
     duration_ms = round(duration_s * 1000, 1)
     principal = context.get("principal")
     path = request.rel_url.raw_path  # still percent-encoded: no line breaks in a text log

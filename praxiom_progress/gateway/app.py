@@ -24,7 +24,7 @@ from praxiom_progress.gateway import (
     sse,
     views,
 )
-from praxiom_progress.gateway.access_log import access_log_middleware, echo_request_id
+from praxiom_progress.gateway.access_log import echo_request_id
 from praxiom_progress.gateway.catalogue import TaskTypeCatalogue
 from praxiom_progress.gateway.cluster import ClusterDispatcher
 from praxiom_progress.gateway.collection import CollectionTuning
@@ -32,8 +32,9 @@ from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
 from praxiom_progress.gateway.dispatcher import ProgressDispatcher
 from praxiom_progress.gateway.dispatching import Dispatcher
-from praxiom_progress.gateway.errors import error_middleware
+from praxiom_progress.gateway.front import front_door
 from praxiom_progress.gateway.idle import IdleSweeper
+from praxiom_progress.gateway.keepalive import Pinger
 from praxiom_progress.gateway.keys import (
     ACCESS_CHANGES,
     CATALOGUE,
@@ -47,6 +48,7 @@ from praxiom_progress.gateway.keys import (
     LOOP_HEALTH,
     METRICS,
     OPENING_HOOKS,
+    PINGER,
     READ_ROUTING,
     REDIS,
     SETTINGS,
@@ -185,7 +187,7 @@ async def _loop_health(app: web.Application) -> AsyncIterator[None]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The tasks that run beside the requests: the idle sweeper, the LISTEN for access
-    changes and unpublished task writes, and the dependency watch."""
+    changes and unpublished task writes, the dependency watch and the streams' pinger."""
     workspaces, reads = app[WORKSPACE_STREAMS], app[WORKSPACE_READS]
     sweeper = IdleSweeper(
         app[STREAMS],
@@ -210,6 +212,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(events.run(), name="database-events"),
         asyncio.create_task(watch.run(), name="dependency-watch"),
         asyncio.create_task(app[GATEWAY_STORE].token_use.run(), name="token-use"),
+        asyncio.create_task(app[PINGER].run(), name="pinger"),
     ]
     yield
     await cancel_and_wait(running)  # the LISTEN may be mid-connect in aiopg
@@ -221,12 +224,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
     # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
     app = web.Application(
-        middlewares=[
-            access_log_middleware,
-            error_middleware,
-            limits.auth_failure_guard,
-            browsers.origin_check(settings.session_cookie_name, settings.cors_allowed_origins),
-        ],
+        middlewares=[front_door(settings)],  # the only one: gateway.front says why
         client_max_size=settings.gateway_max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -236,6 +234,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[WORKSPACE_STREAMS] = weakref.WeakSet()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
+    app[PINGER] = Pinger(settings.sse_ping_interval_s, settings.sse_send_timeout_s)
     app[OPENING_HOOKS] = OpeningHooks()  # a test may replace it before the app starts
     metrics.setup(app)
     app.on_response_prepare.append(echo_request_id)

@@ -15,12 +15,9 @@ a same-origin one from an old browser or not from a browser at all (curl, a serv
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 
-from praxiom_progress.gateway.errors import ApiError, Handler
+from praxiom_progress.gateway.errors import ApiError
 from praxiom_progress.gateway.keys import LIMIT_STATS
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,22 +35,17 @@ def cross_origin_refused() -> ApiError:
     return ApiError(403, "FORBIDDEN", "Cross-site requests with the session cookie are refused")
 
 
-def origin_check(cookie_name: str, allowed_origins: Collection[str]) -> Middleware:
-    allowed = frozenset(allowed_origins)
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (
-            request.method not in _SAFE_METHODS
-            and hdrs.AUTHORIZATION not in request.headers
-            and cookie_name in request.cookies
-            and not _origin_allowed(request, allowed)
-        ):
-            request.app[LIMIT_STATS].cross_origin_refused += 1
-            raise cross_origin_refused()
-        return await handler(request)
-
-    return check
+def check_origin(request: web.Request, cookie_name: str, allowed: frozenset[str]) -> None:
+    """403 for a state-changing request whose credential is the session cookie and whose
+    origin is neither ours nor allowed (gateway.front calls it for every request)."""
+    if (
+        request.method not in _SAFE_METHODS
+        and hdrs.AUTHORIZATION not in request.headers
+        and cookie_name in request.cookies
+        and not _origin_allowed(request, allowed)
+    ):
+        request.app[LIMIT_STATS].cross_origin_refused += 1
+        raise cross_origin_refused()
 
 
 def own_origin(request: web.Request) -> str:

@@ -1,4 +1,5 @@
-"""Every refusal the gateway sends: a status code and `{"error": {"code", "message"}}`."""
+"""Every refusal the gateway sends: a status code and `{"error": {"code", "message"}}`; and
+`answer_for`, which turns whatever a request raised into one (gateway.front)."""
 
 from __future__ import annotations
 
@@ -108,21 +109,20 @@ def error_response(
     return json_response(body, status=status, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def answer_for(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer to an exception a request raised (gateway.front calls it for every
+    request); a redirect (an HTTPException under 400) is raised again, for aiohttp to send."""
+    if isinstance(exc, ApiError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         headers.update(exc.headers)
         response = error_response(exc.status, exc.code, exc.message, headers=headers, **exc.extra)
         if exc.close:
             response.force_close()
         return response
-    except InvalidData as exc:
+    if isinstance(exc, InvalidData):
         log.info("PostgreSQL refused a value: %s", exc, extra={"action": "invalid_data"})
         return error_response(422, "VALIDATION_ERROR", "A value could not be stored")
-    except StoreUnavailable as exc:
+    if isinstance(exc, StoreUnavailable):
         log.warning("PostgreSQL unavailable: %s", exc, extra={"action": "db_unavailable"})
         return error_response(
             503,
@@ -130,17 +130,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "The task store is unavailable; retry shortly",
             headers={"Retry-After": "2"},
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _CODES.get(exc.status, "ERROR")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error_response(exc.status, code, exc.reason, headers=headers)
-    except Exception:
-        log.exception(
-            "unhandled error on %s %s",
-            request.method,
-            request.path,
-            extra={"action": "internal_error"},
-        )
-        return error_response(500, "INTERNAL", "Internal error")
+    log.error(
+        "unhandled error on %s %s",
+        request.method,
+        request.path,
+        exc_info=exc,
+        extra={"action": "internal_error"},
+    )
+    return error_response(500, "INTERNAL", "Internal error")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.direct_write import DirectWrite
     from praxiom_progress.gateway.dispatching import Dispatcher
     from praxiom_progress.gateway.idle import IdleSweeper
+    from praxiom_progress.gateway.keepalive import Pinger
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
     from praxiom_progress.gateway.loophealth import LoopHealth
     from praxiom_progress.gateway.metrics import GatewayMetrics
@@ -55,6 +56,8 @@ WORKSPACE_STREAMS: web.AppKey[weakref.WeakSet[WorkspaceStream]] = web.AppKey("wo
 WORKSPACE_READS: web.AppKey[WorkspaceReads] = web.AppKey("workspace_reads")
 #: SSE_DIRECT_WRITE and its guard (gateway.direct_write).
 DIRECT_WRITE: web.AppKey[DirectWrite] = web.AppKey("direct_write")
+#: The one task that writes every open stream's keep-alive comments (gateway.keepalive).
+PINGER: web.AppKey[Pinger] = web.AppKey("pinger")
 STREAM_ACCESS: web.AppKey[StreamAccess] = web.AppKey("stream_access")
 IDLE_SWEEPER: web.AppKey[IdleSweeper] = web.AppKey("idle_sweeper")
 #: The test seam in the open sequence of a stream (gateway.opening); a no-op in production.

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from praxiom_progress.gateway.access_log import CLIENT_ADDRESS
-from praxiom_progress.gateway.errors import ApiError, Handler, too_many
+from praxiom_progress.gateway.errors import ApiError, too_many
 from praxiom_progress.gateway.keys import (
     AUTH_FAILURE_LIMITER,
     LIMIT_STATS,
@@ -135,24 +134,6 @@ class RateLimiter:
         for key in list(self._buckets):
             if self._tokens(key, now) >= self.capacity:
                 del self._buckets[key]
-
-
-@web.middleware
-async def auth_failure_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An address that got AUTH_FAILURES_PER_MINUTE 401s is answered 429 before any lookup
-    (each unauthenticated request would otherwise cost a database query)."""
-    limiter = request.app[AUTH_FAILURE_LIMITER]
-    address = request[CLIENT_ADDRESS]
-    limiter.check(address)
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        if exc.status == 401:
-            limiter.spend(address)
-        raise
-    if response.status == 401:
-        limiter.spend(address)
-    return response
 
 
 async def _count_too_large(request: web.Request, response: web.StreamResponse) -> None:

@@ -31,6 +31,8 @@ SERVER_NAME = "praxiom-progress"
 
 
 class QuietRequestHandler(web_protocol.RequestHandler):
+    __slots__ = ()  # aiohttp's handler has slots; without these, each connection gets a dict
+
     def handle_error(
         self,
         request: BaseRequest,

@@ -13,18 +13,20 @@ from __future__ import annotations
 import random
 import re
 import weakref
+from uuid import UUID
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from praxiom_progress.gateway.auth import authorize, parse_task_id, token_hash
 from praxiom_progress.gateway.errors import not_found
 from praxiom_progress.gateway.frames import Update, snapshot
+from praxiom_progress.gateway.keepalive import PingedResponse
 from praxiom_progress.gateway.keys import (
     DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
     OPENING_HOOKS,
+    PINGER,
     SETTINGS,
     STREAM_ACCESS,
     STREAM_SLOTS,
@@ -32,7 +34,9 @@ from praxiom_progress.gateway.keys import (
     STREAMS,
     WORKSPACE_STREAMS,
 )
+from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.gateway.stream import ProgressStream
+from praxiom_progress.taskstate.models import Task
 
 #: A version is a PostgreSQL bigint: at most 19 ASCII digits (`isdigit` would let `²` through).
 _VERSION = re.compile(r"[0-9]{1,19}")
@@ -50,16 +54,27 @@ def disarm_keepalive(request: web.Request, response: web.StreamResponse) -> None
 
 
 def ping_interval_s(setting_s: float) -> float:
-    """A stream's own keep-alive period, a little under SSE_PING_INTERVAL. Streams opened
+    """The keep-alive period of a stream with a ping task of its own (one the shared pinger
+    cannot write to: gateway.keepalive), a little under SSE_PING_INTERVAL. Streams opened
     together (a reconnect storm) would otherwise ping together, every one of a wave written in
     one turn of the event loop (2,000 streams: tens of ms); at periods of their own the waves
     spread out, and no stream is quiet for longer than the setting."""
     return setting_s * random.uniform(0.8, 1.0)
 
 
+def pinged_response(app: web.Application) -> PingedResponse:
+    """A stream's response, kept alive by the app's pinger (gateway.keepalive)."""
+    ping_s = ping_interval_s(app[SETTINGS].sse_ping_interval_s)
+    return PingedResponse(app[PINGER], app[DIRECT_WRITE], ping_s)
+
+
 def last_event_id(request: web.Request) -> int | None:
-    """`Last-Event-ID` (sent by browsers on reconnect) or `?last_event_id=`; junk is ignored."""
-    return parse_version(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+    """`Last-Event-ID` (sent by browsers on reconnect) or `?last_event_id=`; junk is ignored.
+    (The query is parsed only if there is one: parsed, it stays with the request.)"""
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None and request.rel_url.raw_query_string:
+        raw = request.query.get("last_event_id")
+    return parse_version(raw)
 
 
 def parse_version(raw: str | None) -> int | None:
@@ -70,68 +85,73 @@ def parse_version(raw: str | None) -> int | None:
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
-    """Authorize, subscribe, snapshot: 401, 404 and 403 cost no Redis command (one grouped
-    query answers them), and the task is read again once the subscription is confirmed, so no
-    update can slip between the snapshot and the subscription."""
+    """Authorize, subscribe, snapshot, then send the task's every newer state until it ends or
+    the client leaves. 401, 404 and 403 cost no Redis command (one grouped query answers
+    them), and the task is read again once the subscription is confirmed, so no update can
+    slip between the snapshot and the subscription. Memory per stream counts: this is the one
+    frame an open stream keeps besides its own `run`'s (what runs before are calls that
+    return), and it holds no row, event or caller."""
     app = request.app
-    settings, dispatcher, store = app[SETTINGS], app[DISPATCHER], app[GATEWAY_STORE]
+    settings, dispatcher, stats = app[SETTINGS], app[DISPATCHER], app[STREAM_STATS]
     digest = token_hash(request, settings.session_cookie_name)
     task_id = parse_task_id(request.match_info["task_id"])
+    principal, task = await _authorize(app[GATEWAY_STORE], digest, task_id)
+    seen = last_event_id(request)
+    if task.is_terminal and seen is not None and seen >= task.version:
+        return web.Response(status=204)  # tells the browser to stop reconnecting
+    with app[STREAM_SLOTS].hold(principal):  # 503 when full, 429 over the caller's share
+        stream = ProgressStream(task.id, digest, app[STREAM_ACCESS], settings, stats)
+        live = not task.is_terminal  # a finished task changes no more: nothing to listen for
+        if live:
+            await app[OPENING_HOOKS].subscribing(task.id)  # the test seam (gateway.opening)
+            await dispatcher.watch(stream)  # subscribe, confirmed ...
+        response = pinged_response(app)
+        try:
+            first = await _first_event(app, task, digest, seen, live)  # ... then the snapshot
+            del task
+            await response.prepare(request)
+            disarm_keepalive(request, response)
+            app[STREAMS].add(stream)
+            stats.opened += 1
+            running = stream.run(first, response, response.transport, dispatcher)
+            del first  # held by the stream only as long as it needs it
+            try:
+                await running
+            except ConnectionResetError:
+                pass  # the client went away (or stopped reading and was dropped): a normal end
+            finally:
+                stats.closed += 1
+            return response
+        finally:
+            response.stop_streaming()  # it leaves the pinger now, not at its next ping
+            app[STREAMS].discard(stream)
+            dispatcher.unwatch(stream)
+
+
+async def _authorize(store: GatewayStore, digest: bytes, task_id: UUID | None) -> tuple[str, Task]:
+    """The caller's key (for the stream limits) and the task; 401, 404, 403 otherwise."""
     if task_id is None:
         await authorize(store, digest, None)  # 401 for a bad token, else 404
         raise not_found()
     caller, task = await authorize(store, digest, task_id)
-    seen = last_event_id(request)
-    if task.is_terminal and seen is not None and seen >= task.version:
-        return web.Response(status=204)  # tells the browser to stop reconnecting
-    with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
-        stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, app[STREAM_STATS])
-        live = not task.is_terminal  # a finished task changes no more: nothing to listen for
-        hooks = app[OPENING_HOOKS]  # the test seam (gateway.opening); a no-op in production
-        if live:
-            await hooks.subscribing(task_id)
-            await dispatcher.watch(stream)  # subscribe, confirmed ...
-        try:
-            if live:
-                await hooks.subscribed(task_id)
-                _, task = await authorize(store, digest, task_id)  # ... then the snapshot
-                if seen is not None and task.version < seen:  # a lagging standby's row
-                    task = next(iter(await store.tasks([task_id])), task)  # the primary's
-                await hooks.snapshot_read(task_id)
-            # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
-            retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-            first = snapshot(task, retry_ms)
-            del task  # an open stream keeps nothing it does not need: memory per stream counts
-            streaming = _stream(request, stream, first)
-            del first  # held by the stream only as long as it needs it
-            return await streaming
-        finally:
-            dispatcher.unwatch(stream)
+    return caller.key, task
 
 
-async def _stream(
-    request: web.Request, stream: ProgressStream, first: Update
-) -> web.StreamResponse:
-    """Send `first`, then the task's every newer state, until it ends or the client leaves."""
-    app = request.app
-    stats = app[STREAM_STATS]
-    response = EventSourceResponse(ping_interval=ping_interval_s(app[SETTINGS].sse_ping_interval_s))
-    await response.prepare(request)
-    disarm_keepalive(request, response)
-    transport = app[DIRECT_WRITE].transport_for(request, response)
-    app[STREAMS].add(stream)
-    stats.opened += 1
-    running = stream.run(first, response, transport, app[DISPATCHER])
-    del first  # held by the stream only as long as it needs it
-    try:
-        await running
-    except ConnectionResetError:
-        pass  # the client went away (or stopped reading and was dropped): a normal end
-    finally:
-        response.stop_streaming()  # its ping task would outlive a cancelled handler
-        app[STREAMS].discard(stream)
-        stats.closed += 1
-    return response
+async def _first_event(
+    app: web.Application, task: Task, digest: bytes, seen: int | None, live: bool
+) -> Update:
+    """The stream's first event: the task as read once its subscription is confirmed (the
+    row read to authorize the call, for a finished task), with the reconnect hint."""
+    if live:
+        hooks, store = app[OPENING_HOOKS], app[GATEWAY_STORE]
+        await hooks.subscribed(task.id)
+        task = (await authorize(store, digest, task.id))[1]
+        if seen is not None and task.version < seen:  # a lagging standby's row
+            task = next(iter(await store.tasks([task.id])), task)  # the primary's
+        await hooks.snapshot_read(task.id)
+    # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
+    retry_ms = int(app[SETTINGS].sse_retry_s * 1000 * random.uniform(0.5, 1.5))
+    return snapshot(task, retry_ms)
 
 
 async def close_all_streams(app: web.Application) -> None:

@@ -284,9 +284,9 @@ class ProgressStream(Wakeable):
     async def _send(self, update: Update, response: web.StreamResponse) -> bool:
         """Send one event from this task; True when the stream should end (terminal state).
 
-        No timeout per write: a client that stops reading is dropped by the response's ping
-        task, whose write times out after aiohttp-sse's send_timeout and aborts the
-        connection, failing this write too."""
+        No timeout per write: a client that stops reading is dropped by the pinger once its
+        socket took nothing for SSE_SEND_TIMEOUT (gateway.keepalive; or by aiohttp-sse's
+        ping task, whose write times out), which aborts the connection, failing this write."""
         self._sent_version = update.version  # before the write yields: `deliver` skips it
         await response.write(update.frame)
         self._stats.events += 1

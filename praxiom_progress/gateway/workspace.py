@@ -181,6 +181,7 @@ class WorkspaceStream(Wakeable):
         leaves, the caller loses access, or polling reaches SSE_POLL_LIMIT. `transport`:
         where `deliver` may write chunks itself, or None (gateway.direct_write)."""
         await self._send_read(first, response, b"retry: %d\r\n" % retry_ms)
+        del first  # up to SSE_WORKSPACE_MAX_TASKS rows: an open stream keeps none of them
         self._socket = transport
         try:
             await self._follow(response, dispatcher)

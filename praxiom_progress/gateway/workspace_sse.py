@@ -16,14 +16,12 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from praxiom_progress.gateway.access_log import note_principal
 from praxiom_progress.gateway.auth import parse_task_id, token_hash
 from praxiom_progress.gateway.decision import Decision
 from praxiom_progress.gateway.errors import ApiError, not_found, refusal
 from praxiom_progress.gateway.keys import (
-    DIRECT_WRITE,
     DISPATCHER,
     GATEWAY_STORE,
     LIMIT_STATS,
@@ -34,7 +32,7 @@ from praxiom_progress.gateway.keys import (
     WORKSPACE_STREAMS,
 )
 from praxiom_progress.gateway.limits import LimitStats
-from praxiom_progress.gateway.sse import disarm_keepalive, last_event_id, ping_interval_s
+from praxiom_progress.gateway.sse import disarm_keepalive, last_event_id, pinged_response
 from praxiom_progress.gateway.workspace import WorkspaceStream
 from praxiom_progress.gateway.workspace_reads import WorkspaceRead, WorkspaceReads
 
@@ -67,6 +65,7 @@ async def workspace_progress(request: web.Request) -> web.StreamResponse:
     assert caller is not None  # what ALLOWED means
     since = last_event_id(request)
     with app[STREAM_SLOTS].hold(caller.key):  # 503 when full, 429 over the caller's share
+        del caller  # an open stream keeps nothing it does not need: memory per stream counts
         stream = WorkspaceStream(
             workspace_id,
             digest,
@@ -81,7 +80,9 @@ async def workspace_progress(request: web.Request) -> web.StreamResponse:
             first = await _first_read(reads, digest, workspace_id, since)  # ... then read
             if not first.allowed:  # access lost since the check above
                 raise workspace_refusal(Decision.FORBIDDEN)
-            return await _stream(request, stream, first)
+            streaming = _stream(request, stream, first)
+            del first  # up to SSE_WORKSPACE_MAX_TASKS rows: held only until they are sent
+            return await streaming
         finally:
             dispatcher.unwatch(stream)
 
@@ -102,20 +103,21 @@ async def _stream(
 ) -> web.StreamResponse:
     app = request.app
     settings, stats = app[SETTINGS], app[STREAM_STATS]
-    response = EventSourceResponse(ping_interval=ping_interval_s(settings.sse_ping_interval_s))
+    response = pinged_response(app)
     await response.prepare(request)
     disarm_keepalive(request, response)
     app[WORKSPACE_STREAMS].add(stream)
     stats.opened += 1
     # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
     retry_ms = int(settings.sse_retry_s * 1000 * random.uniform(0.5, 1.5))
-    transport = app[DIRECT_WRITE].transport_for(request, response)
+    running = stream.run(first, retry_ms, response, app[DISPATCHER], response.transport)
+    del first  # held by the stream only until it is sent
     try:
-        await stream.run(first, retry_ms, response, app[DISPATCHER], transport)
+        await running
     except ConnectionResetError:
         pass  # the client went away (or stopped reading and was dropped): a normal end
     finally:
-        response.stop_streaming()  # its ping task would outlive a cancelled handler
+        response.stop_streaming()  # it leaves the pinger now, not at its next ping
         app[WORKSPACE_STREAMS].discard(stream)
         stats.closed += 1
     return response

@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,18 @@ def log_context(**fields: Any) -> Iterator[dict[str, Any]]:
         yield context
     finally:
         _CONTEXT.reset(token)
+
+
+def enter_context(**fields: Any) -> tuple[dict[str, Any], Token[dict[str, Any] | None]]:
+    """`log_context` without the generator and its context manager, for a caller that keeps
+    the token itself (gateway.front: an open stream's request holds it for its whole life);
+    hand the token to `leave_context`."""
+    context = {**(_CONTEXT.get() or {}), **fields}
+    return context, _CONTEXT.set(context)
+
+
+def leave_context(token: Token[dict[str, Any] | None]) -> None:
+    _CONTEXT.reset(token)
 
 
 def annotate(**fields: Any) -> None:

@@ -64,6 +64,9 @@ class Settings:
     sse_idle_timeout_s: float = 10.0
     sse_poll_limit: int = 200
     sse_ping_interval_s: float = 15.0  # keep-alive comments, well inside nginx's 60 s
+    # A stream whose socket takes nothing of what was written to it for this long is dropped
+    # (also the socket's TCP_USER_TIMEOUT): aiohttp-sse's send_timeout.
+    sse_send_timeout_s: float = 120.0
     sse_retry_s: float = 2.0  # the reconnect hint, jittered per connection
     # Updates go straight to each stream's socket, past aiohttp (gateway.direct_write);
     # off: every write goes through StreamResponse.write.
@@ -228,6 +231,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sse_idle_timeout_s": ("SSE_IDLE_TIMEOUT", _positive_float),
     "sse_poll_limit": ("SSE_POLL_LIMIT", _positive_int),
     "sse_ping_interval_s": ("SSE_PING_INTERVAL", _positive_float),
+    "sse_send_timeout_s": ("SSE_SEND_TIMEOUT", _positive_float),
     "sse_retry_s": ("SSE_RETRY", _positive_float),
     "sse_direct_write": ("SSE_DIRECT_WRITE", _flag),
     "sse_max_version_jump": ("SSE_MAX_VERSION_JUMP", _positive_int),

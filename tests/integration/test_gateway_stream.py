@@ -20,6 +20,7 @@ from praxiom_progress.gateway.keys import (
     DISPATCHER,
     GATEWAY_STORE,
     IDLE_SWEEPER,
+    PINGER,
     STREAM_STATS,
     STREAMS,
 )
@@ -548,6 +549,44 @@ async def test_an_idle_stream_carries_keep_alive_comments(
             await r.content.readuntil(b"\r\n\r\n")  # the first event
             comments = [await r.content.readuntil(b"\r\n\r\n") for _ in range(2)]
         assert comments == [b": ping\r\n\r\n", b": ping\r\n\r\n"]
+    finally:
+        await gateway.stop()
+
+
+async def test_one_pinger_keeps_every_stream_alive_and_an_ended_stream_leaves_it_at_once(
+    settings: Settings,
+    member: IssuedToken,
+    task_store: TaskStore,
+    session: aiohttp.ClientSession,
+) -> None:
+    """With direct writes every stream is the shared pinger's (no ping task of its own); else
+    each keeps aiohttp-sse's task. Streams opened and closed again and again leave nothing
+    behind in the pinger."""
+    gateway = LiveGateway(settings.replace(sse_ping_interval_s=0.2, sse_idle_timeout_s=30))
+    await gateway.start()
+    try:
+        pinger, stats = gateway.app[PINGER], gateway.app[STREAM_STATS]
+
+        async def all_closed() -> bool:
+            return stats.open == 0
+
+        tasks = [await spawn(task_store, member.workspace_id, "validation_kit") for _ in range(5)]
+        for _ in range(3):
+            opened = []
+            for task_id in tasks * 6:
+                url = progress_url(gateway, task_id)
+                response = await session.get(url, headers=bearer(member.token))
+                await response.content.readuntil(b"\r\n\r\n")  # the first event
+                opened.append(response)
+            own_tasks = [t for t in asyncio.all_tasks() if "EventSourceResponse._ping" in repr(t)]
+            if settings.sse_direct_write:
+                assert len(pinger) == 30 and own_tasks == []
+            else:
+                assert len(pinger) == 0 and len(own_tasks) == 30
+            for response in opened:
+                response.close()
+            await wait_for(all_closed)
+            assert len(pinger) == 0
     finally:
         await gateway.stop()
 
