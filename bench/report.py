@@ -181,7 +181,7 @@ from one run, side by side on one machine.
         other = naive_by_level.get(level.streams)
         b = other.kib_per_stream if other else None
         target, met = (
-            ("≤ 16", at_most(level.kib_per_stream, 16, "", "KiB"))
+            ("≤ 14", at_most(level.kib_per_stream, 14, "", "KiB"))
             if level.streams == largest
             else ("—", "—")
         )
