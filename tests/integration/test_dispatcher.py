@@ -446,9 +446,9 @@ async def test_close_stops_the_reader_and_lets_go_of_its_connection(
 
     admin = connect_redis(throwaway_redis.url)
     client = connect_redis(throwaway_redis.url)
+    dispatcher = ProgressDispatcher(client, sharded=sharded)
     try:
         before = len(await admin.client_list())
-        dispatcher = ProgressDispatcher(client, sharded=sharded)
         await dispatcher.start()
         await dispatcher.watch(Watcher())
         assert len(readers()) == 1
@@ -461,6 +461,7 @@ async def test_close_stops_the_reader_and_lets_go_of_its_connection(
 
         await wait_for(let_go, timeout_s=5)
     finally:
+        await dispatcher.close()  # again, harmless; a failed assert must not leave a reader
         await client.aclose()
         await admin.aclose()
 
