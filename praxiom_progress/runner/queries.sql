@@ -39,21 +39,6 @@ UPDATE background_tasks t
 RETURNING t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
           t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version, t.workspace_id;
 
--- complete_task --
--- Every completed task ends on phase `complete` at 100 %, with the handler's result.
-UPDATE background_tasks
-   SET status = 'completed', phase = 'complete', progress_pct = 100, message = %(message)s,
-       result_data = %(result_data)s, error = NULL, completed_at = now(), heartbeat_at = now()
- WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
-RETURNING *;
-
--- fail_task --
--- The owner fails its task (handler error or timeout), keeping the last phase and pct.
-UPDATE background_tasks
-   SET status = 'failed', error = %(error)s, completed_at = now(), heartbeat_at = now()
- WHERE id = %(task_id)s AND status = 'running' AND claim_token = %(claim_token)s
-RETURNING *;
-
 -- end_tasks --
 -- Every end in the batch in one statement (runner.ends): a completed task ends on phase
 -- `complete` at 100 %, with the handler's message and result; a failed one keeps its last

@@ -98,26 +98,6 @@ class RunnerStore:
         )
         return [Task.from_row(row) for row in rows]
 
-    async def complete_task(
-        self, *, task_id: UUID, claim_token: UUID, message: str, result_data: Mapping[str, Any]
-    ) -> Task | None:
-        row = await self.db.fetch_one(
-            QUERIES["complete_task"],
-            {
-                "task_id": task_id,
-                "claim_token": claim_token,
-                "message": message,
-                "result_data": jsonb(dict(result_data)),
-            },
-        )
-        return _task(row)
-
-    async def fail_task(self, *, task_id: UUID, claim_token: UUID, error: str) -> Task | None:
-        row = await self.db.fetch_one(
-            QUERIES["fail_task"], {"task_id": task_id, "claim_token": claim_token, "error": error}
-        )
-        return _task(row)
-
     async def end_tasks(self, ends: Sequence[End]) -> list[Task]:
         """Write a batch of task ends; the tasks written (a task no longer held is left out)."""
         rows = await self.db.fetch_all(

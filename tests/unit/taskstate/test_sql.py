@@ -22,8 +22,7 @@ ACCOUNT_QUERIES = {
 RUNNER_QUERIES = {
     "claim_tasks",
     "report_progress",
-    "complete_task",
-    "fail_task",
+    "end_tasks",
     "requeue_task",
     "retry_task",
     "heartbeat",
@@ -124,7 +123,7 @@ def test_queries_use_named_parameters() -> None:
     assert "%(task_id)s" in load_queries("praxiom_progress.taskstate")["get_task"]
     runner = load_queries("praxiom_progress.runner")
     assert "%(claim_tokens)s" in runner["report_progress"]
-    assert "%(claim_token)s" in runner["complete_task"]
+    assert "%(claim_tokens)s" in runner["end_tasks"]
     assert (
         "%(token_hash)s"
         in load_queries("praxiom_progress.taskstate", "accounts.sql")["revoke_token"]
