@@ -116,3 +116,24 @@ def test_the_result_goes_as_json_text_and_a_failure_has_none() -> None:
     assert End(uuid4(), uuid4(), False, error="e").result_json() is None
     with pytest.raises(ValueError):
         End(uuid4(), uuid4(), True, "m", {"x": float("nan")}).result_json()
+
+
+async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_first() -> None:
+    statements: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_write(ends: Sequence[End]) -> list[Task]:
+        statements.append(len(ends))
+        await release.wait()
+        return []
+
+    batcher = EndBatcher(slow_write, in_flight=2)
+    first = asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+    while not statements:
+        await asyncio.sleep(0)
+    second = asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+    for _ in range(20):  # loop steps, not time: the second's flusher starts in the next one
+        await asyncio.sleep(0)
+    assert statements == [1, 1]  # the second did not wait for the first to return
+    release.set()
+    assert await asyncio.gather(first, second) == [None, None]
