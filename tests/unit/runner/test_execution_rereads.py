@@ -1,7 +1,8 @@
-"""When a task's end or retry matches nothing, `runner.execution` re-reads the row to learn
-whether its own write committed (its answer lost) or the task is no longer ours: only a row
-that is ours, in the state our write leaves, is counted and published; anything else (a row
-deleted with its workspace, reaped, claimed and ended by another runner) is withdrawn."""
+"""A task `runner.execution` no longer holds. When its end or retry matches nothing, the row
+is re-read to learn whether our own write committed (its answer lost) or the task is gone:
+only a row that is ours, in the state our write leaves, is counted and published; anything
+else (a row deleted with its workspace, reaped, ended or handed back elsewhere) is withdrawn.
+A handler whose report finds the task gone is told why, and so is every later report."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from uuid import uuid4
 
 import pytest
 
-from praxiom_progress.runner.handlers import TaskContext, TaskFailed
+from praxiom_progress.runner.handlers import TaskContext, TaskFailed, TaskLost
 from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
 from tests.unit.runner.handler_kit import HandlerKit
@@ -103,3 +104,45 @@ async def test_a_task_handed_back_by_another_while_its_handler_failed_is_not_our
     assert (ended.status, ended.message) == ("pending", "Task re-queued")
     assert (bench.stats.withdrawn, bench.stats.retried) == (1, 0)
     assert [p.status for p in bench.publisher.of(held.task_id)] == ["running"]
+
+
+async def test_a_retry_whose_answer_was_lost_is_ours_and_counts_once(bench: HandlerKit) -> None:
+    async def run(task: TaskContext) -> dict[str, Any]:
+        raise ConnectionError("reset")
+
+    bench.stats.retried = 2  # counted on top of what the runner held
+    bench.store.lose_answer("retry_task")
+    held = await bench.start(run, retries=1, retry_backoff_s=0.01)
+    held.max_attempts = 2
+    ended = await bench.ended(held)
+    assert ended.status == "pending" and ended.message.startswith("Retrying in ")
+    assert (bench.stats.retried, bench.stats.withdrawn) == (3, 0)
+    assert bench.publisher.of(held.task_id)[-1] == ended  # ours: published
+
+
+async def test_a_handler_whose_report_finds_its_task_gone_is_told_why_each_time(
+    bench: HandlerKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    told: list[str] = []
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        bench.store.cancel(task.task_id, notify=False)  # by a user, just now
+        for _ in range(2):
+            try:
+                await task.report_progress("work", 50, "Half")
+            except TaskLost as exc:
+                told.append(str(exc))
+        return {}  # swallowed TaskLost and returned anyway: nothing is written
+
+    with caplog.at_level(logging.INFO, logger="runner"):
+        held = await bench.start(run)
+        ended = await bench.ended(held)
+    assert told == [
+        f"task {held.task_id} was cancelled or reaped",
+        f"task {held.task_id} is no longer held by this runner",
+    ]
+    assert ended.status == "cancelled"
+    assert withdrawn(caplog) == [
+        f"task {held.task_id} was cancelled or reaped while its handler ran"
+    ]
+    assert (bench.stats.withdrawn, bench.stats.completed) == (1, 0)
