@@ -142,3 +142,23 @@ async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_f
     assert statements == [1, 1]  # the second did not wait for the first to return
     release.set()
     assert await asyncio.gather(first, second) == [None, None]
+
+
+async def test_no_statement_carries_more_ends_than_max_batch() -> None:
+    statements: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_write(ends: Sequence[End]) -> list[Task]:
+        statements.append(len(ends))
+        await release.wait()
+        return []
+
+    batcher = EndBatcher(slow_write, max_batch=2)
+    calls = [
+        asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+        for _ in range(5)
+    ]
+    await steps(20)
+    release.set()
+    assert await asyncio.gather(*calls) == [None] * 5
+    assert statements == [2, 2, 1]

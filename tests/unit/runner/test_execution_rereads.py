@@ -6,6 +6,7 @@ A handler whose report finds the task gone is told why, and so is every later re
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -13,6 +14,7 @@ from uuid import uuid4
 
 import pytest
 
+from praxiom_progress.runner.execution import StopReason
 from praxiom_progress.runner.handlers import TaskContext, TaskFailed, TaskLost
 from praxiom_progress.taskstate.status import TaskStatus
 from tests.unit.runner.fake_store import FakeRunnerStore, RecordingPublisher
@@ -146,3 +148,29 @@ async def test_a_handler_whose_report_finds_its_task_gone_is_told_why_each_time(
         f"task {held.task_id} was cancelled or reaped while its handler ran"
     ]
     assert (bench.stats.withdrawn, bench.stats.completed) == (1, 0)
+
+
+async def test_a_withdrawn_task_s_kept_report_is_forgotten_not_written(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    bench = HandlerKit(store, publisher, min_interval_s=3600.0)  # the second report is kept
+    reported = asyncio.Event()
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        await task.report_progress("work", 10, "Started")
+        await task.report_progress("work", 20, "Further")
+        reported.set()
+        await asyncio.sleep(3600)
+        return {}
+
+    held = await bench.start(run)
+    await reported.wait()
+    store.cancel(held.task_id, notify=False)
+    held.withdraw(StopReason.WITHDRAWN)
+    await bench.ended(held)
+    assert [[r.progress_pct for r in c["reports"]] for c in store.called("report_progress")] == [
+        [10]
+    ]
+    # Nothing is left of it in the throttle: finishing it writes nothing and finds it held.
+    assert await bench.throttle.finish(held.task_id) is True
+    assert len(store.called("report_progress")) == 1
