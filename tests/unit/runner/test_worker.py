@@ -56,14 +56,25 @@ async def status_of(store: FakeRunnerStore, task_id: UUID, *statuses: str) -> Ta
     return await wait_for(reached, timeout_s=2, interval_s=0.005)
 
 
+async def published_up_to(publisher: RecordingPublisher, task: Task) -> list[Task]:
+    """What was published of the task once `task` was: persisted, then published, the publish
+    follows the write by a loop step or more (runner.writer)."""
+
+    async def reached() -> list[Task] | None:
+        published = publisher.of(task.id)
+        return published if published and published[-1] == task else None
+
+    return await wait_for(reached, timeout_s=5, interval_s=0.005)
+
+
 async def test_a_pending_task_is_claimed_run_and_published_in_order(
     store: FakeRunnerStore, publisher: RecordingPublisher, runners: RunnerKit
 ) -> None:
     task_id = store.add("quick")
     runner = runners.start(registry_of(quick=quick))
     final = await status_of(store, task_id, "completed")
-    assert [p.version for p in publisher.of(task_id)] == [2, 3, final.version]
-    assert publisher.of(task_id)[-1] == final
+    published = await published_up_to(publisher, final)
+    assert [p.version for p in published] == [2, 3, final.version]
     assert (runner.stats.claimed, runner.stats.completed) == (1, 1)
 
 
@@ -167,7 +178,7 @@ async def test_the_reaper_fails_a_stale_task_of_a_lost_runner_and_publishes_it(
     runner = runners.start(registry_of(quick=quick), runner_stale_after_s=0.1)
     reaped = await status_of(store, task_id, "failed")
     assert reaped.error == runner_lost_error(runner.settings.runner_stale_after_s)
-    assert publisher.of(task_id) == [reaped]
+    assert await published_up_to(publisher, reaped) == [reaped]
     assert runner.stats.reaped == 1
 
 
@@ -197,7 +208,7 @@ async def test_shutdown_requeues_a_running_task_after_the_grace(
     assert endless.stopped_at is not None and endless.stopped_at - stopped_at >= 0.2
     assert requeued.message == REQUEUED_MESSAGE
     assert requeued.claim_token is None and requeued.started_at is None
-    assert publisher.of(task_id)[-1] == requeued
+    assert (await published_up_to(publisher, requeued))[-1] == requeued
     assert runner.stats.requeued == 1
 
 
