@@ -67,7 +67,8 @@ $(BENCH_STAMP): $(STAMP)
 ## each module's share of non-equivalent mutants killed and fails under 85 %. Not in CI and
 ## CPU-heavy: one worker, one module at a time. Needs REDIS_URL (the dispatcher's tests).
 MUTATION_MODULES := praxiom_progress.taskstate.payloads praxiom_progress.taskstate.batching \
-	praxiom_progress.runner.batch praxiom_progress.gateway.stream \
+	praxiom_progress.runner.batch praxiom_progress.runner.ends praxiom_progress.runner.slots \
+	praxiom_progress.runner.writer praxiom_progress.gateway.stream \
 	praxiom_progress.gateway.dispatcher praxiom_progress.gateway.fanout \
 	praxiom_progress.runner.execution
 MUTATION_STAMP := $(VENV)/.mutation-installed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +26,7 @@ class HandlerKit:
         state: MutableMapping[str, Any] | None = None,
         kill_grace_s: float = 2.0,
         min_interval_s: float = 0.0,
+        on_handler_done: Callable[[], None] | None = None,
     ) -> None:
         """`min_interval_s` 0: every report is written (the throttle's own tests set it)."""
         self.store = store
@@ -41,6 +42,7 @@ class HandlerKit:
             self.stats,
             state=state,
             kill_grace_s=kill_grace_s,
+            on_handler_done=on_handler_done,
         )
 
     async def start(

@@ -22,6 +22,12 @@ async def claimed(store: FakeRunnerStore, n: int) -> list[Task]:
     return await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=n)
 
 
+async def steps(n: int) -> None:
+    """Let the loop run n steps: counted in steps, not time, so a busy machine cannot fail it."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 def token(task: Task) -> UUID:
     assert task.claim_token is not None
     return task.claim_token
@@ -116,3 +122,43 @@ def test_the_result_goes_as_json_text_and_a_failure_has_none() -> None:
     assert End(uuid4(), uuid4(), False, error="e").result_json() is None
     with pytest.raises(ValueError):
         End(uuid4(), uuid4(), True, "m", {"x": float("nan")}).result_json()
+
+
+async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_first() -> None:
+    statements: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_write(ends: Sequence[End]) -> list[Task]:
+        statements.append(len(ends))
+        await release.wait()
+        return []
+
+    batcher = EndBatcher(slow_write, in_flight=2)
+    first = asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+    await steps(20)
+    assert statements == [1]
+    second = asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+    await steps(20)
+    assert statements == [1, 1]  # the second did not wait for the first to return
+    release.set()
+    assert await asyncio.gather(first, second) == [None, None]
+
+
+async def test_no_statement_carries_more_ends_than_max_batch() -> None:
+    statements: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_write(ends: Sequence[End]) -> list[Task]:
+        statements.append(len(ends))
+        await release.wait()
+        return []
+
+    batcher = EndBatcher(slow_write, max_batch=2)
+    calls = [
+        asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
+        for _ in range(5)
+    ]
+    await steps(20)
+    release.set()
+    assert await asyncio.gather(*calls) == [None] * 5
+    assert statements == [2, 2, 1]

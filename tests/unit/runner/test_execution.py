@@ -229,3 +229,23 @@ async def test_a_report_retries_while_the_store_is_unavailable(bench: HandlerKit
     await asyncio.wait_for(held.job, 2)  # type: ignore[arg-type]
     assert len(bench.store.called("report_progress")) == 2
     assert [p.progress_pct for p in bench.publisher.of(held.task_id)] == [0, 20, 100]
+
+
+async def test_the_runner_is_told_when_a_handler_returns_before_its_end_is_written(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def handler_done() -> None:  # the worker frees the task's slot and wakes its claim loop
+        seen.append((store.tasks[held.task_id].status, held.finishing))
+
+    bench = HandlerKit(store, publisher, on_handler_done=handler_done)
+
+    async def run(task: TaskContext) -> dict[str, Any]:
+        assert seen == []
+        return {}
+
+    held = await bench.start(run)
+    ended = await bench.ended(held)
+    assert ended.status == "completed"
+    assert seen == [("running", True)]  # once, the end not yet written

@@ -56,18 +56,15 @@ async def status_of(store: FakeRunnerStore, task_id: UUID, *statuses: str) -> Ta
     return await wait_for(reached, timeout_s=2, interval_s=0.005)
 
 
-async def published_as(
-    store: FakeRunnerStore, publisher: RecordingPublisher, task_id: UUID, *statuses: str
-) -> Task:
-    """The task once it reached one of `statuses` and that state was published: a write's
-    publish follows its commit, through the runner's ordered queue (runner.writer)."""
+async def published_up_to(publisher: RecordingPublisher, task: Task) -> list[Task]:
+    """What was published of the task once `task` was: persisted, then published, the publish
+    follows the write by a loop step or more (runner.writer)."""
 
-    async def reached() -> Task | None:
-        task = store.tasks[task_id]
-        sent = publisher.of(task_id)
-        return task if task.status in statuses and sent and sent[-1] == task else None
+    async def reached() -> list[Task] | None:
+        published = publisher.of(task.id)
+        return published if published and published[-1] == task else None
 
-    return await wait_for(reached, timeout_s=2, interval_s=0.005)
+    return await wait_for(reached, timeout_s=5, interval_s=0.005)
 
 
 async def test_a_pending_task_is_claimed_run_and_published_in_order(
@@ -75,9 +72,9 @@ async def test_a_pending_task_is_claimed_run_and_published_in_order(
 ) -> None:
     task_id = store.add("quick")
     runner = runners.start(registry_of(quick=quick))
-    final = await published_as(store, publisher, task_id, "completed")
-    assert [p.version for p in publisher.of(task_id)] == [2, 3, final.version]
-    assert publisher.of(task_id)[-1] == final
+    final = await status_of(store, task_id, "completed")
+    published = await published_up_to(publisher, final)
+    assert [p.version for p in published] == [2, 3, final.version]
     assert (runner.stats.claimed, runner.stats.completed) == (1, 1)
 
 
@@ -179,9 +176,9 @@ async def test_the_reaper_fails_a_stale_task_of_a_lost_runner_and_publishes_it(
     await store.claim_tasks(runner_id="ghost", timeouts={"orphan": 86400.0}, limit=1)
     store.age(task_id, started_ago_s=3600, beat_ago_s=3600)
     runner = runners.start(registry_of(quick=quick), runner_stale_after_s=0.1)
-    reaped = await published_as(store, publisher, task_id, "failed")
+    reaped = await status_of(store, task_id, "failed")
     assert reaped.error == runner_lost_error(runner.settings.runner_stale_after_s)
-    assert publisher.of(task_id) == [reaped]
+    assert await published_up_to(publisher, reaped) == [reaped]
     assert runner.stats.reaped == 1
 
 
@@ -206,12 +203,12 @@ async def test_shutdown_requeues_a_running_task_after_the_grace(
 
     stopped_at = time.monotonic()
     runner.stop()
-    requeued = await published_as(store, publisher, task_id, "pending")
+    requeued = await status_of(store, task_id, "pending")
 
     assert endless.stopped_at is not None and endless.stopped_at - stopped_at >= 0.2
     assert requeued.message == REQUEUED_MESSAGE
     assert requeued.claim_token is None and requeued.started_at is None
-    assert publisher.of(task_id)[-1] == requeued
+    assert (await published_up_to(publisher, requeued))[-1] == requeued
     assert runner.stats.requeued == 1
 
 

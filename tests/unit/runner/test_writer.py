@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+
+import pytest
 
 from praxiom_progress.runner.writer import TaskWriter
 from praxiom_progress.taskstate.models import Task
@@ -110,3 +113,23 @@ async def test_a_publisher_that_raises_neither_hangs_nor_stops_later_publishes(
     broken.publish_tasks = publisher.publish_tasks  # type: ignore[method-assign]
     await asyncio.wait_for(writer.publish([task]), 1.0)
     assert publisher.published == [task]
+
+
+async def test_a_publisher_that_raises_is_logged_with_the_count_and_the_traceback(
+    store: FakeRunnerStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(2):
+        store.add("sample")
+    tasks = await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=2)
+    broken = RecordingPublisher()
+
+    async def bug(tasks: Sequence[Task]) -> int:
+        raise RuntimeError("a bug")
+
+    broken.publish_tasks = bug  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="runner"):
+        await TaskWriter(broken).publish(tasks)  # type: ignore[arg-type]
+    [record] = caplog.records
+    assert record.getMessage() == "publishing 2 task(s) failed"
+    assert record.action == "publish_error"  # type: ignore[attr-defined]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "a bug"
