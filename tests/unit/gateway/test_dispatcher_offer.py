@@ -192,3 +192,57 @@ async def test_a_shard_dropping_a_watched_channel_is_reported_and_nothing_else()
     dispatcher._handle({"type": "sunsubscribe", "channel": stream.channel.encode(), "data": 0})
     assert dropped == [stream.channel] and len(stream.updates) == 1
     assert dispatcher.stats.messages == 1
+
+
+async def test_a_fan_out_over_several_turns_records_its_lag_once_and_only_if_written() -> None:
+    """The lag is the last stream's: recorded when the last chunk is handed over, if any
+    stream of any chunk was written at once."""
+    lag = LagHistogram()
+    dispatcher = ProgressDispatcher(connect_redis("redis://127.0.0.1:1/0"), chunk=2, lag=lag)
+    dispatcher.lag_sampler = LagSampler(interval_s=0)  # every message sampled
+    task_id = uuid4()
+    writable = [Stream(task_id, Transport()) for _ in range(2)]
+    waiting = [Stream(task_id) for _ in range(3)]  # no transport: nothing written at once
+    for stream in [*writable, *waiting]:
+        await dispatcher.watch(stream)
+    channel = writable[0].channel
+    dispatcher.offer(channel, payload(task_id, 2))
+    await dispatcher._fanout.drained()
+    assert lag.count == 1
+    for stream in writable:  # now none is written at once, in any chunk
+        dispatcher.unwatch(stream)
+    dispatcher.offer(channel, payload(task_id, 3))
+    await dispatcher._fanout.drained()
+    assert lag.count == 1 and dispatcher.stats.delivered == 8
+
+
+async def test_a_channel_all_of_whose_streams_left_mid_fan_out_stops_there() -> None:
+    dispatcher = ProgressDispatcher(connect_redis("redis://127.0.0.1:1/0"), chunk=2)
+    task_id, other_id = uuid4(), uuid4()
+    streams = [Stream(task_id, Transport()) for _ in range(5)]
+    other = Stream(other_id, Transport())
+    for stream in [*streams, other]:
+        await dispatcher.watch(stream)
+    dispatcher.offer(streams[0].channel, payload(task_id, 2))  # 2 now, 3 on later turns
+    for stream in streams:
+        dispatcher.unwatch(stream)
+    dispatcher.offer(other.channel, payload(other_id, 2))  # queued behind it
+    await dispatcher._fanout.drained()
+    assert sum(len(stream.updates) for stream in streams) == 2
+    assert [u.version for u in other.updates] == [2]
+
+
+async def test_a_fan_out_whose_last_chunk_writes_nothing_still_records_its_lag() -> None:
+    lag = LagHistogram()
+    dispatcher = ProgressDispatcher(connect_redis("redis://127.0.0.1:1/0"), chunk=2, lag=lag)
+    dispatcher.lag_sampler = LagSampler(interval_s=0)
+    task_id = uuid4()
+    streams = [Stream(task_id, Transport()) for _ in range(3)]
+    for stream in streams:
+        await dispatcher.watch(stream)
+    channel = streams[0].channel
+    last = list(dispatcher._watches[channel])[-1]  # the order the fan-out takes them in
+    last._transport.buffered = 1  # type: ignore[union-attr]  # still sending: not written
+    dispatcher.offer(channel, payload(task_id, 2))
+    await dispatcher._fanout.drained()
+    assert (dispatcher.stats.written, lag.count) == (2, 1)
