@@ -580,30 +580,29 @@ def _missed(results: Results) -> str:
     largest = max(ours.idle.levels, key=lambda lv: lv.streams)
     fan, rep, drain, pg = ours.fan_out, results.reports, results.drain, results.pgbench
     notes: list[str] = []
-    if largest.kib_per_stream is not None and largest.kib_per_stream > 16:
+    if largest.kib_per_stream is not None and largest.kib_per_stream > 14:
         notes.append(
             f"- **Memory per idle stream** ({fmt(largest.kib_per_stream)} KiB at "
-            f"{largest.streams:,}, target 16): a tracemalloc count over 2,000 idle streams (made "
-            "once by hand while tuning, not by this bench) puts most "
-            "of it in aiohttp's own connection (the parsed request and its headers ~1.8 KiB, "
-            "the protocol and parser ~1.5 KiB, the response's headers ~0.8 KiB, the handler "
-            "task), then one coroutine frame per middleware wrapping the stream (access log, "
-            "errors, origin check, CORS: ~1.3 KiB with the access log's context) and "
-            "aiohttp-sse's ping task (~0.9 KiB); our own state per stream (stream, watch, "
-            "slot) is ~0.5 KiB, and streams keep no row, event, timer or first frame. What "
-            "would move it: one shared pinger instead of a ping task per stream, and the "
-            "origin check and CORS preflight at route level rather than as middlewares "
-            "(together ~1.5 KiB)."
+            f"{largest.streams:,}, target 14): the floor baseline, which holds no state of its "
+            "own, takes about 13.5; what is left of ours after one pinger for every stream "
+            "(gateway.keepalive), one middleware instead of five (gateway.front) and a "
+            "handler frame that keeps no caller or headers is, by a tracemalloc count over "
+            "1,000 idle streams made by hand, the stream's own state and its watch (~0.5 KiB) "
+            "on top of aiohttp's connection, parser and request, which the floor pays too. "
+            "What would move it: a plain set for the app's streams, one set per channel in "
+            "the dispatcher, and no aiohttp middleware frame at all (~0.6 KiB together)."
         )
     if fan.p99_ms > 20:
         per_write_us = fan.server_cpu_pct / 100 / (fan.streams * 20) * 1e6
         notes.append(
             f"- **Fan-out p99** ({fmt(fan.p99_ms)} ms, target 20): the gateway writes each "
-            f"update to all {fan.streams:,} sockets in one pass from the dispatcher (no task "
-            f"woken, the frame encoded once) and is busy {fmt(fan.server_cpu_pct)} % of a "
-            "core; the profile shows most of that in `_SelectorSocketTransport.write`, the "
-            f"`send()` per socket, about {fmt(per_write_us, 1)} µs each, so the last socket "
-            "of a pass gets its frame milliseconds after the first; the rest of the tail is "
+            f"update to all {fan.streams:,} sockets from the dispatcher, SSE_DELIVER_CHUNK "
+            "of them per turn of the loop (no task woken, the frame encoded once), and is "
+            f"busy {fmt(fan.server_cpu_pct)} % of a core; the profile shows most of that in "
+            "`_SelectorSocketTransport.write`, the `send()` per socket, about "
+            f"{fmt(per_write_us, 1)} µs each, so the last socket gets its frame milliseconds "
+            "after the first (the floor baseline, which does only that, misses it too on a "
+            "machine this busy: compare its p99 in 'Against the floor'); the rest of the tail is "
             "the load generators and Redis sharing the two cores. What would move it: fewer "
             "watchers per process for one hot task (two gateways halve the pass), or a "
             "faster write path than one Python-level `send()` per socket."
@@ -624,10 +623,12 @@ def _missed(results: Results) -> str:
     if drain is not None and drain.per_s < 1000:
         notes.append(
             f"- **No-op tasks per second** ({fmt(drain.per_s)}, target 1,000): claims are "
-            "batched, but each task still ends in its own guarded UPDATE and PUBLISH, and "
-            f"the runner is busy {fmt(drain.runner_cpu_pct)} % of a core in the driver. "
-            "What would move it: ending tasks through the same group commit as "
-            "`report_progress`."
+            "batched, ends go through a group commit (runner.ends), publishes are grouped, "
+            "and a finished handler frees its slot while its end is written, so the next "
+            f"claim overlaps it; the runner is busy {fmt(drain.runner_cpu_pct)} % of a core, "
+            "mostly in the driver, and the rest is waiting for PostgreSQL (compare the "
+            "machine's pgbench figure: the ratio to it is the measure that travels). What "
+            "would move it: claiming the next batch before the slots are free."
         )
     for spawned in getattr(results, "transaction_spawns", []):
         if spawned.claimed < spawned.spawned or spawned.p99_ms > TARGET_P99_MS:
