@@ -15,18 +15,15 @@ import os
 import statistics
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
-from bench.procs import REPO, LoadGens, Server, free_port, start, stop, wait_listening
-from bench.scenarios import GatewayBench, Idle
-from bench.tails import variants
+from bench.scenarios import Idle
+from bench.variants import FLOOR, OURS_ARGS, base_env, floor_args, serving, variants
 from praxiom_progress.taskstate.db import migrate
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 
-FLOOR = "floor"
 DEFAULT_LEVELS = (5000, 10000)
 
 
@@ -34,24 +31,8 @@ async def one(
     name: str, args: list[str], env: dict[str, str], fixture: Fixture, publisher: Publisher,
     cfg: Config,
 ) -> Idle:  # fmt: skip
-    port = free_port()
-    checkout = Path(env.pop("BENCH_CHECKOUT", str(REPO)))
-    env = dict(env, GATEWAY_PORT=str(port), PYTHONPATH=str(checkout))
-    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]], env, checkout)
-    try:
-        await wait_listening(port, process)
-        ours = name != FLOOR
-        loadgens = await LoadGens.start(cfg.loadgens, port, fixture.token if ours else "")
-        try:
-            bench = GatewayBench(
-                Server(name, port, process), loadgens, fixture.task_ids, publisher,
-                first_is_event=ours,
-            )  # fmt: skip
-            return await bench.idle(list(cfg.idle_levels), None, "", cfg.idle_hold_s)
-        finally:
-            await loadgens.stop()
-    finally:
-        stop(process)
+    async with serving(name, args, env, fixture, publisher, cfg) as bench:
+        return await bench.idle(list(cfg.idle_levels), None, "", cfg.idle_hold_s)
 
 
 def line(name: str, idle: Idle, floor: Idle | None) -> str:
@@ -99,12 +80,7 @@ async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str
     fixture = await prepare(settings, max(cfg.idle_levels))
     redis = connect_redis(settings.redis_url)
     publisher = Publisher(redis, fixture.payloads)
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               LOG_LEVEL="WARNING", PYTHONPATH=str(REPO),
-               STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
-    ours_args = ["-m", "praxiom_progress.cli.main", "gateway"]
-    floor_args = ["-m", "bench.floor_gateway", "--port", "{port}", "--redis-url",
-                  settings.redis_url]  # fmt: skip
+    env = base_env(settings)
     out: list[str] = [f"idle streams {cfg.idle_levels}, {rounds} rounds, interleaved"]
     per_variant: dict[str, list[tuple[Idle, Idle]]] = {}
     try:
@@ -112,10 +88,10 @@ async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str
             measured: list[tuple[str, Idle]] = []
             for name, extra in variants(arguments):
                 print(f"bench: round {r + 1}: {name} {extra}", file=sys.stderr, flush=True)
-                measured.append((name, await one(name, ours_args, dict(env, **extra), fixture,
+                measured.append((name, await one(name, OURS_ARGS, dict(env, **extra), fixture,
                                                  publisher, cfg)))  # fmt: skip
             print(f"bench: round {r + 1}: floor", file=sys.stderr, flush=True)
-            floor = await one(FLOOR, floor_args, dict(env), fixture, publisher, cfg)
+            floor = await one(FLOOR, floor_args(settings), dict(env), fixture, publisher, cfg)
             out.append(f"round {r + 1}")
             for name, idle in measured:
                 out.append("  " + line(name, idle, floor))

@@ -21,61 +21,31 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from bench import loopstats
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
-from bench.procs import REPO, LoadGens, Server, free_port, start, stop, wait_listening
-from bench.scenarios import Delivery, GatewayBench
+from bench.scenarios import Delivery
+from bench.variants import FLOOR, OURS_ARGS, base_env, floor_args, serving, variants
 from praxiom_progress.taskstate.db import migrate
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
-
-FLOOR = "floor"
-
-
-def variants(args: list[str]) -> list[tuple[str, dict[str, str]]]:
-    """`NAME=VAR=VALUE,VAR=VALUE` arguments; none: our gateway as configured."""
-    found: list[tuple[str, dict[str, str]]] = []
-    for arg in args or ["ours="]:
-        name, _, rest = arg.partition("=")
-        env = dict(pair.split("=", 1) for pair in rest.split(",") if "=" in pair)
-        found.append((name, env))
-    return found
 
 
 async def one(
     name: str, args: list[str], env: dict[str, str], fixture: Fixture, publisher: Publisher,
     cfg: Config,
 ) -> Delivery:  # fmt: skip
-    port = free_port()
-    # BENCH_CHECKOUT=/path in a variant: that checkout's code (e.g. a worktree of main).
-    checkout = Path(env.pop("BENCH_CHECKOUT", str(REPO)))
-    env = dict(env, GATEWAY_PORT=str(port), PYTHONPATH=str(checkout))
-    process = start([*args[:2], *[a.replace("{port}", str(port)) for a in args[2:]]], env, checkout)
-    try:
-        await wait_listening(port, process)
-        ours = name != FLOOR
-        loadgens = await LoadGens.start(cfg.loadgens, port, fixture.token if ours else "")
-        try:
-            bench = GatewayBench(
-                Server(name, port, process), loadgens, fixture.task_ids, publisher,
-                first_is_event=ours,
-            )  # fmt: skip
-            settle_s = float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5)
-            if watchers():
-                return await bench.deliver(
-                    fixture.task_ids[:1], watchers(), rate(), cfg.seconds, settle_s=settle_s
-                )
+    async with serving(name, args, env, fixture, publisher, cfg) as bench:
+        settle_s = float(os.environ.get("BENCH_TAILS_SETTLE", "").strip() or 0.5)
+        if watchers():
             return await bench.deliver(
-                fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True,
-                settle_s=settle_s,
-            )  # fmt: skip
-        finally:
-            await loadgens.stop()
-    finally:
-        stop(process)
+                fixture.task_ids[:1], watchers(), rate(), cfg.seconds, settle_s=settle_s
+            )
+        return await bench.deliver(
+            fixture.task_ids[: cfg.tasks], 1, rate(), cfg.seconds, at_once=True,
+            settle_s=settle_s,
+        )  # fmt: skip
 
 
 def rate() -> float:
@@ -107,20 +77,15 @@ async def run(settings: Settings, cfg: Config, arguments: list[str]) -> list[str
     fixture = await prepare(settings, cfg.tasks)
     redis = connect_redis(settings.redis_url)
     publisher = Publisher(redis, fixture.payloads)
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               LOG_LEVEL="WARNING", PYTHONPATH=str(REPO),
-               STREAMS_PER_PRINCIPAL="1000000", GATEWAY_MAX_STREAMS="1000000")  # fmt: skip
-    ours_args = ["-m", "praxiom_progress.cli.main", "gateway"]
-    floor_args = ["-m", "bench.floor_gateway", "--port", "{port}", "--redis-url",
-                  settings.redis_url]  # fmt: skip
+    env = base_env(settings)
     results: list[tuple[str, Delivery]] = []
     try:
         for name, extra in variants(arguments):
             print(f"bench: {name} {extra}", file=sys.stderr, flush=True)
-            results.append((name, await one(name, ours_args, dict(env, **extra), fixture,
+            results.append((name, await one(name, OURS_ARGS, dict(env, **extra), fixture,
                                             publisher, cfg)))  # fmt: skip
         print("bench: floor", file=sys.stderr, flush=True)
-        floor = await one(FLOOR, floor_args, env, fixture, publisher, cfg)
+        floor = await one(FLOOR, floor_args(settings), env, fixture, publisher, cfg)
     finally:
         await redis.aclose()
     head = (
