@@ -13,7 +13,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -34,21 +35,41 @@ async def direct() -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-async def started(dispatcher: ProgressDispatcher) -> ProgressDispatcher:
-    await dispatcher.start()
-    await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=5)
-    return dispatcher
+@asynccontextmanager
+async def running(
+    url: str, make: Callable[[aioredis.Redis], ProgressDispatcher] = ProgressDispatcher
+) -> AsyncIterator[ProgressDispatcher]:
+    """A dispatcher on Redis at `url`, up before the test goes on, closed after it."""
+    client = connect_redis(url)
+    dispatcher = make(client)
+    try:
+        await dispatcher.start()
+        await wait_for(lambda: asyncio.sleep(0, result=dispatcher.available), timeout_s=5)
+        yield dispatcher
+    finally:
+        await dispatcher.close()
+        await client.aclose()
+
+
+@asynccontextmanager
+async def proxied(kind: type[TcpProxy] = GatedProxy) -> AsyncIterator[TcpProxy]:
+    """A proxy to the suite's Redis that the test can hold back (GatedProxy) or cut."""
+    target = urlsplit(redis_url())
+    proxy = kind(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        if isinstance(proxy, GatedProxy):
+            proxy.open.set()
+        await proxy.cut()
 
 
 async def test_a_channel_released_while_its_subscribe_is_unconfirmed_lets_its_stream_go(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    target = urlsplit(redis_url())
-    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
-    dispatcher = await started(ProgressDispatcher(client))
-    try:
+    async with proxied() as proxy, running(f"redis://127.0.0.1:{proxy.port}/0") as dispatcher:
+        assert isinstance(proxy, GatedProxy)
         watcher = Watcher()
         proxy.open.clear()  # Redis does not see the SUBSCRIBE, so it never confirms
         with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
@@ -60,12 +81,6 @@ async def test_a_channel_released_while_its_subscribe_is_unconfirmed_lets_its_st
             await watching
             assert time.monotonic() - began < CONFIRM_TIMEOUT_S
         assert [r for r in caplog.records if r.name == "gateway.dispatcher"] == []
-        proxy.open.set()
-    finally:
-        proxy.open.set()
-        await dispatcher.close()
-        await client.aclose()
-        await proxy.cut()
 
 
 class RefusingDispatcher(ProgressDispatcher):
@@ -83,9 +98,7 @@ class RefusingDispatcher(ProgressDispatcher):
 async def test_a_subscribe_that_fails_to_go_out_lets_its_streams_go_and_is_sent_again(
     direct: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = connect_redis(redis_url())
-    dispatcher = await started(RefusingDispatcher(client))
-    try:
+    async with running(redis_url(), RefusingDispatcher) as dispatcher:
         task_id = uuid4()
         first, second = Watcher(task_id), Watcher(task_id)
         with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
@@ -102,9 +115,6 @@ async def test_a_subscribe_that_fails_to_go_out_lets_its_streams_go_and_is_sent_
 
         await wait_for(delivered, timeout_s=5, interval_s=0.1)
         assert dispatcher.subscribed_channels == 1
-    finally:
-        await dispatcher.close()
-        await client.aclose()
 
 
 async def test_a_burst_of_new_streams_is_subscribed_in_the_same_moment(
@@ -112,17 +122,12 @@ async def test_a_burst_of_new_streams_is_subscribed_in_the_same_moment(
 ) -> None:
     """The batch waits one turn of the loop for the rest of a burst, not longer: a wait of a
     second (which a storm's every stream would pay) fails this."""
-    client = connect_redis(redis_url())
-    dispatcher = await started(ProgressDispatcher(client))
-    try:
+    async with running(redis_url()) as dispatcher:
         watchers = [Watcher() for _ in range(50)]
         began = time.monotonic()
         await asyncio.gather(*(dispatcher.watch(watcher) for watcher in watchers))
         assert time.monotonic() - began < 1.0  # loopback: milliseconds
         assert dispatcher.subscribed_channels == 50
-    finally:
-        await dispatcher.close()
-        await client.aclose()
 
 
 async def test_losing_redis_says_why_and_retries_at_doubling_intervals(
@@ -139,44 +144,39 @@ async def test_losing_redis_says_why_and_retries_at_doubling_intervals(
             attempts.append(now)
         writer.transport.abort()
 
-    target = urlsplit(redis_url())
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
     lost: list[float] = []  # the cluster re-reads its slot map each time (gateway.cluster)
-    dispatcher = ProgressDispatcher(
-        client, max_backoff_s=0.8, on_lost=lambda: lost.append(time.monotonic())
-    )
-    await started(dispatcher)
-    try:
+
+    def make(client: aioredis.Redis) -> ProgressDispatcher:
+        return ProgressDispatcher(
+            client, max_backoff_s=0.8, on_lost=lambda: lost.append(time.monotonic())
+        )
+
+    async with proxied(TcpProxy) as proxy, running(f"redis://127.0.0.1:{proxy.port}/0", make):
         with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
             await proxy.cut()
             server = await asyncio.start_server(hang_up, "127.0.0.1", proxy.port)
             await wait_for(lambda: asyncio.sleep(0, result=len(attempts) >= 6), timeout_s=10)
             server.close()
-        assert len(lost) >= len(attempts) - 1  # each failed attempt (the last may be under way)
-        (down,) = [r for r in caplog.records if getattr(r, "action", None) == "redis_down"]
-        reason = down.getMessage().rpartition("returns: ")[2]
-        assert reason not in ("", "None")
-        gaps = [later - earlier for earlier, later in itertools.pairwise(attempts[:6])]
-        lowest = [0.1, 0.2, 0.4, 0.8, 0.8]
-        assert all(gap >= low - 0.01 for gap, low in zip(gaps, lowest, strict=True)), gaps
-        assert all(gap < low + 0.35 for gap, low in zip(gaps, lowest, strict=True)), gaps
-    finally:
-        await dispatcher.close()
-        await client.aclose()
+    assert len(lost) >= len(attempts) - 1  # each failed attempt (the last may be under way)
+    (down,) = [r for r in caplog.records if getattr(r, "action", None) == "redis_down"]
+    reason = down.getMessage().rpartition("returns: ")[2]
+    assert reason not in ("", "None")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts[:6])]
+    lowest = [0.1, 0.2, 0.4, 0.8, 0.8]
+    assert all(gap >= low - 0.01 for gap, low in zip(gaps, lowest, strict=True)), gaps
+    assert all(gap < low + 0.35 for gap, low in zip(gaps, lowest, strict=True)), gaps
 
 
 async def test_losing_redis_lets_a_stream_waiting_for_its_confirmation_go(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """It will poll PostgreSQL until the subscription is back: no reason to wait longer."""
-    target = urlsplit(redis_url())
-    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
-    dispatcher = await started(ProgressDispatcher(client, max_backoff_s=5))
-    try:
+
+    def make(client: aioredis.Redis) -> ProgressDispatcher:
+        return ProgressDispatcher(client, max_backoff_s=5)
+
+    async with proxied() as proxy, running(f"redis://127.0.0.1:{proxy.port}/0", make) as dispatcher:
+        assert isinstance(proxy, GatedProxy)
         watcher = Watcher()
         proxy.open.clear()
         with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
@@ -189,7 +189,3 @@ async def test_losing_redis_lets_a_stream_waiting_for_its_confirmation_go(
         actions = [getattr(r, "action", None) for r in caplog.records]
         assert actions == ["redis_down"]  # and not "subscribe_unconfirmed"
         assert dispatcher.available_for(watcher) is False
-    finally:
-        proxy.open.set()
-        await dispatcher.close()
-        await client.aclose()
