@@ -134,6 +134,13 @@ class LocalRedisCluster:
 
     def primary_of(self, slot: int, *, via: int) -> int:
         """The port of the primary serving `slot`, as node `via` sees it."""
+        port = self._serving(slot, via=via)
+        if port is None:
+            raise AssertionError(f"no node serves slot {slot}")
+        return port
+
+    def _serving(self, slot: int, *, via: int) -> int | None:
+        """As `primary_of`; None while node `via` lists nobody for the slot (mid-failover)."""
         client = redis.Redis(port=via, decode_responses=True)
         try:
             for start, end, primary, *_ in client.execute_command("CLUSTER SLOTS"):
@@ -141,7 +148,7 @@ class LocalRedisCluster:
                     return int(primary[1])
         finally:
             client.close()
-        raise AssertionError(f"no node serves slot {slot}")
+        return None
 
     def wait_for_failover(self, dead: int, slot: int, timeout_s: float = 20.0) -> int:
         """Wait until a replica has taken over `slot` from the dead primary on every live
@@ -149,8 +156,10 @@ class LocalRedisCluster:
         live = [port for port in self.all_ports if port in self._procs]
 
         def taken_over() -> bool:
-            owners = {self.primary_of(slot, via=port) for port in live}
-            return len(owners) == 1 and dead not in owners and self._all_ok(live)
+            # While a node has marked the primary failed and no replica is promoted yet, it
+            # may list nobody for the slot: not taken over yet.
+            owners = {self._serving(slot, via=port) for port in live}
+            return owners.isdisjoint({None, dead}) and len(owners) == 1 and self._all_ok(live)
 
         self._wait_until(taken_over, timeout_s)
         return self.primary_of(slot, via=live[0])
