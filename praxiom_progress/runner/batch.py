@@ -4,11 +4,9 @@ that arrived while the previous write was in flight.
 A lone report goes out at once (no added latency); under load, reports queue
 behind the write in flight and leave together, so the cost per report falls
 as the load rises. Each caller still returns only after its own task is
-committed, and learns whether its task was still held, exactly as with a
-write of its own. The batcher, not the caller, publishes, so a committed write
-is published even when the handler that made it is cancelled; the caller does
-not wait for that round trip (the writer sends publishes in the order they were
-made, so a task's next report, or its end, is published after this one).
+committed and published, and learns whether its task was still held, exactly
+as with a write of its own. The batcher, not the caller, publishes, so a
+committed write is published even when the handler that made it is cancelled.
 """
 
 from __future__ import annotations
@@ -64,13 +62,12 @@ class ProgressBatcher:
         )
 
     async def submit(self, report: Report) -> Task | None:
-        """Write one report (published soon after); the task written, or None when it is no
-        longer held. Raises what the write raised (StoreUnavailable: the caller retries)."""
+        """Write and publish one report; the task written, or None when it is no longer held.
+        Raises what the write raised (StoreUnavailable: the caller retries)."""
         return await self._calls.call(report)
 
     async def _write_and_publish(self, reports: list[Report]) -> list[Task | None]:
-        tasks = await self._timed_write(reports)
-        self._writer.publish_soon(tasks)  # committed: published in order, not waited for
+        tasks = await self._writer.write_many(self._timed_write(reports))
         written = {task.id: task for task in tasks}
         return [written.get(report.task_id) for report in reports]
 

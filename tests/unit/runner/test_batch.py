@@ -124,32 +124,3 @@ async def test_each_statement_is_timed_by_its_own_duration(
     await batcher.submit(report(task, 40))
     elapsed = time.perf_counter() - started
     assert len(timings) == 1 and 0 <= timings[0] <= elapsed
-
-
-async def test_a_report_returns_once_committed_and_its_publish_follows_in_order(
-    store: FakeRunnerStore,
-) -> None:
-    [task] = await claimed(store, 1)
-    publisher = HeldPublisher()
-    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher))  # type: ignore[arg-type]
-    first = await asyncio.wait_for(batcher.submit(report(task, 10)), 1.0)  # Redis is held
-    second = await asyncio.wait_for(batcher.submit(report(task, 20)), 1.0)
-    assert first is not None and second is not None
-    assert publisher.calls == [[first]]  # sent at once; the next queues behind it
-    publisher.release.set()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert publisher.calls == [[first], [second]]
-
-
-class HeldPublisher(RecordingPublisher):
-    """Holds each round trip until released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def publish_tasks(self, tasks: Sequence[Task]) -> int:
-        count = await super().publish_tasks(tasks)
-        await self.release.wait()
-        return count
