@@ -142,7 +142,9 @@ class TaskExecutor:
         self._throttle.start(held.task_id, claimed.phase)
         try:
             try:
-                self._writer.publish_soon([claimed])  # sent before anything after it
+                # Awaited: a handler that blocks the loop at once must not hold back its claim
+                # until after a reaper has ended the task (and published that end).
+                await self._writer.publish([claimed])
                 outcome = await self._call_handler(held, claimed)
             except asyncio.CancelledError:
                 if held.stop_reason is None:
