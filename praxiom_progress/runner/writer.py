@@ -50,9 +50,10 @@ class TaskWriter:
         return tasks
 
     def publish_soon(self, tasks: Sequence[Task]) -> None:
-        """Publish tasks whose write has committed without waiting for the round trip (a
-        claim's: its task's job starts meanwhile). Publishes leave in the order they were
-        made, so whatever is published for these tasks afterwards arrives after them."""
+        """Queue tasks whose write has committed for the next round trip, without waiting for
+        it. Publishes leave in the order they were made, so whatever is published for these
+        tasks afterwards arrives after them. The runner's own writes await theirs (`publish`):
+        a handler that blocks the loop must not hold back a state it already committed."""
         self._pending.extend(tasks)
         if self._sender is None and self._pending:
             self._sender = asyncio.create_task(self._send(), name="task-writer-publish")
