@@ -124,14 +124,22 @@ def test_the_result_goes_as_json_text_and_a_failure_has_none() -> None:
         End(uuid4(), uuid4(), True, "m", {"x": float("nan")}).result_json()
 
 
-async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_first() -> None:
-    statements: list[int] = []
-    release = asyncio.Event()
+class HeldWrites:
+    """A write that records each statement's size and returns only once released."""
 
-    async def slow_write(ends: Sequence[End]) -> list[Task]:
-        statements.append(len(ends))
-        await release.wait()
+    def __init__(self) -> None:
+        self.statements: list[int] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, ends: Sequence[End]) -> list[Task]:
+        self.statements.append(len(ends))
+        await self.release.wait()
         return []
+
+
+async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_first() -> None:
+    slow_write = HeldWrites()
+    statements, release = slow_write.statements, slow_write.release
 
     batcher = EndBatcher(slow_write, in_flight=2)
     first = asyncio.create_task(batcher.fail(task_id=uuid4(), claim_token=uuid4(), error="x"))
@@ -145,13 +153,8 @@ async def test_more_statements_in_flight_let_an_end_go_without_waiting_for_the_f
 
 
 async def test_no_statement_carries_more_ends_than_max_batch() -> None:
-    statements: list[int] = []
-    release = asyncio.Event()
-
-    async def slow_write(ends: Sequence[End]) -> list[Task]:
-        statements.append(len(ends))
-        await release.wait()
-        return []
+    slow_write = HeldWrites()
+    statements, release = slow_write.statements, slow_write.release
 
     batcher = EndBatcher(slow_write, max_batch=2)
     calls = [
