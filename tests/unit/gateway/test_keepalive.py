@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -52,15 +53,24 @@ async def _serve(pinger: Pinger, direct: DirectWrite, fill: int = 0) -> AsyncIte
             response.stop_streaming()
         return response
 
+    async with _listening(stream) as port:
+        served.port = port
+        yield served
+
+
+@asynccontextmanager
+async def _listening(
+    stream: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[int]:
+    """An app serving `stream` at /stream on a loopback port of its own; the port."""
     app = web.Application()
     app.router.add_get("/stream", stream)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
     await runner.setup()
     listener = socket.create_server(("127.0.0.1", 0))
-    served.port = listener.getsockname()[1]
     await web.SockSite(runner, listener).start()
     try:
-        yield served
+        yield listener.getsockname()[1]
     finally:
         await runner.cleanup()
 
@@ -149,15 +159,8 @@ async def test_no_ping_before_a_stream_has_sent_its_headers() -> None:
         await asyncio.Event().wait()
         return response
 
-    app = web.Application()
-    app.router.add_get("/stream", stream)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-    await runner.setup()
-    listener = socket.create_server(("127.0.0.1", 0))
-    await web.SockSite(runner, listener).start()
-    try:
-        reader, writer = await asyncio.open_connection(sock=None, host="127.0.0.1",
-                                                       port=listener.getsockname()[1])  # fmt: skip
+    async with _listening(stream) as port:
+        reader, writer = await asyncio.open_connection(host="127.0.0.1", port=port)
         writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         await prepared.wait()
         pinger.tick(0.0)  # nothing has gone out yet: no ping
@@ -168,8 +171,6 @@ async def test_no_ping_before_a_stream_has_sent_its_headers() -> None:
         pinger.tick(0.0)
         assert await reader.readexactly(len(PING_CHUNK)) == PING_CHUNK
         writer.close()
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_closed_stream_leaves_the_pinger_at_once(served: Served) -> None:
