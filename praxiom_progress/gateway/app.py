@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -230,8 +229,8 @@ def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     app[SETTINGS] = settings
     app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
     limits.setup(app, settings)
-    app[STREAMS] = weakref.WeakSet()
-    app[WORKSPACE_STREAMS] = weakref.WeakSet()
+    app[STREAMS] = set()
+    app[WORKSPACE_STREAMS] = set()
     app[STREAM_STATS] = StreamStats()
     app[DIRECT_WRITE] = DirectWrite(settings.sse_direct_write)
     app[PINGER] = Pinger(settings.sse_ping_interval_s, settings.sse_send_timeout_s)

@@ -15,7 +15,6 @@ import heapq
 import logging
 import math
 import time
-import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from uuid import UUID
@@ -42,7 +41,7 @@ MIN_PER_SWEEP = 100
 class IdleSweeper:
     def __init__(
         self,
-        streams: weakref.WeakSet[ProgressStream],
+        streams: set[ProgressStream],
         store: GatewayStore,
         stats: StreamStats,
         limit_stats: LimitStats,

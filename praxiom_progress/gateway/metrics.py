@@ -13,7 +13,6 @@ several gateways in one process.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -207,7 +206,7 @@ def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
     the shards that are down on a cluster."""
     if dispatcher is None:
         return app[keys.STREAM_STATS].open
-    streams: weakref.WeakSet[ProgressStream] = app[keys.STREAMS]
+    streams: set[ProgressStream] = app[keys.STREAMS]
     return sum(not dispatcher.available_for(stream) for stream in list(streams))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import weakref
 from uuid import UUID
 
 from aiohttp import web
@@ -156,7 +155,7 @@ async def _first_event(
 
 async def close_all_streams(app: web.Application) -> None:
     """`on_shutdown`: end every open stream now, so clients reconnect to another gateway."""
-    streams: weakref.WeakSet[ProgressStream] = app[STREAMS]
+    streams: set[ProgressStream] = app[STREAMS]
     for stream in list(streams):
         stream.close()
     workspaces = app[WORKSPACE_STREAMS]

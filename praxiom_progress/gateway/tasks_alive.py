@@ -3,11 +3,16 @@
 `asyncio.all_tasks()` walks every task the process has (each open stream's handler among
 them): 12-18 ms per /metrics scrape at ten thousand streams, with the event loop held. This
 count is kept up by the loop's task factory (one done callback per task) and read in O(1).
+
+Every task gets the same callback and the same (empty) context: a task keeps its first done
+callback in two fields of its own, so one made per task (a bound method and a copy of the
+caller's context) would cost each open stream's two tasks about 250 bytes (benchmarked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine
 from typing import Any
 
@@ -21,6 +26,8 @@ class TaskCount:
         self.alive = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: _Factory = None
+        self._done = self._finished  # one bound method for every task ...
+        self._context = contextvars.Context()  # ... and one context: it reads no variable
 
     def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -46,7 +53,7 @@ class TaskCount:
 
     def _follow(self, task: asyncio.Future[Any]) -> None:
         self.alive += 1
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._done, context=self._context)
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
         self.alive -= 1

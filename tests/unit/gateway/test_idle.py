@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID, uuid4
@@ -44,7 +43,7 @@ async def test_a_failed_re_check_is_retried_on_the_next_tick(
     stream: ProgressStream = new_stream()
     running = start(update(1), stream)
     await running.settle()
-    streams: weakref.WeakSet[ProgressStream] = weakref.WeakSet([stream])
+    streams: set[ProgressStream] = {stream}
     store = FlakyStore()
     limits = LimitStats()
     later = time.monotonic() + IDLE_S + 1  # a timeout on: the stream is due
@@ -102,7 +101,7 @@ async def test_a_sweep_goes_in_chunks_spread_over_its_tick_most_overdue_first() 
     chunks, so no one step of a sweep holds the event loop for long."""
     now = time.monotonic()
     crowd = [QuietStream(now - 100 - i) for i in range(MIN_PER_SWEEP + 30)]
-    streams: weakref.WeakSet[Any] = weakref.WeakSet(crowd)
+    streams: set[Any] = set(crowd)
     store = TimedStore()
     sweeper = IdleSweeper(
         streams,
