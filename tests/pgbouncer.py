@@ -1,17 +1,19 @@
 """Debian's PgBouncer in transaction pooling mode, started by a test on a port of its own in
-front of the test run's PostgreSQL, and stopped by the process id it was started with."""
+front of the test run's PostgreSQL (the shared one, or the one `make test` embeds when
+DATABASE_URL is unset), and stopped by the process id it was started with."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from psycopg2.extensions import parse_dsn
 
 from tests.conftest import free_port
 from tests.debian_packages import ensure_installed
@@ -43,20 +45,25 @@ class PgBouncer:
         ensure_installed([BINARY], ["pgbouncer"])
         self.dir = Path(tempfile.mkdtemp(prefix="praxiom-pgbouncer-"))
         self.dir.chmod(0o755)
-        backend = urlsplit(database_url)
+        # The run's PostgreSQL: the shared one over TCP, or `make test`'s embedded one, whose
+        # URL names a socket directory (`?host=/...`) that only its own user may enter.
+        backend = parse_dsn(database_url)
+        host, user = backend.get("host") or "127.0.0.1", backend.get("user") or "postgres"
         self.port = free_port()
-        self.url = urlunsplit(backend._replace(netloc=f"{backend.username}@127.0.0.1:{self.port}"))
-        (self.dir / "userlist.txt").write_text(f'"{backend.username}" ""\n')
+        self.url = f"postgresql://{user}@127.0.0.1:{self.port}/{backend['dbname']}"
+        (self.dir / "userlist.txt").write_text(f'"{user}" ""\n')
         (self.dir / "pgbouncer.ini").write_text(
-            CONFIG.format(host=backend.hostname, port=backend.port or 5432,
+            CONFIG.format(host=host, port=backend.get("port") or 5432,
                           listen_port=self.port, dir=self.dir)
         )  # fmt: skip
         self._as_user: list[str] = []
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            self._as_user = ["runuser", "-u", "postgres", "--"]
+            owner = pwd.getpwuid(os.stat(host).st_uid).pw_name if host.startswith("/") else ""
+            runs_as = owner if owner not in ("", "root") else "postgres"
+            self._as_user = ["runuser", "-u", runs_as, "--"]
             for path in self.dir.iterdir():
-                shutil.chown(path, "postgres")
-            shutil.chown(self.dir, "postgres")
+                shutil.chown(path, runs_as)
+            shutil.chown(self.dir, runs_as)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

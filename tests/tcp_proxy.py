@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 from psycopg2.extensions import make_dsn, parse_dsn
 
@@ -95,6 +96,19 @@ class GatedProxy(TcpProxy):
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+def redis_target(redis_url: str) -> tuple[str, int | None]:
+    """What a proxy forwards to for the Redis that `redis_url` names: a TCP address, or the
+    Unix socket of the suite's embedded Redis (REDIS_URL unset)."""
+    url = urlsplit(redis_url)
+    if url.scheme == "unix":
+        return url.path, None
+    return url.hostname or "127.0.0.1", url.port or 6379
+
+
+def redis_gate(redis_url: str) -> GatedProxy:
+    return GatedProxy(*redis_target(redis_url))
 
 
 def postgres_proxy(database_url: str) -> TcpProxy:

@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -28,7 +27,7 @@ from praxiom_progress.taskstate.channels import progress_channel
 from praxiom_progress.taskstate.publisher import connect_redis
 from praxiom_progress.taskstate.settings import Settings
 from tests.conftest import ThrowawayRedis, redis_url, wait_for
-from tests.tcp_proxy import GatedProxy
+from tests.tcp_proxy import redis_gate
 
 
 class Watcher(ProgressStream):
@@ -401,8 +400,7 @@ async def test_a_subscription_redis_does_not_confirm_in_time_is_given_up_waiting
     """Redis (here: a proxy holding the SUBSCRIBE back) does not answer within
     CONFIRM_TIMEOUT_S: `watch` returns all the same and says so, and the stream is served
     once the answer comes."""
-    target = urlsplit(redis_url())
-    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy = redis_gate(redis_url())  # the embedded Redis too, when REDIS_URL is unset
     await proxy.start()
     client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
     dispatcher = ProgressDispatcher(client, sharded=sharded)
@@ -496,8 +494,7 @@ async def test_a_second_stream_arriving_mid_subscribe_waits_for_the_same_confirm
 ) -> None:
     """Its channel's subscribe is on its way (held at a proxy): the second stream sends none
     of its own, but must not return before Redis has confirmed the first one either."""
-    target = urlsplit(redis_url())
-    proxy = GatedProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy = redis_gate(redis_url())  # the embedded Redis too, when REDIS_URL is unset
     await proxy.start()
     client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0")
     hooks = Noting()

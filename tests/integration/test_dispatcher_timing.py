@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import pytest
@@ -25,7 +24,7 @@ from praxiom_progress.gateway.dispatcher import CONFIRM_TIMEOUT_S, ProgressDispa
 from praxiom_progress.taskstate.publisher import connect_redis
 from tests.conftest import redis_url, wait_for
 from tests.integration.test_dispatcher import Watcher, payload
-from tests.tcp_proxy import GatedProxy, TcpProxy
+from tests.tcp_proxy import GatedProxy, TcpProxy, redis_target
 
 
 @pytest.fixture
@@ -54,8 +53,7 @@ async def running(
 @asynccontextmanager
 async def proxied(kind: type[TcpProxy] = GatedProxy) -> AsyncIterator[TcpProxy]:
     """A proxy to the suite's Redis that the test can hold back (GatedProxy) or cut."""
-    target = urlsplit(redis_url())
-    proxy = kind(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy = kind(*redis_target(redis_url()))
     await proxy.start()
     try:
         yield proxy

@@ -16,7 +16,6 @@ from `watch` without waiting for the confirmation.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import aiohttp
@@ -34,7 +33,7 @@ from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import LiveGateway, bearer, redis_url, spawn, wait_for
 from tests.sse_client import events, stream_timeout
-from tests.tcp_proxy import GatedProxy
+from tests.tcp_proxy import GatedProxy, redis_gate
 
 
 class Writer:
@@ -104,11 +103,7 @@ class EveryInstant(OpeningHooks):
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[GatedProxy]:
-    url = urlsplit(redis_url())
-    if url.scheme == "unix":  # REDIS_URL unset: the suite's embedded Redis
-        gate = GatedProxy(url.path, None)
-    else:
-        gate = GatedProxy(url.hostname or "127.0.0.1", url.port or 6379)
+    gate = redis_gate(redis_url())
     await gate.start()
     yield gate
     gate.open.set()
