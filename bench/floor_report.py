@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from bench import floor_notes
 from bench.loopstats import LoopStats
 from bench.results import FLOOR, OURS, GatewayResults, Results
 from bench.scenarios import Delivery
@@ -141,6 +142,7 @@ def render(results: Results) -> str:
             f"| {label} | {_fmt(a, 2)} | {_fmt(b, 2)} | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {target} | {met(a, b)} |"
         )
+    lines += floor_notes.render(ours, floor)
     lines += [
         "",
         "## Our gateway's event loop in each publishing window\n",

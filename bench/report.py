@@ -585,12 +585,14 @@ def _missed(results: Results) -> str:
             f"- **Memory per idle stream** ({fmt(largest.kib_per_stream)} KiB at "
             f"{largest.streams:,}, target 14): the floor baseline, which holds no state of its "
             "own, takes about 13.5; what is left of ours after one pinger for every stream "
-            "(gateway.keepalive), one middleware instead of five (gateway.front) and a "
-            "handler frame that keeps no caller or headers is, by a tracemalloc count over "
-            "1,000 idle streams made by hand, the stream's own state and its watch (~0.5 KiB) "
-            "on top of aiohttp's connection, parser and request, which the floor pays too. "
-            "What would move it: a plain set for the app's streams, one set per channel in "
-            "the dispatcher, and no aiohttp middleware frame at all (~0.6 KiB together)."
+            "(gateway.keepalive), one middleware instead of five (gateway.front), a handler "
+            "frame that keeps no caller or headers, plain sets of open streams and one done "
+            "callback shared by every task (gateway.tasks_alive) is, by a tracemalloc count "
+            "over 1,000 idle streams, the stream's own state, its watch and its log context "
+            "(~1 KiB) on top of aiohttp's connection, parser and request, which the floor "
+            "pays too. What would move it: no middleware at all (~0.7 KiB: ours, and the "
+            "frame aiohttp adds to every request of an app that has one), and a channel's "
+            "one stream held without a set of its own in the dispatcher (~0.2 KiB)."
         )
     if fan.p99_ms > 20:
         per_write_us = fan.server_cpu_pct / 100 / (fan.streams * 20) * 1e6

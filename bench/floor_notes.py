@@ -1,0 +1,109 @@
+"""Why a target read against the floor was missed, and what would move it: the notes under
+BENCHMARKS.md's "Against the floor" table.
+
+Each note names the run's own figures; where the time goes comes from py-spy profiles of our
+gateway taken on this kind of machine during the same scenarios (`python -m bench --idle`
+and `--tails` with `py-spy record` on the gateway's pid), and is stated as shares of its busy
+time. A note appears only when its target was missed in the run being rendered.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bench.results import GatewayResults
+from bench.scenarios import Delivery, IdleLevel
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+
+
+def _added(levels: list[IdleLevel]) -> tuple[IdleLevel, int] | None:
+    """The largest level and how many streams it added (levels are cumulative)."""
+    if not levels:
+        return None
+    ordered = sorted(levels, key=lambda lv: lv.streams)
+    last = ordered[-1]
+    return last, last.streams - (ordered[-2].streams if len(ordered) > 1 else 0)
+
+
+def _opening(ours: GatewayResults, floor: GatewayResults) -> str | None:
+    mine, theirs = _added(ours.idle.levels), _added(floor.idle.levels)
+    if mine is None or theirs is None or not theirs[0].open_s:
+        return None
+    (level, added), (floor_level, floor_added) = mine, theirs
+    ratio = level.open_s / floor_level.open_s
+    if ratio <= 1.2 or not added or not floor_added:
+        return None
+    cpu_us = 1e6 * level.open_cpu_s / added
+    floor_cpu_us = 1e6 * floor_level.open_cpu_s / floor_added
+    if math.isnan(cpu_us) or math.isnan(floor_cpu_us):
+        return None
+    return (
+        f"- **Opening idle streams** ({ratio:.2f}x the floor's time, target 1.2x; "
+        f"{_fmt(cpu_us, 0)} µs of our CPU per stream against the floor's "
+        f"{_fmt(floor_cpu_us, 0)}): each of our opens checks the token and reads the task "
+        "(one batched query), subscribes and waits for Redis to confirm, reads the row again "
+        "(a second batched query, so that no update slips between the snapshot and the "
+        "subscription) and sends it as the first event; the floor sends headers. In a py-spy "
+        "profile of the opens about a sixth of our busy time is the two reads (psycopg2's "
+        "dict rows, `Task.from_row`), an eighth aiohttp's request handling and our one "
+        "middleware, a twentieth the response's headers. What would move it: the second "
+        "read as a plain read of the row by id, and rows fetched as tuples."
+    )
+
+
+def _delivery_cpu(ours: Delivery, floor: Delivery) -> str | None:
+    mine, theirs = ours.cpu_us_per_event, floor.cpu_us_per_event
+    if math.isnan(mine) or math.isnan(theirs) or not theirs or mine <= 1.1 * theirs:
+        return None
+    return (
+        f"- **CPU per delivered event, {ours.tasks:,} tasks x 1** ({_fmt(mine)} µs, "
+        f"{mine / theirs:.2f}x the floor's {_fmt(theirs)}, target 1.1x): the floor parses "
+        "the Redis reply and writes the frame, nothing else. Ours writes the same frame (the "
+        "socket writes are about half of its busy time, as they are the floor's) and also "
+        f"re-reads every stream's row each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} rows and "
+        "re-emits a second here, about a ninth of its busy time in a py-spy profile), "
+        "decodes each message to check its task, version and status (`json.loads` and "
+        "`Update.of`, ~6 %), and pings its streams and times its own loop (~3 %). uvloop "
+        "would take about 8 % off (docs/scaling.md says why it is not used). What would "
+        "move it: the re-reads fetched as tuples, and the version and status read without "
+        "decoding the whole payload."
+    )
+
+
+def _against(label: str, ours: float, floor: float, target: float, unit: str) -> str | None:
+    """A target read as a value: missed by the floor too (the stack itself cannot meet it in
+    one process here), or by us alone (our own work on top is the difference)."""
+    if math.isnan(ours) or ours <= target:
+        return None
+    head = f"- **{label}** ({_fmt(ours)} {unit}, target {target:g}): "
+    if floor > target:
+        return head + (
+            f"the floor misses it too ({_fmt(floor)} {unit}), so on this machine, with the "
+            "load generators on the same cores, our stack cannot reach it in one process "
+            "whatever the gateway does on top; what moves it is more processes "
+            "(`GATEWAY_PROCESSES`: see the storm on 1 and 2 processes above), each with a "
+            "share of the streams."
+        )
+    return head + (
+        f"the floor meets it ({_fmt(floor)} {unit}); the difference is our own work per "
+        "event and per open, in the notes here."
+    )
+
+
+def render(ours: GatewayResults, floor: GatewayResults) -> list[str]:
+    """The notes for this run's missed targets (none: an empty list)."""
+    notes = [_opening(ours, floor), _delivery_cpu(ours.many, floor.many)]
+    if ours.hot is not None and floor.hot is not None:
+        label = f"1 task x {ours.hot.streams:,}: p99"
+        notes.append(_against(label, ours.hot.p99_ms, floor.hot.p99_ms, 75, "ms"))
+    notes.append(
+        _against("Storm, all first events", ours.storm.all_ready_s, floor.storm.all_ready_s,
+                 1.2, "s")
+    )  # fmt: skip
+    found = [note for note in notes if note]
+    if not found:
+        return []
+    return ["", "Where a target above is missed:", "", *found]
