@@ -101,6 +101,9 @@ CREATE TABLE IF NOT EXISTS background_tasks (
 DROP INDEX IF EXISTS background_tasks_pending_idx;
 CREATE INDEX IF NOT EXISTS background_tasks_pending_workspace_idx
     ON background_tasks (workspace_id, created_at) WHERE status = 'pending';
+-- The claim's count of what runs in each workspace that has tasks waiting (index only).
+CREATE INDEX IF NOT EXISTS background_tasks_running_workspace_idx
+    ON background_tasks (workspace_id) WHERE status = 'running';
 -- The reaper's stale scan.
 CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
     ON background_tasks (heartbeat_at) WHERE status = 'running';
@@ -242,8 +245,12 @@ BEGIN
                  ORDER BY b.workspace_id LIMIT 1)
           FROM queued q WHERE q.workspace_id IS NOT NULL
     ), running AS (
-        SELECT b.workspace_id, count(*) AS n FROM background_tasks b
-         WHERE b.status = 'running' GROUP BY b.workspace_id
+        -- Counted only in the workspaces with tasks waiting, not for every task running
+        -- anywhere: a claim costs the same with ten or twenty thousand tasks running.
+        SELECT q.workspace_id,
+               (SELECT count(*) FROM background_tasks b
+                 WHERE b.workspace_id = q.workspace_id AND b.status = 'running') AS n
+          FROM queued q WHERE q.workspace_id IS NOT NULL
     ), ranked AS (
         -- slot: how many would run in the workspace once this task runs.
         SELECT d.id, d.created_at, coalesce(r.n, 0) + d.nth AS slot
