@@ -50,7 +50,8 @@ _TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
-    "description": "The task's id (anything that is not a UUID is simply not found: 404).",
+    "description": "The task's id (anything that is not a UUID is simply not found: 404; "
+    "but `GET /api/tasks/spawn` is the spawn endpoint's path: 405).",
     "schema": {"type": "string", "format": "uuid"},
 }
 _RETRY_AFTER = {
@@ -73,6 +74,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {},
     ),
     404: ("No such task, or workspace (NOT_FOUND).", {}),
+    405: (
+        "`task_id` is `spawn`: that path is the spawn endpoint, which takes POST only "
+        "(METHOD_NOT_ALLOWED).",
+        {},
+    ),
     408: ("The request body did not arrive within GATEWAY_BODY_TIMEOUT (REQUEST_TIMEOUT).", {}),
     413: ("The request body is over 1 MiB (PAYLOAD_TOO_LARGE).", {}),
     422: (
@@ -229,7 +235,7 @@ def _task_operations() -> dict[str, dict[str, Any]]:
                 "parameters": [_TASK_ID],
                 "responses": {
                     "200": {"description": "The record.", "content": _json("TaskRecord")},
-                    **_errors(*read_errors),
+                    **_errors(*read_errors, 405),
                 },
             }
         },

@@ -200,6 +200,16 @@ def test_the_gateway_serves_the_document_without_auth(served: ServedGateway) -> 
     assert document["openapi"] == "3.1.0"
 
 
+def test_the_spawn_path_read_as_a_task_id_gets_its_documented_405(served: ServedGateway) -> None:
+    """`GET /api/tasks/spawn` is a record read on the id `spawn` by its path, and the spawn
+    endpoint's by its resource: it answers 405, which the document says (Hypothesis once drew
+    that id from the document's own strings, and found it missing)."""
+    case = schema["/api/tasks/{task_id}"]["GET"].Case(path_parameters={"task_id": "spawn"})
+    response = case.call_and_validate(base_url=served.url, headers=bearer(served.token), timeout=10)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
 @pytest.mark.timeout(300)
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
