@@ -49,7 +49,7 @@ RECONNECT_MAX_S = 2.0
 #: How long a new stream waits for Redis to confirm its subscription.
 CONFIRM_TIMEOUT_S = 2.0
 #: The most streams one message is handed to in one turn of the loop (SSE_DELIVER_CHUNK).
-DELIVER_CHUNK = 250
+DELIVER_CHUNK = 100
 #: Where the task id starts in a channel's name.
 _TASK_ID_AT, _WORKSPACES = len(PROGRESS_CHANNEL_PREFIX), WORKSPACE_CHANNEL_PREFIX
 

@@ -62,7 +62,7 @@ def test_blank_values_keep_the_default() -> None:
         ("SSE_POLL_LIMIT", "7", "sse_poll_limit", 7),
         ("SSE_DIRECT_WRITE", "0", "sse_direct_write", False),
         ("SSE_MAX_VERSION_JUMP", "50", "sse_max_version_jump", 50),
-        ("SSE_DELIVER_CHUNK", "100", "sse_deliver_chunk", 100),
+        ("SSE_DELIVER_CHUNK", "40", "sse_deliver_chunk", 40),
         ("SSE_WORKSPACE_RECENT", "0", "sse_workspace_recent_s", 0.0),
         ("SSE_WORKSPACE_MAX_TASKS", "20", "sse_workspace_max_tasks", 20),
         ("SSE_DIRECT_WRITE", "off", "sse_direct_write", False),
