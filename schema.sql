@@ -246,7 +246,7 @@ BEGIN
           FROM queued q WHERE q.workspace_id IS NOT NULL
     ), running AS (
         -- Counted only in the workspaces with tasks waiting, not for every task running
-        -- anywhere: a claim costs the same with ten or twenty thousand tasks running.
+        -- anywhere: what runs in the other workspaces costs a claim nothing.
         SELECT q.workspace_id,
                (SELECT count(*) FROM background_tasks b
                  WHERE b.workspace_id = q.workspace_id AND b.status = 'running') AS n

@@ -6,7 +6,8 @@ count is kept up by the loop's task factory (one done callback per task) and rea
 
 Every task gets the same callback and the same (empty) context: a task keeps its first done
 callback in two fields of its own, so one made per task (a bound method and a copy of the
-caller's context) would cost each open stream's two tasks about 250 bytes (benchmarked).
+caller's context) would cost each open stream's two tasks about 300 bytes (tracemalloc
+over 1,000 streams).
 """
 
 from __future__ import annotations

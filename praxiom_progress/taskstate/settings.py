@@ -77,7 +77,7 @@ class Settings:
     # The most streams one message is handed to in one turn of the event loop; the rest
     # follow on the next turns, in order (gateway.fanout): a task with thousands of watchers
     # must not hold the loop for the whole fan-out. 250 held it over 10 ms now and then on a
-    # two-core machine (a loopback send() can take 40 us); 100 did not (`make bench`, 5,000 x 1).
+    # two-core machine (a loopback send() can take 40 us); 100 did not (1 task x 5,000 watchers).
     sse_deliver_chunk: int = 100
     # The workspace stream's snapshot: every task not finished, plus those that finished this
     # recently, at most this many (the most recent first).
