@@ -43,14 +43,18 @@ class Handlers:
     """`quick` ends at once; `endless` works until stopped, noting which tasks were stopped."""
 
     def __init__(self) -> None:
+        self.started: set[UUID] = set()
         self.stopped: set[UUID] = set()
 
     async def quick(self, task: TaskContext) -> dict[str, Any]:
         return {"spawned_by": task.spawned_by}
 
     async def endless(self, task: TaskContext) -> dict[str, Any]:
-        await task.report_progress("working", 10, "Working until stopped")
+        self.started.add(task.task_id)
         try:
+            # A stop may land in the report too: its write waits for a row lock an open
+            # transaction holds (another task's, in the same statement).
+            await task.report_progress("working", 10, "Working until stopped")
             await asyncio.sleep(HOUR_S)
         finally:
             self.stopped.add(task.task_id)
@@ -365,6 +369,8 @@ async def test_cancel_rolled_back_tells_no_runner_and_committed_stops_the_handle
     ]
     for task in (first, second):
         await wait_for_status(task_store, task.id, {"running"}, 20)
+    # Claimed is not started: a cancel before the handler runs stops no handler.
+    await wait_for(lambda: asyncio.sleep(0, result={first.id, second.id} <= handlers.started), 20)
 
     await producer.begin()
     cancelled = await producer.cancel(first.id)
