@@ -15,7 +15,10 @@ from bench.results import GatewayResults
 from bench.scenarios import Delivery, IdleLevel
 
 
-def _fmt(value: float, digits: int = 1) -> str:
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A figure as both floor sections print it: thousands grouped, `n/a` when unmeasured."""
+    if value is None or math.isnan(value):
+        return "n/a"
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
 
 
@@ -42,8 +45,8 @@ def _opening(ours: GatewayResults, floor: GatewayResults) -> str | None:
         return None
     return (
         f"- **Opening idle streams** ({ratio:.2f}x the floor's time, target 1.2x; "
-        f"{_fmt(cpu_us, 0)} µs of our CPU per stream against the floor's "
-        f"{_fmt(floor_cpu_us, 0)}): each of our opens checks the token and reads the task "
+        f"{fmt(cpu_us, 0)} µs of our CPU per stream against the floor's "
+        f"{fmt(floor_cpu_us, 0)}): each of our opens checks the token and reads the task "
         "(one batched query), subscribes and waits for Redis to confirm, reads the row again "
         "(a second batched query, so that no update slips between the snapshot and the "
         "subscription) and sends it as the first event; the floor sends headers. In a py-spy "
@@ -59,8 +62,8 @@ def _delivery_cpu(ours: Delivery, floor: Delivery) -> str | None:
     if math.isnan(mine) or math.isnan(theirs) or not theirs or mine <= 1.1 * theirs:
         return None
     return (
-        f"- **CPU per delivered event, {ours.tasks:,} tasks x 1** ({_fmt(mine)} µs, "
-        f"{mine / theirs:.2f}x the floor's {_fmt(theirs)}, target 1.1x): the floor parses "
+        f"- **CPU per delivered event, {ours.tasks:,} tasks x 1** ({fmt(mine)} µs, "
+        f"{mine / theirs:.2f}x the floor's {fmt(theirs)}, target 1.1x): the floor parses "
         "the Redis reply and writes the frame, nothing else. Ours writes the same frame (the "
         "socket writes are about half of its busy time, as they are the floor's) and also "
         f"re-reads every stream's row each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} rows and "
@@ -78,17 +81,17 @@ def _against(label: str, ours: float, floor: float, target: float, unit: str) ->
     one process here), or by us alone (our own work on top is the difference)."""
     if math.isnan(ours) or ours <= target:
         return None
-    head = f"- **{label}** ({_fmt(ours)} {unit}, target {target:g}): "
+    head = f"- **{label}** ({fmt(ours)} {unit}, target {target:g}): "
     if floor > target:
         return head + (
-            f"the floor misses it too ({_fmt(floor)} {unit}), so on this machine, with the "
+            f"the floor misses it too ({fmt(floor)} {unit}), so on this machine, with the "
             "load generators on the same cores, our stack cannot reach it in one process "
             "whatever the gateway does on top; what moves it is more processes "
             "(`GATEWAY_PROCESSES`: see the storm on 1 and 2 processes above), each with a "
             "share of the streams."
         )
     return head + (
-        f"the floor meets it ({_fmt(floor)} {unit}); the difference is our own work per "
+        f"the floor meets it ({fmt(floor)} {unit}); the difference is our own work per "
         "event and per open, in the notes here."
     )
 

@@ -17,12 +17,6 @@ from bench.results import FLOOR, OURS, GatewayResults, Results
 from bench.scenarios import Delivery
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
-
-
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return None
@@ -34,7 +28,7 @@ def _met(value: float | None, ceiling: float, unit: str = "") -> str:
         return "no (not measured)"
     if value <= ceiling:
         return "yes"
-    return f"**no**: {_fmt(value, 2)}{unit}, {value / ceiling:.1f}x the target"
+    return f"**no**: {floor_notes.fmt(value, 2)}{unit}, {value / ceiling:.1f}x the target"
 
 
 Row = tuple[str, float | None, float | None, str, Callable[[float | None, float | None], str]]
@@ -139,7 +133,7 @@ def render(results: Results) -> str:
     ):
         ratio = _ratio(a, b)
         lines.append(
-            f"| {label} | {_fmt(a, 2)} | {_fmt(b, 2)} | "
+            f"| {label} | {floor_notes.fmt(a, 2)} | {floor_notes.fmt(b, 2)} | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {target} | {met(a, b)} |"
         )
     lines += floor_notes.render(ours, floor)
