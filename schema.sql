@@ -285,3 +285,39 @@ BEGIN
     RETURNING t.*;
 END;
 $$;
+
+-- report_progress (runner/queries.sql): every report of a batch in one statement, and the
+-- progress keys merged into result_data. A function so that each server connection plans it
+-- once (PL/pgSQL keeps the plan for the session): parsing and planning the statement cost
+-- about as much as running it, and a function's cached plan also works behind PgBouncer in
+-- transaction pooling, where a session's PREPARE does not. Rows are locked in id order, as
+-- `heartbeat` and `end_tasks` lock them, so the statements can never deadlock each other; a
+-- task no longer running under that claim token is left out.
+CREATE OR REPLACE FUNCTION praxiom_report_progress(
+    task_ids uuid[], claim_tokens uuid[], phases text[], progress_pcts integer[],
+    messages text[]
+) RETURNS SETOF background_tasks
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    WITH report AS (
+        SELECT * FROM unnest(task_ids, claim_tokens, phases, progress_pcts, messages)
+            AS r (id, claim_token, phase, progress_pct, message)
+    ), locked AS MATERIALIZED (
+        SELECT t.id FROM background_tasks t JOIN report r USING (id)
+         WHERE t.status = 'running' AND t.claim_token = r.claim_token
+         ORDER BY t.id
+           FOR UPDATE OF t
+    ), written AS (
+        UPDATE background_tasks t
+           SET phase = r.phase, progress_pct = r.progress_pct, message = r.message,
+               result_data = t.result_data || jsonb_build_object(
+                   'phase', r.phase, 'progress_pct', r.progress_pct, 'message', r.message),
+               heartbeat_at = now()
+          FROM report r JOIN locked USING (id)
+         WHERE t.id = r.id AND t.status = 'running' AND t.claim_token = r.claim_token
+        RETURNING t.*
+    )
+    SELECT * FROM written;
+END;
+$$;

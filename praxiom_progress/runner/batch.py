@@ -3,10 +3,13 @@ that arrived while the previous write was in flight.
 
 A lone report goes out at once (no added latency); under load, reports queue
 behind the write in flight and leave together, so the cost per report falls
-as the load rises. Each caller still returns only after its own task is
-committed and published, and learns whether its task was still held, exactly
-as with a write of its own. The batcher, not the caller, publishes, so a
-committed write is published even when the handler that made it is cancelled.
+as the load rises. Each caller returns once its own task is committed, and
+learns whether its task was still held, exactly as with a write of its own.
+Its publish is queued then (`TaskWriter.publish_soon`: in order, after every
+publish made before it) and goes out while the next batch is written, rather
+than each batch waiting for Redis's answer before the handlers may report
+again. The batcher, not the caller, publishes, so a committed write is
+published even when the handler that made it is cancelled.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class ProgressBatcher:
         return await self._calls.call(report)
 
     async def _write_and_publish(self, reports: list[Report]) -> list[Task | None]:
-        tasks = await self._writer.write_many(self._timed_write(reports))
+        tasks = await self._timed_write(reports)
+        self._writer.publish_soon(tasks)
         written = {task.id: task for task in tasks}
         return [written.get(report.task_id) for report in reports]
 

@@ -17,27 +17,13 @@ SELECT * FROM praxiom_claim_tasks(%(runner_id)s, %(timeouts)s::jsonb, %(max_atte
 
 -- report_progress --
 -- Writes the progress of every task in the batch (one statement however many tasks report
--- together) and merges the same three keys into result_data. Rows are locked in id order,
--- as `heartbeat` locks them, so the two statements can never deadlock each other.
-WITH report AS (
-    SELECT * FROM unnest(%(task_ids)s::uuid[], %(claim_tokens)s::uuid[], %(phases)s::text[],
-                         %(progress_pcts)s::integer[], %(messages)s::text[])
-        AS r (id, claim_token, phase, progress_pct, message)
-), locked AS MATERIALIZED (
-    SELECT t.id FROM background_tasks t JOIN report r USING (id)
-     WHERE t.status = 'running' AND t.claim_token = r.claim_token
-     ORDER BY t.id
-       FOR UPDATE OF t
-)
-UPDATE background_tasks t
-   SET phase = r.phase, progress_pct = r.progress_pct, message = r.message,
-       result_data = t.result_data || jsonb_build_object(
-           'phase', r.phase, 'progress_pct', r.progress_pct, 'message', r.message),
-       heartbeat_at = now()
-  FROM report r JOIN locked USING (id)
- WHERE t.id = r.id AND t.status = 'running' AND t.claim_token = r.claim_token
-RETURNING t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
-          t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version, t.workspace_id;
+-- together) and merges the same three keys into result_data: schema.sql's
+-- `praxiom_report_progress` (a function, so the server plans it once per connection).
+SELECT id, status, task_type, progress_pct, phase, message, started_at, completed_at,
+       heartbeat_at, error, result_data, version, workspace_id
+  FROM praxiom_report_progress(%(task_ids)s::uuid[], %(claim_tokens)s::uuid[],
+                               %(phases)s::text[], %(progress_pcts)s::integer[],
+                               %(messages)s::text[]);
 
 -- end_tasks --
 -- Every end in the batch in one statement (runner.ends): a completed task ends on phase

@@ -52,8 +52,9 @@ class TaskWriter:
     def publish_soon(self, tasks: Sequence[Task]) -> None:
         """Queue tasks whose write has committed for the next round trip, without waiting for
         it. Publishes leave in the order they were made, so whatever is published for these
-        tasks afterwards arrives after them. The runner's own writes await theirs (`publish`):
-        a handler that blocks the loop must not hold back a state it already committed."""
+        tasks afterwards arrives after them. Progress reports use it (runner.batch): their
+        handlers go on while Redis answers. The claim and the end await theirs (`publish`): a
+        handler that blocks the loop must not hold those back."""
         self._pending.extend(tasks)
         if self._sender is None and self._pending:
             self._sender = asyncio.create_task(self._send(), name="task-writer-publish")

@@ -22,7 +22,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.sql
 from psycopg2.extensions import make_dsn, parse_dsn
-from psycopg2.extras import Json, RealDictCursor
+from psycopg2.extras import Json
 
 from praxiom_progress.taskstate.errors import InvalidData, NotFound, SchemaMissing, StoreUnavailable
 from praxiom_progress.taskstate.settings import Settings
@@ -130,11 +130,14 @@ class Database:
 
     async def _fetch_all(self, sql: str, params: Mapping[str, Any] | None) -> list[Row]:
         async with translate_errors(), self._pool.acquire() as conn:
-            async with conn.cursor(cursor_factory=RealDictCursor) as cur:
+            async with conn.cursor() as cur:
                 await cur.execute(sql, params)
                 if cur.description is None:
                     return []
-                return [dict(row) for row in await cur.fetchall()]
+                # Plain tuples zipped with the names: RealDictCursor builds each row in Python,
+                # a call per column, several times the cost of this on every read.
+                names = [column.name for column in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
 
     async def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         rows = await self.fetch_all(sql, params)
