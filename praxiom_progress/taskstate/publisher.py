@@ -20,8 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
 from praxiom_progress.taskstate.models import Task
@@ -33,10 +32,6 @@ from praxiom_progress.taskstate.slotmap import SlotMap
 __all__ = ["ProgressPublisher", "PublishStats", "connect_redis", "connect_redis_cluster"]
 
 log = logging.getLogger(__name__)
-
-#: Many messages as one command with one reply: a pipeline of PUBLISHes costs the client about
-#: twice the CPU (redis-py packs each command and reads each reply in Python).
-PUBLISH_MANY_LUA = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end"
 
 
 def connect_redis(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
@@ -100,10 +95,6 @@ class ProgressPublisher:
             if isinstance(redis, SlotMap)
             else redis
         )
-        # None once Redis refused scripts (an ACL without EVAL): a pipeline then.
-        self._publish_many: AsyncScript | None = (
-            None if isinstance(redis, SlotMap) or __import__("os").environ.get("AB") == "pipe" else redis.register_script(PUBLISH_MANY_LUA)
-        )
 
     @property
     def by_shard(self) -> dict[str, PublishStats]:
@@ -158,7 +149,7 @@ class ProgressPublisher:
             self.stats.skipped += len(messages)
             return 0
         try:
-            await self._send(target, messages)
+            await _send(target, messages)
         except (RedisError, OSError, TimeoutError) as exc:
             self.stats.failed += len(messages)
             self._last_failure = now
@@ -180,25 +171,13 @@ class ProgressPublisher:
         self.stats.published += len(messages)
         return len(messages)
 
-    async def _send(self, redis: aioredis.Redis, messages: Sequence[tuple[str, str]]) -> None:
-        if len(messages) == 1:
-            channel, data = messages[0]
-            await redis.publish(channel, data)
-            return
-        if self._publish_many is not None:
-            try:
-                await self._publish_many(args=[part for message in messages for part in message])
-                return
-            except NoScriptError:
-                raise  # loaded and retried by redis-py already: Redis lost it again
-            except ResponseError as exc:
-                log.warning(
-                    "Redis refused the publish script (%s); publishing with a pipeline from now on",
-                    exc,
-                    extra={"action": "publish_script_refused"},
-                )
-                self._publish_many = None
-        pipe = redis.pipeline(transaction=False)
-        for channel, data in messages:
-            pipe.publish(channel, data)
-        await pipe.execute()
+
+async def _send(redis: aioredis.Redis, messages: Sequence[tuple[str, str]]) -> None:
+    if len(messages) == 1:
+        channel, data = messages[0]
+        await redis.publish(channel, data)
+        return
+    pipe = redis.pipeline(transaction=False)
+    for channel, data in messages:
+        pipe.publish(channel, data)
+    await pipe.execute()
