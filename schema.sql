@@ -104,9 +104,12 @@ CREATE INDEX IF NOT EXISTS background_tasks_pending_workspace_idx
 -- The claim's count of what runs in each workspace that has tasks waiting (index only).
 CREATE INDEX IF NOT EXISTS background_tasks_running_workspace_idx
     ON background_tasks (workspace_id) WHERE status = 'running';
--- The reaper's stale scan.
-CREATE INDEX IF NOT EXISTS background_tasks_running_heartbeat_idx
-    ON background_tasks (heartbeat_at) WHERE status = 'running';
+-- The reaper's stale scan walks the running tasks through the index above: an index on
+-- heartbeat_at would make every progress report and heartbeat write index entries (no HOT
+-- update), and the scan looks at every running task for its deadline anyway.
+DROP INDEX IF EXISTS background_tasks_running_heartbeat_idx;
+-- Room on each page for a row's next version, so a progress write stays on its page (HOT).
+ALTER TABLE background_tasks SET (fillfactor = 80);
 -- The task list (GET /api/tasks, gateway/listing.sql): newest first by (created_at, id), in one
 -- workspace or in all of them, each page one backward index scan from its cursor. The first
 -- replaces the former (workspace_id, created_at) index, which it covers.
@@ -138,12 +141,18 @@ $$;
 
 -- Every write to a task bumps its version, whoever writes it and however:
 -- the version orders SSE events, so no statement may forget to bump it.
+-- `changed_xid` (workspace streams, below) moves on every write except one that leaves a
+-- running task running (progress, heartbeats): those rows stay where the index has them, so
+-- PostgreSQL can update them in place (a HOT update: no index entry written), which a progress
+-- report's cost is mostly made of; a catch-up takes every running task anyway.
 CREATE OR REPLACE FUNCTION background_tasks_bump_version() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.version := OLD.version + 1;
     NEW.updated_at := now();
-    NEW.changed_xid := pg_current_xact_id();
+    IF OLD.status <> 'running' OR NEW.status <> 'running' THEN
+        NEW.changed_xid := pg_current_xact_id();
+    END IF;
     RETURN NEW;
 END;
 $$;
@@ -164,11 +173,12 @@ ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS max_attempts integer NOT N
 ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS run_after timestamptz;
 
 -- Workspace streams (GET /api/workspaces/{id}/progress). Every task row names the transaction
--- that last wrote it (the insert's default, the version trigger's on every update), so a
--- stream's event id can be a snapshot's xmin: every transaction below it had finished when the
--- stream last read the workspace, so "the tasks changed since event X" is `changed_xid >= X`,
--- exact even when two writes commit in another order than they started (see
--- gateway/workspace.py). Rows made before this column read 0: changed long ago.
+-- that last wrote it (the insert's default, the version trigger's on every update but those
+-- that leave a running task running), so a stream's event id can be a snapshot's xmin: every
+-- transaction below it had finished when the stream last read the workspace, so "the tasks
+-- changed since event X" are the running ones and those with `changed_xid >= X`, exact even
+-- when two writes commit in another order than they started (see gateway/workspace.py). Rows
+-- made before this column read 0: changed long ago.
 ALTER TABLE background_tasks ADD COLUMN IF NOT EXISTS changed_xid xid8 NOT NULL DEFAULT '0';
 ALTER TABLE background_tasks ALTER COLUMN changed_xid SET DEFAULT pg_current_xact_id();
 -- A reconnect's catch-up (changed since its event id), and the snapshot on connect (not

@@ -116,8 +116,9 @@ SELECT access.mark, access.allowed, t.*
 
 -- workspace_changes --
 -- A workspace stream's catch-up (a reconnect's Last-Event-ID, a poll, the periodic re-check),
--- with its caller re-checked: every task whose last write's transaction is not below `since`
--- (an earlier read's mark), newest first, at most `max_tasks`. Rows as `workspace_snapshot`'s,
+-- with its caller re-checked: every task running now (its progress writes leave changed_xid
+-- alone, schema.sql) and every other whose last write's transaction is not below `since` (an
+-- earlier read's mark), newest first, at most `max_tasks`. Rows as `workspace_snapshot`'s,
 -- plus `known`: false when `since` is past every transaction begun (not a mark of ours).
 WITH access AS MATERIALIZED (
     SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS mark,
@@ -135,7 +136,7 @@ SELECT access.mark, access.known, access.allowed, t.*
   LEFT JOIN LATERAL (
        SELECT b.* FROM background_tasks b
         WHERE access.allowed AND b.workspace_id = %(workspace_id)s
-          AND b.changed_xid >= %(since)s::bigint::text::xid8
+          AND (b.changed_xid >= %(since)s::bigint::text::xid8 OR b.status = 'running')
         ORDER BY b.created_at DESC, b.id DESC
         LIMIT %(max_tasks)s
   ) AS t ON true;

@@ -17,12 +17,13 @@ those bytes. Its rules, held here alone:
   the snapshot xmin of the stream's last read of PostgreSQL (gateway.workspace_reads). Every
   transaction below it had finished when that read ran, so its writes are in that read, which
   this stream sent before any event carrying the mark. A reconnect with `Last-Event-ID: M`
-  therefore gets every task whose last write's transaction is not below M (`changed_xid >= M`,
-  schema.sql): nothing is lost, even when two writes commit in another order than they began,
-  and repeats are harmless (clients keep the highest version per task). Within a read's
-  batch only the last event carries the new mark, so a connection cut mid-batch resumes from
-  the old one; a read that sends nothing moves the client's mark with an `id:`-only block
-  (no `data:`, so no event fires).
+  therefore gets every task running now (progress writes leave a running row's changed_xid,
+  so PostgreSQL updates it in place) and every task whose last write's transaction is not
+  below M (`changed_xid >= M`, schema.sql): nothing is lost, even when two writes commit in
+  another order than they began, and repeats are harmless (clients keep the highest version
+  per task). Within a read's batch only the last event carries the new mark, so a connection
+  cut mid-batch resumes from the old one; a read that sends nothing moves the client's mark
+  with an `id:`-only block (no `data:`, so no event fires).
 - **Re-checked while open**: every `SSE_IDLE_TIMEOUT` the stream reads what changed since its
   mark (which re-checks its caller, and moves the mark on); revocation re-checks it at once
   (gateway.revocation, through gateway.workspace_sse). No access: the stream ends.

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg2
 import pytest
 
 from praxiom_progress.runner.batch import ProgressBatcher, Report
@@ -17,6 +18,7 @@ from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.errors import StoreUnavailable
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.publisher import ProgressPublisher
+from praxiom_progress.taskstate.settings import Settings
 from praxiom_progress.taskstate.store import TaskStore
 from tests.conftest import ProgressRecorder, claim_by_hand, spawn, wait_for
 
@@ -132,3 +134,43 @@ async def test_a_failed_write_reaches_every_caller_of_its_batch(
 @pytest.fixture
 async def publisher(redis_client: Any) -> ProgressPublisher:
     return ProgressPublisher(redis_client)
+
+
+async def test_progress_and_heartbeats_update_a_running_row_in_place(
+    db: Database, task_store: TaskStore, workspace_id: UUID, settings: Settings
+) -> None:
+    """No index covers what a report or a heartbeat writes (schema.sql), so PostgreSQL
+    updates the row in place (HOT): no index entry per report, most of a report's cost. Read
+    from the transaction's own statistics, exact within it."""
+    [task] = await running_tasks(db, task_store, workspace_id, 1)
+    conn = psycopg2.connect(settings.database_url)
+    try:
+        with conn.cursor() as cur:  # one transaction, rolled back
+            for pct in (10, 20, 30):
+                cur.execute(
+                    "SELECT version FROM praxiom_report_progress(%s::uuid[], %s::uuid[],"
+                    " %s::text[], %s::integer[], %s::text[])",
+                    ([str(task.id)], [str(task.claim_token)], ["working"], [pct], ["m"]),
+                )
+                assert cur.fetchone() is not None
+            cur.execute(
+                "UPDATE background_tasks SET heartbeat_at = now() WHERE id = %s", (str(task.id),)
+            )
+            cur.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(r), pg_stat_get_xact_tuples_hot_updated(r)"
+                "  FROM CAST('background_tasks' AS regclass) AS r"
+            )
+            assert cur.fetchone() == (4, 4)
+            cur.execute(  # a status change does move the row's index entries
+                "UPDATE background_tasks SET status = 'cancelled', completed_at = now()"
+                " WHERE id = %s",
+                (str(task.id),),
+            )
+            cur.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(r), pg_stat_get_xact_tuples_hot_updated(r)"
+                "  FROM CAST('background_tasks' AS regclass) AS r"
+            )
+            assert cur.fetchone() == (5, 4)
+        conn.rollback()
+    finally:
+        conn.close()

@@ -264,6 +264,67 @@ async def test_a_write_that_commits_after_a_later_one_is_not_lost_on_reconnect(
         assert again.newest()[str(slow)]["message"] == "started first"
 
 
+async def test_a_running_tasks_progress_comes_on_reconnect_though_its_changed_xid_stays(
+    live_gateway: LiveGateway,
+    member: IssuedToken,
+    db: Database,
+    task_store: TaskStore,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Progress and heartbeats leave a running row's changed_xid alone (so PostgreSQL updates
+    it in place); a catch-up takes every running task, so a report written while the client
+    was away, even one begun before the client's mark and committed after it, still comes."""
+    ws = member.workspace_id
+    task_id = await spawn(task_store, ws, "validation_kit")
+    claimed = await write(db, task_id, RUNNING)
+    async with WorkspaceClient(session, live_gateway.url, ws, member.token) as first:
+        await first.wait_for(
+            lambda c: (
+                c.newest().get(str(task_id), {}).get("version") == claimed.version
+                and c.last_event_id != "0"
+            )
+        )
+    held = psycopg2.connect(settings.database_url)  # a report, begun before the next mark ...
+    try:
+        with held.cursor() as cur:
+            cur.execute(
+                "UPDATE background_tasks SET progress_pct = 40, message = 'begun first' "
+                "WHERE id = %s",
+                (task_id,),
+            )
+        other = await spawn(task_store, ws, "fs_research")  # ... a later write, and a mark
+        async with WorkspaceClient(
+            session, live_gateway.url, ws, member.token, last_event_id=first.last_event_id
+        ) as second:
+            await second.wait_for(lambda c: str(other) in c.newest())
+        mark = second.last_event_id
+        held.commit()  # ... committed after that mark was read, and never published
+    finally:
+        held.close()
+    row = await task_store.get_task(task_id)
+    assert row.progress_pct == 40 and row.version == claimed.version + 1
+    moved = await db.fetch_one(
+        "SELECT changed_xid::text::bigint AS xid FROM background_tasks WHERE id = %(id)s",
+        {"id": task_id},
+    )
+    assert moved is not None and mark is not None and moved["xid"] < int(mark)
+
+    async with WorkspaceClient(
+        session, live_gateway.url, ws, member.token, last_event_id=mark
+    ) as third:
+        await third.wait_for(
+            lambda c: c.newest().get(str(task_id), {}).get("version") == row.version
+        )
+        assert third.newest()[str(task_id)]["message"] == "begun first"
+
+
+RUNNING = (
+    "status = 'running', phase = 'running', message = 'Started', started_at = now(), "
+    "heartbeat_at = now(), runner_id = 'test', claim_token = gen_random_uuid(), timeout_s = 60"
+)
+
+
 @pytest.mark.parametrize("bad", ["not-a-uuid", "00000000-0000-0000-0000-000000000001"])
 async def test_refusals_401_404_403_as_for_a_task(
     live_gateway: LiveGateway, member: IssuedToken, db: Database,
