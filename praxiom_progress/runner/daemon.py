@@ -37,7 +37,9 @@ async def connected_runner(
         name="praxiom-runner",
         on_query=metrics.observe_query,
     )
-    redis = redis_client(settings)
+    # The publisher bounds each round trip itself (one timer, not one per reply), and the
+    # health probe its ping.
+    redis = redis_client(settings, reply_timeout=False)
     publisher = progress_publisher(redis, settings)
     try:
         await publisher.start()  # on a cluster: the slot map is read before the runner is ready

@@ -6,6 +6,7 @@ it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -17,12 +18,17 @@ from praxiom_progress.taskstate.channels import progress_channel, workspace_chan
 from praxiom_progress.taskstate.db import Database
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import encode_payload, task_payload
-from praxiom_progress.taskstate.publisher import ProgressPublisher, connect_redis_cluster
+from praxiom_progress.taskstate.publisher import (
+    ProgressPublisher,
+    connect_redis,
+    connect_redis_cluster,
+)
 from praxiom_progress.taskstate.slotmap import SlotMap
 from praxiom_progress.taskstate.store import TaskStore
-from tests.conftest import LiveGateway, fast_settings, spawn
+from tests.conftest import LiveGateway, fast_settings, redis_url, spawn
 from tests.redis_cluster import LocalRedisCluster
 from tests.sse_client import stream_timeout
+from tests.tcp_proxy import redis_gate
 from tests.workspace_client import WorkspaceClient
 
 
@@ -84,6 +90,38 @@ async def test_both_channels_get_the_same_bytes_in_one_pipeline(
     expected = encode_payload(task_payload(task)).encode()
     assert got == {channel: expected for channel in channels}
     assert publisher.stats.published == 2
+
+
+async def test_a_publish_redis_stops_answering_gives_up_after_its_timeout_then_resumes(
+    redis_client: aioredis.Redis, db: Database, task_store: TaskStore, member: IssuedToken
+) -> None:
+    """The runner's client has no timeout per reply (one timer per reply costs a pipeline of
+    20 a fifth of its CPU): the publisher bounds the round trip itself, and publishes again
+    once Redis answers."""
+    task = await running(db, task_store, member)
+    proxy = redis_gate(redis_url())  # the embedded Redis too, when REDIS_URL is unset
+    await proxy.start()
+    client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0", reply_timeout=False)
+    publisher = ProgressPublisher(client, timeout_s=0.3, retry_after_s=0.0)
+    pubsub = redis_client.pubsub()
+    try:
+        assert await publisher.publish_tasks([task]) == 2
+        proxy.open.clear()  # Redis gets nothing more, so answers nothing
+        started = time.monotonic()
+        assert await publisher.publish_tasks([task]) == 0
+        assert 0.3 <= time.monotonic() - started < 2.0
+        assert publisher.stats.failed == 2
+        proxy.open.set()
+        await pubsub.subscribe(progress_channel(task.id))
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        assert await publisher.publish_tasks([task]) == 2  # on a new connection
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+        assert message is not None
+        assert message["data"] == encode_payload(task_payload(task)).encode()
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+        await proxy.cut()
 
 
 async def test_on_a_redis_cluster_the_workspace_channel_has_its_own_shard_and_stream(
