@@ -14,6 +14,7 @@ published even when the handler that made it is cancelled.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,11 @@ class ProgressBatcher:
 
     async def _write_and_publish(self, reports: list[Report]) -> list[Task | None]:
         tasks = await self._timed_write(reports)
-        self._writer.publish_soon(tasks)
+        # Queued one step later: the callers (woken after this returns) report again and the
+        # next batch is sent to PostgreSQL first, so the publish's own CPU (encoding, packing)
+        # runs while PostgreSQL writes that batch, not before it. Still queued before any
+        # caller resumes, so nothing a handler writes next can be published ahead of it.
+        asyncio.get_running_loop().call_soon(self._writer.publish_soon, tasks)
         written = {task.id: task for task in tasks}
         return [written.get(report.task_id) for report in reports]
 
