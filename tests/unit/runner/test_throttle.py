@@ -59,6 +59,7 @@ async def test_a_new_phase_is_written_at_once_and_supersedes_the_kept_report(
     throttle.start(task.id, "running")
     for phase in ("download", "download", "parse", "parse", "upload"):
         await throttle.submit(report(task, phase, 10))
+    await asyncio.sleep(0)  # a report returns once written; its publish follows in a step
     # Every distinct phase reached the stream; the kept "download" was superseded by "parse".
     assert [p.phase for p in publisher.of(task.id)] == ["download", "parse", "upload"]
 
@@ -100,6 +101,7 @@ async def test_interval_zero_writes_every_report(
     throttle.start(task.id, "running")
     for pct in (1, 2, 3):
         await throttle.submit(report(task, "running", pct))
+    await asyncio.sleep(0)  # a report returns once written; its publish follows in a step
     assert [p.progress_pct for p in publisher.of(task.id)] == [1, 2, 3]
 
 
