@@ -612,15 +612,18 @@ def _missed(results: Results) -> str:
     if rep is not None and pg is not None and rep.per_s < 0.5 * pg.tps:
         notes.append(
             f"- **`report_progress` rate** ({fmt(rep.per_s / pg.tps, 2)} of pgbench, target "
-            "0.50): reports are grouped (one UPDATE over unnest arrays and one pipelined "
-            "publish for every report made while a statement is in flight; it was 0.16 "
-            "with a statement per report), and the runner is then busy "
-            f"{fmt(rep.runner_cpu_pct)} % of a core, mostly in psycopg2 (`execute`, row "
-            "building), payload encoding and redis-py, while PostgreSQL runs a guarded "
-            "UPDATE with a version trigger and a jsonb merge per report, heavier than "
-            "pgbench's bare UPDATE from C. What would move it: a driver with prepared "
-            "statements and binary rows (asyncpg, outside the fixed stack), or returning "
-            "and encoding less per report."
+            "0.50): every report made while a statement is in flight goes in the next one "
+            "(one call of `praxiom_report_progress`, a PL/pgSQL function the server plans "
+            "once per connection, whose rows PostgreSQL updates in place, writing no index "
+            "entry); the handlers report again as soon as it commits, and the batch's "
+            "publish goes out while the next batch is written. A batch then costs "
+            "PostgreSQL's statement with its commit plus the runner's own pass (aiopg "
+            "polling for the result, rows made into tasks, each handler's report on its way "
+            "down to the next batch; the runner is busy "
+            f"{fmt(rep.runner_cpu_pct)} % of a core), one after the other, since every "
+            "handler waits on the same statement: two statements in flight, each with half "
+            "the reports, cost more CPU per report and were slower here. What would move it: "
+            "a driver with less machinery per statement (asyncpg, outside the fixed stack)."
         )
     if drain is not None and drain.per_s < 1000:
         notes.append(

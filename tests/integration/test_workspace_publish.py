@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -58,7 +59,7 @@ async def running(db: Database, task_store: TaskStore, member: IssuedToken) -> T
     return Task.from_row(row)
 
 
-async def test_both_channels_get_the_same_bytes_in_one_pipeline(
+async def test_both_channels_get_the_same_bytes_in_one_round_trip(
     redis_client: aioredis.Redis, db: Database, task_store: TaskStore, member: IssuedToken
 ) -> None:
     task = await running(db, task_store, member)
@@ -66,15 +67,22 @@ async def test_both_channels_get_the_same_bytes_in_one_pipeline(
     channels = [progress_channel(task.id), workspace_channel(member.workspace_id)]
     await pubsub.subscribe(*channels)
     publisher = ProgressPublisher(redis_client)
-    pipelines = 0
-    make_pipeline = redis_client.pipeline
+    writes: list[int] = []  # commands per write to Redis
+    pool = redis_client.connection_pool
+    checkout = pool.get_connection
 
-    def counted(*args: object, **kwargs: object) -> object:
-        nonlocal pipelines
-        pipelines += 1
-        return make_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        connection = await checkout(*args, **kwargs)
+        send = connection.send_packed_command
 
-    redis_client.pipeline = counted  # type: ignore[method-assign]
+        async def send_counted(command: Any, *a: Any, **k: Any) -> None:
+            writes.append(bytes(command).count(b"PUBLISH"))
+            await send(command, *a, **k)
+
+        connection.send_packed_command = send_counted
+        return connection
+
+    pool.get_connection = counted  # type: ignore[method-assign]
     try:
         assert await publisher.publish_tasks([task]) == 2
         got: dict[str, bytes] = {}
@@ -84,9 +92,9 @@ async def test_both_channels_get_the_same_bytes_in_one_pipeline(
                 if message is not None:
                     got[message["channel"].decode()] = message["data"]
     finally:
-        del redis_client.pipeline
+        del pool.get_connection
         await pubsub.aclose()
-    assert pipelines == 1  # one round trip for both
+    assert writes == [2]  # one write for both
     expected = encode_payload(task_payload(task)).encode()
     assert got == {channel: expected for channel in channels}
     assert publisher.stats.published == 2
