@@ -47,7 +47,8 @@ SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all
 -- The idle re-read of many open streams in one round trip, re-checking each stream's caller
 -- as the connect did: each task's row once, with the token digests among its streams' that
 -- no longer count (unauthenticated: expired, revoked) or may no longer see the task
--- (forbidden: membership removed, grant gone). A missing task has no row.
+-- (forbidden: membership removed, grant gone). A missing task has no row. The payload's
+-- columns only: a re-read is re-sent, never shown as a record (params can be large).
 WITH pairs AS (
     SELECT DISTINCT p.task_id, p.token_hash
       FROM unnest(%(task_ids)s::uuid[], %(token_hashes)s::bytea[]) AS p(task_id, token_hash)
@@ -64,7 +65,8 @@ WITH pairs AS (
               AND (expires_at IS NULL OR expires_at > now())
       ) AS caller ON true
 )
-SELECT t.*,
+SELECT t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
+       t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
                   WHERE c.task_id = t.id AND NOT c.token_ok), '{}') AS refused_unauthenticated,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
