@@ -50,10 +50,11 @@ def _opening(ours: GatewayResults, floor: GatewayResults) -> str | None:
         "(one batched query), subscribes and waits for Redis to confirm, reads the row again "
         "(a second batched query, so that no update slips between the snapshot and the "
         "subscription) and sends it as the first event; the floor sends headers. In a py-spy "
-        "profile of the opens about a sixth of our busy time is the two reads (psycopg2's "
-        "dict rows, `Task.from_row`), an eighth aiohttp's request handling and our one "
-        "middleware, a twentieth the response's headers. What would move it: the second "
-        "read as a plain read of the row by id, and rows fetched as tuples."
+        "profile of the opens about a sixth of our busy time was the two reads (rows, since "
+        "then fetched as tuples, and `Task.from_row`), an eighth aiohttp's request handling "
+        "and our one middleware, a twentieth the response's headers. What would move it: "
+        "the second read as a grouped read of the payload's columns (today it is a second "
+        "authorize, which reads the whole row)."
     )
 
 
@@ -66,13 +67,14 @@ def _delivery_cpu(ours: Delivery, floor: Delivery) -> str | None:
         f"{mine / theirs:.2f}x the floor's {fmt(theirs)}, target 1.1x): the floor parses "
         "the Redis reply and writes the frame, nothing else. Ours writes the same frame (the "
         "socket writes are about half of its busy time, as they are the floor's) and also "
-        f"re-reads every stream's row each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} rows and "
-        "re-emits a second here, about a ninth of its busy time in a py-spy profile), "
+        f"re-reads every stream's row each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} rows a "
+        "second here, each re-checking its caller; about a ninth of its busy time in a "
+        "py-spy profile taken before those rows came as tuples of the payload's columns), "
         "decodes each message to check its task, version and status (`json.loads` and "
         "`Update.of`, ~6 %), and pings its streams and times its own loop (~3 %). uvloop "
         "would take about 8 % off (docs/scaling.md says why it is not used). What would "
-        "move it: the re-reads fetched as tuples, and the version and status read without "
-        "decoding the whole payload."
+        "move it: a busy stream's re-check without its row (its caller only), and the "
+        "version and status read without decoding the whole payload."
     )
 
 
