@@ -7,14 +7,15 @@ as the load rises. Each caller returns once its own task is committed, and
 learns whether its task was still held, exactly as with a write of its own.
 Its publish is queued then (`TaskWriter.publish_soon`: in order, after every
 publish made before it) and goes out while the next batch is written, rather
-than each batch waiting for Redis's answer before the handlers may report
-again. The batcher, not the caller, publishes, so a committed write is
-published even when the handler that made it is cancelled.
+than each batch waiting for Redis before the handlers may report again. The batcher,
+not the caller, publishes, so a committed write is published even when the
+handler that made it is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,11 +52,14 @@ class ProgressBatcher:
         *,
         in_flight: int = MAX_IN_FLIGHT,
         on_write: Callable[[float], None] | None = None,
+        publish_within_s: float = math.inf,
     ) -> None:
         """`on_write` is told how long each statement took, success or not (the metrics'
-        report_progress latency; must not block)."""
+        report_progress latency; must not block). A batch's publish is not sent at all when
+        the loop gets to it later than `publish_within_s` after its write."""
         self._write_many = write_many
         self._writer = writer
+        self._publish_within_s = publish_within_s
         self._on_write = on_write
         # A task's reports are written one after another, in the order it made them.
         self._calls: GroupedCalls[Report, Task | None] = GroupedCalls(
@@ -74,11 +78,16 @@ class ProgressBatcher:
         tasks = await self._timed_write(reports)
         # Queued one step later: the callers (woken after this returns) report again and the
         # next batch is sent to PostgreSQL first, so the publish's own CPU (encoding, packing)
-        # runs while PostgreSQL writes that batch, not before it. Still queued before any
-        # caller resumes, so nothing a handler writes next can be published ahead of it.
-        asyncio.get_running_loop().call_soon(self._writer.publish_soon, tasks)
+        # runs while PostgreSQL writes that batch, not before it; still queued before any
+        # caller resumes, so nothing a handler writes next is published ahead of it. A handler
+        # that then blocks the loop holds the publish back: past `publish_within_s` it is not
+        # sent (TaskWriter.publish_soon), as the task may have been reaped meanwhile.
+        asyncio.get_running_loop().call_soon(self._publish, tasks)
         written = {task.id: task for task in tasks}
         return [written.get(report.task_id) for report in reports]
+
+    def _publish(self, tasks: list[Task]) -> None:
+        self._writer.publish_soon(tasks, within_s=self._publish_within_s)
 
     async def _timed_write(self, reports: list[Report]) -> list[Task]:
         if self._on_write is None:

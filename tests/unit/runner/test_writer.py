@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -133,3 +134,29 @@ async def test_a_publisher_that_raises_is_logged_with_the_count_and_the_tracebac
     assert record.getMessage() == "publishing 2 task(s) failed"
     assert record.action == "publish_error"  # type: ignore[attr-defined]
     assert record.exc_info is not None and str(record.exc_info[1]) == "a bug"
+
+
+async def test_a_publish_the_loop_gets_to_past_its_deadline_is_not_sent(
+    store: FakeRunnerStore, publisher: RecordingPublisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that blocks the loop once it has reported holds its report's publish back;
+    past `within_s` the task may have been reaped and that end published, so it is dropped,
+    and what comes after it still goes."""
+    for _ in range(3):
+        store.add("sample")
+    late, on_time, after = await store.claim_tasks(
+        runner_id="unit", timeouts={"sample": 60.0}, limit=3
+    )
+    writer = TaskWriter(publisher)  # type: ignore[arg-type]
+    writer.publish_soon([late], within_s=0.05)
+    writer.publish_soon([on_time])  # no deadline: sent however late
+    time.sleep(0.1)  # noqa: ASYNC251  # the handler holding the loop before the sender runs
+    with caplog.at_level(logging.WARNING, logger="runner"):
+        await writer.publish([after])
+    assert publisher.published == [on_time, after]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("1 progress publish")]
+    assert record.action == "publish_dropped_late"  # type: ignore[attr-defined]
+    writer.publish_soon([late], within_s=0.05)  # in time, this time
+    await writer.publish([])
+    await asyncio.sleep(0)
+    assert publisher.published == [on_time, after, late]
