@@ -124,3 +124,19 @@ async def test_each_statement_is_timed_by_its_own_duration(
     await batcher.submit(report(task, 40))
     elapsed = time.perf_counter() - started
     assert len(timings) == 1 and 0 <= timings[0] <= elapsed
+
+
+async def test_a_report_whose_handler_then_holds_the_loop_past_the_deadline_is_not_published(
+    store: FakeRunnerStore, publisher: RecordingPublisher
+) -> None:
+    """The publish follows the handler's resumption by a loop step; a handler that blocks the
+    loop longer than `publish_within_s` may have had its task reaped meanwhile."""
+    first, second = await claimed(store, 2)
+    batcher = ProgressBatcher(store.report_progress, TaskWriter(publisher), publish_within_s=0.05)
+    assert await batcher.submit(report(first, 10)) is not None  # committed ...
+    time.sleep(0.1)  # noqa: ASYNC251  # ... then the handler holds the loop
+    assert await batcher.submit(report(second, 20)) is not None  # a later one, in time
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [t.id for t in publisher.published] == [second.id]
+    assert store.tasks[first.id].progress_pct == 10  # PostgreSQL has it all the same
