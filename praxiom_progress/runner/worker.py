@@ -74,13 +74,7 @@ class Runner:
             self._writer,
             in_flight=settings.runner_progress_statements,
             on_write=on_progress_write,
-            # A report's task can be reaped this long after the report at the earliest (its
-            # last heartbeat may be an interval older): a publish later than that could
-            # follow the reaper's end, so it is not sent.
-            publish_within_s=max(
-                settings.runner_stale_after_s - settings.runner_heartbeat_interval_s,
-                settings.runner_heartbeat_interval_s,
-            ),
+            publish_within_s=settings.runner_progress_publish_within_s,
         )
         #: One per runner process: filled by the start-up hooks, handed to every handler.
         self.state: MutableMapping[str, Any] = {}

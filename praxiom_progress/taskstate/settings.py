@@ -188,6 +188,14 @@ class Settings:
         """The nodes REDIS_URL names: one, or a cluster's seeds (any that answers will do)."""
         return redis_seed_urls(self.redis_url)
 
+    @property
+    def runner_progress_publish_within_s(self) -> float:
+        """How late a progress report's publish may still go out: its task can be reaped this
+        long after the report at the earliest (its last heartbeat may be an interval older),
+        and a publish after that could follow the reaper's end."""
+        stale, beat = self.runner_stale_after_s, self.runner_heartbeat_interval_s
+        return max(stale - beat, beat)
+
     def timeout_for(self, task_type: str) -> float:
         return self.task_timeouts.get(task_type, self.task_timeouts["default"])
 

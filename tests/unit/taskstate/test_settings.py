@@ -372,3 +372,12 @@ def test_bad_gateway_processes_say_what_is_allowed(raw: str) -> None:
 def test_bad_gateway_process_timings_name_the_variable(variable: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: raw})
+
+
+def test_a_progress_publish_may_go_out_until_its_task_could_have_been_reaped() -> None:
+    assert Settings().runner_progress_publish_within_s == 30.0 - 5.0
+    fast = Settings(runner_stale_after_s=3.0, runner_heartbeat_interval_s=0.5)
+    assert fast.runner_progress_publish_within_s == 2.5
+    # A stale window shorter than a heartbeat interval (a misconfiguration) still leaves one.
+    odd = Settings(runner_stale_after_s=1.0, runner_heartbeat_interval_s=2.0)
+    assert odd.runner_progress_publish_within_s == 2.0
