@@ -34,10 +34,6 @@ class TaskWriter:
         await self.publish([] if task is None else [task])
         return task
 
-    async def write_many(self, write: Awaitable[Sequence[Task]]) -> Sequence[Task]:
-        """Await a write of many tasks, then publish them all in one round trip."""
-        return await self.publish(await write)
-
     async def publish(self, tasks: Sequence[Task]) -> Sequence[Task]:
         """Publish tasks whose write has committed, together with whatever else is published
         meanwhile; returns once they were sent. Never raises: Redis is best effort,

@@ -31,14 +31,14 @@ async def test_the_writer_publishes_only_what_a_write_committed(
     assert failed is not None and publisher.published == [failed]
 
 
-async def test_many_tasks_are_published_in_one_call_after_their_write(
+async def test_many_tasks_are_published_in_one_call(
     store: FakeRunnerStore, publisher: RecordingPublisher
 ) -> None:
     store.add("sample")
     store.add("sample")
     writer = TaskWriter(publisher)  # type: ignore[arg-type]
-    claimed = await writer.write_many(
-        store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=2)
+    claimed = await writer.publish(
+        await store.claim_tasks(runner_id="unit", timeouts={"sample": 60.0}, limit=2)
     )
     assert len(claimed) == 2 and publisher.calls == [list(claimed)]
     assert publisher.published == [store.tasks[t.id] for t in claimed]
