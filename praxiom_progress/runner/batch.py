@@ -7,9 +7,9 @@ as the load rises. Each caller returns once its own task is committed, and
 learns whether its task was still held, exactly as with a write of its own.
 Its publish is queued then (`TaskWriter.publish_soon`: in order, after every
 publish made before it) and goes out while the next batch is written, rather
-than each batch waiting for Redis before the handlers may report again. The batcher,
-not the caller, publishes, so a committed write is published even when the
-handler that made it is cancelled.
+than each batch waiting for Redis before the handlers may report again. The
+batcher, not the caller, publishes, so a committed write is published even
+when the handler that made it is cancelled.
 """
 
 from __future__ import annotations
