@@ -6,6 +6,7 @@ Tokens are only ever compared by their SHA-256 digest.
 
 from __future__ import annotations
 
+from typing import TypeVar
 from uuid import UUID
 
 from aiohttp import web
@@ -13,11 +14,13 @@ from aiohttp import web
 from praxiom_progress.gateway.access_log import note_principal
 from praxiom_progress.gateway.decision import Decision
 from praxiom_progress.gateway.errors import refusal, unauthenticated
-from praxiom_progress.gateway.store import Caller, GatewayStore, Principal
+from praxiom_progress.gateway.store import Caller, GatewayStore, Principal, TaskAccess
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.tokens import hash_token
 
 _MAX_TOKEN_LENGTH = 512
+
+T = TypeVar("T")
 
 
 def token_hash(request: web.Request, cookie_name: str) -> bytes:
@@ -52,7 +55,11 @@ async def authorize(
 
     With a bad token nothing about the task is looked up, so a refusal says nothing of it.
     """
-    access = await store.authorize_task(digest, task_id, write=write)
+    return allowed(await store.authorize_task(digest, task_id, write=write))
+
+
+def allowed(access: TaskAccess[T]) -> tuple[Caller, T]:
+    """The caller and what it may see of the task; the refusal the store decided otherwise."""
     if access.caller is not None:
         note_principal(access.caller.key)
     if access.decision is not Decision.ALLOWED:

@@ -28,6 +28,36 @@ SELECT req.n,
     ON t.id = req.task_id AND caller.token_id IS NOT NULL
  ORDER BY req.n;
 
+-- authorize_stream --
+-- `authorize_task` for a stream's connect: the same lookups and answers, but of the task only
+-- its status and version (may it be watched; is it over; is the client's Last-Event-ID
+-- behind it). The payload is read by `stream_snapshots` once the stream has subscribed.
+SELECT req.n,
+       caller.token_id, caller.user_id, caller.service_name, caller.read_only,
+       t.id IS NOT NULL AS task_exists,
+       praxiom_may_see(caller.token_id, caller.user_id, caller.all_workspaces, t.workspace_id)
+           AS may_see,
+       t.status, t.version
+  FROM unnest(%(token_hashes)s::bytea[], %(task_ids)s::uuid[]) WITH ORDINALITY
+       AS req (token_hash, task_id, n)
+  LEFT JOIN LATERAL (
+       SELECT id AS token_id, user_id, service_name, all_workspaces, read_only FROM api_tokens
+        WHERE token_hash = req.token_hash
+          AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
+  ) AS caller ON true
+  LEFT JOIN background_tasks t
+    ON t.id = req.task_id AND caller.token_id IS NOT NULL
+ ORDER BY req.n;
+
+-- stream_snapshots --
+-- The payload's columns of the tasks whose streams have just subscribed (their callers were
+-- authorized a moment before, by `authorize_stream`); a missing id has no row.
+SELECT id, status, task_type, progress_pct, phase, message, started_at, completed_at,
+       heartbeat_at, error, result_data, version
+  FROM background_tasks
+ WHERE id = ANY(%(task_ids)s::uuid[]);
+
 -- principal_workspaces --
 -- The token's principal and every workspace it may act in (a user's memberships, a service's
 -- grants; all_workspaces for a service granted every one); no row for a bad token.

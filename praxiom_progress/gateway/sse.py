@@ -16,7 +16,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from praxiom_progress.gateway.auth import authorize, parse_task_id, token_hash
+from praxiom_progress.gateway.auth import allowed, authorize, parse_task_id, token_hash
 from praxiom_progress.gateway.errors import not_found
 from praxiom_progress.gateway.frames import Update, snapshot
 from praxiom_progress.gateway.keepalive import PingedResponse
@@ -33,9 +33,8 @@ from praxiom_progress.gateway.keys import (
     STREAMS,
     WORKSPACE_STREAMS,
 )
-from praxiom_progress.gateway.store import GatewayStore
+from praxiom_progress.gateway.store import GatewayStore, TaskHead
 from praxiom_progress.gateway.stream import ProgressStream
-from praxiom_progress.taskstate.models import Task
 
 #: A version is a PostgreSQL bigint: at most 19 ASCII digits (`isdigit` would let `²` through).
 _VERSION = re.compile(r"[0-9]{1,19}")
@@ -86,7 +85,7 @@ def parse_version(raw: str | None) -> int | None:
 async def progress(request: web.Request) -> web.StreamResponse:
     """Authorize, subscribe, snapshot, then send the task's every newer state until it ends or
     the client leaves. 401, 404 and 403 cost no Redis command (one grouped query answers
-    them), and the task is read again once the subscription is confirmed, so no update can
+    them), and the task's row is read once the subscription is confirmed, so no update can
     slip between the snapshot and the subscription. Memory per stream counts: this is the one
     frame an open stream keeps besides its own `run`'s (what runs before are calls that
     return), and it holds no row, event or caller."""
@@ -94,20 +93,20 @@ async def progress(request: web.Request) -> web.StreamResponse:
     settings, dispatcher, stats = app[SETTINGS], app[DISPATCHER], app[STREAM_STATS]
     digest = token_hash(request, settings.session_cookie_name)
     task_id = parse_task_id(request.match_info["task_id"])
-    principal, task = await _authorize(app[GATEWAY_STORE], digest, task_id)
+    principal, head = await _authorize(app[GATEWAY_STORE], digest, task_id)
+    assert task_id is not None  # what an allowed caller means
     seen = last_event_id(request)
-    if task.is_terminal and seen is not None and seen >= task.version:
+    if head.is_terminal and seen is not None and seen >= head.version:
         return web.Response(status=204)  # tells the browser to stop reconnecting
     with app[STREAM_SLOTS].hold(principal):  # 503 when full, 429 over the caller's share
-        stream = ProgressStream(task.id, digest, app[STREAM_ACCESS], settings, stats)
-        live = not task.is_terminal  # a finished task changes no more: nothing to listen for
+        stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, stats)
+        live = not head.is_terminal  # a finished task changes no more: nothing to listen for
         if live:
-            await app[OPENING_HOOKS].subscribing(task.id)  # the test seam (gateway.opening)
+            await app[OPENING_HOOKS].subscribing(task_id)  # the test seam (gateway.opening)
             await dispatcher.watch(stream)  # subscribe, confirmed ...
         response = pinged_response(app)
         try:
-            first = await _first_event(app, task, digest, seen, live)  # ... then the snapshot
-            del task
+            first = await _first_event(app, stream, max(head.version, seen or 0), live)
             await response.prepare(request)
             disarm_keepalive(request, response)
             app[STREAMS].add(stream)
@@ -127,27 +126,33 @@ async def progress(request: web.Request) -> web.StreamResponse:
             dispatcher.unwatch(stream)
 
 
-async def _authorize(store: GatewayStore, digest: bytes, task_id: UUID | None) -> tuple[str, Task]:
-    """The caller's key (for the stream limits) and the task; 401, 404, 403 otherwise."""
+async def _authorize(
+    store: GatewayStore, digest: bytes, task_id: UUID | None
+) -> tuple[str, TaskHead]:
+    """The caller's key (for the stream limits) and the task's status and version; 401, 404,
+    403 otherwise."""
     if task_id is None:
         await authorize(store, digest, None)  # 401 for a bad token, else 404
         raise not_found()
-    caller, task = await authorize(store, digest, task_id)
-    return caller.key, task
+    caller, head = allowed(await store.authorize_stream(digest, task_id))
+    return caller.key, head
 
 
 async def _first_event(
-    app: web.Application, task: Task, digest: bytes, seen: int | None, live: bool
+    app: web.Application, stream: ProgressStream, at_least: int, live: bool
 ) -> Update:
-    """The stream's first event: the task as read once its subscription is confirmed (the
-    row read to authorize the call, for a finished task), with the reconnect hint."""
+    """The stream's first event: the task as read once its subscription is confirmed, at
+    the version its caller was authorized at or the client's Last-Event-ID, if higher (a
+    standby behind that is passed over), with the reconnect hint. The caller's access is
+    not read again: it was a moment ago, and the idle sweeper re-checks it from now on."""
+    hooks, task_id = app[OPENING_HOOKS], stream.task_id
     if live:
-        hooks, store = app[OPENING_HOOKS], app[GATEWAY_STORE]
-        await hooks.subscribed(task.id)
-        task = (await authorize(store, digest, task.id))[1]
-        if seen is not None and task.version < seen:  # a lagging standby's row
-            task = next(iter(await store.tasks([task.id])), task)  # the primary's
-        await hooks.snapshot_read(task.id)
+        await hooks.subscribed(task_id)
+    task = await app[GATEWAY_STORE].snapshot(task_id, at_least)
+    if task is None:
+        raise not_found()  # deleted since it was authorized
+    if live:
+        await hooks.snapshot_read(task_id)
     # The reconnect hint, jittered so a fleet of browsers does not come back in lockstep.
     retry_ms = int(app[SETTINGS].sse_retry_s * 1000 * random.uniform(0.5, 1.5))
     return snapshot(task, retry_ms)

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from praxiom_progress.gateway.decision import Decision, decide
 from praxiom_progress.gateway.replica import Reads
 from praxiom_progress.gateway.token_use import TokenUse
 from praxiom_progress.taskstate.batching import GroupedCalls
-from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.db import Database, Row
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.sql import load_queries
+from praxiom_progress.taskstate.status import TERMINAL_STATUSES, TaskStatus
 
 QUERIES = load_queries("praxiom_progress.gateway")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,22 +50,37 @@ class Caller:
         return cls(row["token_id"], row["user_id"], row["service_name"], bool(row["read_only"]))
 
 
+@dataclass(frozen=True, slots=True)
+class TaskHead:
+    """What a stream's connect decides on before it subscribes; its row is read after."""
+
+    status: TaskStatus
+    version: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
 @dataclass(frozen=True)
-class TaskAccess:
-    """What one request may do with one task: the decision, and the task only when allowed."""
+class TaskAccess(Generic[T]):
+    """What one request may do with one task: the decision, and the task (a `Task`, or a
+    stream's `TaskHead`) only when allowed."""
 
     caller: Caller | None  # None: the token is missing, unknown, expired or revoked
     decision: Decision
-    task: Task | None
+    task: T | None
 
 
 @dataclass(frozen=True)
 class _Found:
-    """One answer of `authorize_task`, before the write flag is applied."""
+    """One answer of `authorize_task` or `authorize_stream`, before the write flag is applied
+    (`row`: the task's columns the query returns, NULL when it has none)."""
 
     caller: Caller | None
     may_see: bool
-    task: Task | None
+    exists: bool
+    row: Row
 
 
 @dataclass(frozen=True)
@@ -110,43 +129,66 @@ class GatewayStore:
         # A reconnect storm authorizes thousands of streams at once: one statement answers
         # all that arrive while the previous one runs, instead of one statement each.
         self._authorize: GroupedCalls[tuple[bytes, UUID | None], _Found] = GroupedCalls(
-            self._authorize_many, in_flight=2, max_batch=500
+            partial(self._authorize_many, "authorize_task"), in_flight=2, max_batch=500
+        )
+        self._authorize_stream: GroupedCalls[tuple[bytes, UUID | None], _Found] = GroupedCalls(
+            partial(self._authorize_many, "authorize_stream"), in_flight=2, max_batch=500
+        )
+        self._snapshots: GroupedCalls[tuple[UUID, int], Task | None] = GroupedCalls(
+            self._snapshots_many, in_flight=2, max_batch=500
         )
 
     async def authorize_task(
         self, token_hash: bytes, task_id: UUID | None, *, write: bool = False
-    ) -> TaskAccess:
+    ) -> TaskAccess[Task]:
         """May this token see (with `write`: change) this task? No task id: only the token
         is checked, and a valid one is told NOT_FOUND."""
         found = await self._authorize.call((token_hash, task_id))
+        decision = self._decide(found, write)
+        task = Task.from_row(found.row) if decision is Decision.ALLOWED else None
+        return TaskAccess(found.caller, decision, task)
+
+    async def authorize_stream(self, token_hash: bytes, task_id: UUID) -> TaskAccess[TaskHead]:
+        """`authorize_task` for a stream's connect, which needs of the task only its status
+        and version: its row is read (`snapshot`) once the stream has subscribed, so reading
+        it here as well would decode it twice."""
+        found = await self._authorize_stream.call((token_hash, task_id))
+        decision = self._decide(found, write=False)
+        if decision is not Decision.ALLOWED:
+            return TaskAccess(found.caller, decision, None)
+        head = TaskHead(TaskStatus(found.row["status"]), found.row["version"])
+        return TaskAccess(found.caller, decision, head)
+
+    def _decide(self, found: _Found, write: bool) -> Decision:
         caller = found.caller
         if caller is not None:
             self.token_use.note(caller.token_id)
-        decision = decide(
+        return decide(
             authenticated=caller is not None,
-            exists=found.task is not None,
+            exists=found.exists,
             may_see=found.may_see,
             read_only=caller is not None and caller.read_only,
             write=write,
         )
-        return TaskAccess(caller, decision, found.task if decision is Decision.ALLOWED else None)
 
-    async def _authorize_many(self, requests: list[tuple[bytes, UUID | None]]) -> list[_Found]:
-        found = await self._authorize_on(self.reads, requests)
+    async def _authorize_many(
+        self, query: str, requests: list[tuple[bytes, UUID | None]]
+    ) -> list[_Found]:
+        found = await self._authorize_on(self.reads, query, requests)
         if self.reads is self.db:
             return found
         again = [i for i, one in enumerate(found) if _refused(requests[i][1], one)]
         if again:
-            fresh = await self._authorize_on(self.db, [requests[i] for i in again])
+            fresh = await self._authorize_on(self.db, query, [requests[i] for i in again])
             for i, one in zip(again, fresh, strict=True):
                 found[i] = one
         return found
 
     async def _authorize_on(
-        self, reads: Reads, requests: list[tuple[bytes, UUID | None]]
+        self, reads: Reads, query: str, requests: list[tuple[bytes, UUID | None]]
     ) -> list[_Found]:
         rows = await reads.fetch_all(
-            QUERIES["authorize_task"],
+            QUERIES[query],
             {
                 "token_hashes": [token_hash for token_hash, _ in requests],
                 "task_ids": [task_id for _, task_id in requests],
@@ -154,13 +196,31 @@ class GatewayStore:
         )
         assert len(rows) == len(requests)  # the query answers every pair, in order
         return [
-            _Found(
-                Caller.from_row(row),
-                bool(row["may_see"]),
-                Task.from_row(row) if row["task_exists"] else None,
-            )
+            _Found(Caller.from_row(row), bool(row["may_see"]), bool(row["task_exists"]), row)
             for row in rows
         ]
+
+    async def snapshot(self, task_id: UUID, at_least: int) -> Task | None:
+        """A stream's first event, read once it has subscribed: the task's payload columns,
+        at version `at_least` or above if there is one (a standby still behind it is passed
+        over for the primary: a stream never goes backwards). None: deleted meanwhile."""
+        return await self._snapshots.call((task_id, at_least))
+
+    async def _snapshots_many(self, requests: list[tuple[UUID, int]]) -> list[Task | None]:
+        found = await self._snapshots_on(self.reads, [task_id for task_id, _ in requests])
+        if self.reads is not self.db:
+            behind = [
+                task_id
+                for task_id, at_least in requests
+                if task_id not in found or found[task_id].version < at_least
+            ]
+            if behind:
+                found.update(await self._snapshots_on(self.db, behind))
+        return [found.get(task_id) for task_id, _ in requests]
+
+    async def _snapshots_on(self, reads: Reads, task_ids: list[UUID]) -> dict[UUID, Task]:
+        rows = await reads.fetch_all(QUERIES["stream_snapshots"], {"task_ids": task_ids})
+        return {row["id"]: Task.from_row(row) for row in rows}
 
     async def principal(self, token_hash: bytes) -> Principal | None:
         """The token's principal; None for a missing, expired or revoked token."""
@@ -207,7 +267,7 @@ def _refused(task_id: UUID | None, found: _Found) -> bool:
     """Not the answer a caller allowed to see the task gets (a token check: a valid token)."""
     if found.caller is None:
         return True
-    return task_id is not None and (found.task is None or not found.may_see)
+    return task_id is not None and (not found.exists or not found.may_see)
 
 
 _REFUSALS = (

@@ -9,6 +9,7 @@ from praxiom_progress.gateway.decision import Decision
 from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.taskstate.accounts import AccountStore, IssuedToken
 from praxiom_progress.taskstate.db import Database
+from praxiom_progress.taskstate.payloads import task_payload
 from praxiom_progress.taskstate.store import TaskStore
 from praxiom_progress.taskstate.tokens import hash_token
 from tests.conftest import spawn
@@ -52,3 +53,34 @@ async def test_concurrent_authorizations_share_a_statement_and_keep_their_own_an
             assert access.decision is Decision.FORBIDDEN and access.task is None
         else:
             assert access.task is None
+
+
+async def test_a_streams_connect_is_answered_as_a_request_is_with_the_head_only(
+    db: Database, task_store: TaskStore, member: IssuedToken
+) -> None:
+    """`authorize_stream` decides as `authorize_task` does, for every kind of caller, and
+    gives of the task its status and version only; `snapshot` then reads its payload."""
+    other = await AccountStore(db).create_token(workspace="other", user="olga")
+    mine = await spawn(task_store, member.workspace_id, "research")
+    theirs = await spawn(task_store, other.workspace_id, "research")
+    store = GatewayStore(db)
+    ann, unknown = hash_token(member.token), hash_token("no-such-token")
+    requests = [(ann, mine), (ann, theirs), (ann, uuid4()), (unknown, mine)] * 5
+    streams = await asyncio.gather(*(store.authorize_stream(h, t) for h, t in requests))
+    full = await asyncio.gather(*(store.authorize_task(h, t) for h, t in requests))
+    for stream, request in zip(streams, full, strict=True):
+        assert stream.decision is request.decision
+        assert stream.caller == request.caller
+        if request.task is None:
+            assert stream.task is None
+        else:
+            assert stream.task is not None
+            assert (stream.task.status, stream.task.version) == (
+                request.task.status,
+                request.task.version,
+            )
+    task = await store.snapshot(mine, 0)
+    row = (await store.authorize_task(ann, mine)).task
+    assert task is not None and row is not None
+    assert task_payload(task) == task_payload(row)
+    assert await store.snapshot(uuid4(), 0) is None

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from praxiom_progress.gateway.keys import OPENING_HOOKS
+from praxiom_progress.gateway.keys import DISPATCHER, OPENING_HOOKS, STREAM_SLOTS, STREAMS
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.taskstate.accounts import IssuedToken
 from praxiom_progress.taskstate.channels import progress_channel
@@ -193,3 +193,42 @@ async def _until_subscribed(direct_redis: aioredis.Redis, task_id: UUID) -> None
         return int(counts.get(channel.encode(), 0)) >= 1
 
     await wait_for(subscribed, timeout_s=5, interval_s=0.01)
+
+
+class DeleteOnSubscribed(OpeningHooks):
+    """Deletes the task once the stream's subscription is confirmed: after its caller was
+    authorized, before its row is read."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def subscribed(self, task_id: UUID) -> None:
+        await self._db.fetch_all(
+            "DELETE FROM background_tasks WHERE id = %(id)s RETURNING id", {"id": task_id}
+        )
+
+
+async def test_a_task_deleted_while_its_stream_subscribes_is_not_found(
+    settings: Settings, db: Database, member: IssuedToken, task_store: TaskStore
+) -> None:
+    """The connect authorizes on the task's status and version and reads its row only once
+    subscribed: a task gone in between is a 404 with the error body, and the stream leaves
+    nothing behind (no slot, no subscription, no stream)."""
+    gateway = LiveGateway(settings)
+    gateway.app[OPENING_HOOKS] = DeleteOnSubscribed(db)
+    await gateway.start()
+    try:
+        task_id = await spawn(task_store, member.workspace_id, "validation_kit")
+        url = f"{gateway.url}/api/tasks/{task_id}/progress"
+        async with (
+            aiohttp.ClientSession(timeout=stream_timeout(10)) as session,
+            session.get(url, headers=bearer(member.token)) as response,
+        ):
+            assert response.status == 404
+            body = await response.json()
+        assert body["error"]["code"] == "NOT_FOUND", body
+        assert not gateway.app[STREAMS]
+        assert not gateway.app[DISPATCHER].watching(progress_channel(task_id))
+        assert gateway.app[STREAM_SLOTS]._total_open == 0
+    finally:
+        await gateway.stop()
