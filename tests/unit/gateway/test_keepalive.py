@@ -136,22 +136,15 @@ async def test_streams_are_spread_over_the_wheel_and_a_tick_pings_one_slot(
         writer.close()
 
 
-class BufferedHeaders(PingedResponse):
-    """As aiohttp's `Response` does, and a `StreamResponse` might one day: the headers wait
-    for the first write and go out with it."""
-
-    _send_headers_immediately = False
-
-
-async def test_no_ping_before_a_stream_has_sent_its_headers() -> None:
-    """A ping written to the socket before headers still buffered in aiohttp would come
-    before the status line."""
+async def test_the_headers_leave_with_the_first_event_and_no_ping_comes_before() -> None:
+    """A stream's headers wait for its first event and go out with it, in one send; a ping
+    written to the socket before them would come before the status line."""
     pinger = Pinger(0.2, 1.0, slots=1)
     prepared = asyncio.Event()
     release = asyncio.Event()
 
     async def stream(request: web.Request) -> web.StreamResponse:
-        response = BufferedHeaders(pinger, DirectWrite(True), 0.2)
+        response = PingedResponse(pinger, DirectWrite(True), 0.2)
         await response.prepare(request)
         prepared.set()
         await release.wait()
@@ -164,6 +157,8 @@ async def test_no_ping_before_a_stream_has_sent_its_headers() -> None:
         writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         await prepared.wait()
         pinger.tick(0.0)  # nothing has gone out yet: no ping
+        with pytest.raises(TimeoutError):  # prepared, and not a byte sent
+            await asyncio.wait_for(reader.read(1), 0.2)
         release.set()
         assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
         await reader.readuntil(b"\r\n\r\n")
