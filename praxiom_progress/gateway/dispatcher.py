@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 
@@ -29,7 +28,7 @@ from redis.exceptions import RedisError
 
 from praxiom_progress.gateway.dispatching import DispatcherStats
 from praxiom_progress.gateway.fanout import Fanout
-from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.frames import Update, decode_message
 from praxiom_progress.gateway.lag import LagHistogram, LagSampler
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.stream import Watcher
@@ -341,7 +340,7 @@ class ProgressDispatcher:
         if not watches:
             return
         try:
-            decoded = json.loads(data.decode())  # from str: 5 us less than from bytes
+            decoded = decode_message(data)
             task_id = decoded["id"]  # a workspace's streams check theirs (gateway.workspace)
             if task_id != channel[_TASK_ID_AT:] and not channel.startswith(_WORKSPACES):
                 self.stats.mismatched += 1

@@ -7,8 +7,12 @@ socket (gateway.direct_write says when that is allowed).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from praxiom_progress.taskstate.models import Task
 from praxiom_progress.taskstate.payloads import encode_payload, task_payload
@@ -55,3 +59,13 @@ def snapshot(task: Task, retry_ms: int | None = None) -> Update:
     """The event for a task read from PostgreSQL."""
     data = encode_payload(task_payload(task)).encode()
     return Update.of(task.version, data, task.is_terminal, retry_ms, task_id=str(task.id))
+
+
+def decode_message(data: bytes) -> Any:
+    """A published payload's JSON, by orjson (a third of json's time: the dispatcher decodes
+    every message it fans out). What orjson refuses and json takes (the escape of a lone
+    surrogate) is json's to decide, so what is accepted is what always was."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode())

@@ -246,3 +246,26 @@ async def test_a_fan_out_whose_last_chunk_writes_nothing_still_records_its_lag()
     dispatcher.offer(channel, payload(task_id, 2))
     await dispatcher._fanout.drained()
     assert (dispatcher.stats.written, lag.count) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{"id": "%s", "version": 2, "status": "running", "message": "\\ud800"}',  # lone surrogate
+        '{"id": "%s", "version": 2, "status": "running", "result_data": {"x": NaN}}',
+        '{"id": "%s", "version": 2, "status": "running", "n": 123456789012345678901234567890}',
+    ],
+    ids=["lone-surrogate", "nan", "huge-integer"],
+)
+async def test_what_json_accepts_is_accepted_though_orjson_refuses_some(
+    dispatcher: ProgressDispatcher, template: str
+) -> None:
+    """Messages are decoded by orjson, which is stricter than json in places: those json
+    takes are still delivered, unchanged, as they always were."""
+    stream = Stream(uuid4(), Transport())
+    await dispatcher.watch(stream)
+    data = (template % stream.task_id).encode()
+    dispatcher.offer(stream.channel, data)
+    assert dispatcher.stats.undecodable == 0
+    assert [u.version for u in stream.updates] == [2]
+    assert data in stream.updates[0].frame
