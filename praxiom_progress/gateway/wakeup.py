@@ -16,9 +16,9 @@ class Wakeable:
         self._woken = False  # woken while nobody waited: the next wait returns at once
 
     def wake(self) -> None:
-        waiter = self._waiter
+        waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+            waiter.set_result(True)  # taken by its waiter: nothing is left pending
         else:
             self._woken = True
 
@@ -30,18 +30,15 @@ class Wakeable:
             self._woken = False
             waiter.set_result(True)
             return waiter
+        # No done-callback of its own (`wake` forgets the waiter it wakes; one that timed out
+        # or was cancelled is done, and is replaced by the next wait): a sleeping stream's
+        # future then holds only its task's wake-up, inline, with no list, bound method or
+        # context copy beside it.
         self._waiter = waiter
         if timeout_s is not None:
             timer = loop.call_later(timeout_s, _expire, waiter)
             waiter.add_done_callback(lambda _: timer.cancel())
-        waiter.add_done_callback(self._waited)
         return waiter
-
-    def _waited(self, waiter: asyncio.Future[bool]) -> None:
-        if self._waiter is waiter:
-            self._waiter = None
-        if not waiter.cancelled() and waiter.result():
-            self._woken = False  # this wake is consumed
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

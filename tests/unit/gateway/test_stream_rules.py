@@ -141,7 +141,10 @@ async def test_a_wake_while_waiting_answers_true() -> None:
     assert await waiting is True
 
 
-async def test_wakes_before_the_stream_resumes_merge_into_one() -> None:
+async def test_a_wake_before_the_stream_resumes_is_one_more_look_never_a_lost_one() -> None:
+    """The second wake comes before the woken task ran: it is kept for the next wait, which
+    returns at once (a look that may find nothing new), then the stream sleeps again. (The
+    wakeable keeps no done-callback to merge the two: memory per sleeping stream.)"""
     stream = new_stream()
 
     async def parked() -> bool:  # as the stream's own task waits
@@ -150,9 +153,10 @@ async def test_wakes_before_the_stream_resumes_merge_into_one() -> None:
     waiting = asyncio.create_task(parked())
     await asyncio.sleep(0)
     stream.wake()
-    stream.wake()  # before the stream's task ran: the same reason to look again
+    stream.wake()
     assert await waiting is True
-    assert await stream.wait(0.01) is False  # nothing left over
+    assert await stream.wait(0.01) is True
+    assert await stream.wait(0.01) is False  # nothing left over after that
 
 
 async def test_a_wake_just_after_a_timeout_is_not_lost() -> None:
