@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -35,9 +35,10 @@ class Caller:
     service_name: str | None
     read_only: bool
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The principal as logs and per-principal limits name it (never the token)."""
+        """The principal as logs and per-principal limits name it (never the token). One
+        string for both: an open stream's log context and its slot hold it all its life."""
         if self.user_id is not None:
             return str(self.user_id)
         return f"service:{self.service_name}"

@@ -71,6 +71,8 @@ async def test_a_streams_connect_is_answered_as_a_request_is_with_the_head_only(
     for stream, request in zip(streams, full, strict=True):
         assert stream.decision is request.decision
         assert stream.caller == request.caller
+        if stream.caller is not None:  # one string for the log context and the stream's slot
+            assert stream.caller.key is stream.caller.key
         if request.task is None:
             assert stream.task is None
         else:
