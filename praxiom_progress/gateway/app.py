@@ -31,7 +31,7 @@ from praxiom_progress.gateway.dependencies import DependencyWatch
 from praxiom_progress.gateway.direct_write import DirectWrite
 from praxiom_progress.gateway.dispatcher import ProgressDispatcher
 from praxiom_progress.gateway.dispatching import Dispatcher
-from praxiom_progress.gateway.front import front_door
+from praxiom_progress.gateway.front import FrontDoor
 from praxiom_progress.gateway.idle import IdleSweeper
 from praxiom_progress.gateway.keepalive import Pinger
 from praxiom_progress.gateway.keys import (
@@ -40,6 +40,7 @@ from praxiom_progress.gateway.keys import (
     CLIENT_ADDRESSES,
     DIRECT_WRITE,
     DISPATCHER,
+    FRONT_DOOR,
     GATEWAY_STORE,
     GC_TUNING,
     IDLE_SWEEPER,
@@ -222,10 +223,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, demo: bool = False) -> web.Application:
     """The gateway; `demo` adds the demo page and its sign-in (dev mode only, never production)."""
     # A request body over GATEWAY_MAX_BODY_BYTES (docs/design.md: 1 MiB) gets 413.
+    door = FrontDoor(settings)
     app = web.Application(
-        middlewares=[front_door(settings)],  # the only one: gateway.front says why
+        # The only one (gateway.front says why); a stream takes its own visit.
+        middlewares=[door.middleware(inside=(sse.progress,))],
         client_max_size=settings.gateway_max_body_bytes,
     )
+    app[FRONT_DOOR] = door
     app[SETTINGS] = settings
     app[CLIENT_ADDRESSES] = ClientAddresses(settings.gateway_trusted_proxies)
     limits.setup(app, settings)

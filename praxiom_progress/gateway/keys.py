@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from praxiom_progress.gateway.collection import CollectionTuning
     from praxiom_progress.gateway.direct_write import DirectWrite
     from praxiom_progress.gateway.dispatching import Dispatcher
+    from praxiom_progress.gateway.front import FrontDoor
     from praxiom_progress.gateway.idle import IdleSweeper
     from praxiom_progress.gateway.keepalive import Pinger
     from praxiom_progress.gateway.limits import LimitStats, RateLimiter, StreamSlots
@@ -75,6 +76,8 @@ SPAWN_LIMITER: web.AppKey[RateLimiter] = web.AppKey("spawn_limiter")
 AUTH_FAILURE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("auth_failure_limiter")
 #: GATEWAY_TRUSTED_PROXIES, parsed: who the client is behind a proxy (gateway.remote).
 CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
+#: The front door's checks, for the handler that takes its own visit (gateway.front).
+FRONT_DOOR: web.AppKey[FrontDoor] = web.AppKey("front_door")
 #: The task types spawn accepts, with their params schemas (the runners' catalogue).
 CATALOGUE: web.AppKey[TaskTypeCatalogue] = web.AppKey("catalogue")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")

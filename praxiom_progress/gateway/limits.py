@@ -58,10 +58,10 @@ class StreamSlots:
         self._open: dict[str, int] = {}
         self._total_open = 0
 
-    def hold(self, principal: str) -> _Held:
-        """A slot for one stream of `principal`, to use in `with`; 503 when the process is
-        full, else 429 when the principal holds its share. (An object, not a generator:
-        it lives as long as the stream, and memory per stream counts.)"""
+    def hold(self, principal: str) -> HeldSlot:
+        """A slot for one stream of `principal` (`with` it, or `release` it); 503 when the
+        process is full, else 429 when the principal holds its share. (An object, not a
+        generator: it lives as long as the stream, and memory per stream counts.)"""
         if self._total_open >= self.total:
             self.stats.streams_refused_full += 1
             raise ApiError(
@@ -78,7 +78,7 @@ class StreamSlots:
             )
         self._open[principal] = held + 1
         self._total_open += 1
-        return _Held(self, principal)
+        return HeldSlot(self, principal)
 
     def release(self, principal: str) -> None:
         self._total_open -= 1
@@ -161,7 +161,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.on_response_prepare.append(_count_too_large)
 
 
-class _Held:
+class HeldSlot:
     __slots__ = ("_principal", "_slots")
 
     def __init__(self, slots: StreamSlots, principal: str) -> None:
@@ -172,4 +172,7 @@ class _Held:
         return None
 
     def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
         self._slots.release(self._principal)

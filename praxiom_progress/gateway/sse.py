@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Coroutine
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -23,6 +25,7 @@ from praxiom_progress.gateway.keepalive import PingedResponse
 from praxiom_progress.gateway.keys import (
     DIRECT_WRITE,
     DISPATCHER,
+    FRONT_DOOR,
     GATEWAY_STORE,
     OPENING_HOOKS,
     PINGER,
@@ -33,6 +36,7 @@ from praxiom_progress.gateway.keys import (
     STREAMS,
     WORKSPACE_STREAMS,
 )
+from praxiom_progress.gateway.limits import HeldSlot
 from praxiom_progress.gateway.store import GatewayStore, TaskHead
 from praxiom_progress.gateway.stream import ProgressStream
 
@@ -84,11 +88,42 @@ def parse_version(raw: str | None) -> int | None:
 
 async def progress(request: web.Request) -> web.StreamResponse:
     """Authorize, subscribe, snapshot, then send the task's every newer state until it ends or
-    the client leaves. 401, 404 and 403 cost no Redis command (one grouped query answers
-    them), and the task's row is read once the subscription is confirmed, so no update can
-    slip between the snapshot and the subscription. Memory per stream counts: this is the one
-    frame an open stream keeps besides its own `run`'s (what runs before are calls that
-    return), and it holds no row, event or caller."""
+    the client leaves. Memory per stream counts: this is the one frame an open stream keeps
+    besides its own `run`'s (`_open` returns, as do the calls it makes), and it holds no row,
+    event or caller; it takes its own front-door visit (gateway.front), so no middleware
+    frame waits under it."""
+    app = request.app
+    visit = app[FRONT_DOOR].visit(request)
+    try:
+        visit.check()
+        opened = await _open(request)
+        if isinstance(opened, web.Response):
+            return visit.answered(opened)  # 204: the client saw the end already
+        stream, response, running, slot = opened
+        del opened
+        stats = app[STREAM_STATS]
+        try:
+            await running
+        except ConnectionResetError:
+            pass  # the client went away (or stopped reading and was dropped): a normal end
+        finally:
+            stats.closed += 1
+            _close(app, stream, response, slot)
+        return visit.answered(response)
+    except Exception as exc:
+        return visit.failed(exc)
+    finally:
+        visit.leave()
+
+
+async def _open(
+    request: web.Request,
+) -> tuple[ProgressStream, PingedResponse, Coroutine[Any, Any, None], HeldSlot] | web.Response:
+    """The stream, its prepared response, its `run` (the first event sent first) and its
+    slot; or 204 for a client that has seen the task's end. 401, 404 and 403 cost no Redis
+    command (one grouped query answers them), and the task's row is read once the
+    subscription is confirmed, so no update can slip between the snapshot and the
+    subscription."""
     app = request.app
     settings, dispatcher, stats = app[SETTINGS], app[DISPATCHER], app[STREAM_STATS]
     digest = token_hash(request, settings.session_cookie_name)
@@ -98,32 +133,32 @@ async def progress(request: web.Request) -> web.StreamResponse:
     seen = last_event_id(request)
     if head.is_terminal and seen is not None and seen >= head.version:
         return web.Response(status=204)  # tells the browser to stop reconnecting
-    with app[STREAM_SLOTS].hold(principal):  # 503 when full, 429 over the caller's share
-        stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, stats)
+    slot = app[STREAM_SLOTS].hold(principal)  # 503 when full, 429 over the caller's share
+    stream = ProgressStream(task_id, digest, app[STREAM_ACCESS], settings, stats)
+    response = pinged_response(app)
+    try:
         live = not head.is_terminal  # a finished task changes no more: nothing to listen for
         if live:
             await app[OPENING_HOOKS].subscribing(task_id)  # the test seam (gateway.opening)
             await dispatcher.watch(stream)  # subscribe, confirmed ...
-        response = pinged_response(app)
-        try:
-            first = await _first_event(app, stream, max(head.version, seen or 0), live)
-            await response.prepare(request)
-            disarm_keepalive(request, response)
-            app[STREAMS].add(stream)
-            stats.opened += 1
-            running = stream.run(first, response, response.transport, dispatcher)
-            del first  # held by the stream only as long as it needs it
-            try:
-                await running
-            except ConnectionResetError:
-                pass  # the client went away (or stopped reading and was dropped): a normal end
-            finally:
-                stats.closed += 1
-            return response
-        finally:
-            response.stop_streaming()  # it leaves the pinger now, not at its next ping
-            app[STREAMS].discard(stream)
-            dispatcher.unwatch(stream)
+        first = await _first_event(app, stream, max(head.version, seen or 0), live)
+        await response.prepare(request)
+        disarm_keepalive(request, response)
+        app[STREAMS].add(stream)
+        stats.opened += 1
+    except BaseException:
+        _close(app, stream, response, slot)
+        raise
+    return stream, response, stream.run(first, response, response.transport, dispatcher), slot
+
+
+def _close(
+    app: web.Application, stream: ProgressStream, response: PingedResponse, slot: HeldSlot
+) -> None:
+    response.stop_streaming()  # it leaves the pinger now, not at its next ping
+    app[STREAMS].discard(stream)
+    app[DISPATCHER].unwatch(stream)
+    slot.release()
 
 
 async def _authorize(

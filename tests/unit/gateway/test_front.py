@@ -14,7 +14,7 @@ from aiohttp import web
 
 from praxiom_progress.gateway import limits
 from praxiom_progress.gateway.access_log import echo_request_id
-from praxiom_progress.gateway.front import front_door
+from praxiom_progress.gateway.front import FrontDoor
 from praxiom_progress.gateway.keys import CLIENT_ADDRESSES
 from praxiom_progress.gateway.remote import ClientAddresses
 from praxiom_progress.taskstate.settings import Settings
@@ -30,7 +30,7 @@ async def base_url() -> AsyncIterator[str]:
     async def moved(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/elsewhere")
 
-    app = web.Application(middlewares=[front_door(settings)])
+    app = web.Application(middlewares=[FrontDoor(settings).middleware()])
     app[CLIENT_ADDRESSES] = ClientAddresses(())
     limits.setup(app, settings)
     app.on_response_prepare.append(echo_request_id)
