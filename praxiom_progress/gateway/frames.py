@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from praxiom_progress.taskstate.models import Task
-from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.payloads import payload_bytes, task_payload
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
@@ -57,7 +57,7 @@ class Update:
 
 def snapshot(task: Task, retry_ms: int | None = None) -> Update:
     """The event for a task read from PostgreSQL."""
-    data = encode_payload(task_payload(task)).encode()
+    data = payload_bytes(task_payload(task))
     return Update.of(task.version, data, task.is_terminal, retry_ms, task_id=str(task.id))
 
 

@@ -19,7 +19,7 @@ from praxiom_progress.gateway.store import GatewayStore
 from praxiom_progress.taskstate.cancellation import cancel_and_wait
 from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
 from praxiom_progress.taskstate.errors import StoreUnavailable
-from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.payloads import payload_bytes, task_payload
 
 log = logging.getLogger("gateway.written")
 
@@ -59,7 +59,7 @@ class TaskWrites:
                 log.info("could not read written tasks, the idle re-read will: %s", exc)
                 return
             for task in tasks:
-                data = encode_payload(task_payload(task)).encode()
+                data = payload_bytes(task_payload(task))
                 self._dispatcher.offer(progress_channel(task.id), data)
                 if task.workspace_id is not None:
                     self._dispatcher.offer(workspace_channel(task.workspace_id), data)

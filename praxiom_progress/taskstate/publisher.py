@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from praxiom_progress.taskstate.channels import progress_channel, workspace_channel
 from praxiom_progress.taskstate.models import Task
-from praxiom_progress.taskstate.payloads import encode_payload, task_payload
+from praxiom_progress.taskstate.payloads import payload_bytes, task_payload
 from praxiom_progress.taskstate.settings import Settings, redis_seed_urls
 from praxiom_progress.taskstate.shards import PublishStats, ShardSender
 from praxiom_progress.taskstate.slotmap import SlotMap
@@ -129,9 +129,9 @@ class ProgressPublisher:
         is a task's payload published. Each payload goes to its task's channel and to its
         workspace's (the same bytes, in the same round trip: workspace streams); how many
         messages Redis took (all or none, but on a cluster per shard)."""
-        messages: list[tuple[str, str]] = []
+        messages: list[tuple[str, bytes]] = []
         for task in tasks:
-            data = encode_payload(task_payload(task))
+            data = payload_bytes(task_payload(task))
             messages.append((progress_channel(task.id), data))
             if task.workspace_id is not None:  # every write returns it (report_progress too)
                 messages.append((workspace_channel(task.workspace_id), data))
@@ -145,10 +145,10 @@ class ProgressPublisher:
         """Publish payloads on their tasks' channels only, in one round trip (one per shard on
         a cluster); how many Redis took."""
         return await self._publish(
-            [(progress_channel(p["id"]), encode_payload(p)) for p in payloads]
+            [(progress_channel(p["id"]), payload_bytes(p)) for p in payloads]
         )
 
-    async def _publish(self, messages: Sequence[tuple[str, str]]) -> int:
+    async def _publish(self, messages: Sequence[tuple[str, bytes]]) -> int:
         """All messages in one round trip (one per shard on a cluster); how many Redis took
         (all or none, except on a cluster: all but those of shards that are down)."""
         if not messages:
@@ -185,7 +185,7 @@ class ProgressPublisher:
         return len(messages)
 
 
-async def _send(redis: aioredis.Redis, messages: Sequence[tuple[str, str]]) -> None:
+async def _send(redis: aioredis.Redis, messages: Sequence[tuple[str, bytes]]) -> None:
     """Many messages in one write on one pooled connection, then their replies: a pipeline's
     round trip without its bookkeeping. redis-py's asyncio pipeline packs each command in
     Python (its synchronous one uses hiredis: redis-py issue 4176) and handles each reply

@@ -30,7 +30,7 @@ from praxiom_progress.taskstate.slotmap import SlotMap
 
 log = logging.getLogger("taskstate.publisher")
 
-Message = tuple[str, str]  # (channel, encoded payload)
+Message = tuple[str, bytes]  # (channel, encoded payload)
 ConnectFn = Callable[[str], aioredis.Redis]
 
 

@@ -19,6 +19,7 @@ from praxiom_progress.taskstate.payloads import (
     TaskPayloadSchema,
     ValidationError,
     encode_payload,
+    payload_bytes,
     task_payload,
 )
 
@@ -267,3 +268,25 @@ def test_the_hand_built_payload_is_the_schemas_dump(changes: dict[str, Any]) -> 
     assert built == dumped
     assert list(built) == list(dumped) == EXPECTED_KEYS
     assert encode_payload(built) == encode_payload(dumped)
+
+
+@pytest.mark.parametrize(
+    "result_data",
+    [
+        {},
+        {"rows": 12, "ratio": 0.1, "big": 1e16, "text": "é ✓ \u2028", "nested": {"a": [1, None]}},
+        {"beyond_64_bits": 123456789012345678901234567890, "minus": -(2**70)},  # jsonb keeps these
+    ],
+    ids=["empty", "everyday", "huge-integers"],
+)
+def test_the_wire_form_is_compact_json_that_reads_back_as_the_payload(
+    result_data: dict[str, Any],
+) -> None:
+    """orjson writes it; what it cannot (an integer beyond 64 bits) json does. Either way:
+    compact, UTF-8 as is, one line, and the same values read back."""
+    payload = payload_of(make_row(result_data=result_data))
+    data = payload_bytes(payload)
+    assert json.loads(data) == payload
+    compact = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert b"\n" not in data and len(data) <= len(compact)  # no spaces, no \u escapes
+    assert encode_payload(payload) == data.decode()
