@@ -53,29 +53,30 @@ class LoopStallTicker:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._schedule()
+        self._schedule(time.process_time())
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    def _schedule(self) -> None:
+    def _schedule(self, cpu: float) -> None:
         assert self._loop is not None
         due = self._loop.time() + self.tick_s
-        self._cpu = time.process_time()
+        self._cpu = cpu
         self._handle = self._loop.call_at(due, self._fired, due)
 
     def _fired(self, due: float) -> None:
         assert self._loop is not None
         late = max(0.0, self._loop.time() - due)
+        cpu = time.process_time()  # one clock read a tick (a system call on some hosts)
         self.stalls.observe(late)
         # Of the lateness, what the process itself computed: at most the CPU it used since the
         # timer was set (an upper bound: CPU used within the tick itself counts too).
-        self.busy.observe(min(late, max(0.0, time.process_time() - self._cpu)))
+        self.busy.observe(min(late, max(0.0, cpu - self._cpu)))
         if late > self.longest_s:
             self.longest_s = late
-        self._schedule()
+        self._schedule(cpu)
 
 
 class GcPauses:
