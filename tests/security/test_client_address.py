@@ -39,33 +39,39 @@ async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
     assert await _remote_logged(untrusting, **forwarded) == "127.0.0.1"
 
 
+@pytest.mark.parametrize(
+    "path", [PATH, PATH.replace("/status", "/progress")], ids=["status", "stream"]
+)
 async def test_an_address_with_too_many_401s_gets_429_before_any_lookup(
-    aiohttp_client: Any, settings: Settings
+    aiohttp_client: Any, settings: Settings, path: str
 ) -> None:
+    """The stream takes its own front-door visit (gateway.front): the same count, the same
+    429 before any lookup."""
     app = create_app(
         settings.replace(auth_failures_per_minute=3, gateway_trusted_proxies=("127.0.0.1",))
     )
     api = await aiohttp_client(app)
     attacker = {**bearer(UNKNOWN), "X-Forwarded-For": "198.51.100.9"}
     for _ in range(3):
-        assert (await api.get(PATH, headers=attacker)).status == 401
+        assert (await api.get(path, headers=attacker)).status == 401
     store = app[GATEWAY_STORE]
     looked_up = []
-    authorize = store.authorize_task
+    for name in ("authorize_task", "authorize_stream"):
+        lookup = getattr(store, name)
 
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        looked_up.append(args)
-        return await authorize(*args, **kwargs)
+        async def counting(*args: Any, lookup: Any = lookup, **kwargs: Any) -> Any:
+            looked_up.append(args)
+            return await lookup(*args, **kwargs)
 
-    store.authorize_task = counting  # type: ignore[method-assign]
-    refused = await api.get(PATH, headers=attacker)
+        setattr(store, name, counting)
+    refused = await api.get(path, headers=attacker)
     assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
     assert (await refused.json())["error"]["code"] == "RATE_LIMITED"
     assert looked_up == [], "a refused address still cost a database lookup"
     assert app[LIMIT_STATS].auth_failures_limited == 1
     # Another client behind the same proxy is not punished for it.
     other = {**bearer(UNKNOWN), "X-Forwarded-For": "198.51.100.10"}
-    assert (await api.get(PATH, headers=other)).status == 401
+    assert (await api.get(path, headers=other)).status == 401
 
 
 def test_a_bad_trusted_proxy_setting_stops_the_start() -> None:

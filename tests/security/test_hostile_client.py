@@ -117,3 +117,51 @@ async def test_a_junk_last_event_id_is_ignored_not_a_500(
         await gateway.stop()
     assert head.startswith(b"HTTP/1.1 200"), head
     assert b"data: {" in first
+
+
+#: Raw stream requests a browser never sends, each with the answer the front door gives every
+#: route: (request line and headers after the Host line, status, error code).
+STREAM_REFUSALS = {
+    "no-credential": ("GET /api/tasks/{task}/progress", "", 401, "UNAUTHENTICATED"),
+    "basic-scheme": ("GET /api/tasks/{task}/progress", "Authorization: Basic {token}\r\n", 401,
+                     "UNAUTHENTICATED"),
+    "forged-token": ("GET /api/tasks/{task}/progress", "Authorization: Bearer pxp_{pad}\r\n",
+                     401, "UNAUTHENTICATED"),
+    "malformed-task-id": ("GET /api/tasks/..%2f..%2fetc/progress",
+                          "Authorization: Bearer {token}\r\n", 404, "NOT_FOUND"),
+    "no-such-task": ("GET /api/tasks/00000000-0000-0000-0000-000000000000/progress",
+                     "Authorization: Bearer {token}\r\n", 404, "NOT_FOUND"),
+    "post-to-the-stream": ("POST /api/tasks/{task}/progress", "Authorization: Bearer {token}\r\n"
+                           "Content-Length: 0\r\n", 405, "METHOD_NOT_ALLOWED"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(STREAM_REFUSALS))
+async def test_a_refused_stream_request_is_answered_and_logged_like_any_other(
+    case: str, settings: Settings, db: Database
+) -> None:
+    """The stream handler takes its own front-door visit (gateway.front): its refusals get the
+    same JSON error, request id and headers as every route's, and one access line each."""
+    scene = await make_scene(db, TaskStore(db))
+    line, headers, status, code = STREAM_REFUSALS[case]
+    token = scene.member.token
+    request = (
+        f"{line.format(task=scene.task_id)} HTTP/1.1\r\nHost: g\r\n"
+        f"{headers.format(token=token, pad='x' * 40)}Connection: close\r\n\r\n"
+    ).encode()
+    gateway = LiveGateway(settings)
+    await gateway.start()
+    try:
+        with captured_logs() as logs:
+            answer = await _raw(gateway.url, request)
+            await asyncio.sleep(0.1)  # let the access line land
+    finally:
+        await gateway.stop()
+    got, answer_headers, body = _split(answer)
+    assert got == status, answer[:300]
+    assert answer_headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == code
+    assert answer_headers["x-content-type-options"] == "nosniff"
+    assert answer_headers.get("x-request-id")
+    assert [line["status"] for line in logs.access()] == [status]
+    assert token not in logs.everything()
