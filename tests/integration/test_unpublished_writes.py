@@ -41,9 +41,11 @@ async def test_a_cancel_on_one_gateway_ends_a_stream_on_another_without_a_publis
 ) -> None:
     quiet = settings.replace(sse_idle_timeout_s=300)
     watching, cancelling = LiveGateway(quiet), LiveGateway(quiet)
+    # Spawned before the gateways LISTEN: the spawn's own NOTIFY, heard after the stream began
+    # watching (it opens in a few ms), would be one more offer, and the count one too many.
+    task_id = await spawn(task_store, workspace_id, "research")
     await watching.start()
     await cancelling.start()
-    task_id = await spawn(task_store, workspace_id, "research")
 
     async def cancel() -> None:
         async with aiohttp.ClientSession() as session:

@@ -249,7 +249,9 @@ async def test_a_cancel_reaches_the_stream_though_the_gateway_user_may_not_publi
     finally:
         await gateway.stop()
     assert [p["status"] for p in rest] == ["cancelled"]
-    assert offered == 1
+    # The cancel's NOTIFY was read and offered; the spawn's own may have been too, when the
+    # listener heard it after the stream (open in a few ms) began watching the task.
+    assert offered in (1, 2)
 
 
 async def test_the_gateway_user_subscribes_and_may_do_nothing_else(acl_redis: AclRedis) -> None:
