@@ -49,7 +49,7 @@ class FrontDoor:
         origins, own_visit = self.origins, frozenset(inside)
 
         async def through(request: web.Request, handler: Handler) -> web.StreamResponse:
-            visit = Visit(self, request)
+            visit = self.visit(request)
             try:
                 visit.check()
                 return visit.answered(await handler(request))

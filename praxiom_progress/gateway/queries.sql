@@ -31,7 +31,7 @@ SELECT req.n,
 -- authorize_stream --
 -- `authorize_task` for a stream's connect: the same lookups and answers, but of the task only
 -- its status and version (may it be watched; is it over; is the client's Last-Event-ID
--- behind it). The payload is read by `stream_snapshots` once the stream has subscribed.
+-- behind it). The payload is read by `tasks_by_id` once the stream has subscribed.
 SELECT req.n,
        caller.token_id, caller.user_id, caller.service_name, caller.read_only,
        t.id IS NOT NULL AS task_exists,
@@ -49,14 +49,6 @@ SELECT req.n,
   LEFT JOIN background_tasks t
     ON t.id = req.task_id AND caller.token_id IS NOT NULL
  ORDER BY req.n;
-
--- stream_snapshots --
--- The payload's columns of the tasks whose streams have just subscribed (their callers were
--- authorized a moment before, by `authorize_stream`); a missing id has no row.
-SELECT id, status, task_type, progress_pct, phase, message, started_at, completed_at,
-       heartbeat_at, error, result_data, version
-  FROM background_tasks
- WHERE id = ANY(%(task_ids)s::uuid[]);
 
 -- principal_workspaces --
 -- The token's principal and every workspace it may act in (a user's memberships, a service's
@@ -189,6 +181,11 @@ SELECT req.n, caller.token_id IS NOT NULL AS token_ok,
   ) AS caller ON true
  ORDER BY req.n;
 -- tasks_by_id --
--- The tasks a gateway's streams watch among those spawned or cancelled without a publish
--- (gateway.written); a missing id has no row.
-SELECT * FROM background_tasks WHERE id = ANY(%(task_ids)s::uuid[]);
+-- What a gateway sends of tasks its streams watch: the first events of streams that have just
+-- subscribed (their callers were authorized a moment before, by `authorize_stream`), and the
+-- tasks spawned or cancelled without a publish (gateway.written). The payload's columns and
+-- the workspace (its channel); a missing id has no row.
+SELECT id, status, task_type, progress_pct, phase, message, started_at, completed_at,
+       heartbeat_at, error, result_data, version, workspace_id
+  FROM background_tasks
+ WHERE id = ANY(%(task_ids)s::uuid[]);

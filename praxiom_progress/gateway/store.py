@@ -208,7 +208,7 @@ class GatewayStore:
         return await self._snapshots.call((task_id, at_least))
 
     async def _snapshots_many(self, requests: list[tuple[UUID, int]]) -> list[Task | None]:
-        found = await self._snapshots_on(self.reads, [task_id for task_id, _ in requests])
+        found = await self._tasks_on(self.reads, [task_id for task_id, _ in requests])
         if self.reads is not self.db:
             behind = [
                 task_id
@@ -216,11 +216,11 @@ class GatewayStore:
                 if task_id not in found or found[task_id].version < at_least
             ]
             if behind:
-                found.update(await self._snapshots_on(self.db, behind))
+                found.update(await self._tasks_on(self.db, behind))
         return [found.get(task_id) for task_id, _ in requests]
 
-    async def _snapshots_on(self, reads: Reads, task_ids: list[UUID]) -> dict[UUID, Task]:
-        rows = await reads.fetch_all(QUERIES["stream_snapshots"], {"task_ids": task_ids})
+    async def _tasks_on(self, reads: Reads, task_ids: list[UUID]) -> dict[UUID, Task]:
+        rows = await reads.fetch_all(QUERIES["tasks_by_id"], {"task_ids": task_ids})
         return {row["id"]: Task.from_row(row) for row in rows}
 
     async def principal(self, token_hash: bytes) -> Principal | None:
@@ -236,10 +236,10 @@ class GatewayStore:
         return Principal(caller, frozenset(row["workspace_ids"]), bool(row["all_workspaces"]))
 
     async def tasks(self, task_ids: Sequence[UUID]) -> list[Task]:
-        """Several tasks in one round trip; a missing id is left out. From the primary: the
-        caller just heard of their write, which a standby may not have replayed yet."""
-        rows = await self.db.fetch_all(QUERIES["tasks_by_id"], {"task_ids": list(task_ids)})
-        return [Task.from_row(row) for row in rows]
+        """Several tasks' payloads and workspaces in one round trip; a missing id is left
+        out. From the primary: the caller just heard of their write, which a standby may not
+        have replayed yet."""
+        return list((await self._tasks_on(self.db, list(task_ids))).values())
 
     async def reread_streams(
         self, pairs: Iterable[tuple[UUID, bytes]], *, primary: bool = False
