@@ -8,7 +8,9 @@ idle streams on distinct running tasks (KiB per stream from RSS), 1 task x N wat
 20 updates/s, 1 hot task x 5,000 watchers at 4 updates/s (ours and the floor only), N tasks
 x 1 watcher at 1 update/s each (every stream opened at the same instant, so their idle
 re-checks fall due together in the window), and a reconnect storm of
-streams opened at the same instant. Our gateway's loop stalls and garbage collections in each
+streams opened at the same instant. Every one of these runs again against our gateway on two
+processes (GATEWAY_PROCESSES=2), side by side with one (bench/process_scenarios.py). Our
+gateway's loop stalls and garbage collections in each
 window come from its own /metrics. The load comes from raw-socket load generators
 (`bench/loadgen.py`) whose CPU is reported next to the server's.
 
@@ -79,7 +81,7 @@ from bench import floor_report, idle, limits, processes, report, tails, workspac
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.procs import LoadGens, Server, free_port, start, stop, wait_listening
-from bench.results import FLOOR, NAIVE, OURS, GatewayResults, Results
+from bench.results import FLOOR, NAIVE, OUR_GATEWAYS, OURS, OURS_2, GatewayResults, Results
 from bench.runnerbench import RunnerBench, runner_figures
 from bench.scenarios import GatewayBench
 from praxiom_progress.taskstate.db import Database, migrate
@@ -123,7 +125,7 @@ async def bench_gateway(
     loadgens = await LoadGens.start(cfg.loadgens, server.port, token)
     try:
         bench = GatewayBench(
-            server, loadgens, fixture.task_ids, publisher, first_is_event=name == OURS
+            server, loadgens, fixture.task_ids, publisher, first_is_event=name in OUR_GATEWAYS
         )
         step(f"{name}: idle streams {cfg.idle_levels}")
         idle = await bench.idle(list(cfg.idle_levels), cap, cap_note, cfg.idle_hold_s)
@@ -167,11 +169,12 @@ async def measure(settings: Settings, cfg: Config) -> Results:
     # One token opens every stream: lift the per-principal and per-process stream caps.
     env = gateway_env(settings)
     try:
-        for name in (OURS, FLOOR, NAIVE):
+        for name in (OURS, OURS_2, FLOOR, NAIVE):
             port = free_port()
-            if name == OURS:
+            if name in OUR_GATEWAYS:
                 args = ["-m", "praxiom_progress.cli.main", "gateway"]
-                process = start(args, dict(env, GATEWAY_PORT=str(port)))
+                count = "2" if name == OURS_2 else "1"
+                process = start(args, dict(env, GATEWAY_PORT=str(port), GATEWAY_PROCESSES=count))
             else:
                 module = "bench.naive_gateway" if name == NAIVE else "bench.floor_gateway"
                 args = ["-m", module, "--port", str(port), "--redis-url", settings.redis_url]
@@ -179,7 +182,9 @@ async def measure(settings: Settings, cfg: Config) -> Results:
             try:
                 await wait_listening(port, process)
                 server = Server(name, port, process)
-                token = fixture.token if name == OURS else ""
+                if name == OURS_2:
+                    await processes.wait_all_listening(server, 2)
+                token = fixture.token if name in OUR_GATEWAYS else ""
                 results.gateways[name] = await bench_gateway(
                     name, server, token, fixture, publisher, cfg,
                     cap if name == NAIVE else None, results.naive_cap_note, results,

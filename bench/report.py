@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psutil
 
-from bench import limits, processes, workspaces
+from bench import limits, process_scenarios, processes, workspaces
 from bench.procs import REPO
 from bench.profile import Profile
-from bench.results import NAIVE, OURS, Results
+from bench.results import NAIVE, OURS, OURS_2, Results
 from bench.runnerbench import ReportRate
 from bench.scenarios import Delivery
 from bench.transactions import TARGET_P99_MS, CommitToClaim
@@ -366,6 +366,9 @@ whether connects waited for a SYN retransmit (1 s, then 3 s): our gateway listen
     process_storms = getattr(results, "process_storms", None)  # (older pickles have none)
     if process_storms is not None:
         out.append(processes.render(process_storms, cfg))
+    if OURS_2 in results.gateways:  # (older pickles have none)
+        two = results.gateways[OURS_2]
+        out.append(process_scenarios.render(ours, two, cfg.watchers, cfg.hot_watchers))
 
     # -- runner ---------------------------------------------------------------------------------
     rep, drain, spawn = results.reports, results.drain, results.spawn

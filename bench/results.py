@@ -14,6 +14,9 @@ from bench.transactions import CommitToClaim
 from bench.workspaces import WorkspaceLoad
 
 OURS, NAIVE, FLOOR = "praxiom-progress", "naive baseline", "floor baseline"
+#: Our gateway command with GATEWAY_PROCESSES=2: every scenario again, on two processes.
+OURS_2 = "praxiom-progress, 2 processes"
+OUR_GATEWAYS = (OURS, OURS_2)
 
 
 @dataclass
