@@ -2,7 +2,7 @@
 
 The floor (`bench/floor_gateway.py`) is what our stack itself can do: aiohttp, aiohttp-sse,
 one shared subscription, one-pass writes, no auth, no database. Every figure of ours is read
-as a ratio to it, measured in the same run; the loop section lists, per publishing window,
+as a ratio to it, measured in the same run; the loop section lists, per steady-state window,
 the stalls and garbage collections our gateway's own `/metrics` recorded.
 """
 
@@ -111,6 +111,15 @@ def _loop_row(window: str, stats: LoopStats | None) -> str:
     )
 
 
+def _idle_hold_row(ours: GatewayResults) -> list[str]:
+    """The largest idle level held open: every stream re-read once a timeout, nothing else."""
+    hold = getattr(ours.idle, "hold_loop", None)  # (older pickles have none)
+    if hold is None:
+        return []
+    streams = ours.idle.levels[-1].streams
+    return [_loop_row(f"{streams:,} idle streams, {ours.idle.hold_s:g} s (idle re-reads)", hold)]
+
+
 def render(results: Results) -> str:
     """The two sections, or nothing when the run had no floor (an older saved run)."""
     if FLOOR not in results.gateways or OURS not in results.gateways:
@@ -139,7 +148,7 @@ def render(results: Results) -> str:
     lines += floor_notes.render(ours, floor)
     lines += [
         "",
-        "## Our gateway's event loop in each publishing window\n",
+        "## Our gateway's event loop in each steady-state window\n",
         "From the gateway's own `/metrics`, scraped before and after each window: "
         "`praxiom_gateway_loop_stall_seconds` (how late a timer due every 5 ms ran), "
         "`praxiom_gateway_loop_stall_cpu_seconds` (of that, CPU the gateway itself used: the "
@@ -149,6 +158,7 @@ def render(results: Results) -> str:
         "| window | stalls > 10 ms (> 50 ms) | worst stall (ms) | of its own CPU > 10 ms | "
         "worst own (ms) | GC gen 0: count / total ms / worst ≤ ms | gen 1 | gen 2 | met? |",
         "|---|---|---|---|---|---|---|---|---|",
+        *_idle_hold_row(ours),
         _loop_row(f"1 task x {ours.fan_out.streams:,}", ours.fan_out.loop),
         *(
             [_loop_row(f"1 task x {ours.hot.streams:,}", ours.hot.loop)]

@@ -40,6 +40,7 @@ class Idle:
     hold_s: float = 0.0  # how long the largest level was watched while idle
     hold_cpu_pct: float = 0.0  # the server's CPU meanwhile (idle re-reads)
     hold_events_per_s: float = 0.0  # events the clients got meanwhile (idle re-emits)
+    hold_loop: LoopStats | None = None  # our gateway's stalls and collections meanwhile
 
 
 @dataclass
@@ -164,9 +165,12 @@ class GatewayBench:
             result.levels.append(IdleLevel(level, kib, open_s, opened.failed, open_cpu_s))
         if open_now and hold_s > 0:
             await self.loadgens.reset()
+            loop_before = await asyncio.to_thread(loopstats.scrape, self.server.port)
             meter = CpuMeter(self.server.pids())
             await asyncio.sleep(hold_s)
             result.hold_cpu_pct = meter.percent()
+            loop_after = await asyncio.to_thread(loopstats.scrape, self.server.port)
+            result.hold_loop = loopstats.window(loop_before, loop_after)
             _, events, _ = await self.loadgens.collect()
             result.hold_s = hold_s
             result.hold_events_per_s = events / hold_s
