@@ -71,14 +71,14 @@ def _delivery_cpu(ours: Delivery, floor: Delivery) -> str | None:
         f"{mine / theirs:.2f}x the floor's {fmt(theirs)}, target 1.1x): the floor parses "
         "the Redis reply and writes the frame, nothing else. Ours writes the same frame (the "
         "socket writes are about half of its busy time, as they are the floor's) and also "
-        f"re-reads every stream's row each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} rows a "
-        "second here, each re-checking its caller: about 3.5 % of its busy time in a py-spy "
-        "profile of this scenario), decodes each message to check its task, version and "
-        "status (orjson: a third of what `json.loads` cost) and builds its frame once "
-        "(`Update.of`, ~3 %), and pings its streams and times its own loop (the stall "
-        "ticker's 200 callbacks a second, ~3 %). uvloop would take about 8 % off "
-        "(docs/scaling.md says why it is not used). What would move it: a busy stream's "
-        "re-check without its row (its caller only), and a cheaper stall ticker."
+        f"re-checks every stream's caller each `SSE_IDLE_TIMEOUT` ({ours.tasks // 10:,} a "
+        "second here, 50 to a query, a busy stream's without its task's row: about 2 % of "
+        "its busy time in a py-spy profile of this scenario), decodes each message to check "
+        "its task, version and status (orjson: a third of what `json.loads` cost) and builds "
+        "its frame once (`Update.of`, ~2 %), and pings its streams and times its own loop "
+        "(the stall ticker's 200 callbacks a second, ~1.5 %). uvloop would take about 8 % "
+        "off (docs/scaling.md says why it is not used). The rest is within a shared "
+        "two-core machine's run-to-run spread: `python -m bench --tails`, repeated, shows it."
     )
 
 
@@ -93,7 +93,7 @@ def _against(label: str, ours: float, floor: float, target: float, unit: str) ->
             f"the floor misses it too ({fmt(floor)} {unit}), so on this machine, with the "
             "load generators on the same cores, our stack cannot reach it in one process "
             "whatever the gateway does on top; what moves it is more processes "
-            "(`GATEWAY_PROCESSES`: see the storm on 1 and 2 processes above), each with a "
+            "(`GATEWAY_PROCESSES`: see every scenario on 1 and 2 processes above), each with a "
             "share of the streams."
         )
     return head + (

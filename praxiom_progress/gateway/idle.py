@@ -98,8 +98,13 @@ class IdleSweeper:
         return sent
 
     async def _check(self, streams: list[ProgressStream], now: float, cutoff: float) -> int:
-        """One chunk: its rows and callers in one query; how many streams got a re-emit."""
-        reread = await self._store.reread_streams((s.task_id, s.digest) for s in streams)
+        """One chunk: its callers, and the rows of its quiet streams' tasks, in one query; how
+        many streams got a re-emit. (A stream quiet before the query and busy after it gets no
+        re-emit; one busy before it cannot be quiet after.)"""
+        quiet_ids = {s.task_id for s in streams if s.quiet_since(cutoff)}
+        reread = await self._store.reread_streams(
+            ((s.task_id, s.digest) for s in streams), rows_of=quiet_ids
+        )
         tasks = reread.tasks
         updates: dict[UUID, Update] = {}
         sent = 0
@@ -111,11 +116,11 @@ class IdleSweeper:
                 note_access_lost(self._limit_stats, task_id, lost)
                 stream.close()
                 continue
-            task = tasks.get(task_id)
-            if task is None:
+            if task_id not in reread.present:
                 stream.close()  # deleted under us: nothing more will come
                 continue
-            if not quiet:
+            task = tasks.get(task_id)
+            if not quiet or task is None:
                 continue  # busy: its caller is checked, its updates flow anyway
             if task_id not in updates:
                 updates[task_id] = snapshot(task)  # encoded once per task, not per stream
@@ -149,7 +154,7 @@ class IdleSweeper:
                 lost = reread.refused.get((stream.task_id, stream.digest))
                 if lost is not None:
                     note_access_lost(self._limit_stats, stream.task_id, lost)
-                if lost is not None or stream.task_id not in reread.tasks:
+                if lost is not None or stream.task_id not in reread.present:
                     stream.close()
                     closed += 1
                 else:

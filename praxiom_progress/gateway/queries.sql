@@ -70,7 +70,9 @@ SELECT tok.id AS token_id, tok.user_id, tok.service_name, tok.read_only, tok.all
 -- as the connect did: each task's row once, with the token digests among its streams' that
 -- no longer count (unauthenticated: expired, revoked) or may no longer see the task
 -- (forbidden: membership removed, grant gone). A missing task has no row. The payload's
--- columns only: a re-read is re-sent, never shown as a record (params can be large).
+-- columns only (a re-read is re-sent, never shown as a record: params can be large), and
+-- only of the tasks in `row_ids` (those with a quiet stream, which gets a re-emit); a busy
+-- stream's re-check needs its caller and its task's existence, so its task's columns are NULL.
 WITH pairs AS (
     SELECT DISTINCT p.task_id, p.token_hash
       FROM unnest(%(task_ids)s::uuid[], %(token_hashes)s::bytea[]) AS p(task_id, token_hash)
@@ -87,14 +89,20 @@ WITH pairs AS (
               AND (expires_at IS NULL OR expires_at > now())
       ) AS caller ON true
 )
-SELECT t.id, t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
-       t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version,
+SELECT t.id, row.status, row.task_type, row.progress_pct, row.phase, row.message,
+       row.started_at, row.completed_at, row.heartbeat_at, row.error, row.result_data,
+       row.version,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
                   WHERE c.task_id = t.id AND NOT c.token_ok), '{}') AS refused_unauthenticated,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
                   WHERE c.task_id = t.id AND c.token_ok AND NOT c.is_member),
                 '{}') AS refused_forbidden
   FROM background_tasks t
+  LEFT JOIN LATERAL (
+       SELECT t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
+              t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version
+        WHERE t.id = ANY(%(row_ids)s::uuid[])
+  ) AS row ON true
  WHERE t.id IN (SELECT task_id FROM pairs);
 
 -- authorize_workspace --

@@ -6,7 +6,7 @@ nothing here knows HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, Generic, TypeVar
@@ -108,9 +108,11 @@ class Principal:
 
 @dataclass(frozen=True)
 class StreamRereads:
-    """The idle re-read of many streams: tasks by id, and the (task id, token digest) pairs
-    refused now, with the decision their reconnect would get."""
+    """The idle re-read of many streams: the tasks that still exist, the rows of those asked
+    for (by id), and the (task id, token digest) pairs refused now, with the decision their
+    reconnect would get."""
 
+    present: set[UUID]
     tasks: dict[UUID, Task]
     refused: dict[tuple[UUID, bytes], Decision]
 
@@ -242,26 +244,36 @@ class GatewayStore:
         return list((await self._tasks_on(self.db, list(task_ids))).values())
 
     async def reread_streams(
-        self, pairs: Iterable[tuple[UUID, bytes]], *, primary: bool = False
+        self,
+        pairs: Iterable[tuple[UUID, bytes]],
+        *,
+        rows_of: Collection[UUID] = (),
+        primary: bool = False,
     ) -> StreamRereads:
-        """Many streams' tasks and callers' access in one round trip (`reread_streams`);
+        """Many streams' callers' access and tasks' existence in one round trip
+        (`reread_streams`), with the rows of the tasks in `rows_of` only: decoding a row (its
+        JSON, its timestamps) is most of a re-check's cost, and a busy stream's needs none.
         `primary`: from the primary even with a standby (an access change just announced)."""
         task_ids, digests = [], []
         for task_id, digest in pairs:
             task_ids.append(task_id)
             digests.append(digest)
         found = await (self.db if primary else self.reads).fetch_all(
-            QUERIES["reread_streams"], {"task_ids": task_ids, "token_hashes": digests}
+            QUERIES["reread_streams"],
+            {"task_ids": task_ids, "token_hashes": digests, "row_ids": list(rows_of)},
         )
+        present: set[UUID] = set()
         tasks: dict[UUID, Task] = {}
         refused: dict[tuple[UUID, bytes], Decision] = {}
         for row in found:
-            task = Task.from_row(row)
+            task_id = row["id"]
+            present.add(task_id)
+            if row["version"] is not None:  # one of `rows_of`
+                tasks[task_id] = Task.from_row(row)
             for column, decision in _REFUSALS:
                 for digest in row[column]:
-                    refused[(task.id, bytes(digest))] = decision
-            tasks[task.id] = task
-        return StreamRereads(tasks, refused)
+                    refused[(task_id, bytes(digest))] = decision
+        return StreamRereads(present, tasks, refused)
 
 
 def _refused(task_id: UUID | None, found: _Found) -> bool:

@@ -174,6 +174,10 @@ class ProgressStream(Wakeable):
             return math.inf
         return min(self._last_activity, self._checked_at)
 
+    def quiet_since(self, cutoff: float) -> bool:
+        """No update came since `cutoff`: its re-check will re-emit its row."""
+        return self._last_activity <= cutoff
+
     def note_checked(self, now: float, quiet_since: float) -> bool:
         """The sweeper re-checks its caller as of `now`. True when no update came since
         `quiet_since` either: a re-emit is due, and due again one timeout from now, whether

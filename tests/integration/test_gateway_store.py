@@ -86,3 +86,34 @@ async def test_a_streams_connect_is_answered_as_a_request_is_with_the_head_only(
     assert task is not None and row is not None
     assert task_payload(task) == task_payload(row)
     assert await store.snapshot(uuid4(), 0) is None
+
+
+async def test_a_re_check_reads_the_rows_of_quiet_streams_tasks_only(
+    db: Database, task_store: TaskStore, member: IssuedToken
+) -> None:
+    """The idle sweeper's `reread_streams` answers every stream's caller and its task's
+    existence, but decodes a row only for the tasks it was asked the rows of: a busy stream's
+    re-check needs none."""
+    other = await AccountStore(db).create_token(workspace="other", user="olga")
+    quiet = await spawn(task_store, member.workspace_id, "research")
+    busy = await spawn(task_store, member.workspace_id, "research")
+    theirs = await spawn(task_store, other.workspace_id, "research")
+    gone = uuid4()
+    store = GatewayStore(db)
+    ann, unknown = hash_token(member.token), hash_token("no-such-token")
+    pairs = [(quiet, ann), (busy, ann), (busy, unknown), (theirs, ann), (gone, ann)]
+
+    reread = await store.reread_streams(pairs, rows_of={quiet, theirs, gone})
+
+    assert reread.present == {quiet, busy, theirs}  # the deleted one is missing
+    assert set(reread.tasks) == {quiet, theirs}  # asked for, and existing
+    row = await task_store.get_task(quiet)
+    assert row is not None and task_payload(reread.tasks[quiet]) == task_payload(row)
+    assert reread.refused == {  # the busy task's callers are checked all the same
+        (busy, unknown): Decision.UNAUTHENTICATED,
+        (theirs, ann): Decision.FORBIDDEN,
+    }
+    # Asked for no row (the re-check of every stream after an access change): callers only.
+    callers_only = await store.reread_streams(pairs, primary=True)
+    assert callers_only.tasks == {} and callers_only.present == reread.present
+    assert callers_only.refused == reread.refused

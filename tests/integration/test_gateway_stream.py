@@ -207,10 +207,10 @@ def count_sweep_reads(gateway: LiveGateway) -> list[int]:
     reads: list[int] = []
     read_many = store.reread_streams
 
-    async def counting(pairs: Any) -> Any:
+    async def counting(pairs: Any, **kwargs: Any) -> Any:
         pairs = list(pairs)
         reads.append(len(pairs))
-        return await read_many(pairs)
+        return await read_many(pairs, **kwargs)
 
     store.reread_streams = counting  # type: ignore[method-assign]
     return reads

@@ -29,12 +29,15 @@ class FlakyStore:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
+    async def reread_streams(
+        self, pairs: Iterable[tuple[UUID, bytes]], *, rows_of: Iterable[UUID] = ()
+    ) -> StreamRereads:
         self.calls += 1
         pairs = list(pairs)
         if self.calls == 1:
             raise StoreUnavailable("PostgreSQL unavailable: connection refused")
-        return StreamRereads({}, {pair: Decision.UNAUTHENTICATED for pair in pairs})
+        present = {task_id for task_id, _ in pairs}
+        return StreamRereads(present, {}, {pair: Decision.UNAUTHENTICATED for pair in pairs})
 
 
 async def test_a_failed_re_check_is_retried_on_the_next_tick(
@@ -72,6 +75,9 @@ class QuietStream:
     def overdue_since(self) -> float:
         return self.since
 
+    def quiet_since(self, cutoff: float) -> bool:
+        return self.since <= cutoff
+
     def note_checked(self, now: float, quiet_since: float) -> bool:
         self.since = now
         return True
@@ -90,10 +96,13 @@ class TimedStore:
     def __init__(self) -> None:
         self.reads: list[tuple[int, float]] = []
 
-    async def reread_streams(self, pairs: Iterable[tuple[UUID, bytes]]) -> StreamRereads:
+    async def reread_streams(
+        self, pairs: Iterable[tuple[UUID, bytes]], *, rows_of: Iterable[UUID] = ()
+    ) -> StreamRereads:
         pairs = list(pairs)
         self.reads.append((len(pairs), time.monotonic()))
-        return StreamRereads({t: task_row(t, 1) for t, _ in pairs}, {})
+        present = {t for t, _ in pairs}
+        return StreamRereads(present, {t: task_row(t, 1) for t in set(rows_of)}, {})
 
 
 async def test_a_sweep_goes_in_chunks_spread_over_its_tick_most_overdue_first() -> None:
@@ -118,3 +127,50 @@ async def test_a_sweep_goes_in_chunks_spread_over_its_tick_most_overdue_first() 
     assert all(gap >= pause * 0.9 for gap in gaps), (gaps, pause)
     assert all(s.reemitted == 1 for s in crowd[-MIN_PER_SWEEP:])  # the most overdue
     assert all(s.reemitted == 0 for s in crowd[:-MIN_PER_SWEEP])
+
+
+class BusyStream(QuietStream):
+    """A stream whose updates flow: due for its caller's re-check, not for a re-emit."""
+
+    def quiet_since(self, cutoff: float) -> bool:
+        return False
+
+    def note_checked(self, now: float, quiet_since: float) -> bool:
+        self.since = now
+        return False
+
+    def reemit(self, update: Update, now: float) -> bool:
+        raise AssertionError("a busy stream gets no re-emit")
+
+
+class RowsAsked(TimedStore):
+    """Notes which tasks' rows each re-read asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows_of: list[set[UUID]] = []
+
+    async def reread_streams(
+        self, pairs: Iterable[tuple[UUID, bytes]], *, rows_of: Iterable[UUID] = ()
+    ) -> StreamRereads:
+        self.rows_of.append(set(rows_of))
+        return await super().reread_streams(pairs, rows_of=rows_of)
+
+
+async def test_a_re_check_asks_for_the_rows_of_quiet_streams_only() -> None:
+    """A busy stream's caller is re-checked in the same query as a quiet one's, but its
+    task's row is neither asked for nor decoded: it gets no re-emit."""
+    now = time.monotonic()
+    quiet, busy = QuietStream(now - 100), BusyStream(now - 100)
+    store = RowsAsked()
+    sweeper = IdleSweeper(
+        {quiet, busy},  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        StreamStats(),
+        LimitStats(),
+        idle_timeout_s=IDLE_S,
+    )
+    assert await sweeper.sweep() == 1
+    assert store.rows_of == [{quiet.task_id}]
+    assert [size for size, _ in store.reads] == [2]  # both callers, one query
+    assert quiet.reemitted == 1 and busy.since > now  # the busy one's check is noted
