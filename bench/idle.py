@@ -16,6 +16,7 @@ import statistics
 import sys
 from dataclasses import replace
 
+from bench import loopstats
 from bench.config import Config
 from bench.fixtures import Fixture, Publisher, prepare
 from bench.scenarios import Idle
@@ -49,7 +50,10 @@ def line(name: str, idle: Idle, floor: Idle | None) -> str:
         if level.failed:
             text += f" [{level.failed} failed]"
         parts.append(text)
-    return f"{name}: " + "; ".join(parts)
+    held = ""
+    if idle.hold_loop is not None:  # BENCH_IDLE_HOLD: the loop while the largest level idles
+        held = f"\n    held {idle.hold_s:g} s: {loopstats.describe(idle.hold_loop)}"
+    return f"{name}: " + "; ".join(parts) + held
 
 
 def summary(name: str, rounds: list[tuple[Idle, Idle]]) -> str:

@@ -36,6 +36,9 @@ CHUNK = 50
 SPREAD = 0.8
 #: A sweep takes at least this many due streams, however few streams are open.
 MIN_PER_SWEEP = 100
+#: Streams a sweep looks at in one turn of the loop as it picks the due ones (about 0.5 ms:
+#: 10,000 streams at once held the loop 2 to 5 ms every tick).
+SCAN = 2500
 
 
 class IdleSweeper:
@@ -75,14 +78,7 @@ class IdleSweeper:
         last check is a timeout old (a busy stream too); how many streams got a re-emit."""
         now = self.clock()
         cutoff = now - self._idle_timeout_s
-        due = [s for s in self._streams if s.overdue_since <= cutoff]
-        # Streams opened together fall due together: take the most overdue, at most twice the
-        # steady rate (every stream once per timeout), so the crowd spreads over sweeps.
-        budget = max(
-            MIN_PER_SWEEP, 2 * math.ceil(len(self._streams) * self.tick_s / self._idle_timeout_s)
-        )
-        if len(due) > budget:
-            due = heapq.nsmallest(budget, due, key=_overdue_since)
+        due = await self._due(cutoff)
         # And each sweep's share goes in chunks spread over the tick: a chunk's rows are
         # handled in one go, a few milliseconds, so no sweep holds the loop for long.
         chunks = list(_batches(due, CHUNK))
@@ -96,6 +92,25 @@ class IdleSweeper:
             sent += await self._check(chunk, now, cutoff)
         self._stats.idle_reemits += sent
         return sent
+
+    async def _due(self, cutoff: float) -> list[ProgressStream]:
+        """The streams due (quiet, or their caller unchecked, since `cutoff`), looked at SCAN
+        to a turn of the loop. Streams opened together fall due together: of a crowd, the
+        most overdue, at most twice the steady rate (every stream once per timeout), so the
+        crowd spreads over sweeps."""
+        streams = list(self._streams)
+        due: list[ProgressStream] = []
+        for start in range(0, len(streams), SCAN):
+            if start:
+                await asyncio.sleep(0)
+            due += [s for s in streams[start : start + SCAN] if s.overdue_since <= cutoff]
+        budget = max(
+            MIN_PER_SWEEP, 2 * math.ceil(len(streams) * self.tick_s / self._idle_timeout_s)
+        )
+        if len(due) > budget:
+            await asyncio.sleep(0)  # the pick in a turn of its own (~2 ms at 5,000 due)
+            due = heapq.nsmallest(budget, due, key=_overdue_since)
+        return due
 
     async def _check(self, streams: list[ProgressStream], now: float, cutoff: float) -> int:
         """One chunk: its callers, and the rows of its quiet streams' tasks, in one query; how

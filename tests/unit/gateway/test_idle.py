@@ -3,7 +3,9 @@ as done (an outage must not buy a revoked caller another whole interval)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 
 from praxiom_progress.gateway.decision import Decision
 from praxiom_progress.gateway.frames import Update
-from praxiom_progress.gateway.idle import CHUNK, MIN_PER_SWEEP, SPREAD, IdleSweeper
+from praxiom_progress.gateway.idle import CHUNK, MIN_PER_SWEEP, SCAN, SPREAD, IdleSweeper
 from praxiom_progress.gateway.limits import LimitStats
 from praxiom_progress.gateway.store import StreamRereads
 from praxiom_progress.gateway.stream import ProgressStream, StreamStats
@@ -174,3 +176,34 @@ async def test_a_re_check_asks_for_the_rows_of_quiet_streams_only() -> None:
     assert store.rows_of == [{quiet.task_id}]
     assert [size for size, _ in store.reads] == [2]  # both callers, one query
     assert quiet.reemitted == 1 and busy.since > now  # the busy one's check is noted
+
+
+async def test_a_sweep_picks_its_due_streams_a_slice_per_turn_of_the_loop() -> None:
+    """Ten thousand streams looked at in one go held the loop for milliseconds every tick:
+    the sweep looks at SCAN of them per turn, and picks the most overdue of a crowd in a turn
+    of its own, so other callbacks run in between."""
+    now = time.monotonic()
+    crowd = [QuietStream(now - 100 - i) for i in range(2 * SCAN + 10)]
+    sweeper = IdleSweeper(
+        set(crowd),  # type: ignore[arg-type]
+        TimedStore(),  # type: ignore[arg-type]
+        StreamStats(),
+        LimitStats(),
+        idle_timeout_s=IDLE_S,
+    )
+    turns = 0
+
+    async def another_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(another_task())
+    await asyncio.sleep(0)
+    before = turns
+    due = await sweeper._due(now - IDLE_S)
+    other.cancel()
+    assert turns - before >= 3  # two more slices, then the pick
+    budget = 2 * math.ceil(len(crowd) * sweeper.tick_s / IDLE_S)
+    assert due == sorted(crowd, key=lambda s: s.since)[:budget]  # the most overdue, in order
