@@ -64,7 +64,10 @@ class GatewayMetrics:
         for result in _USUAL_RESULTS:
             self.stream_opens.labels(result)
         self.db_query = db_query_histogram(self.registry)
-        ProcessCollector(registry=self.registry)
+        # The process's CPU, memory and file descriptors, collected off the event loop:
+        # counting open descriptors lists /proc/self/fd, 8 ms at 10,000 streams.
+        self.process_registry = CollectorRegistry()
+        ProcessCollector(registry=self.process_registry)
 
     def observe_query(self, seconds: float) -> None:
         self.db_query.observe(seconds)
@@ -207,6 +210,8 @@ def _polling(app: web.Application, dispatcher: Dispatcher | None) -> int:
     if dispatcher is None:
         return app[keys.STREAM_STATS].open
     streams: set[ProgressStream] = app[keys.STREAMS]
+    if not isinstance(dispatcher, ClusterDispatcher):  # one subscription: all up or all down
+        return 0 if dispatcher.available else len(streams)
     return sum(not dispatcher.available_for(stream) for stream in list(streams))
 
 
@@ -355,7 +360,9 @@ async def metrics_view(request: web.Request) -> web.Response:
                 await catalogue.unserved()
         except Exception:  # PostgreSQL down or slow: the last answer is shown
             pass
-    body = generate_latest(request.app[METRICS].registry)
+    metrics = request.app[METRICS]
+    process = await asyncio.to_thread(generate_latest, metrics.process_registry)
+    body = generate_latest(metrics.registry) + process
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
