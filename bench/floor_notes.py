@@ -102,12 +102,33 @@ def _against(label: str, ours: float, floor: float, target: float, unit: str) ->
     )
 
 
+def _hot_p99(ours: Delivery, floor: Delivery, target_ms: float = 75) -> str | None:
+    """The hot task's tail: when the floor meets it, what differs is how the pass is made."""
+    label = f"1 task x {ours.streams:,}: p99"
+    if math.isnan(ours.p99_ms) or ours.p99_ms <= target_ms or floor.p99_ms > target_ms:
+        return _against(label, ours.p99_ms, floor.p99_ms, target_ms, "ms")
+    mine, theirs = ours.cpu_us_per_event, floor.cpu_us_per_event
+    return (
+        f"- **{label}** ({fmt(ours.p99_ms)} ms, target {target_ms:g}): the floor meets it "
+        f"({fmt(floor.p99_ms)} ms). Both write each update to the {ours.streams:,} sockets, "
+        "one `send()` each, so the last watcher's latency is the whole pass. Ours used "
+        f"{fmt(mine)} µs of CPU per delivered event against the floor's {fmt(theirs)} "
+        f"({mine / theirs:.2f}x): per watcher, the stream's version and socket checks before "
+        "its write (0.23 µs against 0.09 in a micro-benchmark), and over the window the idle "
+        f"sweeper's re-check of every watcher's caller ({ours.streams // 10:,} a second) and "
+        "the stall ticker. And its pass yields the loop every SSE_DELIVER_CHUNK (100) "
+        "watchers, so what else falls due (pings, re-checks, the stall ticker) runs inside "
+        "the pass, not after it; the floor holds the loop for its whole pass (tens of ms), "
+        "which the 10 ms stall target rules out for us. Two processes: 'Every scenario on "
+        "1 and 2 gateway processes' above."
+    )
+
+
 def render(ours: GatewayResults, floor: GatewayResults) -> list[str]:
     """The notes for this run's missed targets (none: an empty list)."""
     notes = [_opening(ours, floor), _delivery_cpu(ours.many, floor.many)]
     if ours.hot is not None and floor.hot is not None:
-        label = f"1 task x {ours.hot.streams:,}: p99"
-        notes.append(_against(label, ours.hot.p99_ms, floor.hot.p99_ms, 75, "ms"))
+        notes.append(_hot_p99(ours.hot, floor.hot))
     notes.append(
         _against("Storm, all first events", ours.storm.all_ready_s, floor.storm.all_ready_s,
                  1.2, "s")
