@@ -89,9 +89,9 @@ WITH pairs AS (
               AND (expires_at IS NULL OR expires_at > now())
       ) AS caller ON true
 )
-SELECT t.id, row.status, row.task_type, row.progress_pct, row.phase, row.message,
-       row.started_at, row.completed_at, row.heartbeat_at, row.error, row.result_data,
-       row.version,
+SELECT t.id, payload.status, payload.task_type, payload.progress_pct, payload.phase,
+       payload.message, payload.started_at, payload.completed_at, payload.heartbeat_at,
+       payload.error, payload.result_data, payload.version,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
                   WHERE c.task_id = t.id AND NOT c.token_ok), '{}') AS refused_unauthenticated,
        coalesce((SELECT array_agg(c.token_hash) FROM checked c
@@ -102,7 +102,7 @@ SELECT t.id, row.status, row.task_type, row.progress_pct, row.phase, row.message
        SELECT t.status, t.task_type, t.progress_pct, t.phase, t.message, t.started_at,
               t.completed_at, t.heartbeat_at, t.error, t.result_data, t.version
         WHERE t.id = ANY(%(row_ids)s::uuid[])
-  ) AS row ON true
+  ) AS payload ON true
  WHERE t.id IN (SELECT task_id FROM pairs);
 
 -- authorize_workspace --

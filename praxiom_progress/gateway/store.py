@@ -251,8 +251,8 @@ class GatewayStore:
         primary: bool = False,
     ) -> StreamRereads:
         """Many streams' callers' access and tasks' existence in one round trip
-        (`reread_streams`), with the rows of the tasks in `rows_of` only: decoding a row (its
-        JSON, its timestamps) is most of a re-check's cost, and a busy stream's needs none.
+        (`reread_streams`), with the rows of the tasks in `rows_of` only: a busy stream's
+        re-check needs no row, and decoding one (its JSON, its timestamps) is work.
         `primary`: from the primary even with a standby (an access change just announced)."""
         task_ids, digests = [], []
         for task_id, digest in pairs:
