@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import math
 
+from bench.floor_notes import fmt
 from bench.results import GatewayResults
 from bench.scenarios import Delivery
 
 Row = tuple[str, float | None, float | None, int]
-
-
-def _cell(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def _ratio(two: float | None, one: float | None) -> str:
@@ -64,7 +61,7 @@ def render(one: GatewayResults, two: GatewayResults, watchers: int, hot: int) ->
         "|---|---|---|---|",
     ]
     for name, a, b, digits in rows(one, two, watchers, hot):
-        lines.append(f"| {name} | {_cell(a, digits)} | {_cell(b, digits)} | {_ratio(b, a)} |")
+        lines.append(f"| {name} | {fmt(a, digits)} | {fmt(b, digits)} | {_ratio(b, a)} |")
     table = "\n".join(lines)
     return f"""## Every scenario on 1 and 2 gateway processes
 
