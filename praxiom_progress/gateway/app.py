@@ -143,23 +143,27 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     lag = app[STREAM_STATS].lag
     dispatcher: Dispatcher
+    client: aioredis.Redis | RedisCluster
+    clients: list[aioredis.Redis | RedisCluster]
     if settings.redis_cluster:
-        cluster = connect_redis_cluster(settings.redis_url)
-        slots = SlotMap(cluster, settings.redis_url)  # one map for subscribing and publishing
-        client: aioredis.Redis | RedisCluster = cluster
+        client = connect_redis_cluster(settings.redis_url)
+        slots = SlotMap(client, settings.redis_url)  # one map for subscribing and publishing
         dispatcher = ClusterDispatcher(slots, lag=lag, chunk=settings.sse_deliver_chunk)
+        clients = [client]
     else:
-        redis = connect_redis(settings.redis_url)  # the subscription takes its own connection
-        client = redis
+        client = connect_redis(settings.redis_url)
+        subscriber = connect_redis(settings.redis_url, subscriber=True)  # RESP2: see there
         dispatcher = ProgressDispatcher(
-            redis, lag=lag, hooks=app[OPENING_HOOKS], chunk=settings.sse_deliver_chunk
+            subscriber, lag=lag, hooks=app[OPENING_HOOKS], chunk=settings.sse_deliver_chunk
         )
+        clients = [client, subscriber]
     app[REDIS] = client
     app[DISPATCHER] = dispatcher
     await dispatcher.start()  # on a cluster: the slot map is read before the gateway serves
     yield
     await dispatcher.close()
-    await client.aclose()
+    for each in clients:
+        await each.aclose()
 
 
 async def _loop_health(app: web.Application) -> AsyncIterator[None]:

@@ -166,7 +166,7 @@ class ClusterDispatcher:
         return shard
 
     def _new_shard(self, name: str, url: str) -> ProgressDispatcher:
-        redis = connect_redis(url)
+        redis = connect_redis(url, subscriber=True)
         shard = ProgressDispatcher(
             redis,
             sharded=True,

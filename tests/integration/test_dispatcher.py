@@ -14,13 +14,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 import redis.asyncio as aioredis
 
+from praxiom_progress.gateway.app import create_app
 from praxiom_progress.gateway.dispatcher import CONFIRM_TIMEOUT_S, ProgressDispatcher
 from praxiom_progress.gateway.frames import Update
+from praxiom_progress.gateway.keys import DISPATCHER
 from praxiom_progress.gateway.opening import OpeningHooks
 from praxiom_progress.gateway.stream import ProgressStream, StreamStats
 from praxiom_progress.taskstate.channels import progress_channel
@@ -87,9 +90,12 @@ async def redis(sharded: bool) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture
-async def dispatcher(sharded: bool) -> AsyncIterator[ProgressDispatcher]:
-    client = connect_redis(redis_url())
+@pytest.fixture(params=["", "?protocol=3"], ids=["resp2", "resp3"])
+async def dispatcher(
+    sharded: bool, request: pytest.FixtureRequest
+) -> AsyncIterator[ProgressDispatcher]:
+    """The gateway's subscription client: RESP2, or RESP3 where REDIS_URL asks for it."""
+    client = connect_redis(redis_url() + request.param, subscriber=True)
     started = ProgressDispatcher(client, sharded=sharded)
     await started.start()
     await wait_for(lambda: asyncio.sleep(0, result=started.available), timeout_s=5)
@@ -614,3 +620,23 @@ async def test_the_reader_reads_no_further_while_a_fan_out_is_under_way() -> Non
         await started.close()
         await client.aclose()
         await publisher.aclose()
+
+
+@pytest.mark.parametrize(("query", "resp"), [("", "2"), ("?protocol=3", "3")])
+async def test_the_gateway_s_subscription_speaks_resp2_unless_its_redis_url_asks(
+    aiohttp_client: Any, settings: Settings, throwaway_redis: ThrowawayRedis, query: str,
+    resp: str,
+) -> None:  # fmt: skip
+    """RESP3 pushes cost every message redis-py's formatted debug line (connect_redis)."""
+    url = throwaway_redis.url + query
+    api = await aiohttp_client(create_app(settings.replace(redis_url=url)))
+    await wait_for(lambda: asyncio.sleep(0, api.app[DISPATCHER].available), timeout_s=5)
+    watcher = Watcher()
+    await api.app[DISPATCHER].watch(watcher)
+    admin = connect_redis(throwaway_redis.url)
+    try:
+        subscribed = [c for c in await admin.client_list() if c["sub"] != "0"]
+    finally:
+        await admin.aclose()
+    assert [c["resp"] for c in subscribed] == [resp]
+    api.app[DISPATCHER].unwatch(watcher)
