@@ -1,7 +1,9 @@
 """`gateway.dispatcher.ProgressDispatcher` on its own, against real Redis (plain and sharded
 pub/sub; Redis 7 serves SSUBSCRIBE outside a cluster too): one subscription per channel,
 confirmed before `watch` returns, every message decoded once and offered to each stream of
-its task, forged and undecodable ones dropped, and reconnection after Redis goes away.
+its task, forged and undecodable ones dropped, and reconnection after Redis goes away; each
+over RESP2, as the gateway subscribes, and RESP3, which REDIS_URL may ask for (the last test
+reads the protocol of a real gateway's subscription from Redis).
 
 The streams are real `ProgressStream`s that never run: what the dispatcher hands them stays
 in their mailbox (or is recorded), which is what these tests read.
